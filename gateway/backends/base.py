@@ -1,0 +1,329 @@
+"""The object store interface: what every backend (``local``, ``s3``) must do.
+
+Backends move bytes and keep S3's object model; they know nothing about users, policies or
+sessions. They raise :class:`gateway.errors.S3Error` with the S3 code a client expects
+(``NoSuchBucket``, ``NoSuchKey``, ``PreconditionFailed``...), so handlers pass errors on as-is.
+
+Conventions shared by all backends:
+
+* ETags are returned *without* quotes: ``"<md5 hex>"`` for single uploads and
+  ``"<md5 of the part md5s>-<N>"`` for multipart uploads. Handlers add the quotes.
+* Times are timezone-aware UTC datetimes.
+* A write consumes a :class:`Body` to the end. If iterating it raises (bad checksum, client
+  went away), the backend must leave no visible object and re-raise the exception unchanged.
+* User metadata keys are lower-case, without the ``x-amz-meta-`` prefix.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from gateway.errors import S3Error
+
+#: Headers that S3 stores with an object and returns on GET/HEAD (besides Content-Type).
+STORED_HEADERS = (
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+)
+
+MAX_KEY_BYTES = 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PART_NUMBER = 10000
+
+
+class Body(Protocol):
+    """A request body being streamed in: decoded bytes, already being verified.
+
+    ``size`` is the decoded length when known (it always is for writes the gateway accepts).
+    Iterating yields the bytes; it raises S3Error when a signature, checksum or length check
+    fails, which happens no later than the end of the stream and before the last piece is yielded.
+    """
+
+    size: int | None
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(slots=True)
+class WriteMeta:
+    """What a client may attach to an object when writing it."""
+
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # subset of STORED_HEADERS
+
+
+@dataclass(slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BucketInfo:
+    name: str
+    created: datetime
+
+
+@dataclass(slots=True)
+class Conditions:
+    """Conditional request headers (RFC 7232 as S3 applies them)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: datetime | None = None
+    if_unmodified_since: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.if_match,
+                self.if_none_match,
+                self.if_modified_since,
+                self.if_unmodified_since,
+            )
+        )
+
+
+@dataclass(slots=True)
+class ByteRange:
+    """A resolved, satisfiable byte range: ``start``..``end`` inclusive of an object of ``total``."""
+
+    start: int
+    end: int
+    total: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class ObjectReader(ABC):
+    """An object being read: its info, the served range (None = whole object) and its bytes."""
+
+    info: ObjectInfo
+    byte_range: ByteRange | None
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the file or upstream connection; safe to call more than once."""
+
+
+@dataclass(slots=True)
+class ListPage:
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    truncated: bool
+    #: the last key or common prefix returned; where the next page starts after
+    next_marker: str | None = None
+
+
+@dataclass(slots=True)
+class PartInfo:
+    number: int
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(slots=True)
+class PartsPage:
+    parts: list[PartInfo]
+    truncated: bool
+    next_marker: int | None = None
+
+
+@dataclass(slots=True)
+class UploadInfo:
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+@dataclass(slots=True)
+class UploadsPage:
+    uploads: list[UploadInfo]
+    prefixes: list[str]
+    truncated: bool
+    next_key_marker: str | None = None
+    next_upload_id_marker: str | None = None
+
+
+@dataclass(slots=True)
+class CopyResult:
+    etag: str
+    last_modified: datetime
+
+
+class ObjectStore(ABC):
+    """One object store backend. Instances are shared by all requests of a process."""
+
+    #: "local" or "s3"
+    kind: str
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open pools, create directories. Called once before serving."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release pools and files."""
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise if the store is unreachable (used by /_minimo/health)."""
+
+    # -- buckets -------------------------------------------------------------------------------
+    @abstractmethod
+    async def list_buckets(self) -> list[BucketInfo]: ...
+
+    @abstractmethod
+    async def create_bucket(self, bucket: str) -> None:
+        """Raise BucketAlreadyOwnedByYou when it exists."""
+
+    @abstractmethod
+    async def delete_bucket(self, bucket: str) -> None:
+        """Raise NoSuchBucket or BucketNotEmpty (in-flight multipart uploads count as content)."""
+
+    @abstractmethod
+    async def head_bucket(self, bucket: str) -> None:
+        """Raise NoSuchBucket when absent."""
+
+    # -- objects -------------------------------------------------------------------------------
+    @abstractmethod
+    async def put_object(
+        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+    ) -> str:
+        """Store the object atomically and return its ETag.
+
+        ``if_none_match`` (``If-None-Match: *``) makes the write fail with PreconditionFailed
+        when the key already exists, atomically with respect to concurrent writers.
+        """
+
+    @abstractmethod
+    async def head_object(
+        self, bucket: str, key: str, conditions: Conditions | None = None
+    ) -> ObjectInfo:
+        """Raise NoSuchBucket/NoSuchKey; apply conditions (PreconditionFailed / NotModified)."""
+
+    @abstractmethod
+    async def open_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        range_header: str | None = None,
+        conditions: Conditions | None = None,
+    ) -> ObjectReader:
+        """Open for reading. ``range_header`` is the client's raw ``Range`` value; an invalid
+        or multi-range header is ignored (whole object), an unsatisfiable one raises InvalidRange."""
+
+    @abstractmethod
+    async def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        meta: WriteMeta | None,
+        conditions: Conditions | None = None,
+    ) -> CopyResult:
+        """Server-side copy. ``meta=None`` keeps the source's metadata (directive COPY).
+        ``conditions`` apply to the source (x-amz-copy-source-if-*)."""
+
+    @abstractmethod
+    async def delete_object(self, bucket: str, key: str) -> None:
+        """Delete; a missing key is not an error (S3 answers 204 either way)."""
+
+    @abstractmethod
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """Keys in UTF-8 byte order, strictly after ``start_after``.
+
+        With a delimiter, keys sharing ``prefix + ... + delimiter`` fold into one common prefix;
+        a common prefix equal to ``start_after`` is skipped whole (it was the last entry of the
+        previous page). ``max_keys`` counts keys and prefixes together; 0 returns nothing.
+        """
+
+    # -- multipart -----------------------------------------------------------------------------
+    @abstractmethod
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+        """Return a new upload id."""
+
+    @abstractmethod
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+    ) -> str:
+        """Store (or replace) one part; return its ETag. NoSuchUpload when unknown."""
+
+    @abstractmethod
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        *,
+        range_header: str | None = None,
+        conditions: Conditions | None = None,
+    ) -> CopyResult: ...
+
+    @abstractmethod
+    async def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> str:
+        """Assemble the listed (part number, etag) parts, make the object visible atomically and
+        return its ETag. InvalidPart / InvalidPartOrder / EntityTooSmall as S3 does."""
+
+    @abstractmethod
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
+
+    @abstractmethod
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, part_marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage: ...
+
+    @abstractmethod
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage: ...
+
+
+def no_such_key(bucket: str, key: str) -> S3Error:
+    return S3Error("NoSuchKey", resource=f"/{bucket}/{key}")
+
+
+def no_such_bucket(bucket: str) -> S3Error:
+    return S3Error("NoSuchBucket", resource=f"/{bucket}")

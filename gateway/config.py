@@ -1,0 +1,51 @@
+"""Configuration of one gateway process, from CLI options and ``MINIMO_*`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(slots=True)
+class Config:
+    data_dir: Path = Path("minimo-data")
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 9000
+    #: the region clients must sign for; others get AuthorizationHeaderMalformed
+    region: str = "us-east-1"
+    #: set = objects go to this S3 endpoint (the ``s3`` backend); unset = ``local`` backend
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: where generated TLS material lives (DESIGN.md layout: ``certs/``)
+    certs_dir: Path = Path("certs")
+    #: extra host names for the generated certificate's SANs
+    hosts: list[str] = field(default_factory=list)
+    insecure_http: bool = False
+    #: virtual-hosted-style requests are recognised under this domain when set
+    domain: str | None = None
+    #: how refusals and the UI name this server (defaults to the listen address)
+    public_url: str | None = None
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "minimo.sqlite3"
+
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"{self.scheme}://{self.listen_host}:{self.listen_port}"

@@ -1,0 +1,144 @@
+"""AWS Signature Version 4: the parts shared by verifying client requests and signing upstream ones.
+
+Reference: the AWS SigV4 documentation ("Create a canonical request", "Create a string to sign",
+"Calculate the signature"). S3 differs from other services in one way that matters here: the
+canonical URI is the path as sent, URI-encoded once per segment, never normalised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from urllib.parse import quote, unquote
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+
+# RFC 3986 unreserved characters are the only ones SigV4 leaves unescaped.
+_SAFE = "-_.~"
+
+
+def uri_encode(value: str, *, keep_slash: bool) -> str:
+    return quote(value, safe=_SAFE + ("/" if keep_slash else ""))
+
+
+def canonical_uri(raw_path: str) -> str:
+    """The canonical URI of S3 requests: each segment decoded then encoded again, slashes kept.
+
+    ``raw_path`` is the path exactly as it arrived (aiohttp's ``request.raw_path`` without the
+    query string): clients encode differently (``+``, ``%2F``...) and what they signed is the
+    decoded key re-encoded in the canonical way.
+    """
+    return "/".join(uri_encode(unquote(part), keep_slash=False) for part in raw_path.split("/")) or "/"
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]], *, exclude: str | None = None) -> str:
+    """Sorted, encoded ``k=v`` pairs; ``pairs`` are already decoded."""
+    encoded = sorted(
+        (uri_encode(k, keep_slash=False), uri_encode(v, keep_slash=False))
+        for k, v in pairs
+        if k != exclude
+    )
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def canonical_headers(headers: Mapping[str, str], signed: Iterable[str]) -> str:
+    lines = []
+    for name in signed:
+        value = headers.get(name, "")
+        lines.append(f"{name}:{' '.join(value.split())}\n")
+    return "".join(lines)
+
+
+def canonical_request(
+    method: str,
+    uri: str,
+    query: str,
+    headers: Mapping[str, str],
+    signed_headers: list[str],
+    payload_hash: str,
+) -> str:
+    return "\n".join(
+        (
+            method,
+            uri,
+            query,
+            canonical_headers(headers, signed_headers),
+            ";".join(signed_headers),
+            payload_hash,
+        )
+    )
+
+
+def scope(date: str, region: str, service: str = "s3") -> str:
+    return f"{date}/{region}/{service}/aws4_request"
+
+
+def string_to_sign(amz_date: str, credential_scope: str, canonical: str) -> str:
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return f"{ALGORITHM}\n{amz_date}\n{credential_scope}\n{digest}"
+
+
+@lru_cache(maxsize=1024)
+def signing_key(secret: str, date: str, region: str, service: str = "s3") -> bytes:
+    """The derived key; cached because it changes once a day per (secret, region)."""
+    k = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    k = hmac.new(k, region.encode(), hashlib.sha256).digest()
+    k = hmac.new(k, service.encode(), hashlib.sha256).digest()
+    return hmac.new(k, b"aws4_request", hashlib.sha256).digest()
+
+
+def sign(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def signatures_equal(a: str, b: str) -> bool:
+    """Constant-time comparison (DESIGN.md #9)."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def sign_request(
+    *,
+    method: str,
+    raw_path: str,
+    query: Iterable[tuple[str, str]],
+    headers: dict[str, str],
+    payload_hash: str,
+    access_key: str,
+    secret_key: str,
+    region: str,
+    host: str,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """Sign an outgoing request (the ``s3`` backend's upstream calls).
+
+    ``headers`` uses lower-case names and is updated in place with ``host``, ``x-amz-date``,
+    ``x-amz-content-sha256`` and ``authorization``; it is also returned.
+    """
+    now = now or datetime.now(UTC)
+    amz_date = now.strftime(AMZ_DATE_FORMAT)
+    headers["host"] = host
+    headers["x-amz-date"] = amz_date
+    headers["x-amz-content-sha256"] = payload_hash
+    signed = sorted(headers)
+    canonical = canonical_request(
+        method, canonical_uri(raw_path), canonical_query(query), headers, signed, payload_hash
+    )
+    credential_scope = scope(amz_date[:8], region)
+    signature = sign(
+        signing_key(secret_key, amz_date[:8], region),
+        string_to_sign(amz_date, credential_scope, canonical),
+    )
+    headers["authorization"] = (
+        f"{ALGORITHM} Credential={access_key}/{credential_scope}, "
+        f"SignedHeaders={';'.join(signed)}, Signature={signature}"
+    )
+    return headers

@@ -1,0 +1,34 @@
+"""Who made a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    UPLOADER = "uploader"
+    READER = "reader"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A user acting through a personal access key (or, later, a session key)."""
+
+    user: str
+    role: Role
+    access_key: str | None = None
+
+    @property
+    def may_write(self) -> bool:
+        return self.role in (Role.ADMIN, Role.UPLOADER)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """An active access key with its plaintext secret, as SigV4 verification needs it."""
+
+    access_key: str
+    secret_key: str
+    principal: Principal

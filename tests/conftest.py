@@ -1,0 +1,84 @@
+"""Shared fixtures: real servers (versitygw, minimo) and real clients pointed at them.
+
+``gateway`` is parametrized over the matrix issue 2 asks for: both object-store backends
+(``local``, ``s3`` in front of versitygw), each over plain HTTP and over HTTPS.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+
+from tests.servers import Gateway, Versitygw, run_gateway, run_versitygw
+
+GATEWAY_MATRIX = ["local-http", "local-https", "s3-http", "s3-https"]
+
+
+@pytest.fixture(scope="session")
+def versitygw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versitygw]:
+    with run_versitygw(tmp_path_factory.mktemp("versitygw") / "root") as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=GATEWAY_MATRIX)
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    backend, transport = request.param.split("-")
+    upstream = request.getfixturevalue("versitygw") if backend == "s3" else None
+    data_dir = tmp_path_factory.mktemp(f"minimo-{request.param}")
+    with run_gateway(data_dir, upstream=upstream, tls=transport == "https") as gw:
+        gw.backend = backend  # type: ignore[attr-defined]
+        yield gw
+
+
+def boto3_client(gw: Gateway, **config: object):
+    """boto3 with its default configuration (so HTTPS uploads use aws-chunked trailers)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=gw.endpoint,
+        aws_access_key_id=gw.access_key,
+        aws_secret_access_key=gw.secret_key,
+        region_name="us-east-1",
+        verify=str(gw.ca_file) if gw.ca_file else None,
+        config=BotoConfig(**config) if config else None,
+    )
+
+
+@pytest.fixture
+def s3(gateway: Gateway):
+    return boto3_client(gateway)
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    """A fresh bucket for one test."""
+    name = f"t-{secrets.token_hex(6)}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def payload_file(tmp_path: Path):
+    """Write ``size`` random-ish bytes to a file without holding them all in memory."""
+
+    def make(size: int, name: str = "payload.bin") -> Path:
+        path = tmp_path / name
+        block = secrets.token_bytes(1 << 20)
+        with path.open("wb") as f:
+            remaining = size
+            counter = 0
+            while remaining > 0:
+                piece = block[: min(len(block), remaining)]
+                # vary each MiB so part mix-ups cannot go unnoticed
+                f.write(counter.to_bytes(8, "big") + piece[8:] if len(piece) > 8 else piece)
+                remaining -= len(piece)
+                counter += 1
+        return path
+
+    return make

@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import ssl
+import urllib.request
 from collections.abc import Iterator
+from http.client import HTTPResponse
 from pathlib import Path
 
 import boto3
@@ -48,6 +52,29 @@ def boto3_client(gw: Gateway, **config: object):
         verify=str(gw.ca_file) if gw.ca_file else None,
         config=BotoConfig(**config) if config else None,
     )
+
+
+def ssl_context(gw: Gateway) -> ssl.SSLContext | None:
+    """An SSL context trusting this gateway's self-signed certificate (None over plain HTTP)."""
+    return ssl.create_default_context(cafile=str(gw.ca_file)) if gw.ca_file else None
+
+
+def urlopen(gw: Gateway, url: str, method: str = "GET") -> HTTPResponse:
+    """Fetch ``url`` (e.g. a presigned one) from this gateway with no extra headers.
+
+    HTTP errors are raised as ``urllib.error.HTTPError``, whose ``read()`` is the S3 XML error.
+    """
+    request = urllib.request.Request(url, method=method)
+    return urllib.request.urlopen(request, context=ssl_context(gw), timeout=60)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in blocks so big payloads never sit in memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ class Config:
     domain: str | None = None
     #: how refusals and the UI name this server (defaults to the listen address)
     public_url: str | None = None
+    #: the Fernet key that encrypts S3 secrets at rest (default ``DATA_DIR/secret.key``)
+    secret_key_file: Path | None = None
 
     @property
     def objects_dir(self) -> Path:
@@ -39,6 +41,9 @@ class Config:
     def sqlite_path(self) -> Path:
         return self.data_dir / "minimo.sqlite3"
 
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
 
     @property
     def scheme(self) -> str:

@@ -1,0 +1,1 @@
+"""minimo benchmark: see bench/run.py and docs/benchmarks.md."""

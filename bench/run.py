@@ -1,0 +1,428 @@
+#!/usr/bin/env python
+"""minimo's benchmark (issue 2, item 9): four servers side by side on loopback, one client.
+
+    python bench/run.py            # full run: 1 GiB objects, 5 GiB RSS upload, 3 repeats
+    python bench/run.py --quick    # development: 256 MiB objects, 1 GiB RSS upload, 1 repeat
+
+Targets: minimo-local, minimo-s3 (in front of versitygw), versitygw posix direct and a bare
+aiohttp server (the Python ceiling). Measures, with the same client against each:
+single-stream PUT and GET throughput of a large object, 4 KiB PUT and GET operations per second
+at concurrency 32, and the server's peak RSS while one very large object streams in.
+
+Prints a markdown report and writes it to bench/results/latest.md (raw figures beside it in
+latest.json) to paste into docs/benchmarks.md. Exits 1 when any measurement failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make gateway, tests and bench importable
+    sys.path.insert(0, str(REPO))
+
+from bench import client, rss  # noqa: E402
+from bench.targets import ALL_TARGETS, STARTERS, Target  # noqa: E402
+
+MIB = 1 << 20
+BUCKET = "bench"
+
+
+@dataclass(slots=True)
+class Settings:
+    large_bytes: int
+    rss_bytes: int
+    small_count: int
+    small_seconds: float
+    small_size: int
+    concurrency: int
+    repeats: int
+    targets: list[str]
+    tmp_dir: Path
+    out: Path
+
+
+@dataclass(slots=True)
+class TargetResults:
+    put_mibs: list[float] = field(default_factory=list)
+    get_mibs: list[float] = field(default_factory=list)
+    small_put_ops: list[float] = field(default_factory=list)
+    small_get_ops: list[float] = field(default_factory=list)
+    rss_before_mib: float | None = None
+    rss_peak_mib: float | None = None
+    rss_hwm_mib: float | None = None
+    rss_hwm_reset: bool = False
+    rss_upload_mibs: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# measurements
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def settle() -> None:
+    """Flush dirty pages so one measurement does not pay for the previous one's writeback."""
+    os.sync()
+
+
+def measure_large(target: Target, res: TargetResults, s: Settings, rep: int, block: bytes) -> None:
+    key = f"/{BUCKET}/large-{rep}"
+    settle()
+    seconds = client.put_large(target.endpoint, key, s.large_bytes, block)
+    res.put_mibs.append(s.large_bytes / MIB / seconds)
+    settle()
+    seconds = client.get_large(target.endpoint, key, s.large_bytes)
+    res.get_mibs.append(s.large_bytes / MIB / seconds)
+    client.request(target.endpoint, "DELETE", key)
+
+
+def measure_small(target: Target, res: TargetResults, s: Settings, rep: int) -> None:
+    prefix = f"/{BUCKET}/small-{rep}/"
+    body = os.urandom(s.small_size)
+    settle()
+    for method, sink in (("PUT", res.small_put_ops), ("GET", res.small_get_ops)):
+        result = client.small_ops(
+            target.endpoint,
+            method,
+            prefix,
+            count=s.small_count,
+            max_seconds=s.small_seconds,
+            concurrency=s.concurrency,
+            body=body,
+        )
+        if result.errors:
+            raise client.BenchError(
+                f"{result.errors}/{result.ops} small {method}s failed; first: {result.first_error}"
+            )
+        sink.append(result.per_second)
+
+
+def reset_hwm(pid: int) -> bool:
+    """Reset the kernel's peak-RSS counter (``echo 5 > clear_refs``) so VmHWM covers the upload."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_rss(target: Target, res: TargetResults, s: Settings, block: bytes) -> None:
+    key = f"/{BUCKET}/rss"
+    settle()
+    res.rss_hwm_reset = reset_hwm(target.pid)
+    with rss.PeakRss(target.pid) as meter:
+        seconds = client.put_large(target.endpoint, key, s.rss_bytes, block)
+    res.rss_upload_mibs = s.rss_bytes / MIB / seconds
+    res.rss_before_mib = meter.before_kib / 1024
+    res.rss_peak_mib = meter.peak_kib / 1024
+    res.rss_hwm_mib = rss.hwm_kib(target.pid) / 1024
+    client.request(target.endpoint, "DELETE", key)
+
+
+def guarded(name: str, res: TargetResults, what: str, fn, *args) -> None:
+    """Run one measurement; a failure is recorded for the report instead of ending the run."""
+    log(f"{name}: {what}")
+    try:
+        fn(*args)
+    except (client.BenchError, OSError, RuntimeError) as exc:
+        res.errors.append(f"{what}: {exc}")
+        log(f"{name}: {what} FAILED: {exc}")
+
+
+def run_all(s: Settings, work: Path) -> tuple[dict[str, TargetResults], list[str]]:
+    results = {name: TargetResults() for name in s.targets}
+    order: list[Target] = []
+    block = client.make_block()
+    with ExitStack() as stack:
+        for name in s.targets:
+            log(f"starting {name}")
+            try:
+                target = stack.enter_context(STARTERS[name](work))
+                client.request(target.endpoint, "PUT", f"/{BUCKET}")
+                order.append(target)
+            except (client.BenchError, OSError, RuntimeError) as exc:
+                results[name].errors.append(f"start: {exc}")
+                log(f"{name}: could not start: {exc}")
+        # Repeats go round the targets so background noise spreads over all of them alike.
+        for rep in range(s.repeats):
+            for t in order:
+                what = f"large PUT/GET {s.large_bytes // MIB} MiB, run {rep + 1}"
+                guarded(
+                    t.name, results[t.name], what, measure_large, t, results[t.name], s, rep, block
+                )
+        for rep in range(s.repeats):
+            for t in order:
+                what = f"small ops, run {rep + 1}"
+                guarded(t.name, results[t.name], what, measure_small, t, results[t.name], s, rep)
+        for t in order:
+            what = f"peak RSS during a {s.rss_bytes // MIB} MiB PUT"
+            guarded(t.name, results[t.name], what, measure_rss, t, results[t.name], s, block)
+        log("stopping servers")
+    return results, [t.name for t in order]
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def runs(values: list[float]) -> str:
+    return ", ".join(f"{v:,.0f}" for v in values) or "n/a"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def machine_lines(s: Settings) -> list[str]:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    import aiohttp
+
+    return [
+        f"- machine: {os.cpu_count()} cores ({cpu}), {mem_kib / MIB:.1f} GiB RAM, "
+        f"Linux {platform.release()}; shared by the client and every server",
+        f"- software: Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+        f"minimo commit {commit or 'unknown'}",
+        f"- data directories: {s.tmp_dir} ({filesystem_type(s.tmp_dir)})",
+        f"- large object: {s.large_bytes // MIB} MiB, one stream, median of {s.repeats} run(s)",
+        f"- small objects: {s.small_size // 1024} KiB, up to {s.small_count} ops or "
+        f"{s.small_seconds:g} s per run, concurrency {s.concurrency}, median of {s.repeats} run(s)",
+        f"- memory: server RSS while one {s.rss_bytes // MIB} MiB object is PUT",
+    ]
+
+
+def absolute_table(results: dict[str, TargetResults]) -> list[str]:
+    lines = [
+        "| target | large PUT MiB/s | large GET MiB/s | 4 KiB PUT ops/s | 4 KiB GET ops/s "
+        "| RSS before MiB | peak RSS MiB | VmHWM MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {fmt(median(r.put_mibs))} | {fmt(median(r.get_mibs))} "
+            f"| {fmt(median(r.small_put_ops))} | {fmt(median(r.small_get_ops))} "
+            f"| {fmt(r.rss_before_mib, 1)} | {fmt(r.rss_peak_mib, 1)} | {fmt(r.rss_hwm_mib, 1)} |"
+        )
+    return lines
+
+
+def runs_table(results: dict[str, TargetResults]) -> list[str]:
+    lines = [
+        "| target | large PUT runs | large GET runs | 4 KiB PUT runs | 4 KiB GET runs "
+        "| big upload MiB/s |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {runs(r.put_mibs)} | {runs(r.get_mibs)} | {runs(r.small_put_ops)} "
+            f"| {runs(r.small_get_ops)} | {fmt(r.rss_upload_mibs)} |"
+        )
+    return lines
+
+
+def ratio_rows(
+    results: dict[str, TargetResults], s: Settings
+) -> list[tuple[str, float | None, str, bool | None]]:
+    """(what, measured, target text, met) for every target issue 2 sets."""
+    ref = results.get("versitygw", TargetResults())
+    rows: list[tuple[str, float | None, str, bool | None]] = []
+    goals = {"minimo-local": 0.8, "minimo-s3": 0.7}
+    metrics = (
+        ("large PUT", "put_mibs", goals),
+        ("large GET", "get_mibs", goals),
+        ("4 KiB PUT", "small_put_ops", {"minimo-local": 0.5, "minimo-s3": 0.5}),
+        ("4 KiB GET", "small_get_ops", {"minimo-local": 0.5, "minimo-s3": 0.5}),
+    )
+    for label, attr, wanted in metrics:
+        for name, goal in wanted.items():
+            if name not in results:
+                continue
+            value = ratio(median(getattr(results[name], attr)), median(getattr(ref, attr)))
+            met = None if value is None else value >= goal
+            rows.append((f"{name} / versitygw, {label}", value, f"≥ {goal}", met))
+    for name in ("minimo-local", "minimo-s3"):
+        if name in results:
+            peak = results[name].rss_peak_mib
+            met = None if peak is None else peak < 150
+            what = f"{name} peak RSS during {s.rss_bytes // MIB} MiB PUT (MiB)"
+            rows.append((what, peak, "< 150", met))
+    return rows
+
+
+def ratio_table(results: dict[str, TargetResults], s: Settings) -> list[str]:
+    lines = ["| measure | value | target | met |", "|---|---:|---|---|"]
+    for what, value, goal, met in ratio_rows(results, s):
+        shown = fmt(value, 1) if "RSS" in what else fmt(value, 2)
+        verdict = {True: "yes", False: "**no**", None: "n/a"}[met]
+        lines.append(f"| {what} | {shown} | {goal} | {verdict} |")
+    if "bare" in results:
+        bare = results["bare"]
+        for name in ("minimo-local", "minimo-s3"):
+            if name not in results:
+                continue
+            r = results[name]
+            parts = [
+                f"PUT {fmt(ratio(median(r.put_mibs), median(bare.put_mibs)), 2)}",
+                f"GET {fmt(ratio(median(r.get_mibs), median(bare.get_mibs)), 2)}",
+                f"4 KiB PUT {fmt(ratio(median(r.small_put_ops), median(bare.small_put_ops)), 2)}",
+                f"4 KiB GET {fmt(ratio(median(r.small_get_ops), median(bare.small_get_ops)), 2)}",
+            ]
+            lines.append(f"| {name} / bare (context) | {'; '.join(parts)} | — | — |")
+    return lines
+
+
+def render(results: dict[str, TargetResults], s: Settings, started: datetime, took: float) -> str:
+    lines = [
+        f"### Run of {started:%Y-%m-%d %H:%M} UTC ({took / 60:.1f} min)",
+        "",
+        *machine_lines(s),
+        "",
+        "#### Ratios against the targets of issue 2",
+        "",
+        *ratio_table(results, s),
+        "",
+        "#### Absolute figures (medians)",
+        "",
+        *absolute_table(results),
+        "",
+        "#### Every run",
+        "",
+        *runs_table(results),
+    ]
+    hwm_note = [n for n, r in results.items() if r.rss_hwm_mib is not None and not r.rss_hwm_reset]
+    if hwm_note:
+        lines += [
+            "",
+            f"VmHWM could not be reset for {', '.join(hwm_note)}: it covers the "
+            "whole process life there, start-up included.",
+        ]
+    failures = [(n, e) for n, r in results.items() for e in r.errors]
+    if failures:
+        lines += ["", "#### Failures", ""]
+        lines += [f"- {name}: {error}" for name, error in failures]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def filesystem_type(path: Path) -> str:
+    """The file system holding ``path``, from the longest matching mount point."""
+    best, kind = "", "unknown"
+    resolved = str(path.resolve())
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount, fstype, *_ = line.split()
+        inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, kind = mount, fstype
+    return kind
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    p = argparse.ArgumentParser(description="Benchmark minimo against versitygw on loopback.")
+    p.add_argument("--quick", action="store_true", help="256 MiB / 1 GiB sizes, 1 repeat")
+    p.add_argument("--large-mib", type=int, help="large object size (default 1024, quick 256)")
+    p.add_argument("--rss-mib", type=int, help="RSS upload size (default 5120, quick 1024)")
+    p.add_argument("--small-count", type=int, help="4 KiB ops per run (default 3000, quick 1000)")
+    p.add_argument("--small-seconds", type=float, default=10.0, help="time cap per small run")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--repeats", type=int, help="runs per measurement (default 3, quick 1)")
+    p.add_argument(
+        "--targets",
+        default=",".join(ALL_TARGETS),
+        help=f"comma-separated subset of {','.join(ALL_TARGETS)}",
+    )
+    p.add_argument(
+        "--tmp-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where data directories go (on disk, not tmpfs)",
+    )
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.md")
+    a = p.parse_args(argv)
+    targets = [t for t in a.targets.split(",") if t]
+    unknown = set(targets) - set(ALL_TARGETS)
+    if unknown:
+        p.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    if filesystem_type(a.tmp_dir) == "tmpfs":
+        p.error(f"{a.tmp_dir} is tmpfs: give --tmp-dir on a disk so writes are real")
+    quick = a.quick
+    return Settings(
+        large_bytes=(a.large_mib or (256 if quick else 1024)) * MIB,
+        rss_bytes=(a.rss_mib or (1024 if quick else 5120)) * MIB,
+        small_count=a.small_count or (1000 if quick else 3000),
+        small_seconds=a.small_seconds,
+        small_size=4096,
+        concurrency=a.concurrency,
+        repeats=a.repeats or (1 if quick else 3),
+        targets=targets,
+        tmp_dir=a.tmp_dir,
+        out=a.out,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    s = parse_args(argv)
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="minimo-bench-", dir=s.tmp_dir))
+    log(f"working in {work}")
+    try:
+        results, _ = run_all(s, work)
+    finally:
+        # Gigabytes of objects: never leave them behind, even after Ctrl-C.
+        shutil.rmtree(work, ignore_errors=True)
+    report = render(results, s, started, time.monotonic() - clock)
+    print(report)
+    s.out.parent.mkdir(parents=True, exist_ok=True)
+    s.out.write_text(report)
+    raw = {
+        "settings": {k: str(v) for k, v in asdict(s).items()},
+        "results": {n: asdict(r) for n, r in results.items()},
+    }
+    s.out.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
+    log(f"wrote {s.out}")
+    return 1 if any(r.errors for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""The ``/_minimo/`` side of the gateway: pages, the JSON API, health and metrics.
+
+``gateway.app.create_app`` calls :func:`setup_ui` to mount everything here. Only the health
+route exists so far.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+#: every route this package serves lives under this prefix (DESIGN.md decision 8)
+PREFIX = "/_minimo/"
+
+
+def setup_ui(app: web.Application) -> None:
+    """Register every ``/_minimo/`` route on ``app`` (before any catch-all S3 route)."""
+    from ui.health import setup_health
+
+    setup_health(app)

@@ -1,0 +1,275 @@
+"""``minimo serve``: open the stores, create the first admin, serve S3 (and ``/_minimo/``).
+
+Startup order matters: everything that can refuse (listen address, TLS material, secret key,
+metadata store) is checked before the port opens, so a misconfigured server exits with a clear
+message instead of answering requests it cannot serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway import tls
+from gateway.appkeys import METADATA_STORE
+from gateway.config import Config
+from policy.crypto import SecretBox, SecretKeyError
+from policy.identity import IdentityService, InitialAdmin
+from policy.store import MetadataStore, open_metadata_store
+
+log = logging.getLogger("minimo.server")
+
+INITIAL_ADMIN_FILE = "initial-admin.txt"
+
+
+class ServeError(Exception):
+    """The server cannot start; the message says why and what to change."""
+
+
+# -- configuration checks ------------------------------------------------------------------------
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9000`` for IPv6) -> (host, port)."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ServeError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:9000), not {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ServeError(f"--listen port {port} is not between 1 and 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` stands for is a loopback address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def check_transport(config: Config) -> None:
+    """Plain HTTP only on loopback, unless explicitly forced (DESIGN.md decision 9)."""
+    if config.tls or config.insecure_http or is_loopback(config.listen_host):
+        return
+    raise ServeError(
+        f"refusing to serve plain HTTP on {config.listen_host}, which is not a loopback address: "
+        "S3 secrets and data would cross the network unencrypted. Add --tls (a self-signed "
+        "certificate is generated on first use) or --tls-cert/--tls-key, listen on 127.0.0.1 "
+        "behind a TLS proxy, or pass --insecure-http if you really mean it."
+    )
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    if not config.tls:
+        return None
+    try:
+        if config.tls_cert or config.tls_key:
+            if not (config.tls_cert and config.tls_key):
+                raise ServeError("--tls-cert and --tls-key must be given together")
+            cert, key = config.tls_cert, config.tls_key
+        else:
+            cert, key = tls.ensure_certificate(config.certs_dir, config.hosts)
+        return tls.server_context(cert, key)
+    except tls.TlsError as exc:
+        raise ServeError(str(exc)) from exc
+
+
+# -- stores --------------------------------------------------------------------------------------
+async def open_identity(config: Config) -> IdentityService:
+    """The metadata store and secret key of ``config``'s data dir, as an identity service.
+
+    The CLI and the server both use this, so they always agree on where things are.
+    """
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServeError(f"cannot create the data directory {config.data_dir}: {exc}") from exc
+    try:
+        box = SecretBox.from_file(config.secret_key_path)
+    except (SecretKeyError, OSError) as exc:
+        raise ServeError(f"cannot use the secret key file {config.secret_key_path}: {exc}") from exc
+    try:
+        store = await open_metadata_store(config.sqlite_path)
+    except Exception as exc:  # sqlite3 errors, permissions, a corrupt file...
+        raise ServeError(f"cannot open the metadata store {config.sqlite_path}: {exc}") from exc
+    return IdentityService(store, box)
+
+
+def write_initial_admin(data_dir: Path, admin: InitialAdmin) -> Path:
+    """``DATA_DIR/initial-admin.txt`` (0600): the first admin's credentials, ``key: value``."""
+    path = data_dir / INITIAL_ADMIN_FILE
+    text = (
+        "# minimo's first admin, created at first start. Keep it safe, then delete this file.\n"
+        f"user: {admin.user}\n"
+        f"password: {admin.password}\n"
+        f"access_key: {admin.access_key}\n"
+        f"secret_key: {admin.secret_key}\n"
+    )
+    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # also when the file already existed with other modes
+        f.write(text)
+    return path
+
+
+def announce_initial_admin(admin: InitialAdmin, path: Path) -> None:
+    print(
+        "\nNo users existed, so minimo created its first admin (shown only this once):\n"
+        f"  user:       {admin.user}\n"
+        f"  password:   {admin.password}\n"
+        f"  access_key: {admin.access_key}\n"
+        f"  secret_key: {admin.secret_key}\n"
+        f"(also written to {path}, mode 0600)\n",
+        flush=True,
+    )
+
+
+async def _open_object_store(config: Config) -> Any:
+    from gateway.backends import open_object_store
+
+    store = open_object_store(config)
+    if inspect.isawaitable(store):
+        store = await store
+    try:
+        await store.start()
+    except Exception as exc:
+        # An upstream that is not up yet (compose start order) must not stop the gateway:
+        # /_minimo/health answers 503 until the store answers.
+        log.warning("object store not reachable yet (%s); health answers 503 until it is", exc)
+    return store
+
+
+def _create_app(config: Config, object_store: Any, identity: IdentityService) -> web.Application:
+    from gateway.app import create_app
+
+    return create_app(config, object_store, identity)
+
+
+def _handler_args() -> dict[str, Any]:
+    import gateway.app
+
+    return dict(getattr(gateway.app, "HANDLER_ARGS", {}))
+
+
+# -- serving -------------------------------------------------------------------------------------
+@dataclass
+class Started:
+    """What a running server exposes to whoever started it (tests, the CLI)."""
+
+    url: str
+    identity: IdentityService
+    object_store: Any
+
+
+async def serve(
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[Started], None] | None = None,
+    access_log: bool = False,
+) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM arrive), then close everything."""
+    check_transport(config)
+    context = ssl_context(config)
+    identity = await open_identity(config)
+    store: MetadataStore = identity.store
+    object_store = None
+    runner: web.AppRunner | None = None
+    try:
+        admin = await identity.ensure_initial_admin()
+        if admin is not None:
+            announce_initial_admin(admin, write_initial_admin(config.data_dir, admin))
+        object_store = await _open_object_store(config)
+        app = _create_app(config, object_store, identity)
+        app[METADATA_STORE] = store
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            # aiohttp's access log formats a line per request: a measurable cost at high rates.
+            access_log=logging.getLogger("aiohttp.access") if access_log else None,
+            **_handler_args(),
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner, config.listen_host, config.listen_port, ssl_context=context, backlog=1024
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ServeError(
+                f"cannot listen on {config.listen_host}:{config.listen_port}: {exc.strerror or exc}"
+            ) from exc
+        url = _url(config)
+        log.info(
+            "minimo serving %s (objects: %s, metadata: %s)", url, object_store.kind, store.kind
+        )
+        if on_started is not None:
+            on_started(Started(url, identity, object_store))
+        await _wait_for_stop(stop)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if object_store is not None:
+            with contextlib.suppress(Exception):
+                await object_store.close()
+        await store.close()
+
+
+def _url(config: Config) -> str:
+    host = config.listen_host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{config.scheme}://{host}:{config.listen_port}"
+
+
+async def _wait_for_stop(stop: asyncio.Event | None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def run(config: Config, *, access_log: bool = False) -> None:
+    """Blocking entry point for ``minimo serve``: uvloop when available."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    loop_factory = None
+    if sys.platform != "win32":
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(config, access_log=access_log))

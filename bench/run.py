@@ -25,7 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make gateway, tests and bench importable
     sys.path.insert(0, str(REPO))
 
-from bench import client, rss  # noqa: E402
+from bench import client, procfs  # noqa: E402
 from bench.targets import ALL_TARGETS, STARTERS, Target  # noqa: E402
 
 MIB = 1 << 20
@@ -61,6 +62,14 @@ class TargetResults:
     get_mibs: list[float] = field(default_factory=list)
     small_put_ops: list[float] = field(default_factory=list)
     small_get_ops: list[float] = field(default_factory=list)
+    # CPU seconds per GiB moved (large) and CPU microseconds per request (small), server side;
+    # the client's own cost per GiB shows it is not what limits a measurement.
+    put_cpu_s_gib: list[float] = field(default_factory=list)
+    get_cpu_s_gib: list[float] = field(default_factory=list)
+    client_put_cpu_s_gib: list[float] = field(default_factory=list)
+    client_get_cpu_s_gib: list[float] = field(default_factory=list)
+    small_put_cpu_us: list[float] = field(default_factory=list)
+    small_get_cpu_us: list[float] = field(default_factory=list)
     rss_before_mib: float | None = None
     rss_peak_mib: float | None = None
     rss_hwm_mib: float | None = None
@@ -82,14 +91,38 @@ def settle() -> None:
     os.sync()
 
 
+@dataclass(slots=True)
+class Cost:
+    """CPU seconds spent by the server (process tree) and by this client during one step."""
+
+    server: float = 0.0
+    client: float = 0.0
+
+
+@contextmanager
+def cpu_cost(pid: int) -> Iterator[Cost]:
+    cost = Cost()
+    server, client_cpu = procfs.cpu_seconds(pid), time.process_time()
+    yield cost
+    cost.server = procfs.cpu_seconds(pid) - server
+    cost.client = time.process_time() - client_cpu
+
+
 def measure_large(target: Target, res: TargetResults, s: Settings, rep: int, block: bytes) -> None:
     key = f"/{BUCKET}/large-{rep}"
+    gib = s.large_bytes / (1 << 30)
     settle()
-    seconds = client.put_large(target.endpoint, key, s.large_bytes, block)
+    with cpu_cost(target.pid) as cost:
+        seconds = client.put_large(target.endpoint, key, s.large_bytes, block)
     res.put_mibs.append(s.large_bytes / MIB / seconds)
+    res.put_cpu_s_gib.append(cost.server / gib)
+    res.client_put_cpu_s_gib.append(cost.client / gib)
     settle()
-    seconds = client.get_large(target.endpoint, key, s.large_bytes)
+    with cpu_cost(target.pid) as cost:
+        seconds = client.get_large(target.endpoint, key, s.large_bytes)
     res.get_mibs.append(s.large_bytes / MIB / seconds)
+    res.get_cpu_s_gib.append(cost.server / gib)
+    res.client_get_cpu_s_gib.append(cost.client / gib)
     client.request(target.endpoint, "DELETE", key)
 
 
@@ -97,21 +130,27 @@ def measure_small(target: Target, res: TargetResults, s: Settings, rep: int) -> 
     prefix = f"/{BUCKET}/small-{rep}/"
     body = os.urandom(s.small_size)
     settle()
-    for method, sink in (("PUT", res.small_put_ops), ("GET", res.small_get_ops)):
-        result = client.small_ops(
-            target.endpoint,
-            method,
-            prefix,
-            count=s.small_count,
-            max_seconds=s.small_seconds,
-            concurrency=s.concurrency,
-            body=body,
-        )
+    steps = (
+        ("PUT", res.small_put_ops, res.small_put_cpu_us),
+        ("GET", res.small_get_ops, res.small_get_cpu_us),
+    )
+    for method, ops_sink, cpu_sink in steps:
+        with cpu_cost(target.pid) as cost:
+            result = client.small_ops(
+                target.endpoint,
+                method,
+                prefix,
+                count=s.small_count,
+                max_seconds=s.small_seconds,
+                concurrency=s.concurrency,
+                body=body,
+            )
         if result.errors:
             raise client.BenchError(
                 f"{result.errors}/{result.ops} small {method}s failed; first: {result.first_error}"
             )
-        sink.append(result.per_second)
+        ops_sink.append(result.per_second)
+        cpu_sink.append(cost.server / result.ops * 1e6)
 
 
 def reset_hwm(pid: int) -> bool:
@@ -127,12 +166,12 @@ def measure_rss(target: Target, res: TargetResults, s: Settings, block: bytes) -
     key = f"/{BUCKET}/rss"
     settle()
     res.rss_hwm_reset = reset_hwm(target.pid)
-    with rss.PeakRss(target.pid) as meter:
+    with procfs.PeakRss(target.pid) as meter:
         seconds = client.put_large(target.endpoint, key, s.rss_bytes, block)
     res.rss_upload_mibs = s.rss_bytes / MIB / seconds
     res.rss_before_mib = meter.before_kib / 1024
     res.rss_peak_mib = meter.peak_kib / 1024
-    res.rss_hwm_mib = rss.hwm_kib(target.pid) / 1024
+    res.rss_hwm_mib = procfs.hwm_kib(target.pid) / 1024
     client.request(target.endpoint, "DELETE", key)
 
 
@@ -244,6 +283,22 @@ def absolute_table(results: dict[str, TargetResults]) -> list[str]:
     return lines
 
 
+def cpu_table(results: dict[str, TargetResults]) -> list[str]:
+    lines = [
+        "| target | server CPU s/GiB PUT | server CPU s/GiB GET | client CPU s/GiB PUT "
+        "| client CPU s/GiB GET | server CPU µs per 4 KiB PUT | per 4 KiB GET |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {fmt(median(r.put_cpu_s_gib), 2)} | {fmt(median(r.get_cpu_s_gib), 2)} "
+            f"| {fmt(median(r.client_put_cpu_s_gib), 2)} "
+            f"| {fmt(median(r.client_get_cpu_s_gib), 2)} "
+            f"| {fmt(median(r.small_put_cpu_us))} | {fmt(median(r.small_get_cpu_us))} |"
+        )
+    return lines
+
+
 def runs_table(results: dict[str, TargetResults]) -> list[str]:
     lines = [
         "| target | large PUT runs | large GET runs | 4 KiB PUT runs | 4 KiB GET runs "
@@ -322,6 +377,10 @@ def render(results: dict[str, TargetResults], s: Settings, started: datetime, to
         "#### Absolute figures (medians)",
         "",
         *absolute_table(results),
+        "",
+        "#### CPU cost (medians; for minimo-s3 the gateway only, not its upstream)",
+        "",
+        *cpu_table(results),
         "",
         "#### Every run",
         "",

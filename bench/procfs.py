@@ -1,4 +1,4 @@
-"""Resident memory of a server process while something streams through it (Linux /proc).
+"""What a server process costs while something streams through it: memory and CPU (Linux /proc).
 
 Sampling VmRSS can miss a short spike, so the kernel's own high-water mark (VmHWM) of the
 watched process is read too; VmHWM covers the process's whole life, start-up included, so it is
@@ -8,6 +8,7 @@ samples so a gateway that forks cannot hide memory from the figure.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -45,6 +46,20 @@ def tree_rss_kib(pid: int) -> int:
 
 def hwm_kib(pid: int) -> int:
     return _status_kib(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants."""
+    ticks = 0
+    for p in _descendants(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class PeakRss:

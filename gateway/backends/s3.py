@@ -1,0 +1,943 @@
+"""The ``s3`` object store: forwards every operation to an upstream S3 endpoint.
+
+The gateway talks to the upstream with its own credentials, path-style, over one pooled
+``aiohttp.ClientSession``. Object bodies stream both ways and are never held whole in memory:
+uploads go out as ``UNSIGNED-PAYLOAD`` with the exact ``Content-Length`` (the gateway has
+already decoded and is verifying the client's body), downloads are handed to the handler piece by
+piece. Upstream S3 errors come back as the same :class:`S3Error`; an unreachable upstream is a
+503 ``ServiceUnavailable`` that names the endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+import aiohttp
+import xmltodict
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from gateway.backends.base import (
+    STORED_HEADERS,
+    Body,
+    BucketInfo,
+    ByteRange,
+    Conditions,
+    CopyResult,
+    ListPage,
+    ObjectInfo,
+    ObjectReader,
+    ObjectStore,
+    PartInfo,
+    PartsPage,
+    UploadInfo,
+    UploadsPage,
+    WriteMeta,
+)
+from gateway.errors import S3Error
+from gateway.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_request, uri_encode
+
+#: Downloads are handed on in pieces of at most this size (few, large writes are fastest).
+READ_PIECE = 1 << 20
+#: aiohttp's per-connection read buffer: big enough to keep large GETs flowing, small enough
+#: that 64 idle-but-full connections stay far below the RSS budget.
+READ_BUFSIZE = 1 << 19
+#: XML answers (listings, errors, multipart results) are small; refuse absurd ones.
+MAX_XML_BYTES = 32 << 20
+#: Error bodies are read only this far.
+MAX_ERROR_BYTES = 64 << 10
+CHECK_TIMEOUT = 5.0
+META_PREFIX = "x-amz-meta-"
+
+#: Upstream codes that mean the *gateway's* credentials or clock are wrong. Passing them on
+#: would make clients believe their own key is bad, so they become ServiceUnavailable.
+_UPSTREAM_AUTH_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "RequestTimeTooSkewed",
+        "AuthorizationHeaderMalformed",
+        "ExpiredToken",
+        "InvalidToken",
+    }
+)
+#: Elements that repeat in S3 listings; xmltodict makes them lists even when there is one.
+_LIST_ELEMENTS = ("Bucket", "Contents", "CommonPrefixes", "Part", "Upload")
+_STATUS_CODES = {
+    304: "NotModified",
+    400: "InvalidRequest",
+    403: "AccessDenied",
+    405: "MethodNotAllowed",
+    409: "InvalidRequest",
+    411: "MissingContentLength",
+    412: "PreconditionFailed",
+    416: "InvalidRange",
+    501: "NotImplemented",
+    503: "ServiceUnavailable",
+}
+_SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_RETRYABLE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+class S3ObjectStore(ObjectStore):
+    """An upstream S3 endpoint (MinIO, versitygw, Ceph RGW, Garage, AWS) as the object store."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        region: str = "us-east-1",
+        *,
+        connect_timeout: float = 10,
+        read_timeout: float = 300,
+        max_connections: int = 64,
+    ) -> None:
+        url = URL(endpoint)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"S3 endpoint must be an http(s) URL, got {endpoint!r}")
+        self.endpoint = endpoint.rstrip("/")
+        self._origin = url.origin()
+        self._host = url.host_port_subcomponent or url.host
+        # an endpoint may live below a path (a reverse proxy); keys go below it
+        self._base_path = url.raw_path.rstrip("/")
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._region = region
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, keepalive_timeout=15
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            read_bufsize=READ_BUFSIZE,
+            # whatever aiohttp would add is unsigned noise, and a default Content-Type would be
+            # stored with objects whose client sent none
+            skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def check(self) -> None:
+        resp = await self._send(
+            "GET", timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT), retry=False
+        )
+        await _read_body(resp)
+
+    # -- buckets -------------------------------------------------------------------------------
+    async def list_buckets(self) -> list[BucketInfo]:
+        doc = await self._xml("GET")
+        buckets = _dig(doc, "ListAllMyBucketsResult", "Buckets", "Bucket") or []
+        return [BucketInfo(b["Name"], _iso_time(b.get("CreationDate"))) for b in buckets]
+
+    async def create_bucket(self, bucket: str) -> None:
+        body = b""
+        if self._region != "us-east-1":
+            body = (
+                "<CreateBucketConfiguration><LocationConstraint>"
+                f"{self._region}</LocationConstraint></CreateBucketConfiguration>"
+            ).encode()
+        await self._discard("PUT", bucket, data=body)
+
+    async def delete_bucket(self, bucket: str) -> None:
+        # In-flight multipart uploads count as content (the interface says so); not every
+        # upstream agrees (versitygw deletes such a bucket), so ask first.
+        uploads = await self.list_multipart_uploads(bucket, max_uploads=1)
+        if uploads.uploads:
+            raise S3Error("BucketNotEmpty", resource=f"/{bucket}")
+        await self._discard("DELETE", bucket)
+
+    async def head_bucket(self, bucket: str) -> None:
+        await self._discard("HEAD", bucket)
+
+    # -- objects -------------------------------------------------------------------------------
+    async def put_object(
+        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+    ) -> str:
+        headers = _write_headers(meta)
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        resp = await self._upload("PUT", bucket, key, body, headers=headers)
+        await _read_body(resp)
+        return _etag(resp.headers)
+
+    async def head_object(
+        self, bucket: str, key: str, conditions: Conditions | None = None
+    ) -> ObjectInfo:
+        resp = await self._send("HEAD", bucket, key, headers=_condition_headers(conditions))
+        resp.release()
+        return _object_info(key, resp.headers)
+
+    async def open_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        range_header: str | None = None,
+        conditions: Conditions | None = None,
+    ) -> ObjectReader:
+        headers = _condition_headers(conditions)
+        if range_header and _forwardable_range(range_header):
+            headers["range"] = range_header
+        resp = await self._send("GET", bucket, key, headers=headers)
+        try:
+            info = _object_info(key, resp.headers)
+            byte_range = None
+            if resp.status == 206:
+                byte_range = _parse_content_range(resp.headers.get("Content-Range", ""))
+                if byte_range is not None:
+                    info.size = byte_range.total
+        except BaseException:
+            resp.close()
+            raise
+        return _UpstreamReader(self, resp, info, byte_range)
+
+    async def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        meta: WriteMeta | None,
+        conditions: Conditions | None = None,
+    ) -> CopyResult:
+        headers = _copy_source_headers(src_bucket, src_key, conditions)
+        if meta is None:
+            headers["x-amz-metadata-directive"] = "COPY"
+        else:
+            headers["x-amz-metadata-directive"] = "REPLACE"
+            headers.update(_write_headers(meta))
+        doc = await self._xml("PUT", dst_bucket, dst_key, headers=headers)
+        return _copy_result(doc, "CopyObjectResult")
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        await self._discard("DELETE", bucket, key)
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        # When start_after is itself a common prefix (the last entry of the previous page), it
+        # must be skipped whole. Upstreams differ on that, so ask for one entry more and drop it.
+        skip = start_after if _is_common_prefix(start_after, prefix, delimiter) else None
+        want = max(0, min(max_keys + (1 if skip else 0), 1000))
+        query = [("list-type", "2"), ("encoding-type", "url"), ("max-keys", str(want))]
+        if prefix:
+            query.append(("prefix", prefix))
+        if delimiter:
+            query.append(("delimiter", delimiter))
+        if start_after:
+            query.append(("start-after", start_after))
+        doc = await self._xml("GET", bucket, query=query)
+        result = doc.get("ListBucketResult") or {}
+        decode = _decoder(result)
+        objects = [
+            ObjectInfo(
+                key=decode(item["Key"]),
+                size=int(item.get("Size") or 0),
+                etag=_unquote(item.get("ETag") or ""),
+                last_modified=_iso_time(item.get("LastModified")),
+            )
+            for item in result.get("Contents") or []
+        ]
+        prefixes = [decode(p["Prefix"]) for p in result.get("CommonPrefixes") or []]
+        truncated = _bool(result.get("IsTruncated"))
+        if skip is not None:
+            prefixes = [p for p in prefixes if p != skip]
+            objects = [o for o in objects if not o.key.startswith(skip)]
+        return _trim_page(objects, prefixes, truncated, max_keys)
+
+    # -- multipart -----------------------------------------------------------------------------
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+        doc = await self._xml(
+            "POST", bucket, key, query=[("uploads", "")], headers=_write_headers(meta)
+        )
+        upload_id = _dig(doc, "InitiateMultipartUploadResult", "UploadId")
+        if not upload_id:
+            raise _bad_answer("CreateMultipartUpload")
+        return upload_id
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+    ) -> str:
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        resp = await self._upload("PUT", bucket, key, body, query=query)
+        await _read_body(resp)
+        return _etag(resp.headers)
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        *,
+        range_header: str | None = None,
+        conditions: Conditions | None = None,
+    ) -> CopyResult:
+        headers = _copy_source_headers(src_bucket, src_key, conditions)
+        if range_header:
+            headers["x-amz-copy-source-range"] = await self._copy_range(
+                src_bucket, src_key, range_header
+            )
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        doc = await self._xml("PUT", bucket, key, query=query, headers=headers)
+        return _copy_result(doc, "CopyPartResult")
+
+    async def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> str:
+        body = _complete_xml(parts)
+        doc = await self._xml(
+            "POST",
+            bucket,
+            key,
+            query=[("uploadId", upload_id)],
+            headers={"content-type": "application/xml"},
+            data=body,
+        )
+        etag = _dig(doc, "CompleteMultipartUploadResult", "ETag")
+        if etag is None:
+            raise _bad_answer("CompleteMultipartUpload")
+        return _unquote(etag)
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self._discard("DELETE", bucket, key, query=[("uploadId", upload_id)])
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, part_marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage:
+        query = [("uploadId", upload_id), ("max-parts", str(max_parts))]
+        if part_marker:
+            query.append(("part-number-marker", str(part_marker)))
+        doc = await self._xml("GET", bucket, key, query=query)
+        result = doc.get("ListPartsResult") or {}
+        parts = [
+            PartInfo(
+                number=int(p["PartNumber"]),
+                etag=_unquote(p.get("ETag") or ""),
+                size=int(p.get("Size") or 0),
+                last_modified=_iso_time(p.get("LastModified")),
+            )
+            for p in result.get("Part") or []
+        ]
+        truncated = _bool(result.get("IsTruncated"))
+        marker = result.get("NextPartNumberMarker")
+        next_marker = int(marker) if truncated and marker else None
+        if truncated and next_marker is None and parts:
+            next_marker = parts[-1].number
+        return PartsPage(parts, truncated, next_marker)
+
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        query = [("uploads", ""), ("encoding-type", "url"), ("max-uploads", str(max_uploads))]
+        for name, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("key-marker", key_marker),
+            ("upload-id-marker", upload_id_marker),
+        ):
+            if value:
+                query.append((name, value))
+        doc = await self._xml("GET", bucket, query=query)
+        result = doc.get("ListMultipartUploadsResult") or {}
+        decode = _decoder(result)
+        uploads = [
+            UploadInfo(
+                key=decode(u["Key"]),
+                upload_id=u["UploadId"],
+                initiated=_iso_time(u.get("Initiated")),
+            )
+            for u in result.get("Upload") or []
+        ]
+        prefixes = [decode(p["Prefix"]) for p in result.get("CommonPrefixes") or []]
+        truncated = _bool(result.get("IsTruncated"))
+        next_key = result.get("NextKeyMarker")
+        next_id = result.get("NextUploadIdMarker")
+        return UploadsPage(
+            uploads,
+            prefixes,
+            truncated,
+            next_key_marker=decode(next_key) if truncated and next_key else None,
+            next_upload_id_marker=next_id if truncated and next_id else None,
+        )
+
+    # -- the wire --------------------------------------------------------------------------------
+    def _url(self, bucket: str | None, key: str | None, query: list[tuple[str, str]]) -> tuple:
+        path = self._base_path + "/"
+        if bucket:
+            path += uri_encode(bucket, keep_slash=False)
+            if key is not None:
+                path += "/" + uri_encode(key, keep_slash=True)
+        qs = "&".join(
+            f"{uri_encode(k, keep_slash=False)}={uri_encode(v, keep_slash=False)}" for k, v in query
+        )
+        url = self._origin.join(URL(path + ("?" + qs if qs else ""), encoded=True))
+        return url, path
+
+    async def _send(
+        self,
+        method: str,
+        bucket: str | None = None,
+        key: str | None = None,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+        retry: bool = True,
+    ) -> aiohttp.ClientResponse:
+        """One signed request with an in-memory (small or empty) body; raises on S3 errors.
+
+        A pooled keep-alive connection the upstream has just closed fails the first write;
+        such requests carry no stream, so they are safely sent once more.
+        """
+        query = query or []
+        payload_hash = hashlib.sha256(data).hexdigest() if data else EMPTY_SHA256
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            try:
+                resp = await self._request(
+                    method, bucket, key, query, dict(headers or {}), payload_hash, data, timeout
+                )
+            except _Disconnected:
+                if attempt + 1 < attempts:
+                    continue
+                raise
+            break
+        await self._raise_for_status(resp, method, bucket, key)
+        return resp
+
+    async def _upload(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Stream ``body`` upstream; if it fails, the request is cut short and its error raised."""
+        if body.size is None:
+            raise S3Error("MissingContentLength", resource=f"/{bucket}/{key}")
+        headers = dict(headers or {})
+        headers["content-length"] = str(body.size)
+        feed = _Feed(body)
+        try:
+            resp = await self._request(
+                method, bucket, key, query or [], headers, UNSIGNED_PAYLOAD, feed, None
+            )
+        except S3Error:
+            feed.reraise()
+            raise
+        feed.reraise()
+        try:
+            await self._raise_for_status(resp, method, bucket, key)
+        except S3Error:
+            feed.reraise()
+            raise
+        return resp
+
+    async def _request(
+        self,
+        method: str,
+        bucket: str | None,
+        key: str | None,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        payload_hash: str,
+        data: Any,
+        timeout: aiohttp.ClientTimeout | None,
+    ) -> aiohttp.ClientResponse:
+        session = self._session
+        if session is None:
+            raise RuntimeError("S3ObjectStore.start() was not called")
+        url, path = self._url(bucket, key, query)
+        sign_request(
+            method=method,
+            raw_path=path,
+            query=query,
+            headers=headers,
+            payload_hash=payload_hash,
+            access_key=self._access_key,
+            secret_key=self._secret_key,
+            region=self._region,
+            host=self._host,
+        )
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        try:
+            return await session.request(
+                method, url, headers=headers, data=data, allow_redirects=False, **extra
+            )
+        except _RETRYABLE as exc:
+            raise self.unreachable(exc, _Disconnected) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise self.unreachable(exc) from None
+
+    def unreachable(self, exc: BaseException, kind: type[S3Error] = S3Error) -> S3Error:
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            detail = f"timed out ({detail})" if str(exc) else "timed out"
+        return kind(
+            "ServiceUnavailable",
+            f"The object store at {self.endpoint} is unreachable: {detail}",
+            status=503,
+        )
+
+    async def _raise_for_status(
+        self, resp: aiohttp.ClientResponse, method: str, bucket: str | None, key: str | None
+    ) -> None:
+        if resp.status < 300:
+            return
+        resource = "/" + (bucket or "") + (f"/{key}" if key is not None else "")
+        try:
+            raw = b"" if method == "HEAD" else await _read_capped(resp, MAX_ERROR_BYTES)
+        except S3Error:
+            raw = b""
+        finally:
+            resp.close()
+        error = _error_from(raw, resp.status, resource)
+        if error is None:
+            error = await self._status_error(resp, method, bucket, key, resource)
+        if error.code == "NotModified":
+            error.headers.update(_validator_headers(resp.headers))
+        if error.code in _UPSTREAM_AUTH_CODES:
+            error = S3Error(
+                "ServiceUnavailable",
+                f"The object store at {self.endpoint} refused the gateway's credentials "
+                f"({error.code}: {error.message}). Check the --s3-access-key, --s3-secret-key "
+                "and --s3-region settings and this machine's clock.",
+                status=503,
+                resource=resource,
+            )
+        raise error
+
+    async def _status_error(
+        self,
+        resp: aiohttp.ClientResponse,
+        method: str,
+        bucket: str | None,
+        key: str | None,
+        resource: str,
+    ) -> S3Error:
+        """An error from the status alone (HEAD answers and bodies that are not S3 XML)."""
+        status = resp.status
+        if status == 404:
+            if key is None or not bucket:
+                return S3Error("NoSuchBucket", resource=resource)
+            # a HEAD cannot say whether the key or its bucket is missing: ask
+            try:
+                await self.head_bucket(bucket)
+            except S3Error as exc:
+                if exc.code == "NoSuchBucket":
+                    return S3Error("NoSuchBucket", resource=f"/{bucket}")
+            return S3Error("NoSuchKey", resource=resource)
+        code = _STATUS_CODES.get(status)
+        if code is None:
+            code = "InternalError" if status >= 500 else "InvalidRequest"
+        message = None if code != "InvalidRequest" else f"The object store answered {status}."
+        return S3Error(code, message, status=status, resource=resource)
+
+    async def _discard(
+        self,
+        method: str,
+        bucket: str | None = None,
+        key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        resp = await self._send(method, bucket, key, **kwargs)
+        await _read_body(resp)
+
+    async def _xml(
+        self,
+        method: str,
+        bucket: str | None = None,
+        key: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Send and parse the XML answer; a 200 carrying ``<Error>`` (Copy, Complete) raises."""
+        resp = await self._send(method, bucket, key, **kwargs)
+        raw = await _read_body(resp, MAX_XML_BYTES)
+        resource = "/" + (bucket or "") + (f"/{key}" if key is not None else "")
+        doc = _parse_xml(raw)
+        if doc is None:
+            if raw.strip():
+                raise _bad_answer(method)
+            return {}
+        if "Error" in doc:
+            raise _error_from(raw, 500, resource) or _bad_answer(method)
+        return doc
+
+    async def _copy_range(self, bucket: str, key: str, range_header: str) -> str:
+        """The client's ``bytes=a-b`` as x-amz-copy-source-range; open ranges need the size."""
+        match = _SINGLE_RANGE.match(range_header.strip())
+        if not match or not (match.group(1) or match.group(2)):
+            raise S3Error(
+                "InvalidArgument",
+                "The x-amz-copy-source-range value must be of the form bytes=first-last where "
+                "first and last are the zero-based offsets of the first and last bytes to copy.",
+            )
+        first, last = match.groups()
+        if first and last:
+            if int(first) > int(last):
+                raise S3Error("InvalidArgument", f"Invalid copy source range {range_header}.")
+            return f"bytes={first}-{last}"
+        size = (await self.head_object(bucket, key)).size
+        if first:
+            start, end = int(first), size - 1
+        else:
+            start, end = max(0, size - int(last)), size - 1
+        if start > end:
+            raise S3Error("InvalidRange", resource=f"/{bucket}/{key}")
+        return f"bytes={start}-{end}"
+
+
+class _Feed:
+    """The client body as aiohttp's upload source, remembering why it stopped if it failed.
+
+    aiohttp wraps a failing body source in its own connection error (and cuts the request, so
+    the upstream never sees a complete body); the original exception is raised from here instead.
+    """
+
+    __slots__ = ("body", "error")
+
+    def __init__(self, body: Body) -> None:
+        self.body = body
+        self.error: BaseException | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self.body:
+                if piece:
+                    yield piece
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def reraise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class _UpstreamReader(ObjectReader):
+    """An upstream GET being relayed: yields the body in large pieces, then frees the socket."""
+
+    def __init__(
+        self,
+        store: S3ObjectStore,
+        resp: aiohttp.ClientResponse,
+        info: ObjectInfo,
+        byte_range: ByteRange | None,
+    ) -> None:
+        self._store = store
+        self._resp = resp
+        self.info = info
+        self.byte_range = byte_range
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._resp.content
+        try:
+            while piece := await content.read(READ_PIECE):
+                yield piece
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._resp.close()
+            raise self._store.unreachable(exc) from None
+
+    async def aclose(self) -> None:
+        resp = self._resp
+        if resp.content.is_eof():
+            resp.release()
+        else:
+            # part of the body is unread: the connection cannot be reused
+            resp.close()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await resp.content.read(65536):
+        total += len(chunk)
+        if total > limit:
+            raise S3Error("InternalError", "The object store sent an oversized answer.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int = MAX_XML_BYTES) -> bytes:
+    """Read a small answer whole and give the connection back to the pool."""
+    try:
+        return await _read_capped(resp, limit)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        resp.close()
+        raise S3Error(
+            "ServiceUnavailable", f"The object store stopped answering: {exc}", status=503
+        ) from None
+    finally:
+        resp.release()
+
+
+def _parse_xml(raw: bytes) -> dict[str, Any] | None:
+    # S3 may send whitespace first (keep-alive during long Copy/Complete operations)
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        doc = xmltodict.parse(raw, force_list=_LIST_ELEMENTS)
+    except Exception:  # expat errors come in several types; any of them means "not S3 XML"
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _error_from(raw: bytes, status: int, resource: str) -> S3Error | None:
+    doc = _parse_xml(raw)
+    if not doc or not isinstance(doc.get("Error"), dict):
+        return None
+    err = doc["Error"]
+    code = err.get("Code")
+    if not isinstance(code, str) or not code:
+        return None
+    message = err.get("Message") if isinstance(err.get("Message"), str) else None
+    if code.isdigit():  # some servers put the HTTP status in Code
+        return None
+    if status < 300:  # 200-with-Error: take the table's status for the code
+        return S3Error(code, message, resource=resource)
+    return S3Error(code, message, status=status, resource=resource)
+
+
+def _bad_answer(operation: str) -> S3Error:
+    return S3Error("InternalError", f"The object store sent an unexpected answer to {operation}.")
+
+
+def _dig(doc: Mapping[str, Any], *path: str) -> Any:
+    node: Any = doc
+    for name in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(name)
+    return node
+
+
+def _bool(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "true"
+
+
+def _decoder(result: Mapping[str, Any]):
+    """Keys come back URL-encoded only when the upstream honoured ``encoding-type=url``."""
+    if str(result.get("EncodingType") or "").lower() == "url":
+        return unquote_plus
+    return lambda value: value or ""
+
+
+def _unquote(etag: str) -> str:
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
+
+
+def _etag(headers: Mapping[str, str]) -> str:
+    return _unquote(headers.get("ETag", ""))
+
+
+def _iso_time(value: Any) -> datetime:
+    if not isinstance(value, str) or not value:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return datetime.now(UTC)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _http_time(value: str | None) -> datetime:
+    if value:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is not None:
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def _object_info(key: str, headers: CIMultiDictProxy[str]) -> ObjectInfo:
+    metadata: dict[str, str] = {}
+    stored: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith(META_PREFIX):
+            metadata[lower[len(META_PREFIX) :]] = value
+        elif lower in STORED_HEADERS:
+            stored[lower] = value
+    return ObjectInfo(
+        key=key,
+        size=int(headers.get("Content-Length") or 0),
+        etag=_etag(headers),
+        last_modified=_http_time(headers.get("Last-Modified")),
+        content_type=headers.get("Content-Type"),
+        metadata=metadata,
+        headers=stored,
+    )
+
+
+def _validator_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in ("ETag", "Last-Modified") if name in headers}
+
+
+def _write_headers(meta: WriteMeta) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if meta.content_type:
+        headers["content-type"] = meta.content_type
+    for name, value in meta.metadata.items():
+        headers[META_PREFIX + name.lower()] = value
+    for name, value in meta.headers.items():
+        if name.lower() in STORED_HEADERS:
+            headers[name.lower()] = value
+    return headers
+
+
+def _http_date(value: datetime) -> str:
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
+def _condition_pairs(conditions: Conditions | None) -> Iterable[tuple[str, str]]:
+    if not conditions:
+        return ()
+    pairs = []
+    if conditions.if_match is not None:
+        pairs.append(("if-match", conditions.if_match))
+    if conditions.if_none_match is not None:
+        pairs.append(("if-none-match", conditions.if_none_match))
+    if conditions.if_modified_since is not None:
+        pairs.append(("if-modified-since", _http_date(conditions.if_modified_since)))
+    if conditions.if_unmodified_since is not None:
+        pairs.append(("if-unmodified-since", _http_date(conditions.if_unmodified_since)))
+    return pairs
+
+
+def _condition_headers(conditions: Conditions | None) -> dict[str, str]:
+    return dict(_condition_pairs(conditions))
+
+
+def _copy_source_headers(bucket: str, key: str, conditions: Conditions | None) -> dict[str, str]:
+    headers = {
+        "x-amz-copy-source": "/"
+        + uri_encode(bucket, keep_slash=False)
+        + "/"
+        + uri_encode(key, keep_slash=True)
+    }
+    for name, value in _condition_pairs(conditions):
+        headers["x-amz-copy-source-" + name] = value
+    return headers
+
+
+def _copy_result(doc: Mapping[str, Any], root: str) -> CopyResult:
+    result = doc.get(root)
+    if not isinstance(result, Mapping) or result.get("ETag") is None:
+        raise _bad_answer(root)
+    return CopyResult(_unquote(result["ETag"]), _iso_time(result.get("LastModified")))
+
+
+def _complete_xml(parts: list[tuple[int, str]]) -> bytes:
+    items = "".join(
+        f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{_xml_escape(_unquote(etag))}"
+        "&quot;</ETag></Part>"
+        for number, etag in parts
+    )
+    return f"<CompleteMultipartUpload>{items}</CompleteMultipartUpload>".encode()
+
+
+def _xml_escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _forwardable_range(value: str) -> bool:
+    """Only a single, syntactically valid range goes upstream; anything else means the whole
+    object (RFC 9110), and upstreams disagree on how to treat it, so it is dropped here."""
+    match = _SINGLE_RANGE.match(value.strip())
+    if not match:
+        return False
+    first, last = match.groups()
+    if not first and not last:
+        return False
+    return not (first and last and int(first) > int(last))
+
+
+def _parse_content_range(value: str) -> ByteRange | None:
+    match = _CONTENT_RANGE.match(value.strip())
+    if not match:
+        return None
+    start, end, total = (int(g) for g in match.groups())
+    return ByteRange(start, end, total)
+
+
+def _is_common_prefix(name: str, prefix: str, delimiter: str) -> bool:
+    """Whether ``name`` is a common prefix a listing with ``prefix``/``delimiter`` would show."""
+    if not name or not delimiter or not name.startswith(prefix):
+        return False
+    rest = name[len(prefix) :]
+    return rest.endswith(delimiter) and rest.find(delimiter) == len(rest) - len(delimiter)
+
+
+def _trim_page(
+    objects: list[ObjectInfo], prefixes: list[str], truncated: bool, max_keys: int
+) -> ListPage:
+    """Keep the first ``max_keys`` entries (keys and prefixes merged in UTF-8 byte order)."""
+    entries: list[tuple[bytes, ObjectInfo | str]] = [(o.key.encode(), o) for o in objects]
+    entries += [(p.encode(), p) for p in prefixes]
+    entries.sort(key=lambda e: e[0])
+    if len(entries) > max_keys:
+        entries = entries[:max_keys]
+        truncated = True
+    kept_objects = [e for _, e in entries if isinstance(e, ObjectInfo)]
+    kept_prefixes = [e for _, e in entries if isinstance(e, str)]
+    next_marker = None
+    if entries:
+        last = entries[-1][1]
+        next_marker = last.key if isinstance(last, ObjectInfo) else last
+    return ListPage(kept_objects, kept_prefixes, truncated, next_marker)
+
+
+class _Disconnected(S3Error):
+    """A pooled connection dropped before the answer: the request may be sent once more."""

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,10 +37,11 @@ if str(REPO) not in sys.path:  # run as a script: make gateway, tests and bench 
     sys.path.insert(0, str(REPO))
 
 from bench import client, procfs  # noqa: E402
-from bench.targets import ALL_TARGETS, STARTERS, Target  # noqa: E402
+from bench.targets import ALL_TARGETS, STARTERS, Target, log_tail  # noqa: E402
 
 MIB = 1 << 20
 BUCKET = "bench"
+PHASES = ("large", "small", "rss")
 
 
 @dataclass(slots=True)
@@ -54,6 +56,9 @@ class Settings:
     targets: list[str]
     tmp_dir: Path
     out: Path
+    phases: list[str] = field(default_factory=lambda: list(PHASES))
+    #: write a py-spy flame graph of each minimo process here
+    py_spy: Path | None = None
 
 
 @dataclass(slots=True)
@@ -185,6 +190,23 @@ def guarded(name: str, res: TargetResults, what: str, fn, *args) -> None:
         log(f"{name}: {what} FAILED: {exc}")
 
 
+@contextmanager
+def py_spy(target: Target, out_dir: Path) -> Iterator[None]:
+    """Record a flame graph of ``target`` for as long as the block runs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    svg = out_dir / f"{target.name}.svg"
+    args = ["py-spy", "record", "--pid", str(target.pid), "--output", str(svg), "--nonblocking"]
+    exe = Path(sys.executable).with_name("py-spy")
+    args[0] = str(exe) if exe.exists() else "py-spy"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        proc.wait(timeout=60)
+        log(f"{target.name}: flame graph in {svg}")
+
+
 def run_all(s: Settings, work: Path) -> tuple[dict[str, TargetResults], list[str]]:
     results = {name: TargetResults() for name in s.targets}
     order: list[Target] = []
@@ -196,21 +218,23 @@ def run_all(s: Settings, work: Path) -> tuple[dict[str, TargetResults], list[str
                 target = stack.enter_context(STARTERS[name](work))
                 client.request(target.endpoint, "PUT", f"/{BUCKET}")
                 order.append(target)
+                if s.py_spy and name.startswith("minimo"):
+                    stack.enter_context(py_spy(target, s.py_spy))
             except (client.BenchError, OSError, RuntimeError) as exc:
-                results[name].errors.append(f"start: {exc}")
-                log(f"{name}: could not start: {exc}")
+                results[name].errors.append(f"start: {exc}".splitlines()[0])
+                log(f"{name}: could not start: {exc}\n{log_tail(work, name)}")
         # Repeats go round the targets so background noise spreads over all of them alike.
-        for rep in range(s.repeats):
+        for rep in range(s.repeats if "large" in s.phases else 0):
             for t in order:
                 what = f"large PUT/GET {s.large_bytes // MIB} MiB, run {rep + 1}"
                 guarded(
                     t.name, results[t.name], what, measure_large, t, results[t.name], s, rep, block
                 )
-        for rep in range(s.repeats):
+        for rep in range(s.repeats if "small" in s.phases else 0):
             for t in order:
                 what = f"small ops, run {rep + 1}"
                 guarded(t.name, results[t.name], what, measure_small, t, results[t.name], s, rep)
-        for t in order:
+        for t in order if "rss" in s.phases else ():
             what = f"peak RSS during a {s.rss_bytes // MIB} MiB PUT"
             guarded(t.name, results[t.name], what, measure_rss, t, results[t.name], s, block)
         log("stopping servers")
@@ -436,12 +460,17 @@ def parse_args(argv: list[str] | None) -> Settings:
         default=Path(tempfile.gettempdir()),
         help="where data directories go (on disk, not tmpfs)",
     )
+    p.add_argument("--phases", default=",".join(PHASES), help="subset of large,small,rss")
+    p.add_argument("--py-spy", type=Path, metavar="DIR", help="flame graphs of minimo here")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.md")
     a = p.parse_args(argv)
     targets = [t for t in a.targets.split(",") if t]
     unknown = set(targets) - set(ALL_TARGETS)
     if unknown:
         p.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    phases = [x for x in a.phases.split(",") if x]
+    if set(phases) - set(PHASES):
+        p.error(f"unknown phases: {', '.join(sorted(set(phases) - set(PHASES)))}")
     if filesystem_type(a.tmp_dir) == "tmpfs":
         p.error(f"{a.tmp_dir} is tmpfs: give --tmp-dir on a disk so writes are real")
     quick = a.quick
@@ -456,6 +485,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         targets=targets,
         tmp_dir=a.tmp_dir,
         out=a.out,
+        phases=phases,
+        py_spy=a.py_spy,
     )
 
 

@@ -85,6 +85,15 @@ STARTERS: dict[str, Callable[[Path], AbstractContextManager[Target]]] = {
 }
 
 
+def log_tail(work: Path, name: str, chars: int = 1500) -> str:
+    """The end of the newest log a target's servers wrote, to explain why it failed."""
+    logs = [*work.glob(f"{name}*.log"), *work.glob(f"{name}*/**/*.log")]
+    if not logs:
+        return ""
+    newest = max(logs, key=lambda p: p.stat().st_mtime)
+    return newest.read_text(errors="replace")[-chars:]
+
+
 def _listener_pid(port: int) -> int:
     """The pid of the process holding a listening TCP socket on ``port`` (Linux /proc)."""
     inode = _listening_inode(port)

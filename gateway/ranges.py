@@ -1,0 +1,54 @@
+"""The ``Range`` request header as S3 applies it.
+
+S3 serves a single byte range only. A header it cannot parse (wrong unit, several ranges, a
+reversed range, garbage) is ignored and the whole object is served; a well-formed range that
+starts at or past the end of the object is refused with ``416 InvalidRange``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.backends.base import ByteRange
+from gateway.errors import S3Error
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def invalid_range(header: str, size: int) -> S3Error:
+    """The 416 answer S3 gives for an unsatisfiable range (with the object's real size)."""
+    return S3Error(
+        "InvalidRange",
+        f"The requested range {header!r} is not satisfiable: the object is {size} bytes long.",
+        extra={"RangeRequested": header, "ActualObjectSize": str(size)},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """Resolve ``header`` against an object of ``size`` bytes.
+
+    Returns None when the whole object should be served (no header, or one S3 ignores),
+    a :class:`ByteRange` otherwise; raises InvalidRange when the range is unsatisfiable.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header)
+    if match is None:
+        return None  # multi-range, other units, garbage: S3 serves the whole object
+    first, last = match.group(1), match.group(2)
+    if not first and not last:
+        return None
+    if not first:
+        # suffix range: the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise invalid_range(header, size)
+        return ByteRange(max(0, size - suffix), size - 1, size)
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None  # syntactically invalid per RFC 9110: ignored, like S3 does
+    if start >= size:
+        raise invalid_range(header, size)
+    return ByteRange(start, min(end, size - 1), size)

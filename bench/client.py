@@ -83,6 +83,15 @@ def _check(resp: http.client.HTTPResponse, what: str, ok: tuple[int, ...] = (200
         raise BenchError(f"{what}: HTTP {resp.status}: {body}")
 
 
+def _raise_early_answer(conn: http.client.HTTPConnection, what: str, exc: OSError) -> None:
+    try:
+        resp = conn.getresponse()
+        body = resp.read(4096).decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        raise BenchError(f"{what}: connection lost: {exc!r}") from exc
+    raise BenchError(f"{what}: HTTP {resp.status} before the body was sent: {body}") from exc
+
+
 def request(ep: Endpoint, method: str, path: str, ok: tuple[int, ...] = (200, 204)) -> None:
     """A bodiless request (create bucket, delete object) that must succeed."""
     conn = _connect(ep)
@@ -112,10 +121,14 @@ def put_large(ep: Endpoint, path: str, size: int, block: bytes) -> float:
         start = time.perf_counter()
         _send_headers(conn, "PUT", path, headers)
         sent = 0
-        while sent < size:
-            n = min(len(view), size - sent)
-            conn.send(view[:n])
-            sent += n
+        try:
+            while sent < size:
+                n = min(len(view), size - sent)
+                conn.send(view[:n])
+                sent += n
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # A server refusing the upload answers early and closes: report its answer.
+            _raise_early_answer(conn, f"PUT {path} after {sent} bytes", exc)
         resp = conn.getresponse()
         _check(resp, f"PUT {path}")
         resp.read()
@@ -192,7 +205,7 @@ async def _small_ops(
                     ok = r.status == 200 and (method == "PUT" or len(payload) == len(body))
                     if not ok and first_error is None:
                         first_error = f"{method} {path}: HTTP {r.status}: {payload[:300]!r}"
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 ok = False
                 first_error = first_error or f"{method} {path}: {exc!r}"
             done += 1

@@ -16,6 +16,7 @@ latest.json) to paste into docs/benchmarks.md. Exits 1 when any measurement fail
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -185,7 +186,7 @@ def guarded(name: str, res: TargetResults, what: str, fn, *args) -> None:
     log(f"{name}: {what}")
     try:
         fn(*args)
-    except (client.BenchError, OSError, RuntimeError) as exc:
+    except (client.BenchError, OSError, RuntimeError, http.client.HTTPException) as exc:
         res.errors.append(f"{what}: {exc}")
         log(f"{name}: {what} FAILED: {exc}")
 

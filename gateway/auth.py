@@ -1,0 +1,523 @@
+"""Who sent this request: verify SigV4 (header or presigned) or SigV2 (presigned or header).
+
+:func:`authenticate` checks everything that can be checked before the body is read. What can
+only be checked while the body streams (payload SHA-256, chunk signatures, checksums) is done by
+:mod:`gateway.body`, from the :class:`AuthContext` returned here.
+
+There is no server-side SigV4 library, so this follows the AWS documentation directly. Two
+client habits shape it:
+
+* the canonical URI is built from the raw path (aiohttp's ``request.path`` is decoded). Most
+  clients sign the canonical re-encoding, but some send ``!*'()`` unencoded and sign the path
+  exactly as sent, so when the canonical form fails the as-sent form is tried too;
+* some clients encode spaces in the query as ``+``; both readings of ``+`` are tried.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gateway import sigv2, sigv4
+from gateway.chunked import ChunkSigner
+from gateway.errors import S3Error
+from policy.identity import Identity
+from policy.principal import Credential, Principal
+
+MAX_SKEW = timedelta(minutes=15)
+MAX_PRESIGN_EXPIRES = 7 * 24 * 3600
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_PAYLOAD_KEYWORDS = frozenset(
+    {
+        sigv4.UNSIGNED_PAYLOAD,
+        sigv4.STREAMING_SIGNED,
+        sigv4.STREAMING_SIGNED_TRAILER,
+        sigv4.STREAMING_UNSIGNED_TRAILER,
+    }
+)
+_PRESIGN_V4_PARAMS = ("X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature")
+
+
+@dataclass(slots=True)
+class AuthContext:
+    """The outcome of authentication, and what body verification needs later."""
+
+    #: None = anonymous (no Authorization header, no presigned query)
+    principal: Principal | None
+    #: the x-amz-content-sha256 value: lower-case hex, UNSIGNED-PAYLOAD or STREAMING-...
+    payload_hash: str | None
+    #: "anonymous", "v4-header", "v4-query", "v2-header" or "v2-query"
+    method: str = "anonymous"
+    access_key: str | None = None
+    #: SigV4 only: the derived signing key, the request signature (the seed of chunk
+    #: signatures), x-amz-date and the credential scope
+    signing_key: bytes | None = None
+    seed_signature: str | None = None
+    amz_date: str | None = None
+    scope: str | None = None
+
+    @property
+    def chunk_signer(self) -> ChunkSigner | None:
+        """What :class:`gateway.chunked.AwsChunkedDecoder` needs to verify signed chunks."""
+        if self.signing_key is None or self.seed_signature is None:
+            return None
+        return ChunkSigner(
+            self.signing_key, self.amz_date or "", self.scope or "", self.seed_signature
+        )
+
+
+# -- the request as signed ---------------------------------------------------------------------
+def raw_path(request: web.Request) -> str:
+    """The path exactly as the client sent it, without the query string."""
+    return request.raw_path.split("?", 1)[0] or "/"
+
+
+def raw_query_pairs(request: web.Request, *, plus_is_space: bool = False) -> list[tuple[str, str]]:
+    """Decoded (key, value) pairs of the raw query, in order; ``k`` alone gives ``(k, "")``."""
+    return [(k, v or "") for k, v in _query_items(request, plus_is_space=plus_is_space)]
+
+
+def _query_items(request: web.Request, *, plus_is_space: bool) -> list[tuple[str, str | None]]:
+    raw = request.rel_url.raw_query_string
+    items: list[tuple[str, str | None]] = []
+    for part in raw.split("&"):
+        if not part:
+            continue
+        if plus_is_space:
+            part = part.replace("+", " ")
+        key, sep, value = part.partition("=")
+        items.append((unquote(key), unquote(value) if sep else None))
+    return items
+
+
+def _header_values(request: web.Request, name: str) -> str:
+    """All values of a header as SigV4 wants them: each trimmed, joined with commas."""
+    return ",".join(" ".join(v.split()) for v in request.headers.getall(name, []))
+
+
+def _uri_candidates(request: web.Request) -> list[str]:
+    sent = raw_path(request)
+    canonical = sigv4.canonical_uri(sent)
+    return [canonical] if canonical == sent else [canonical, sent]
+
+
+def _query_candidates(request: web.Request, exclude: str | None) -> list[str]:
+    first = sigv4.canonical_query(raw_query_pairs(request), exclude=exclude)
+    if "+" not in request.rel_url.raw_query_string:
+        return [first]
+    return [
+        first,
+        sigv4.canonical_query(raw_query_pairs(request, plus_is_space=True), exclude=exclude),
+    ]
+
+
+# -- entry point -------------------------------------------------------------------------------
+async def authenticate(
+    request: web.Request,
+    identity: Identity,
+    *,
+    region: str,
+    now: datetime | None = None,
+    domain: str | None = None,
+) -> AuthContext:
+    """Verify the request's signature; return who sent it.
+
+    ``domain`` (the configured virtual-host domain) is only needed for SigV2, whose signed
+    resource names the bucket even when it travels in the Host header.
+    """
+    now = now or datetime.now(UTC)
+    query = {k for k, _ in _query_items(request, plus_is_space=False)}
+    authorization = request.headers.get("Authorization")
+    presigned_v4 = "X-Amz-Algorithm" in query or "X-Amz-Signature" in query
+    presigned_v2 = "AWSAccessKeyId" in query and "Signature" in query
+    if authorization is not None and (presigned_v4 or presigned_v2):
+        raise S3Error(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; send either the Authorization header or a "
+            "presigned query string, not both.",
+        )
+    if presigned_v4:
+        return await _presigned_v4(request, identity, region, now)
+    if presigned_v2:
+        return await _presigned_v2(request, identity, now, domain)
+    if authorization is None:
+        return AuthContext(principal=None, payload_hash=_anonymous_payload_hash(request))
+    scheme = authorization.strip().split(" ", 1)[0]
+    if scheme == sigv4.ALGORITHM:
+        return await _header_v4(request, identity, region, now, authorization)
+    if scheme == "AWS":
+        return await _header_v2(request, identity, now, domain, authorization)
+    raise S3Error(
+        "AccessDenied",
+        f"Unsupported Authorization type {scheme[:40]!r}: sign requests with AWS Signature "
+        "Version 4 (AWS4-HMAC-SHA256).",
+    )
+
+
+def _anonymous_payload_hash(request: web.Request) -> str | None:
+    value = request.headers.get("x-amz-content-sha256")
+    return None if value is None else _valid_payload_hash(value)
+
+
+def _valid_payload_hash(value: str) -> str:
+    value = value.strip()
+    if value in _PAYLOAD_KEYWORDS:
+        return value
+    if _HEX64.fullmatch(value):
+        return value.lower()
+    if value.startswith("STREAMING-"):
+        raise S3Error("NotImplemented", f"Payload signing {value!r} is not supported.")
+    raise S3Error(
+        "InvalidArgument",
+        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+        "[-TRAILER], STREAMING-UNSIGNED-PAYLOAD-TRAILER or a valid hex SHA-256 value.",
+    )
+
+
+async def _lookup(identity: Identity, access_key: str) -> Credential:
+    credential = await identity.credential(access_key)
+    if credential is None:
+        raise S3Error(
+            "InvalidAccessKeyId",
+            f"The access key {access_key!r} does not exist or has been revoked. "
+            "Create a key with `minimo key create USER`.",
+        )
+    return credential
+
+
+def _check_skew(when: datetime, now: datetime) -> None:
+    if abs(now - when) > MAX_SKEW:
+        raise S3Error(
+            "RequestTimeTooSkewed",
+            f"The request time {when:%Y-%m-%dT%H:%M:%SZ} differs from the server time "
+            f"{now:%Y-%m-%dT%H:%M:%SZ} by more than 15 minutes. Fix the client's clock.",
+            extra={
+                "RequestTime": when.strftime(sigv4.AMZ_DATE_FORMAT),
+                "ServerTime": now.strftime(sigv4.AMZ_DATE_FORMAT),
+            },
+        )
+
+
+def _parse_amz_date(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value.strip(), sigv4.AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -- SigV4 -------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Scope:
+    access_key: str
+    date: str
+    region: str
+
+    @property
+    def text(self) -> str:
+        return sigv4.scope(self.date, self.region)
+
+
+def _parse_credential(value: str, region: str, error: str) -> _Scope:
+    parts = value.rsplit("/", 4)
+    if len(parts) != 5 or not parts[0]:
+        raise S3Error(
+            error, f"The credential {value!r} is not <key>/<date>/<region>/s3/aws4_request."
+        )
+    access_key, date, cred_region, service, terminal = parts
+    if not re.fullmatch(r"\d{8}", date):
+        raise S3Error(error, f"The credential date {date!r} is not YYYYMMDD.")
+    if cred_region != region:
+        raise S3Error(
+            error,
+            f"The region {cred_region!r} is wrong; expecting {region!r}. "
+            f"Configure your client with region {region}.",
+            extra={"Region": region},
+        )
+    if service != "s3":
+        raise S3Error(error, f"The credential service {service!r} is wrong; expecting 's3'.")
+    if terminal != "aws4_request":
+        raise S3Error(error, "The credential must end with 'aws4_request'.")
+    return _Scope(access_key, date, region)
+
+
+def _parse_signed_headers(value: str, error: str) -> list[str]:
+    names = [n.strip().lower() for n in value.split(";") if n.strip()]
+    if "host" not in names:
+        raise S3Error(error, "The 'host' header must be signed.")
+    return names
+
+
+def _parse_v4_header(authorization: str) -> dict[str, str]:
+    error = "AuthorizationHeaderMalformed"
+    rest = authorization.strip()[len(sigv4.ALGORITHM) :]
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            fields[name.strip()] = value.strip()
+    missing = [n for n in ("Credential", "SignedHeaders", "Signature") if not fields.get(n)]
+    if missing:
+        raise S3Error(
+            error,
+            f"The authorization header is malformed: missing {', '.join(missing)}. Expected "
+            "'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'.",
+        )
+    return fields
+
+
+def _verify_v4(
+    request: web.Request,
+    *,
+    scope: _Scope,
+    credential: Credential,
+    amz_date: str,
+    signed_headers: list[str],
+    payload_hash: str,
+    signature: str,
+    exclude: str | None,
+) -> bytes:
+    """Check the signature against every accepted reading of the request; return the key."""
+    key = sigv4.signing_key(credential.secret_key, scope.date, scope.region)
+    headers = {name: _header_values(request, name) for name in signed_headers}
+    for uri in _uri_candidates(request):
+        for query in _query_candidates(request, exclude):
+            canonical = sigv4.canonical_request(
+                request.method, uri, query, headers, signed_headers, payload_hash
+            )
+            expected = sigv4.sign(key, sigv4.string_to_sign(amz_date, scope.text, canonical))
+            if sigv4.signatures_equal(expected, signature):
+                return key
+    raise S3Error(
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.",
+    )
+
+
+async def _header_v4(
+    request: web.Request, identity: Identity, region: str, now: datetime, authorization: str
+) -> AuthContext:
+    error = "AuthorizationHeaderMalformed"
+    fields = _parse_v4_header(authorization)
+    scope = _parse_credential(fields["Credential"], region, error)
+    signed_headers = _parse_signed_headers(fields["SignedHeaders"], error)
+    amz_date = request.headers.get("x-amz-date")
+    when = _parse_amz_date(amz_date) if amz_date else None
+    if amz_date is None:
+        when = _parse_http_date(request.headers.get("Date", ""))
+        amz_date = when.strftime(sigv4.AMZ_DATE_FORMAT) if when else None
+    if when is None or amz_date is None:
+        raise S3Error(
+            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header."
+        )
+    _check_skew(when, now)
+    if scope.date != amz_date[:8]:
+        raise S3Error(
+            error,
+            f"Invalid credential date {scope.date!r}: "
+            f"it is not the date of x-amz-date {amz_date!r}.",
+        )
+    raw_hash = request.headers.get("x-amz-content-sha256")
+    # S3 requires the header; without it only an empty body can be what was signed
+    payload_hash = sigv4.EMPTY_SHA256 if raw_hash is None else _valid_payload_hash(raw_hash)
+    signature = fields["Signature"].lower()
+    credential = await _lookup(identity, scope.access_key)
+    key = _verify_v4(
+        request,
+        scope=scope,
+        credential=credential,
+        amz_date=amz_date,
+        signed_headers=signed_headers,
+        payload_hash=raw_hash.strip() if raw_hash is not None else payload_hash,
+        signature=signature,
+        exclude=None,
+    )
+    return AuthContext(
+        principal=credential.principal,
+        payload_hash=payload_hash,
+        method="v4-header",
+        access_key=credential.access_key,
+        signing_key=key,
+        seed_signature=signature,
+        amz_date=amz_date,
+        scope=scope.text,
+    )
+
+
+async def _presigned_v4(
+    request: web.Request, identity: Identity, region: str, now: datetime
+) -> AuthContext:
+    error = "AuthorizationQueryParametersError"
+    params = dict(raw_query_pairs(request))
+    algorithm = params.get("X-Amz-Algorithm")
+    if algorithm != sigv4.ALGORITHM:
+        raise S3Error(error, "X-Amz-Algorithm only supports 'AWS4-HMAC-SHA256'.")
+    missing = [p for p in (*_PRESIGN_V4_PARAMS, "X-Amz-Expires") if not params.get(p)]
+    if missing:
+        raise S3Error(
+            error,
+            f"Query-string authentication version 4 requires the X-Amz-Algorithm, "
+            f"X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
+            f"X-Amz-Expires parameters; missing {', '.join(missing)}.",
+        )
+    scope = _parse_credential(params["X-Amz-Credential"], region, error)
+    signed_headers = _parse_signed_headers(params["X-Amz-SignedHeaders"], error)
+    amz_date = params["X-Amz-Date"]
+    when = _parse_amz_date(amz_date)
+    if when is None:
+        raise S3Error(error, "X-Amz-Date must be in the ISO8601 basic format YYYYMMDD'T'HHMMSS'Z'.")
+    expires = _parse_expires(params["X-Amz-Expires"], error)
+    if scope.date != amz_date[:8]:
+        raise S3Error(error, "The X-Amz-Credential date is not the date of X-Amz-Date.")
+    if when - now > MAX_SKEW:
+        raise S3Error("AccessDenied", "Request is not valid yet: X-Amz-Date is in the future.")
+    if now > when + timedelta(seconds=expires):
+        raise S3Error("AccessDenied", "Request has expired.")
+    signed_hash = params.get("X-Amz-Content-Sha256", sigv4.UNSIGNED_PAYLOAD)
+    payload_hash = _valid_payload_hash(signed_hash)
+    signature = params["X-Amz-Signature"].lower()
+    credential = await _lookup(identity, scope.access_key)
+    key = _verify_v4(
+        request,
+        scope=scope,
+        credential=credential,
+        amz_date=amz_date,
+        signed_headers=signed_headers,
+        payload_hash=signed_hash,
+        signature=signature,
+        exclude="X-Amz-Signature",
+    )
+    return AuthContext(
+        principal=credential.principal,
+        payload_hash=payload_hash,
+        method="v4-query",
+        access_key=credential.access_key,
+        signing_key=key,
+        seed_signature=signature,
+        amz_date=amz_date,
+        scope=scope.text,
+    )
+
+
+def _parse_expires(value: str, error: str) -> int:
+    if not value.isdigit():
+        raise S3Error(error, "X-Amz-Expires should be a number of seconds.")
+    expires = int(value)
+    if expires > MAX_PRESIGN_EXPIRES:
+        raise S3Error(error, "X-Amz-Expires must be less than a week (in seconds) that is 604800.")
+    return expires
+
+
+# -- SigV2 -------------------------------------------------------------------------------------
+def _v2_paths(request: web.Request, domain: str | None) -> list[str]:
+    """The signed resource path: as sent (and re-encoded), with the bucket when virtual-hosted."""
+    prefix = ""
+    if domain:
+        host = request.headers.get("Host", "").rsplit(":", 1)[0].lower()
+        suffix = "." + domain.lower()
+        if host.endswith(suffix) and len(host) > len(suffix):
+            prefix = "/" + host[: -len(suffix)]
+    sent = raw_path(request)
+    paths = [prefix + sent]
+    canonical = sigv4.canonical_uri(sent)
+    if canonical != sent:
+        paths.append(prefix + canonical)
+    return paths
+
+
+def _verify_v2(
+    request: web.Request, credential: Credential, signature: str, date_line: str, paths: list[str]
+) -> None:
+    names = {name.lower() for name in request.headers}
+    amz = sigv2.canonical_amz_headers(
+        {n: request.headers.getall(n) for n in names if n.startswith("x-amz-")}
+    )
+    query = _query_items(request, plus_is_space=False)
+    for path in paths:
+        message = sigv2.string_to_sign(
+            method=request.method,
+            content_md5=request.headers.get("Content-MD5", "").strip(),
+            content_type=request.headers.get("Content-Type", "").strip(),
+            date=date_line,
+            amz_headers=amz,
+            resource=sigv2.canonical_resource(path, query),
+        )
+        if sigv4.signatures_equal(sigv2.signature(credential.secret_key, message), signature):
+            return
+    raise S3Error(
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.",
+    )
+
+
+async def _presigned_v2(
+    request: web.Request, identity: Identity, now: datetime, domain: str | None
+) -> AuthContext:
+    params = dict(raw_query_pairs(request))
+    expires = params.get("Expires", "")
+    if not expires.isdigit():
+        raise S3Error(
+            "AccessDenied",
+            "Query-string authentication requires the Signature, Expires and AWSAccessKeyId "
+            "parameters; Expires must be a Unix time.",
+        )
+    if now.timestamp() > int(expires):
+        raise S3Error("AccessDenied", "Request has expired.")
+    credential = await _lookup(identity, params["AWSAccessKeyId"])
+    _verify_v2(request, credential, params["Signature"], expires, _v2_paths(request, domain))
+    return AuthContext(
+        principal=credential.principal,
+        payload_hash=sigv4.UNSIGNED_PAYLOAD,
+        method="v2-query",
+        access_key=credential.access_key,
+    )
+
+
+async def _header_v2(
+    request: web.Request,
+    identity: Identity,
+    now: datetime,
+    domain: str | None,
+    authorization: str,
+) -> AuthContext:
+    access_key, sep, signature = authorization.strip()[len("AWS") :].strip().rpartition(":")
+    if not sep or not access_key or not signature:
+        raise S3Error(
+            "InvalidArgument",
+            "AWS authorization header is invalid. Expected AwsAccessKeyId:signature.",
+        )
+    amz_date = request.headers.get("x-amz-date")
+    date_header = request.headers.get("Date", "")
+    when = _parse_http_date(amz_date if amz_date is not None else date_header)
+    if when is None:
+        raise S3Error(
+            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header."
+        )
+    _check_skew(when, now)
+    credential = await _lookup(identity, access_key.strip())
+    # with x-amz-date the Date line is empty (it is signed among the x-amz-* headers instead)
+    date_line = "" if amz_date is not None else date_header.strip()
+    _verify_v2(request, credential, signature.strip(), date_line, _v2_paths(request, domain))
+    return AuthContext(
+        principal=credential.principal,
+        payload_hash=_anonymous_payload_hash(request) or sigv4.UNSIGNED_PAYLOAD,
+        method="v2-header",
+        access_key=credential.access_key,
+    )

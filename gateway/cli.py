@@ -82,6 +82,13 @@ def _run_with_identity(config: Config, action: Callable[[IdentityService], Await
         raise click.ClickException(str(exc)) from exc
 
 
+def _read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.UsageError("--password-stdin: stdin gave no password")
+    return password
+
+
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
@@ -234,11 +241,7 @@ def user_add(
     name: str, role: str, password_stdin: bool, data_dir: Path, secret_key_file: Path | None
 ) -> None:
     """Create user NAME."""
-    password = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise click.UsageError("--password-stdin: stdin gave no password")
+    password = _read_password() if password_stdin else None
     created, used = _run_with_identity(
         _config(data_dir, secret_key_file), lambda ident: ident.add_user(name, role, password)
     )
@@ -270,6 +273,37 @@ def user_list(as_json: bool, data_dir: Path, secret_key_file: Path | None) -> No
     for u in users:
         status = "active" if u.active else f"deleted {_when(u.deleted)}"
         click.echo(f"{u.name:<24} {u.role.value:<9} {_when(u.created):<24} {status}")
+
+
+@user.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice([r.value for r in Role]))
+@data_dir_option
+def user_set_role(name: str, role: str, data_dir: Path, secret_key_file: Path | None) -> None:
+    """Give user NAME another ROLE (running servers apply it within 5 s)."""
+    _run_with_identity(_config(data_dir, secret_key_file), lambda i: i.set_role(name, role))
+    click.echo(f"user {name} is now {role}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the new password from the first line of stdin (default: generate and print one).",
+)
+@data_dir_option
+def user_passwd(
+    name: str, password_stdin: bool, data_dir: Path, secret_key_file: Path | None
+) -> None:
+    """Set a new password for user NAME."""
+    from policy.passwords import generate_password
+
+    password = _read_password() if password_stdin else generate_password()
+    _run_with_identity(_config(data_dir, secret_key_file), lambda i: i.set_password(name, password))
+    click.echo(f"user: {name}")
+    if not password_stdin:
+        click.echo(f"password: {password}")
 
 
 @user.command("delete")

@@ -236,6 +236,7 @@ async def serve(
             with contextlib.suppress(Exception):
                 await object_store.close()
         await store.close()
+        log.info("minimo stopped")
 
 
 def _url(config: Config) -> str:

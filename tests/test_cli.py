@@ -200,3 +200,20 @@ def test_serve_rejects_bad_options(tmp_path: Path) -> None:
         "serve", "--s3-endpoint", "http://127.0.0.1:1", "--data-dir", d
     )
     assert "together" in fails("serve", "--tls-cert", str(tmp_path / "c.pem"), "--data-dir", d)
+
+
+def test_user_set_role_passwd_delete(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    ok("user", "add", "alice", "--role", "reader", "--data-dir", d)
+    created = json.loads(ok("key", "create", "alice", "--json", "--data-dir", d))
+    ok("user", "set-role", "alice", "uploader", "--data-dir", d)
+    users = json.loads(ok("user", "list", "--json", "--data-dir", d))
+    assert users[0]["role"] == "uploader"
+    assert "password" in fields(ok("user", "passwd", "alice", "--data-dir", d))
+    ok("user", "passwd", "alice", "--password-stdin", "--data-dir", d, input="new-password-1\n")
+    ok("user", "delete", "alice", "--data-dir", d)
+    users = json.loads(ok("user", "list", "--json", "--data-dir", d))
+    assert users[0]["deleted"] is not None
+    assert "no user" in fails("key", "create", "alice", "--data-dir", d)
+    assert created["access_key"] in ok("key", "list", "--data-dir", d)
+    assert "no user" in fails("user", "set-role", "ghost", "admin", "--data-dir", d)

@@ -246,3 +246,38 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "cannot listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- startup checks, in process ------------------------------------------------------------------
+def test_listen_parsing_and_loopback_rules() -> None:
+    from gateway.config import Config
+    from gateway.server import ServeError, check_transport, is_loopback, parse_listen
+
+    assert parse_listen("127.0.0.1:9000") == ("127.0.0.1", 9000)
+    assert parse_listen("[::1]:9443") == ("::1", 9443)
+    assert parse_listen("localhost:80") == ("localhost", 80)
+    for bad in ("9000", ":9000", "host:", "host:port", "host:70000", "host:0"):
+        with pytest.raises(ServeError):
+            parse_listen(bad)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert is_loopback("127.8.9.10")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.0.0.1")
+    check_transport(Config(listen_host="127.0.0.1"))
+    check_transport(Config(listen_host="0.0.0.0", tls=True))
+    check_transport(Config(listen_host="0.0.0.0", insecure_http=True))
+    with pytest.raises(ServeError, match="--insecure-http"):
+        check_transport(Config(listen_host="0.0.0.0"))
+    with pytest.raises(ServeError, match="--insecure-http"):
+        check_transport(Config(listen_host="192.0.2.7"))
+
+
+def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--listen", f"127.0.0.1:{free_port()}",
+         "--data-dir", str(tmp_path / "file" / "sub")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "cannot create the data directory" in result.stderr
+    assert "Traceback" not in result.stderr

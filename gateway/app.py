@@ -1,0 +1,343 @@
+"""The aiohttp application: one catch-all S3 route, request ids, errors as S3 XML.
+
+Everything outside ``/_minimo/`` is S3. A request is routed by hand (bucket and key decoded from
+the *raw* path, so ``%2F`` and ``+`` keep their meaning), authenticated, classified into an
+S3 operation, authorized and handed to one handler function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+from urllib.parse import unquote
+
+from aiohttp import web
+from multidict import CIMultiDictProxy, MultiDictProxy
+
+from gateway import s3xml
+from gateway.appkeys import CONFIG, IDENTITY, OBJECT_STORE
+from gateway.auth import authenticate
+from gateway.backends.base import ObjectStore
+from gateway.config import Config
+from gateway.errors import S3Error
+from gateway.handlers import buckets, listing, multipart, objects
+from gateway.handlers.common import S3Request
+from gateway.names import validate_bucket, validate_key
+from policy.identity import Identity
+from policy.principal import Principal
+
+log = logging.getLogger("minimo.s3")
+
+#: aiohttp request-handler limits. They are above the S3 limit we enforce ourselves
+#: (MAX_HEADER_BYTES), so oversized headers reach the app and get an S3 XML error rather than
+#: aiohttp's plain-text 400.
+HANDLER_ARGS: dict = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
+#: S3 refuses request header sections over 8 KiB.
+MAX_HEADER_BYTES = 8 * 1024
+RESERVED_PREFIX = "/_minimo/"
+
+REQUEST_ID = web.RequestKey("minimo_request_id", str)
+HOST_ID = web.AppKey("minimo_host_id", str)
+
+Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
+
+
+class Operation(NamedTuple):
+    handler: Handler
+    write: bool
+
+
+OPERATIONS: dict[str, Operation] = {
+    "ListBuckets": Operation(buckets.list_buckets, False),
+    "CreateBucket": Operation(buckets.create_bucket, True),
+    "DeleteBucket": Operation(buckets.delete_bucket, True),
+    "HeadBucket": Operation(buckets.head_bucket, False),
+    "GetBucketLocation": Operation(buckets.get_bucket_location, False),
+    "GetBucketVersioning": Operation(buckets.get_bucket_versioning, False),
+    "GetBucketAcl": Operation(buckets.get_bucket_acl, False),
+    "ListObjects": Operation(listing.list_objects, False),
+    "ListObjectsV2": Operation(listing.list_objects_v2, False),
+    "ListObjectVersions": Operation(listing.list_object_versions, False),
+    "ListMultipartUploads": Operation(listing.list_multipart_uploads, False),
+    "GetObject": Operation(objects.get_object, False),
+    "HeadObject": Operation(objects.head_object, False),
+    "GetObjectAcl": Operation(objects.get_object_acl, False),
+    "PutObject": Operation(objects.put_object, True),
+    "CopyObject": Operation(objects.copy_object, True),
+    "DeleteObject": Operation(objects.delete_object, True),
+    "DeleteObjects": Operation(objects.delete_objects, True),
+    "CreateMultipartUpload": Operation(multipart.create_multipart_upload, True),
+    "UploadPart": Operation(multipart.upload_part, True),
+    "UploadPartCopy": Operation(multipart.upload_part_copy, True),
+    "CompleteMultipartUpload": Operation(multipart.complete_multipart_upload, True),
+    "AbortMultipartUpload": Operation(multipart.abort_multipart_upload, True),
+    "ListParts": Operation(multipart.list_parts, False),
+}
+
+#: Query parameters that name an S3 sub-resource we do not implement (answered 501).
+UNSUPPORTED_SUBRESOURCES = frozenset(
+    {
+        *("accelerate", "acl", "analytics", "attributes", "cors", "encryption"),
+        *("intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging"),
+        *("metadataConfiguration", "metadataTable", "metrics", "notification", "object-lock"),
+        *("ownershipControls", "policy", "policyStatus", "publicAccessBlock", "replication"),
+        *("requestPayment", "restore", "retention", "select", "session", "tagging", "torrent"),
+        *("versioning", "website", "renameObject"),
+    }
+)
+#: GET probes clients send that we answer minimally.
+_BUCKET_GET_PROBES = {
+    "location": "GetBucketLocation",
+    "versioning": "GetBucketVersioning",
+    "acl": "GetBucketAcl",
+    "uploads": "ListMultipartUploads",
+    "versions": "ListObjectVersions",
+}
+
+
+class NotImplementedOp(Exception):
+    """Internal marker: a request that names an S3 operation we do not implement."""
+
+
+def _unsupported(query: MultiDictProxy[str]) -> str | None:
+    for name in query:
+        if name in UNSUPPORTED_SUBRESOURCES:
+            return name
+    return None
+
+
+def classify(
+    method: str, bucket: str, key: str, query: MultiDictProxy[str], headers: CIMultiDictProxy[str]
+) -> str:
+    """Name the S3 operation of a request; S3Error NotImplemented/MethodNotAllowed otherwise."""
+    if not bucket:
+        if method == "GET":
+            return "ListBuckets"
+        raise _method_not_allowed(method, "/")
+    op = _classify_object(method, query, headers) if key else _classify_bucket(method, query)
+    if op is None:
+        sub = _unsupported(query)
+        what = f"the {sub!r} sub-resource" if sub else f"{method} on this resource"
+        raise S3Error(
+            "NotImplemented",
+            f"minimo does not implement {what}. It supports the core S3 operations only.",
+        )
+    return op
+
+
+def _classify_bucket(method: str, query: MultiDictProxy[str]) -> str | None:
+    if method == "GET":
+        if query:
+            for name, op in _BUCKET_GET_PROBES.items():
+                if name in query:
+                    return op
+            if _unsupported(query):
+                return None
+            if query.get("list-type") == "2":
+                return "ListObjectsV2"
+        return "ListObjects"
+    if query and _unsupported(query):
+        return None
+    if method == "HEAD":
+        return "HeadBucket"
+    if method == "PUT":
+        return "CreateBucket"
+    if method == "DELETE":
+        return "DeleteBucket"
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    return None
+
+
+def _classify_object(
+    method: str, query: MultiDictProxy[str], headers: CIMultiDictProxy[str]
+) -> str | None:
+    if query:
+        if method == "GET" and "acl" in query:
+            return "GetObjectAcl"
+        if _unsupported(query):
+            return None
+    if method == "GET":
+        return "ListParts" if "uploadId" in query else "GetObject"
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "PUT":
+        copy = "x-amz-copy-source" in headers
+        if "uploadId" in query or "partNumber" in query:
+            return "UploadPartCopy" if copy else "UploadPart"
+        return "CopyObject" if copy else "PutObject"
+    if method == "DELETE":
+        return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"
+    if method == "POST":
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        if "uploadId" in query:
+            return "CompleteMultipartUpload"
+    return None
+
+
+def _method_not_allowed(method: str, resource: str) -> S3Error:
+    return S3Error(
+        "MethodNotAllowed",
+        f"The {method} method is not allowed against this resource.",
+        resource=resource,
+        extra={"Method": method, "ResourceType": "SERVICE" if resource == "/" else "OBJECT"},
+        headers={"Allow": "GET"},
+    )
+
+
+def authorize(principal: Principal | None, op: str, write: bool, resource: str) -> None:
+    """Interim rule (issue 2): admin and uploader do everything, reader only reads.
+
+    The enforcement issue replaces this with ``policy.enforce``.
+    """
+    if principal is None:
+        raise S3Error(
+            "AccessDenied",
+            "Anonymous access is not allowed: sign your requests with an access key.",
+            resource=resource,
+        )
+    if write and not principal.may_write:
+        raise S3Error(
+            "AccessDenied",
+            f"{op} is a write, and user {principal.user!r} has the role "
+            f"{principal.role.value!r}, which may only read. Ask an admin for the uploader role.",
+            resource=resource,
+        )
+
+
+def split_target(request: web.Request, domain: str | None) -> tuple[str, str]:
+    """(bucket, key) from the raw path (and the Host header for virtual-hosted style)."""
+    raw = request.raw_path
+    q = raw.find("?")
+    if q >= 0:
+        raw = raw[:q]
+    if domain:
+        host = request.headers.get("Host", "")
+        if host.rfind(":") > host.rfind("]"):  # drop the port, not an IPv6 address's colons
+            host = host[: host.rfind(":")]
+        suffix = "." + domain
+        if host.lower().endswith(suffix) and len(host) > len(suffix):
+            return host[: -len(suffix)].lower(), unquote(raw[1:])
+    bucket, _, key = raw[1:].partition("/")
+    return unquote(bucket), unquote(key)
+
+
+def _header_bytes(request: web.Request) -> int:
+    return sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
+    if _header_bytes(request) > MAX_HEADER_BYTES:
+        raise S3Error(
+            "RequestHeaderSectionTooLarge",
+            f"Your request header section exceeds {MAX_HEADER_BYTES} bytes.",
+            extra={"MaxSizeAllowed": str(MAX_HEADER_BYTES)},
+        )
+    bucket, key = split_target(request, config.domain)
+    auth = await authenticate(request, app[IDENTITY], region=config.region, domain=config.domain)
+    query = request.query
+    op_name = classify(request.method, bucket, key, query, request.headers)
+    op = OPERATIONS[op_name]
+    resource = f"/{bucket}/{key}" if key else f"/{bucket}"
+    authorize(auth.principal, op_name, op.write, resource)
+    if bucket:
+        validate_bucket(bucket)
+        if key:
+            validate_key(bucket, key)
+    s3req = S3Request(request, config, app[OBJECT_STORE], op_name, bucket, key, auth)
+    return await op.handler(s3req)
+
+
+_HTTP_CODES = {
+    400: "InvalidRequest",
+    403: "AccessDenied",
+    404: "NoSuchKey",
+    405: "MethodNotAllowed",
+    411: "MissingContentLength",
+    413: "EntityTooLarge",
+    416: "InvalidRange",
+}
+
+
+def _from_http_exception(exc: web.HTTPException) -> S3Error:
+    code = _HTTP_CODES.get(exc.status, "InternalError" if exc.status >= 500 else "InvalidRequest")
+    return S3Error(code, exc.reason or None, status=exc.status)
+
+
+def error_response(request: web.Request, err: S3Error, request_id: str) -> web.Response:
+    headers = {"Content-Type": s3xml.CONTENT_TYPE}
+    headers.update(err.headers)
+    # HEAD responses and 304 carry no body (the status and headers are the whole answer).
+    if request.method == "HEAD" or err.status == 304:
+        return web.Response(status=err.status, headers=headers)
+    resource = err.resource or unquote(request.raw_path.partition("?")[0])
+    body = s3xml.error_document(
+        err.code,
+        err.message,
+        resource,
+        request_id,
+        request.app[HOST_ID],
+        {k: str(v) for k, v in err.extra.items()},
+    )
+    return web.Response(status=err.status, body=body, headers=headers)
+
+
+async def s3_entry(request: web.Request) -> web.StreamResponse:
+    """The catch-all route: everything not under /_minimo/ is S3."""
+    request_id = secrets.token_hex(8).upper()
+    request[REQUEST_ID] = request_id
+    try:
+        if request.raw_path.startswith(RESERVED_PREFIX):
+            raise S3Error(
+                "NoSuchKey",
+                "Nothing here: /_minimo/ is reserved for minimo's UI and API.",
+                status=404,
+            )
+        return await _serve(request)
+    except S3Error as err:
+        return error_response(request, err, request_id)
+    except web.HTTPException as exc:
+        return error_response(request, _from_http_exception(exc), request_id)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        # The traceback stays in the server log; the client gets only the request id to quote.
+        log.exception(
+            "internal error in %s %s (request id %s)", request.method, request.raw_path, request_id
+        )
+        return error_response(request, S3Error("InternalError"), request_id)
+
+
+async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """Every response names the server and, for S3 requests, the request id."""
+    headers = response.headers
+    headers["Server"] = "minimo"
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        headers["x-amz-request-id"] = request_id
+        headers["x-amz-id-2"] = request.app[HOST_ID]
+
+
+def create_app(config: Config, object_store: ObjectStore, identity: Identity) -> web.Application:
+    app = web.Application(handler_args=HANDLER_ARGS)
+    app[CONFIG] = config
+    app[OBJECT_STORE] = object_store
+    app[IDENTITY] = identity
+    app[HOST_ID] = base64.b64encode(secrets.token_bytes(48)).decode("ascii")
+    app.on_response_prepare.append(_stamp)
+    try:
+        from ui import setup_ui
+    except ImportError:
+        setup_ui = None
+    if setup_ui is not None:
+        setup_ui(app)
+    # Registered last, so the UI's /_minimo/ routes match first.
+    app.router.add_route("*", "/{tail:.*}", s3_entry)
+    return app

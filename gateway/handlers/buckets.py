@@ -1,0 +1,75 @@
+"""Service and bucket operations: ListBuckets, Create/Delete/HeadBucket, location, probes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import s3xml
+from gateway.errors import S3Error
+from gateway.handlers.common import S3Request, read_xml, xml_response
+
+_ACL_INNER = (
+    f"{s3xml.OWNER_XML}<AccessControlList><Grant>"
+    '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
+    f"<ID>{s3xml.OWNER_ID}</ID><DisplayName>{s3xml.OWNER_NAME}</DisplayName></Grantee>"
+    "<Permission>FULL_CONTROL</Permission></Grant></AccessControlList>"
+)
+ACL_DOCUMENT = s3xml.document("AccessControlPolicy", _ACL_INNER)
+
+
+async def list_buckets(r: S3Request) -> web.StreamResponse:
+    buckets = await r.store.list_buckets()
+    buckets.sort(key=lambda b: b.name)
+    items = "".join(
+        f"<Bucket><Name>{s3xml.esc(b.name)}</Name>"
+        f"<CreationDate>{s3xml.iso8601(b.created)}</CreationDate></Bucket>"
+        for b in buckets
+    )
+    return xml_response(
+        s3xml.document("ListAllMyBucketsResult", f"{s3xml.OWNER_XML}<Buckets>{items}</Buckets>")
+    )
+
+
+async def create_bucket(r: S3Request) -> web.StreamResponse:
+    doc = await read_xml(r, "CreateBucketConfiguration", required=False)
+    if doc:
+        constraint = (s3xml.text(s3xml.child(doc, "LocationConstraint")) or "").strip()
+        if constraint and constraint != r.config.region:
+            raise S3Error(
+                "IllegalLocationConstraintException",
+                f"The {constraint} location constraint is incompatible with the region of this "
+                f"server ({r.config.region}). Omit the constraint or use {r.config.region}.",
+                resource=r.resource,
+            )
+    await r.store.create_bucket(r.bucket)
+    return web.Response(headers={"Location": f"/{r.bucket}"})
+
+
+async def delete_bucket(r: S3Request) -> web.StreamResponse:
+    await r.store.delete_bucket(r.bucket)
+    return web.Response(status=204)
+
+
+async def head_bucket(r: S3Request) -> web.StreamResponse:
+    await r.store.head_bucket(r.bucket)
+    return web.Response(headers={"x-amz-bucket-region": r.config.region})
+
+
+async def get_bucket_location(r: S3Request) -> web.StreamResponse:
+    await r.store.head_bucket(r.bucket)
+    # S3 answers an empty constraint for us-east-1 (the historical "US Standard" region).
+    region = "" if r.config.region == "us-east-1" else s3xml.esc(r.config.region)
+    return xml_response(
+        f'{s3xml.XML_DECL}<LocationConstraint xmlns="{s3xml.S3_NS}">{region}'
+        "</LocationConstraint>".encode()
+    )
+
+
+async def get_bucket_versioning(r: S3Request) -> web.StreamResponse:
+    await r.store.head_bucket(r.bucket)
+    return xml_response(s3xml.document("VersioningConfiguration", ""))
+
+
+async def get_bucket_acl(r: S3Request) -> web.StreamResponse:
+    await r.store.head_bucket(r.bucket)
+    return xml_response(ACL_DOCUMENT)

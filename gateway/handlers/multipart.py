@@ -1,0 +1,169 @@
+"""The multipart family: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts."""
+
+from __future__ import annotations
+
+import itertools
+from urllib.parse import quote
+
+from aiohttp import web
+
+from gateway import s3xml
+from gateway.backends.base import MAX_PART_NUMBER
+from gateway.errors import S3Error
+from gateway.handlers.common import (
+    S3Request,
+    checksum_headers,
+    conditions,
+    copy_source,
+    int_param,
+    read_xml,
+    require_length,
+    write_meta,
+    xml_response,
+)
+
+MAX_PARTS = 1000
+
+
+def _upload_id(r: S3Request) -> str:
+    upload_id = r.query.get("uploadId", "")
+    if not upload_id:
+        raise S3Error("NoSuchUpload", "The uploadId parameter is empty.", resource=r.resource)
+    return upload_id
+
+
+def _part_number(r: S3Request) -> int:
+    raw = r.query.get("partNumber", "")
+    try:
+        number = int(raw)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_PART_NUMBER:
+        raise S3Error(
+            "InvalidArgument",
+            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive.",
+            resource=r.resource,
+            extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
+        )
+    return number
+
+
+async def create_multipart_upload(r: S3Request) -> web.StreamResponse:
+    upload_id = await r.store.create_multipart_upload(r.bucket, r.key, write_meta(r.headers))
+    inner = s3xml.elements([("Bucket", r.bucket), ("Key", r.key), ("UploadId", upload_id)])
+    return xml_response(s3xml.document("InitiateMultipartUploadResult", inner))
+
+
+async def upload_part(r: S3Request) -> web.StreamResponse:
+    number = _part_number(r)
+    upload_id = _upload_id(r)
+    require_length(r.headers)
+    body = r.body()
+    etag = await r.store.upload_part(r.bucket, r.key, upload_id, number, body)
+    headers = checksum_headers(r.headers, body)
+    headers["ETag"] = s3xml.quote_etag(etag)
+    return web.Response(headers=headers)
+
+
+async def upload_part_copy(r: S3Request) -> web.StreamResponse:
+    number = _part_number(r)
+    upload_id = _upload_id(r)
+    src_bucket, src_key = copy_source(r.headers)
+    result = await r.store.upload_part_copy(
+        r.bucket,
+        r.key,
+        upload_id,
+        number,
+        src_bucket,
+        src_key,
+        range_header=r.headers.get("x-amz-copy-source-range"),
+        conditions=conditions(r.headers, "x-amz-copy-source-"),
+    )
+    inner = s3xml.elements(
+        [
+            ("LastModified", s3xml.iso8601(result.last_modified)),
+            ("ETag", s3xml.quote_etag(result.etag)),
+        ]
+    )
+    return xml_response(s3xml.document("CopyPartResult", inner))
+
+
+def _parts(doc: dict) -> list[tuple[int, str]]:
+    parts = []
+    for part in s3xml.as_list(doc.get("Part")):
+        number_text = s3xml.text(s3xml.child(part, "PartNumber"))
+        etag = s3xml.text(s3xml.child(part, "ETag"))
+        try:
+            number = int((number_text or "").strip())
+        except ValueError as exc:
+            raise S3Error("MalformedXML", "Every <Part> needs a numeric <PartNumber>.") from exc
+        if etag is None:
+            raise S3Error("MalformedXML", "Every <Part> needs an <ETag>.")
+        parts.append((number, etag.strip().strip('"')))
+    if not parts:
+        raise S3Error("MalformedXML", "The <CompleteMultipartUpload> document lists no parts.")
+    for (a, _), (b, _) in itertools.pairwise(parts):
+        if b <= a:
+            raise S3Error(
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order: part numbers must increase.",
+            )
+    return parts
+
+
+async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
+    upload_id = _upload_id(r)
+    doc = await read_xml(r, "CompleteMultipartUpload")
+    assert doc is not None
+    parts = _parts(doc)
+    etag = await r.store.complete_multipart_upload(r.bucket, r.key, upload_id, parts)
+    inner = s3xml.elements(
+        [
+            ("Location", f"{r.config.base_url}/{r.bucket}/{quote(r.key)}"),
+            ("Bucket", r.bucket),
+            ("Key", r.key),
+            ("ETag", s3xml.quote_etag(etag)),
+        ]
+    )
+    return xml_response(s3xml.document("CompleteMultipartUploadResult", inner))
+
+
+async def abort_multipart_upload(r: S3Request) -> web.StreamResponse:
+    await r.store.abort_multipart_upload(r.bucket, r.key, _upload_id(r))
+    return web.Response(status=204)
+
+
+async def list_parts(r: S3Request) -> web.StreamResponse:
+    upload_id = _upload_id(r)
+    q = r.query
+    marker = int_param(q, "part-number-marker", 0)
+    max_parts = int_param(q, "max-parts", MAX_PARTS, cap=MAX_PARTS)
+    page = await r.store.list_parts(
+        r.bucket, r.key, upload_id, part_marker=marker, max_parts=max_parts
+    )
+    head = s3xml.elements(
+        [
+            ("Bucket", r.bucket),
+            ("Key", r.key),
+            ("UploadId", upload_id),
+        ]
+    )
+    head += (
+        f"<Initiator><ID>{s3xml.OWNER_ID}</ID><DisplayName>{s3xml.OWNER_NAME}</DisplayName>"
+        f"</Initiator>{s3xml.OWNER_XML}<StorageClass>STANDARD</StorageClass>"
+    )
+    head += s3xml.elements(
+        [
+            ("PartNumberMarker", marker),
+            ("NextPartNumberMarker", page.next_marker if page.truncated else None),
+            ("MaxParts", max_parts),
+            ("IsTruncated", page.truncated),
+        ]
+    )
+    iso = s3xml.iso8601
+    parts = "".join(
+        f"<Part><PartNumber>{p.number}</PartNumber><LastModified>{iso(p.last_modified)}"
+        f'</LastModified><ETag>"{s3xml.esc(p.etag)}"</ETag><Size>{p.size}</Size></Part>'
+        for p in page.parts
+    )
+    return xml_response(s3xml.document("ListPartsResult", head + parts))

@@ -1,0 +1,258 @@
+"""Object operations: Get/Head/Put/Copy/Delete, DeleteObjects and the object ACL probe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from gateway import s3xml
+from gateway.backends.base import ObjectInfo
+from gateway.errors import S3Error
+from gateway.handlers.buckets import ACL_DOCUMENT
+from gateway.handlers.common import (
+    S3Request,
+    check_version_id,
+    checksum_headers,
+    conditions,
+    copy_source,
+    read_xml,
+    require_length,
+    write_meta,
+    xml_response,
+)
+from gateway.names import validate_key
+
+log = logging.getLogger("minimo.s3")
+
+#: Bodies up to this size are sent in one write; larger ones stream in pieces.
+SMALL_BODY = 256 * 1024
+MAX_DELETE_KEYS = 1000
+_DELETE_CONCURRENCY = 16
+
+#: ``response-*`` query parameters and the header each one overrides.
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
+    headers = {
+        "ETag": s3xml.quote_etag(info.etag),
+        "Last-Modified": s3xml.http_date(info.last_modified),
+        "Content-Type": info.content_type or "binary/octet-stream",
+        "Accept-Ranges": "bytes",
+    }
+    for name, value in info.headers.items():
+        headers[name] = value
+    for name, value in info.metadata.items():
+        headers["x-amz-meta-" + name] = value
+    q = r.query
+    # Overrides are honoured only on authenticated requests; anonymous ones never get here.
+    if q:
+        for param, header in RESPONSE_OVERRIDES.items():
+            value = q.get(param)
+            if value is not None:
+                headers[header] = value
+    return headers
+
+
+def _no_part_number(r: S3Request) -> None:
+    if "partNumber" in r.query:
+        raise S3Error(
+            "NotImplemented",
+            "Reading a single part with partNumber is not implemented; use a Range header.",
+            resource=r.resource,
+        )
+
+
+async def head_object(r: S3Request) -> web.StreamResponse:
+    _no_part_number(r)
+    check_version_id(r.query, r.resource)
+    info = await r.store.head_object(r.bucket, r.key, conditions(r.headers))
+    resp = web.StreamResponse(headers=object_headers(info, r))
+    resp.content_length = info.size
+    return resp
+
+
+async def get_object(r: S3Request) -> web.StreamResponse:
+    _no_part_number(r)
+    check_version_id(r.query, r.resource)
+    reader = await r.store.open_object(
+        r.bucket, r.key, range_header=r.headers.get("Range"), conditions=conditions(r.headers)
+    )
+    try:
+        headers = object_headers(reader.info, r)
+        span = reader.byte_range
+        if span is not None:
+            status, length = 206, span.length
+            headers["Content-Range"] = f"bytes {span.start}-{span.end}/{span.total}"
+        else:
+            status, length = 200, reader.info.size
+        if length <= SMALL_BODY:
+            body = b"".join([chunk async for chunk in reader])
+            return web.Response(status=status, body=body, headers=headers)
+        return await _stream(r.request, reader, status, length, headers)
+    finally:
+        # Always release the file or upstream connection, also when the client went away.
+        await reader.aclose()
+
+
+async def _stream(
+    request: web.Request, reader, status: int, length: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = length
+    await resp.prepare(request)
+    try:
+        async for chunk in reader:
+            await resp.write(chunk)
+    except (ConnectionError, asyncio.CancelledError):
+        raise  # the client went away; the caller's finally closes the reader
+    except Exception:
+        # Headers are out, so no error document can follow: cut the connection so the client
+        # sees a short body instead of a silently truncated object.
+        log.exception("error while streaming %s", request.raw_path)
+        resp.force_close()
+        if request.transport is not None:
+            request.transport.close()
+        return resp
+    await resp.write_eof()
+    return resp
+
+
+def _if_none_match(r: S3Request) -> bool:
+    """``If-None-Match: *`` is the only conditional write S3 clients use; others are refused."""
+    value = r.headers.get("If-None-Match")
+    if r.headers.get("If-Match") is not None or (value is not None and value.strip() != "*"):
+        raise S3Error(
+            "NotImplemented",
+            "Conditional writes support only If-None-Match: *.",
+            resource=r.resource,
+        )
+    return value is not None
+
+
+async def put_object(r: S3Request) -> web.StreamResponse:
+    require_length(r.headers)
+    if_none_match = _if_none_match(r)
+    meta = write_meta(r.headers)
+    body = r.body()
+    etag = await r.store.put_object(r.bucket, r.key, body, meta, if_none_match=if_none_match)
+    headers = checksum_headers(r.headers, body)
+    headers["ETag"] = s3xml.quote_etag(etag)
+    return web.Response(headers=headers)
+
+
+def _directive(r: S3Request) -> str:
+    value = r.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        raise S3Error(
+            "InvalidArgument",
+            f"Unknown metadata directive {value!r}: use COPY or REPLACE.",
+            extra={"ArgumentName": "x-amz-metadata-directive", "ArgumentValue": value},
+        )
+    return value
+
+
+async def copy_object(r: S3Request) -> web.StreamResponse:
+    src_bucket, src_key = copy_source(r.headers)
+    replace = _directive(r) == "REPLACE"
+    if not replace and (src_bucket, src_key) == (r.bucket, r.key):
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata, storage class, website redirect location "
+            "or encryption attributes.",
+            resource=r.resource,
+        )
+    result = await r.store.copy_object(
+        src_bucket,
+        src_key,
+        r.bucket,
+        r.key,
+        meta=write_meta(r.headers) if replace else None,
+        conditions=conditions(r.headers, "x-amz-copy-source-"),
+    )
+    inner = s3xml.elements(
+        [
+            ("LastModified", s3xml.iso8601(result.last_modified)),
+            ("ETag", s3xml.quote_etag(result.etag)),
+        ]
+    )
+    return xml_response(s3xml.document("CopyObjectResult", inner))
+
+
+async def delete_object(r: S3Request) -> web.StreamResponse:
+    check_version_id(r.query, r.resource)
+    await r.store.delete_object(r.bucket, r.key)
+    return web.Response(status=204)
+
+
+async def get_object_acl(r: S3Request) -> web.StreamResponse:
+    check_version_id(r.query, r.resource)
+    await r.store.head_object(r.bucket, r.key)
+    return xml_response(ACL_DOCUMENT)
+
+
+def _delete_request(doc: dict) -> tuple[bool, list[tuple[str, str | None]]]:
+    quiet = (s3xml.text(doc.get("Quiet")) or "").strip().lower() == "true"
+    objects = s3xml.as_list(doc.get("Object"))
+    if not objects:
+        raise S3Error("MalformedXML", "A <Delete> document must name at least one <Object>.")
+    if len(objects) > MAX_DELETE_KEYS:
+        raise S3Error(
+            "MalformedXML",
+            f"A <Delete> document names at most {MAX_DELETE_KEYS} objects; "
+            f"this one names {len(objects)}.",
+        )
+    items = []
+    for obj in objects:
+        key = s3xml.text(s3xml.child(obj, "Key"))
+        if key is None:
+            raise S3Error("MalformedXML", "Every <Object> needs a <Key>.")
+        version = s3xml.text(s3xml.child(obj, "VersionId"))
+        items.append((key, version))
+    return quiet, items
+
+
+async def _delete_one(r: S3Request, key: str, version: str | None) -> str:
+    try:
+        if version is not None and version not in ("", "null"):
+            raise S3Error("NoSuchVersion", "This server keeps one version per key ('null').")
+        validate_key(r.bucket, key)
+        await r.store.delete_object(r.bucket, key)
+    except S3Error as err:
+        return (
+            f"<Error><Key>{s3xml.esc(key)}</Key><Code>{s3xml.esc(err.code)}</Code>"
+            f"<Message>{s3xml.esc(err.message)}</Message></Error>"
+        )
+    return ""
+
+
+async def delete_objects(r: S3Request) -> web.StreamResponse:
+    doc = await read_xml(r, "Delete")
+    assert doc is not None
+    quiet, items = _delete_request(doc)
+    await r.store.head_bucket(r.bucket)
+    sem = asyncio.Semaphore(_DELETE_CONCURRENCY)
+
+    async def one(key: str, version: str | None) -> str:
+        async with sem:
+            return await _delete_one(r, key, version)
+
+    errors = await asyncio.gather(*(one(k, v) for k, v in items))
+    out = []
+    for (key, version), error in zip(items, errors, strict=True):
+        if error:
+            out.append(error)
+        elif not quiet:
+            vid = f"<VersionId>{s3xml.esc(version)}</VersionId>" if version else ""
+            out.append(f"<Deleted><Key>{s3xml.esc(key)}</Key>{vid}</Deleted>")
+    return xml_response(s3xml.document("DeleteResult", "".join(out)))

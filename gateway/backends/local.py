@@ -1353,6 +1353,8 @@ class _Walk:
             if any(s in ("", ".", "..") or "\x00" in s for s in segments):
                 return  # no stored key can have such a prefix
             path = os.path.join(self.bucket_dir, rel[:-1])
+            if not os.path.isdir(path):
+                return  # nothing stored below it (or it is an object, not a directory)
             if rel == self.prefix and rel > self.start_after:
                 record = _get_meta(path)
                 if record is not None:

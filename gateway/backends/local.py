@@ -538,12 +538,36 @@ class LocalObjectStore(ObjectStore):
             if body.size is not None and temp.size + pending_len != body.size:
                 raise S3Error("IncompleteBody")
             return await self._run(self._finish, temp, pending, given, finish)
-        except BaseException:
-            if inflight is not None and not inflight.done():
-                inflight.add_done_callback(lambda _f: temp.discard())
+        except BaseException as exc:
+            await self._discard(temp, inflight, isinstance(exc, asyncio.CancelledError))
+            raise
+
+    @staticmethod
+    async def _discard(
+        temp: _TempFile, inflight: asyncio.Future[None] | None, cancelled: bool
+    ) -> None:
+        """Remove a failed write's temp file, once no batch write is using it any more."""
+
+        def later(future: asyncio.Future[None]) -> None:
+            if not future.cancelled():
+                future.exception()  # retrieved: a disk error here is not news
+            temp.discard()
+
+        if inflight is None or inflight.done():
+            if inflight is not None:
+                later(inflight)
             else:
                 temp.discard()
-            raise
+            return
+        if not cancelled:
+            # wait for the one batch in flight, so the caller sees nothing left behind
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([inflight])
+            if inflight.done():
+                later(inflight)
+                return
+        # cancelled: do not wait; the file goes as soon as the write finishes
+        inflight.add_done_callback(later)
 
     @staticmethod
     def _finish(
@@ -584,15 +608,14 @@ class LocalObjectStore(ObjectStore):
                 raise
 
     def _clear_empty_dir(self, t: _Target) -> None:
-        """``t.path`` is a directory where a file should go: remove it if it is a leftover."""
-        if _get_meta(t.path) is None:
-            try:
-                os.rmdir(t.path)
+        """``t.path`` is a directory where a file should go: remove it if it holds no object
+        (leftover empty directories, e.g. after a crash), else refuse."""
+        if _get_meta(t.path) is None and not _holds_object(t.path):
+            for dirpath, _dirs, _files in os.walk(t.path, topdown=False):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+            if not os.path.isdir(t.path):
                 return
-            except FileNotFoundError:
-                return
-            except OSError:
-                pass
         raise _is_directory(t.key)
 
     def _place_file(self, src: str, t: _Target, exclusive: bool) -> None:
@@ -692,7 +715,7 @@ class LocalObjectStore(ObjectStore):
             exists = _get_meta(t.path) is not None
         else:
             if stat.S_ISDIR(st.st_mode):
-                if any(True for _ in os.scandir(t.path)) or _get_meta(t.path) is not None:
+                if _get_meta(t.path) is not None or _holds_object(t.path):
                     raise _is_directory(t.key)
                 return
             exists = True

@@ -1,0 +1,299 @@
+"""The ``local`` backend's own promises: the on-disk layout an admin can read, atomic
+placement, key safety. These are not part of the shared contract (an S3 server keeps its
+bytes its own way), so they run on ``local`` only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.base import WriteMeta
+from gateway.backends.local import XATTR, LocalObjectStore
+from gateway.errors import S3Error
+from tests.contract.helpers import Bytes, Failing, MiB, get, md5, pattern, put, raises
+
+BUCKET = "b"
+
+
+def run_local(tmp_path: Path, fn: Callable[[LocalObjectStore, Path], Awaitable[None]]) -> None:
+    async def main() -> None:
+        root = tmp_path / "objects"
+        store = LocalObjectStore(root)
+        await store.start()
+        try:
+            await store.create_bucket(BUCKET)
+            await fn(store, root)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def tmp_entries(root: Path) -> list[str]:
+    return sorted(os.listdir(root / ".minimo" / "tmp"))
+
+
+def test_raw_bytes_and_xattr_on_disk(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        data = pattern(MiB + 5)
+        meta = WriteMeta("text/csv", {"run": "7"}, {"cache-control": "max-age=1"})
+        etag = await store.put_object(BUCKET, "2026/run7/data.csv", Bytes(data), meta)
+        path = root / BUCKET / "2026" / "run7" / "data.csv"
+        assert path.read_bytes() == data  # exactly the object's bytes, nothing else
+        record = json.loads(os.getxattr(path, XATTR))
+        assert record["etag"] == etag == md5(data)
+        assert record["type"] == "text/csv" and record["meta"] == {"run": "7"}
+        assert record["headers"] == {"cache-control": "max-age=1"}
+        assert tmp_entries(root) == []
+
+    run_local(tmp_path, t)
+
+
+def test_folder_marker_is_the_directory(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        await put(store, BUCKET, "photos/", b"")
+        assert (root / BUCKET / "photos").is_dir()
+        assert json.loads(os.getxattr(root / BUCKET / "photos", XATTR))["etag"] == md5(b"")
+        async with raises("InvalidRequest"):
+            await put(store, BUCKET, "data/", b"markers hold no data")
+        # an empty marker directory survives deletes of what was inside it
+        await put(store, BUCKET, "photos/a.jpg", b"jpg")
+        await store.delete_object(BUCKET, "photos/a.jpg")
+        assert (root / BUCKET / "photos").is_dir()
+        await store.delete_object(BUCKET, "photos/")
+        assert not (root / BUCKET / "photos").exists()
+
+    run_local(tmp_path, t)
+
+
+def test_empty_parents_removed_but_not_the_bucket(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        await put(store, BUCKET, "x/y/z/k", b"1")
+        await put(store, BUCKET, "x/keep", b"2")
+        await store.delete_object(BUCKET, "x/y/z/k")
+        assert not (root / BUCKET / "x" / "y").exists()
+        assert (root / BUCKET / "x" / "keep").exists()
+        await store.delete_object(BUCKET, "x/keep")
+        assert os.listdir(root / BUCKET) == []
+        await store.head_bucket(BUCKET)
+
+    run_local(tmp_path, t)
+
+
+def test_path_conflicts(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        await put(store, BUCKET, "file", b"f")
+        async with raises("ObjectParentIsFile"):
+            await put(store, BUCKET, "file/child", b"c")
+        async with raises("ObjectParentIsFile"):
+            await put(store, BUCKET, "file/", b"")
+        await put(store, BUCKET, "dir/child", b"c")
+        async with raises("ExistingObjectIsDirectory"):
+            await put(store, BUCKET, "dir", b"d")
+        async with raises("NoSuchKey"):
+            await store.head_object(BUCKET, "dir")
+        async with raises("NoSuchKey"):
+            await store.head_object(BUCKET, "file/")
+        await store.delete_object(BUCKET, "dir")  # not an object: nothing happens
+        assert await get(store, BUCKET, "dir/child") == b"c"
+        # a leftover empty directory does not block an object of that name
+        os.makedirs(root / BUCKET / "leftover" / "deeper")
+        await put(store, BUCKET, "leftover", b"fine")
+        assert await get(store, BUCKET, "leftover") == b"fine"
+        assert tmp_entries(root) == []
+
+    run_local(tmp_path, t)
+
+
+@pytest.mark.parametrize(
+    "key", ["../escape", "a/../../b", "a/./b", "./a", "/abs", "a//b", "a\x00b", "..", "."]
+)
+def test_keys_that_would_escape_are_refused(tmp_path: Path, key: str) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        async with raises("InvalidObjectName") as caught:
+            await put(store, BUCKET, key, b"evil")
+        assert caught[0].status == 400 and caught[0].message
+        for call in (store.head_object(BUCKET, key), store.delete_object(BUCKET, key)):
+            async with raises("InvalidObjectName"):
+                await call
+        assert sorted(os.listdir(root)) == [".minimo", BUCKET]
+        assert os.listdir(root / BUCKET) == []
+
+    run_local(tmp_path, t)
+
+
+def test_bucket_names_cannot_reach_internal_state(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        for name in (".minimo", "..", "a/b", ""):
+            async with raises("InvalidBucketName"):
+                await store.create_bucket(name)
+            async with raises("InvalidBucketName"):
+                await store.list_objects(name)
+        assert [b.name for b in await store.list_buckets()] == [BUCKET]
+
+    run_local(tmp_path, t)
+
+
+def test_long_segments_and_keys(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        async with raises("KeyTooLongError"):
+            await put(store, BUCKET, "s" * 256, b"x")  # one filesystem name too long
+        async with raises("KeyTooLongError"):
+            await put(store, BUCKET, "é" * 513, b"x")  # 1026 bytes of UTF-8
+
+    run_local(tmp_path, t)
+
+
+def test_failed_writes_leave_no_temp_files(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        data = pattern(12 * MiB)  # several write batches before the failure
+        async with raises("BadDigest"):
+            await store.put_object(BUCKET, "k", Failing(data, 9 * MiB, MiB), WriteMeta())
+        upload_id = await store.create_multipart_upload(BUCKET, "m", WriteMeta())
+        async with raises("BadDigest"):
+            await store.upload_part(BUCKET, "m", upload_id, 1, Failing(data, 5 * MiB, MiB))
+        assert tmp_entries(root) == []
+        assert os.listdir(root / BUCKET) == []
+
+    run_local(tmp_path, t)
+
+
+def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
+    started = asyncio.Event()
+
+    class Stalls(Bytes):
+        async def __aiter__(self):  # type: ignore[override]
+            yield pattern(6 * MiB)  # more than one write batch: a disk write is in flight
+            started.set()
+            await asyncio.sleep(3600)  # a client that goes quiet: the request gets cancelled
+            yield b"never"
+
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        task = asyncio.create_task(store.put_object(BUCKET, "k", Stalls(b""), WriteMeta()))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # a cancelled write does not wait for its batch; the file goes when the batch ends
+        for _ in range(1000):
+            if not tmp_entries(root):
+                break
+            await asyncio.sleep(0.01)
+        assert tmp_entries(root) == []
+        async with raises("NoSuchKey"):
+            await store.head_object(BUCKET, "k")
+
+    run_local(tmp_path, t)
+
+
+def test_md5_from_the_body_is_used(tmp_path: Path) -> None:
+    class Hashed(Bytes):
+        md5_hex: str | None = None
+
+        async def __aiter__(self):  # type: ignore[override]
+            async for piece in super().__aiter__():
+                yield piece
+            self.md5_hex = "0" * 32  # what the auth layer computed while verifying
+
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        assert await store.put_object(BUCKET, "k", Hashed(b"data"), WriteMeta()) == "0" * 32
+
+        class Unhashed(Hashed):
+            async def __aiter__(self):  # type: ignore[override]
+                async for piece in Bytes.__aiter__(self):
+                    yield piece  # md5_hex stays None: the store hashes the file itself
+
+        assert await store.put_object(BUCKET, "k2", Unhashed(b"data"), WriteMeta()) == md5(b"data")
+
+    run_local(tmp_path, t)
+
+
+def test_foreign_files_are_listed_and_served(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        (root / BUCKET / "by-hand").mkdir()
+        (root / BUCKET / "by-hand" / "f.txt").write_bytes(b"admin copied this")
+        (root / BUCKET / "empty-dir").mkdir()
+        page = await store.list_objects(BUCKET, delimiter="/")
+        assert page.prefixes == ["by-hand/"]  # the empty directory is no prefix
+        assert await get(store, BUCKET, "by-hand/f.txt") == b"admin copied this"
+        info = await store.head_object(BUCKET, "by-hand/f.txt")
+        assert info.size == 17 and info.etag
+
+    run_local(tmp_path, t)
+
+
+def test_upload_id_marker_pages_within_one_key(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        ids = [await store.create_multipart_upload(BUCKET, "same", WriteMeta()) for _ in "abc"]
+        ids.sort()
+        page = await store.list_multipart_uploads(BUCKET, max_uploads=2)
+        assert [u.upload_id for u in page.uploads] == ids[:2] and page.truncated
+        page = await store.list_multipart_uploads(
+            BUCKET,
+            key_marker=page.next_key_marker or "",
+            upload_id_marker=page.next_upload_id_marker or "",
+        )
+        assert [u.upload_id for u in page.uploads] == ids[2:] and not page.truncated
+        # without an upload id marker, the key marker's key is skipped whole
+        page = await store.list_multipart_uploads(BUCKET, key_marker="same")
+        assert page.uploads == []
+
+    run_local(tmp_path, t)
+
+
+def test_concurrent_writes_and_deletes_in_one_directory(tmp_path: Path) -> None:
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        async def churn(i: int) -> None:
+            for _ in range(10):
+                await put(store, BUCKET, f"shared/deep/k{i}", b"v")
+                await store.delete_object(BUCKET, f"shared/deep/k{i}")
+
+        async def keep(i: int) -> None:
+            await put(store, BUCKET, f"shared/deep/keep{i}", b"v")
+
+        await asyncio.gather(*(churn(i) for i in range(4)), *(keep(i) for i in range(4)))
+        keys = [o.key for o in (await store.list_objects(BUCKET)).objects]
+        assert keys == [f"shared/deep/keep{i}" for i in range(4)]
+
+    run_local(tmp_path, t)
+
+
+def test_stale_temp_files_are_cleaned_on_start(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    tmp = root / ".minimo" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / "obj-old").write_bytes(b"crashed write")
+    (tmp / "obj-young").write_bytes(b"another process is writing this")
+    old = time.time() - 3 * 24 * 3600
+    os.utime(tmp / "obj-old", (old, old))
+
+    async def main() -> None:
+        store = LocalObjectStore(root)
+        await store.start()
+        await store.close()
+
+    asyncio.run(main())
+    assert sorted(os.listdir(tmp)) == ["obj-young"]
+
+
+def test_check_fails_without_a_writable_directory(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+
+    async def main() -> None:
+        store = LocalObjectStore(not_a_dir)
+        with pytest.raises(S3Error):
+            await store.check()
+        await store.close()
+        store = LocalObjectStore(tmp_path / "missing")
+        with pytest.raises(S3Error):
+            await store.check()
+        await store.close()
+
+    asyncio.run(main())

@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import statistics
@@ -38,11 +39,19 @@ if str(REPO) not in sys.path:  # run as a script: make gateway, tests and bench 
     sys.path.insert(0, str(REPO))
 
 from bench import client, procfs  # noqa: E402
-from bench.targets import ALL_TARGETS, STARTERS, Target, log_tail  # noqa: E402
+from bench.targets import (  # noqa: E402
+    ALL_TARGETS,
+    STARTERS,
+    VERSITYGW_TUNING,
+    Target,
+    log_tail,
+    tune_versitygw,
+)
 
 MIB = 1 << 20
 BUCKET = "bench"
 PHASES = ("large", "small", "rss")
+PY_SPY_SUFFIX = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
 @dataclass(slots=True)
@@ -60,6 +69,10 @@ class Settings:
     phases: list[str] = field(default_factory=lambda: list(PHASES))
     #: write a py-spy flame graph of each minimo process here
     py_spy: Path | None = None
+    py_spy_format: str = "flamegraph"
+    py_spy_args: list[str] = field(default_factory=list)
+    #: run versitygw with keep-alive and without request logging (see bench/targets.py)
+    tune_versitygw: bool = True
 
 
 @dataclass(slots=True)
@@ -192,26 +205,31 @@ def guarded(name: str, res: TargetResults, what: str, fn, *args) -> None:
 
 
 @contextmanager
-def py_spy(target: Target, out_dir: Path) -> Iterator[None]:
-    """Record a flame graph of ``target`` for as long as the block runs."""
+def py_spy(target: Target, out_dir: Path, fmt: str, extra: list[str]) -> Iterator[None]:
+    """Record a profile of ``target`` for as long as the block runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    svg = out_dir / f"{target.name}.svg"
-    args = ["py-spy", "record", "--pid", str(target.pid), "--output", str(svg), "--nonblocking"]
+    svg = out_dir / f"{target.name}.{PY_SPY_SUFFIX[fmt]}"
+    args = ["py-spy", "record", "--pid", str(target.pid), "--output", str(svg)]
+    # Not stopping the process to sample it disturbs it least, but native frames need a stop.
+    args += ["--format", fmt, *extra] + ([] if "--native" in extra else ["--nonblocking"])
     exe = Path(sys.executable).with_name("py-spy")
     args[0] = str(exe) if exe.exists() else "py-spy"
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
-        proc.wait(timeout=60)
-        log(f"{target.name}: flame graph in {svg}")
+    log_path = out_dir / f"{target.name}.py-spy.log"
+    with log_path.open("wb") as spy_log:
+        proc = subprocess.Popen(args, stdout=spy_log, stderr=subprocess.STDOUT)
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+            proc.wait(timeout=60)
+    log(f"{target.name}: profile in {svg} (py-spy said: {log_path})")
 
 
 def run_all(s: Settings, work: Path) -> tuple[dict[str, TargetResults], list[str]]:
     results = {name: TargetResults() for name in s.targets}
     order: list[Target] = []
     block = client.make_block()
+    tune_versitygw(s.tune_versitygw)
     with ExitStack() as stack:
         for name in s.targets:
             log(f"starting {name}")
@@ -220,7 +238,7 @@ def run_all(s: Settings, work: Path) -> tuple[dict[str, TargetResults], list[str
                 client.request(target.endpoint, "PUT", f"/{BUCKET}")
                 order.append(target)
                 if s.py_spy and name.startswith("minimo"):
-                    stack.enter_context(py_spy(target, s.py_spy))
+                    stack.enter_context(py_spy(target, s.py_spy, s.py_spy_format, s.py_spy_args))
             except (client.BenchError, OSError, RuntimeError) as exc:
                 results[name].errors.append(f"start: {exc}".splitlines()[0])
                 log(f"{name}: could not start: {exc}\n{log_tail(work, name)}")
@@ -286,6 +304,12 @@ def machine_lines(s: Settings) -> list[str]:
         f"- software: Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
         f"minimo commit {commit or 'unknown'}",
         f"- data directories: {s.tmp_dir} ({filesystem_type(s.tmp_dir)})",
+        "- versitygw settings: "
+        + (
+            " ".join(f"{k}={v}" for k, v in VERSITYGW_TUNING.items())
+            if s.tune_versitygw
+            else "stock (no keep-alive, request logging on)"
+        ),
         f"- large object: {s.large_bytes // MIB} MiB, one stream, median of {s.repeats} run(s)",
         f"- small objects: {s.small_size // 1024} KiB, up to {s.small_count} ops or "
         f"{s.small_seconds:g} s per run, concurrency {s.concurrency}, median of {s.repeats} run(s)",
@@ -463,6 +487,18 @@ def parse_args(argv: list[str] | None) -> Settings:
     )
     p.add_argument("--phases", default=",".join(PHASES), help="subset of large,small,rss")
     p.add_argument("--py-spy", type=Path, metavar="DIR", help="flame graphs of minimo here")
+    p.add_argument(
+        "--py-spy-format",
+        choices=sorted(PY_SPY_SUFFIX),
+        default="flamegraph",
+        help="raw = collapsed stacks, one per line",
+    )
+    p.add_argument("--py-spy-args", default="", help='more py-spy options, e.g. "--native"')
+    p.add_argument(
+        "--versitygw-stock",
+        action="store_true",
+        help="run versitygw as tests do: Connection: close on every answer, request logging",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.md")
     a = p.parse_args(argv)
     targets = [t for t in a.targets.split(",") if t]
@@ -488,6 +524,9 @@ def parse_args(argv: list[str] | None) -> Settings:
         out=a.out,
         phases=phases,
         py_spy=a.py_spy,
+        py_spy_format=a.py_spy_format,
+        py_spy_args=shlex.split(a.py_spy_args),
+        tune_versitygw=not a.versitygw_stock,
     )
 
 

@@ -5,11 +5,13 @@
 * ``versitygw``: versitygw's posix backend, talked to directly (the reference).
 * ``bare``: ``bench/bare_aiohttp.py``, which reads and discards (the Python ceiling).
 
-The servers come from ``tests.servers`` so the benchmark starts them exactly as the tests do.
+The servers come from ``tests.servers`` so the benchmark starts them exactly as the tests do,
+except for two versitygw settings (see :func:`tune_versitygw`).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +24,22 @@ from tests.servers import free_port, run_gateway, run_versitygw, stop, wait_for_
 
 BENCH_DIR = Path(__file__).resolve().parent
 ALL_TARGETS = ("minimo-local", "minimo-s3", "versitygw", "bare")
+
+
+#: versitygw's own switches, read from its environment (it inherits ours): by default it answers
+#: every request with ``Connection: close`` and logs every request to stdout. A reference run
+#: like that would be slowed by per-request TCP handshakes and log writes, and so would minimo-s3
+#: behind it; any real deployment turns both off.
+VERSITYGW_TUNING = {"VGW_KEEP_ALIVE": "true", "VGW_QUIET": "true"}
+
+
+def tune_versitygw(enabled: bool) -> None:
+    """Apply (or, for a run with versitygw's stock settings, remove) :data:`VERSITYGW_TUNING`."""
+    for name, value in VERSITYGW_TUNING.items():
+        if enabled:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
 
 
 @dataclass(frozen=True, slots=True)

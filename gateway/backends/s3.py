@@ -2,17 +2,19 @@
 
 The gateway talks to the upstream with its own credentials, path-style, over one pooled
 ``aiohttp.ClientSession``. Object bodies stream both ways and are never held whole in memory:
-uploads go out as ``UNSIGNED-PAYLOAD`` with the exact ``Content-Length`` (the gateway has
-already decoded and is verifying the client's body), downloads are handed to the handler piece by
-piece. Upstream S3 errors come back as the same :class:`S3Error`; an unreachable upstream is a
-503 ``ServiceUnavailable`` that names the endpoint.
+uploads (the client's body, already decoded and being verified by the gateway) go out re-framed
+as unsigned ``aws-chunked`` with a CRC32C trailer and an exact ``Content-Length`` (see
+:class:`_ChunkedFeed` for why), downloads are handed to the handler piece by piece. Upstream
+S3 errors come back as the same :class:`S3Error`; an unreachable upstream is a 503
+``ServiceUnavailable`` that names the endpoint.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -20,6 +22,7 @@ from urllib.parse import unquote_plus
 
 import aiohttp
 import xmltodict
+from awscrt.checksums import crc32c
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -40,8 +43,9 @@ from gateway.backends.base import (
     UploadsPage,
     WriteMeta,
 )
+from gateway.conditions import check_conditions
 from gateway.errors import S3Error
-from gateway.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, sign_request, uri_encode
+from gateway.sigv4 import EMPTY_SHA256, STREAMING_UNSIGNED_TRAILER, sign_request, uri_encode
 
 #: Downloads are handed on in pieces of at most this size (few, large writes are fastest).
 READ_PIECE = 1 << 20
@@ -52,6 +56,10 @@ READ_BUFSIZE = 1 << 19
 MAX_XML_BYTES = 32 << 20
 #: Error bodies are read only this far.
 MAX_ERROR_BYTES = 64 << 10
+#: aws-chunked chunk size for uploads (what botocore uses; S3 wants >= 8 KiB but the last).
+UPLOAD_CHUNK = 1 << 20
+#: The checksum trailer sent with every upload: CRC32C is hardware-accelerated on both ends.
+TRAILER = "x-amz-checksum-crc32c"
 CHECK_TIMEOUT = 5.0
 META_PREFIX = "x-amz-meta-"
 
@@ -187,9 +195,13 @@ class S3ObjectStore(ObjectStore):
     async def head_object(
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
-        resp = await self._send("HEAD", bucket, key, headers=_condition_headers(conditions))
+        resp = await self._send("HEAD", bucket, key)
         resp.release()
-        return _object_info(key, resp.headers)
+        info = _object_info(key, resp.headers)
+        # evaluated here, not upstream: versitygw compares dates with sub-second precision, so
+        # an object would look modified since its own Last-Modified
+        check_conditions(info, conditions)
+        return info
 
     async def open_object(
         self,
@@ -199,10 +211,20 @@ class S3ObjectStore(ObjectStore):
         range_header: str | None = None,
         conditions: Conditions | None = None,
     ) -> ObjectReader:
-        headers = _condition_headers(conditions)
+        # ETag conditions go upstream (it answers 304/412 without a body); date conditions are
+        # checked here on the answer's headers, at the one-second resolution S3 uses
+        headers = _etag_condition_headers(conditions, "")
         if range_header and _forwardable_range(range_header):
             headers["range"] = range_header
-        resp = await self._send("GET", bucket, key, headers=headers)
+        try:
+            resp = await self._send("GET", bucket, key, headers=headers)
+        except S3Error as exc:
+            if exc.code == "NotModified" and "ETag" not in exc.headers:
+                # a 304 carries the validators; some upstreams leave them out
+                info = await self.head_object(bucket, key)
+                exc.headers["ETag"] = f'"{info.etag}"'
+                exc.headers["Last-Modified"] = _format_http_time(info.last_modified)
+            raise
         try:
             info = _object_info(key, resp.headers)
             byte_range = None
@@ -210,6 +232,7 @@ class S3ObjectStore(ObjectStore):
                 byte_range = _parse_content_range(resp.headers.get("Content-Range", ""))
                 if byte_range is not None:
                     info.size = byte_range.total
+            check_conditions(info, conditions)
         except BaseException:
             resp.close()
             raise
@@ -225,13 +248,13 @@ class S3ObjectStore(ObjectStore):
         meta: WriteMeta | None,
         conditions: Conditions | None = None,
     ) -> CopyResult:
-        headers = _copy_source_headers(src_bucket, src_key, conditions)
+        headers = await self._copy_source_headers(src_bucket, src_key, conditions)
         if meta is None:
             headers["x-amz-metadata-directive"] = "COPY"
         else:
             headers["x-amz-metadata-directive"] = "REPLACE"
             headers.update(_write_headers(meta))
-        doc = await self._xml("PUT", dst_bucket, dst_key, headers=headers)
+        doc = await self._copy_xml(dst_bucket, dst_key, headers=headers)
         return _copy_result(doc, "CopyObjectResult")
 
     async def delete_object(self, bucket: str, key: str) -> None:
@@ -306,13 +329,13 @@ class S3ObjectStore(ObjectStore):
         range_header: str | None = None,
         conditions: Conditions | None = None,
     ) -> CopyResult:
-        headers = _copy_source_headers(src_bucket, src_key, conditions)
+        headers = await self._copy_source_headers(src_bucket, src_key, conditions)
         if range_header:
             headers["x-amz-copy-source-range"] = await self._copy_range(
                 src_bucket, src_key, range_header
             )
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-        doc = await self._xml("PUT", bucket, key, query=query, headers=headers)
+        doc = await self._copy_xml(bucket, key, query=query, headers=headers)
         return _copy_result(doc, "CopyPartResult")
 
     async def complete_multipart_upload(
@@ -461,11 +484,15 @@ class S3ObjectStore(ObjectStore):
         if body.size is None:
             raise S3Error("MissingContentLength", resource=f"/{bucket}/{key}")
         headers = dict(headers or {})
-        headers["content-length"] = str(body.size)
-        feed = _Feed(body)
+        feed = _ChunkedFeed(body, body.size)
+        headers["content-length"] = str(feed.encoded_length(body.size))
+        headers["x-amz-decoded-content-length"] = str(body.size)
+        headers["x-amz-trailer"] = TRAILER
+        # No "Content-Encoding: aws-chunked": x-amz-content-sha256 already says how the body is
+        # framed, and versitygw would store that coding with the object.
         try:
             resp = await self._request(
-                method, bucket, key, query or [], headers, UNSIGNED_PAYLOAD, feed, None
+                method, bucket, key, query or [], headers, STREAMING_UNSIGNED_TRAILER, feed, None
             )
         except S3Error:
             feed.reraise()
@@ -608,6 +635,41 @@ class S3ObjectStore(ObjectStore):
             raise _error_from(raw, 500, resource) or _bad_answer(method)
         return doc
 
+    async def _copy_xml(self, bucket: str, key: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await self._xml("PUT", bucket, key, **kwargs)
+        except S3Error as exc:
+            # S3 answers a failed x-amz-copy-source-if-* with 412, never 304 (versitygw: 304)
+            if exc.code == "NotModified":
+                raise S3Error(
+                    "PreconditionFailed",
+                    "The copy source's x-amz-copy-source-if-none-match or "
+                    "x-amz-copy-source-if-modified-since condition does not hold.",
+                    resource=f"/{bucket}/{key}",
+                ) from None
+            raise
+
+    async def _copy_source_headers(
+        self, bucket: str, key: str, conditions: Conditions | None
+    ) -> dict[str, str]:
+        """``x-amz-copy-source`` and its conditions.
+
+        Date conditions are checked here on a HEAD of the source (see ``head_object``); the
+        copy is then pinned to the ETag that was checked, so it cannot copy a newer version.
+        """
+        headers = {
+            "x-amz-copy-source": "/"
+            + uri_encode(bucket, keep_slash=False)
+            + "/"
+            + uri_encode(key, keep_slash=True)
+        }
+        headers.update(_etag_condition_headers(conditions, "x-amz-copy-source-"))
+        if conditions and (conditions.if_modified_since or conditions.if_unmodified_since):
+            info = await self.head_object(bucket, key)
+            check_conditions(info, conditions, copy_source=True)
+            headers.setdefault("x-amz-copy-source-if-match", f'"{info.etag}"')
+        return headers
+
     async def _copy_range(self, bucket: str, key: str, range_header: str) -> str:
         """The client's ``bytes=a-b`` as x-amz-copy-source-range; open ranges need the size."""
         match = _SINGLE_RANGE.match(range_header.strip())
@@ -632,31 +694,75 @@ class S3ObjectStore(ObjectStore):
         return f"bytes={start}-{end}"
 
 
-class _Feed:
-    """The client body as aiohttp's upload source, remembering why it stopped if it failed.
+class _ChunkedFeed:
+    """The client's body re-framed as ``aws-chunked`` (unsigned, CRC32C trailer) for upstream.
 
-    aiohttp wraps a failing body source in its own connection error (and cuts the request, so
-    the upstream never sees a complete body); the original exception is raised from here instead.
+    Why not a plain body: some upstreams (versitygw) store whatever arrived when a connection
+    closes before Content-Length bytes, so a client that fails half-way would leave a torn
+    object. With aws-chunked framing a cut stream lacks its final chunk and trailer, which every
+    S3 server refuses; the CRC32C trailer also checks the bytes between gateway and store.
+
+    Chunks have a fixed size (the last one is shorter), so the encoded length is known up front
+    and the request keeps a plain Content-Length: nothing is buffered, pieces are only sliced
+    where they straddle a chunk boundary. If the body raises, the exception is kept, aiohttp
+    cuts the request, and the original exception is raised from ``reraise``.
     """
 
-    __slots__ = ("body", "error")
+    __slots__ = ("body", "error", "size")
 
-    def __init__(self, body: Body) -> None:
+    def __init__(self, body: Body, size: int) -> None:
         self.body = body
+        self.size = size
         self.error: BaseException | None = None
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    @staticmethod
+    def encoded_length(size: int) -> int:
+        full, rest = divmod(size, UPLOAD_CHUNK)
+        length = full * (len(f"{UPLOAD_CHUNK:x}") + 4 + UPLOAD_CHUNK)
+        if rest:
+            length += len(f"{rest:x}") + 4 + rest
+        return length + len(_chunked_end(0))
+
+    async def __aiter__(self) -> AsyncIterator[bytes | memoryview]:
         try:
-            async for piece in self.body:
-                if piece:
-                    yield piece
+            async for piece in self._frames():
+                yield piece
         except BaseException as exc:
             self.error = exc
             raise
 
+    async def _frames(self) -> AsyncIterator[bytes | memoryview]:
+        remaining = self.size  # bytes not yet framed
+        left = 0  # bytes still due in the current chunk
+        crc = 0
+        async for piece in self.body:
+            view = memoryview(piece)
+            while view.nbytes:
+                if left == 0:
+                    if remaining == 0:
+                        raise S3Error("IncompleteBody", "The body is longer than its length.")
+                    left = min(UPLOAD_CHUNK, remaining)
+                    lead = b"\r\n" if remaining != self.size else b""
+                    yield lead + f"{left:x}\r\n".encode()
+                take = view if view.nbytes <= left else view[:left]
+                view = view[take.nbytes :]
+                crc = crc32c(take, crc)
+                left -= take.nbytes
+                remaining -= take.nbytes
+                yield take
+        if remaining or left:
+            raise S3Error("IncompleteBody")
+        yield (b"\r\n" if self.size else b"") + _chunked_end(crc)
+
     def reraise(self) -> None:
         if self.error is not None:
             raise self.error
+
+
+def _chunked_end(crc: int) -> bytes:
+    """The last (empty) chunk and the checksum trailer; its length does not depend on ``crc``."""
+    digest = base64.b64encode(crc.to_bytes(4, "big"))
+    return b"0\r\n" + TRAILER.encode() + b":" + digest + b"\r\n\r\n"
 
 
 class _UpstreamReader(ObjectReader):
@@ -801,6 +907,10 @@ def _http_time(value: str | None) -> datetime:
     return datetime.now(UTC)
 
 
+def _format_http_time(value: datetime) -> str:
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
 def _object_info(key: str, headers: CIMultiDictProxy[str]) -> ObjectInfo:
     metadata: dict[str, str] = {}
     stored: dict[str, str] = {}
@@ -837,38 +947,12 @@ def _write_headers(meta: WriteMeta) -> dict[str, str]:
     return headers
 
 
-def _http_date(value: datetime) -> str:
-    return format_datetime(value.astimezone(UTC), usegmt=True)
-
-
-def _condition_pairs(conditions: Conditions | None) -> Iterable[tuple[str, str]]:
-    if not conditions:
-        return ()
-    pairs = []
-    if conditions.if_match is not None:
-        pairs.append(("if-match", conditions.if_match))
-    if conditions.if_none_match is not None:
-        pairs.append(("if-none-match", conditions.if_none_match))
-    if conditions.if_modified_since is not None:
-        pairs.append(("if-modified-since", _http_date(conditions.if_modified_since)))
-    if conditions.if_unmodified_since is not None:
-        pairs.append(("if-unmodified-since", _http_date(conditions.if_unmodified_since)))
-    return pairs
-
-
-def _condition_headers(conditions: Conditions | None) -> dict[str, str]:
-    return dict(_condition_pairs(conditions))
-
-
-def _copy_source_headers(bucket: str, key: str, conditions: Conditions | None) -> dict[str, str]:
-    headers = {
-        "x-amz-copy-source": "/"
-        + uri_encode(bucket, keep_slash=False)
-        + "/"
-        + uri_encode(key, keep_slash=True)
-    }
-    for name, value in _condition_pairs(conditions):
-        headers["x-amz-copy-source-" + name] = value
+def _etag_condition_headers(conditions: Conditions | None, prefix: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if conditions and conditions.if_match is not None:
+        headers[prefix + "if-match"] = conditions.if_match
+    if conditions and conditions.if_none_match is not None:
+        headers[prefix + "if-none-match"] = conditions.if_none_match
     return headers
 
 

@@ -27,6 +27,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.backends.base import (
+    MAX_KEY_BYTES,
     STORED_HEADERS,
     Body,
     BucketInfo,
@@ -185,6 +186,7 @@ class S3ObjectStore(ObjectStore):
     async def put_object(
         self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
     ) -> str:
+        _check_key(bucket, key)
         headers = _write_headers(meta)
         if if_none_match:
             headers["if-none-match"] = "*"
@@ -248,6 +250,7 @@ class S3ObjectStore(ObjectStore):
         meta: WriteMeta | None,
         conditions: Conditions | None = None,
     ) -> CopyResult:
+        _check_key(dst_bucket, dst_key)
         headers = await self._copy_source_headers(src_bucket, src_key, conditions)
         if meta is None:
             headers["x-amz-metadata-directive"] = "COPY"
@@ -301,6 +304,7 @@ class S3ObjectStore(ObjectStore):
 
     # -- multipart -----------------------------------------------------------------------------
     async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+        _check_key(bucket, key)
         doc = await self._xml(
             "POST", bucket, key, query=[("uploads", "")], headers=_write_headers(meta)
         )
@@ -905,6 +909,12 @@ def _http_time(value: str | None) -> datetime:
         if parsed is not None:
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     return datetime.now(UTC)
+
+
+def _check_key(bucket: str, key: str) -> None:
+    # S3's limit, which not every upstream enforces (versitygw takes longer keys)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", resource=f"/{bucket}/{key[:64]}...")
 
 
 def _format_http_time(value: datetime) -> str:

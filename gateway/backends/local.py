@@ -921,6 +921,8 @@ class LocalObjectStore(ObjectStore):
         self._require_bucket(t.bucket_dir, t.bucket)
         try:
             if t.marker:
+                if not stat.S_ISDIR(os.lstat(t.path).st_mode):
+                    return  # "k/" names no object when "k" is a file (whose xattr stays)
                 os.removexattr(t.path, XATTR)
                 start = t.path
             else:

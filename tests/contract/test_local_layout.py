@@ -101,6 +101,8 @@ def test_path_conflicts(tmp_path: Path) -> None:
         async with raises("NoSuchKey"):
             await store.head_object(BUCKET, "file/")
         await store.delete_object(BUCKET, "dir")  # not an object: nothing happens
+        await store.delete_object(BUCKET, "file/")  # neither is this; "file" keeps its metadata
+        assert (await store.head_object(BUCKET, "file")).etag == md5(b"f")
         assert await get(store, BUCKET, "dir/child") == b"c"
         # a leftover empty directory does not block an object of that name
         os.makedirs(root / BUCKET / "leftover" / "deeper")

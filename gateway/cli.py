@@ -2,7 +2,9 @@
 
 Every subcommand acts on the stores of ``--data-dir`` (or ``MINIMO_DATA_DIR``), also while a
 server runs on the same directory: SQLite in WAL mode lets both share the file, and running
-servers see new keys at once and revocations within 5 s (see :mod:`policy.identity`).
+servers see new keys at once and revocations within 5 s (see :mod:`policy.identity`). With
+``--mongo-uri`` (or ``MINIMO_MONGO_URI``) metadata lives in MongoDB instead; the secret key file
+stays in the data dir and must be the same for every process using that database.
 Errors are printed as one clear line; tracebacks only with ``MINIMO_DEBUG=1``.
 """
 
@@ -44,7 +46,37 @@ class _Group(click.Group):
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
+#: where --mongo-uri is kept in ``click.Context.meta`` (shared by a command and its groups)
+_MONGO_URI_META = "minimo.mongo_uri"
+
+
+def _remember_mongo_uri(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    from policy.store import is_mongo_uri
+
+    if value and not is_mongo_uri(value):
+        raise click.BadParameter("must start with mongodb:// or mongodb+srv://", ctx, param)
+    ctx.meta[_MONGO_URI_META] = value or None
+
+
+def _mongo_uri() -> str | None:
+    """The --mongo-uri (or MINIMO_MONGO_URI) of the running command, None for sqlite."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_MONGO_URI_META) if ctx is not None else None
+
+
 def data_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    # --mongo-uri is not passed as an argument: every command with this decorator would need a
+    # new parameter. _config() and serve read it from the click context instead.
+    f = click.option(
+        "--mongo-uri",
+        metavar="URI",
+        envvar="MINIMO_MONGO_URI",
+        expose_value=False,
+        callback=_remember_mongo_uri,
+        help="Keep metadata in this MongoDB (mongodb://HOST:PORT/DATABASE; database default "
+        "minimo) instead of DATA_DIR/minimo.sqlite3. All processes sharing it must use the "
+        "same secret key file.",
+    )(f)
     f = click.option(
         "--secret-key-file",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -62,7 +94,7 @@ def data_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _config(data_dir: Path, secret_key_file: Path | None) -> Config:
-    return Config(data_dir=data_dir, secret_key_file=secret_key_file)
+    return Config(data_dir=data_dir, secret_key_file=secret_key_file, mongo_uri=_mongo_uri())
 
 
 def _run_with_identity(config: Config, action: Callable[[IdentityService], Awaitable[T]]) -> T:
@@ -211,6 +243,7 @@ def serve(
         domain=domain,
         public_url=public_url,
         secret_key_file=secret_key_file,
+        mongo_uri=_mongo_uri(),
     )
     try:
         run(config, access_log=access_log)

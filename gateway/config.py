@@ -32,6 +32,10 @@ class Config:
     public_url: str | None = None
     #: the Fernet key that encrypts S3 secrets at rest (default ``DATA_DIR/secret.key``)
     secret_key_file: Path | None = None
+    #: set = metadata lives in this MongoDB (the ``mongo`` backend, database from the URI's path,
+    #: default ``minimo``); unset = ``sqlite`` in the data dir. Every process sharing one
+    #: database must use the same secret key file: the secrets stored there are encrypted with it.
+    mongo_uri: str | None = None
 
     @property
     def objects_dir(self) -> Path:
@@ -40,6 +44,15 @@ class Config:
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "minimo.sqlite3"
+
+    @property
+    def metadata_location(self) -> str:
+        """Where metadata lives, for messages (a MongoDB URI with its password hidden)."""
+        if self.mongo_uri:
+            from policy.store.mongo import redact_uri
+
+            return redact_uri(self.mongo_uri)
+        return str(self.sqlite_path)
 
     @property
     def secret_key_path(self) -> Path:

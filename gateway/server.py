@@ -112,9 +112,11 @@ async def open_identity(config: Config) -> IdentityService:
     except (SecretKeyError, OSError) as exc:
         raise ServeError(f"cannot use the secret key file {config.secret_key_path}: {exc}") from exc
     try:
-        store = await open_metadata_store(config.sqlite_path)
-    except Exception as exc:  # sqlite3 errors, permissions, a corrupt file...
-        raise ServeError(f"cannot open the metadata store {config.sqlite_path}: {exc}") from exc
+        store = await open_metadata_store(config.sqlite_path, mongo_uri=config.mongo_uri)
+    except Exception as exc:  # sqlite3 errors, permissions, a corrupt file, MongoDB unreachable...
+        raise ServeError(
+            f"cannot open the metadata store {config.metadata_location}: {exc}"
+        ) from exc
     return IdentityService(store, box)
 
 

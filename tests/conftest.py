@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from tests.servers import Gateway, Versitygw, run_gateway, run_versitygw
+from tests.servers import Gateway, Versitygw, run_ferretdb, run_gateway, run_versitygw
 
 GATEWAY_MATRIX = ["local-http", "local-https", "s3-http", "s3-https"]
 
@@ -27,6 +27,16 @@ GATEWAY_MATRIX = ["local-http", "local-https", "s3-http", "s3-https"]
 def versitygw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versitygw]:
     with run_versitygw(tmp_path_factory.mktemp("versitygw") / "root") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A FerretDB server for the session: its ``mongodb://`` URI (no database in the path).
+
+    Give every store its own database (``tests.servers.mongo_uri``) so tests stay independent.
+    """
+    with run_ferretdb(tmp_path_factory.mktemp("ferretdb")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session", params=GATEWAY_MATRIX)

@@ -104,6 +104,51 @@ def run_versitygw(root: Path) -> Iterator[Versitygw]:
         log.close()
 
 
+@contextmanager
+def run_ferretdb(root: Path) -> Iterator[str]:
+    """FerretDB (MongoDB wire protocol) on SQLite files under ``root``; yields its URI.
+
+    Tests give every store its own database name, so one server serves a whole session.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    data.mkdir(exist_ok=True)
+    port = free_port()
+    log = open(root / f"ferretdb-{port}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            go_binary("ferretdb"),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data}/",
+            f"--listen-addr=127.0.0.1:{port}",
+            f"--state-dir={root}",
+            # the default debug address is a fixed port: two servers (xdist workers) would clash
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    try:
+        try:
+            wait_for_port(port, proc, "ferretdb")
+        except RuntimeError as exc:
+            log.flush()
+            tail = (root / f"ferretdb-{port}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{exc}\n{tail}") from None
+        yield f"mongodb://127.0.0.1:{port}/"
+    finally:
+        stop(proc)
+        log.close()
+
+
+def mongo_uri(server: str, database: str) -> str:
+    """``server`` (a URI from run_ferretdb) naming ``database`` in its path."""
+    return server.rstrip("/") + "/" + database
+
+
 @dataclass
 class Gateway:
     """A running ``minimo serve`` process and the admin credentials it printed."""
@@ -115,11 +160,18 @@ class Gateway:
     admin_password: str
     proc: subprocess.Popen
     ca_file: Path | None = None
+    #: set when the gateway keeps its metadata in MongoDB (FerretDB)
+    mongo_uri: str | None = None
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        """Run ``minimo ARGS --data-dir`` against this gateway's stores."""
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        """Run ``minimo ARGS --data-dir [--mongo-uri]`` against this gateway's stores."""
+        stores = ["--data-dir", str(self.data_dir)]
+        if self.mongo_uri:
+            stores += ["--mongo-uri", self.mongo_uri]
         return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "gateway.cli", *args, *stores],
             input=input,
             capture_output=True,
             text=True,
@@ -145,6 +197,7 @@ def run_gateway(
     upstream: Versitygw | None = None,
     tls: bool = False,
     extra_args: list[str] | None = None,
+    mongo_uri: str | None = None,
 ) -> Iterator[Gateway]:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -161,6 +214,8 @@ def run_gateway(
         ]
     if tls:
         args += ["--tls", "--certs-dir", str(data_dir / "certs")]
+    if mongo_uri:
+        args += ["--mongo-uri", mongo_uri]
     args += extra_args or []
     log = open(data_dir / f"gateway-{port}.log", "wb")  # noqa: SIM115 - closed below
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMO_")}
@@ -179,6 +234,7 @@ def run_gateway(
             admin_password=creds["password"],
             proc=proc,
             ca_file=(data_dir / "certs" / "cert.pem") if tls else None,
+            mongo_uri=mongo_uri,
         )
     finally:
         stop(proc)

@@ -20,18 +20,37 @@ __all__ = [
     "NotFound",
     "StoreError",
     "UserRecord",
+    "is_mongo_uri",
     "open_metadata_store",
 ]
 
+MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 
-async def open_metadata_store(location: str | Path) -> MetadataStore:
-    """Open (and migrate) the store at ``location``: a SQLite file path.
 
-    The ``mongo`` backend (issue 3) will take ``mongodb://`` URLs here.
+def is_mongo_uri(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(MONGO_SCHEMES)
+
+
+async def open_metadata_store(
+    location: str | Path, *, mongo_uri: str | None = None
+) -> MetadataStore:
+    """Open (and bring up to date) a metadata store.
+
+    ``mongo_uri`` (or a ``location`` that is itself a ``mongodb://`` / ``mongodb+srv://`` URI)
+    selects the ``mongo`` backend, on the database the URI's path names (default ``minimo``);
+    otherwise ``location`` is the ``sqlite`` file path.
     """
-    from policy.store.sqlite import SqliteStore
+    store: MetadataStore
+    if mongo_uri is None and is_mongo_uri(location):
+        mongo_uri = str(location)
+    if mongo_uri is not None:
+        from policy.store.mongo import MongoMetadataStore, database_from_uri
 
-    store = SqliteStore(Path(location))
+        store = MongoMetadataStore(mongo_uri, database_from_uri(mongo_uri))
+    else:
+        from policy.store.sqlite import SqliteStore
+
+        store = SqliteStore(Path(location))
     try:
         await store.open()
     except BaseException:

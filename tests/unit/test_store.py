@@ -1,20 +1,24 @@
 """The metadata store contract: every backend must pass every test here.
 
-Only ``sqlite`` exists so far; issue 3 adds ``mongo`` (against FerretDB) to ``BACKENDS``.
+Each contract test runs against ``sqlite`` (a file in tmp_path) and ``mongo`` (a fresh database
+on the session's FerretDB server, see the ``ferretdb`` fixture).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from pymongo.errors import ServerSelectionTimeoutError
 
 from policy.principal import Role
 from policy.store import (
@@ -25,21 +29,46 @@ from policy.store import (
     UserRecord,
     open_metadata_store,
 )
+from policy.store.mongo import MongoMetadataStore, database_from_uri, redact_uri
 from policy.store.sqlite import MIGRATIONS, SqliteStore
+from tests.servers import free_port, mongo_uri
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "mongo"]
 REPO = Path(__file__).resolve().parents[2]
 
 StoreTest = Callable[[MetadataStore], Awaitable[None]]
+Opener = Callable[[], Awaitable[MetadataStore]]
 
 
 @pytest.fixture(params=BACKENDS)
-def with_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[StoreTest], None]:
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where one test's store lives: a SQLite path, or a fresh database on FerretDB."""
+    if request.param == "mongo":
+        server: str = request.getfixturevalue("ferretdb")
+        return mongo_uri(server, f"t_{secrets.token_hex(6)}")
+    return str(tmp_path / "minimo.sqlite3")
+
+
+@pytest.fixture
+def open_store(store_location: str) -> Opener:
+    """Open another store instance on the test's location (as another process would)."""
+
+    async def opener() -> MetadataStore:
+        location: str | Path = store_location
+        if not store_location.startswith("mongodb://"):
+            location = Path(store_location)
+        return await open_metadata_store(location)
+
+    return opener
+
+
+@pytest.fixture
+def with_store(open_store: Opener) -> Callable[[StoreTest], None]:
     """Run an async test body against a freshly opened store of each backend."""
 
     def run(body: StoreTest) -> None:
         async def main() -> None:
-            store = await open_metadata_store(tmp_path / "minimo.sqlite3")
+            store = await open_store()
             try:
                 await body(store)
             finally:
@@ -50,12 +79,18 @@ def with_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Stor
     return run
 
 
+def now() -> datetime:
+    """The current time at millisecond precision: BSON dates (mongo) keep no more than that."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
 def user(name: str, role: Role = Role.UPLOADER) -> UserRecord:
-    return UserRecord(name, role, "$argon2id$fake", datetime.now(UTC))
+    return UserRecord(name, role, "$argon2id$fake", now())
 
 
 def key(access_key: str, owner: str, created: datetime | None = None) -> KeyRecord:
-    return KeyRecord(access_key, "gAAAAencrypted", owner, created or datetime.now(UTC))
+    return KeyRecord(access_key, "gAAAAencrypted", owner, created or now())
 
 
 # -- contract ------------------------------------------------------------------------------------
@@ -103,7 +138,7 @@ def test_update_user(with_store) -> None:
         assert updated.role is Role.READER
         updated = await store.update_user("alice", password_hash="$argon2id$other")
         assert (updated.role, updated.password_hash) == (Role.READER, "$argon2id$other")
-        when = datetime.now(UTC)
+        when = now()
         updated = await store.update_user("alice", deleted=when)
         assert updated.deleted == when and not updated.active
         assert await store.get_user("alice") == updated
@@ -120,7 +155,7 @@ def test_keys_round_trip(with_store) -> None:
     async def body(store: MetadataStore) -> None:
         await store.create_user(user("alice"))
         await store.create_user(user("bob"))
-        t0 = datetime.now(UTC)
+        t0 = now()
         k1 = key("MKAAAAAAAAAAAAAAAAA1", "alice", t0)
         k2 = key("MKAAAAAAAAAAAAAAAAA2", "bob", t0 + timedelta(seconds=1))
         k3 = key("MKAAAAAAAAAAAAAAAAA3", "alice", t0 + timedelta(seconds=2))
@@ -151,7 +186,7 @@ def test_revoke_key_first_time_wins(with_store) -> None:
     async def body(store: MetadataStore) -> None:
         await store.create_user(user("alice"))
         await store.create_key(key("MKAAAAAAAAAAAAAAAAA1", "alice"))
-        first = datetime.now(UTC)
+        first = now()
         revoked = await store.revoke_key("MKAAAAAAAAAAAAAAAAA1", first)
         assert revoked.revoked == first and not revoked.active
         again = await store.revoke_key("MKAAAAAAAAAAAAAAAAA1", first + timedelta(hours=1))
@@ -159,6 +194,18 @@ def test_revoke_key_first_time_wins(with_store) -> None:
         assert (await store.get_key("MKAAAAAAAAAAAAAAAAA1")) == again
         with pytest.raises(NotFound):
             await store.revoke_key("MKNOPE", first)
+
+    with_store(body)
+
+
+def test_revoke_answer_is_what_is_stored(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        await store.create_user(user("alice"))
+        await store.create_key(key("MKAAAAAAAAAAAAAAAAA1", "alice"))
+        # microseconds on purpose: a backend that rounds must round its answer too
+        answer = await store.revoke_key("MKAAAAAAAAAAAAAAAAA1", datetime.now(UTC))
+        assert answer == await store.get_key("MKAAAAAAAAAAAAAAAAA1")
+        assert await store.list_keys() == [answer]
 
     with_store(body)
 
@@ -172,6 +219,52 @@ def test_concurrent_creates_of_one_name(with_store) -> None:
         assert all(isinstance(r, AlreadyExists) for r in results if r is not None)
 
     with_store(body)
+
+
+def test_times_come_back_as_utc(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        created = now().astimezone(timezone(timedelta(hours=2)))
+        await store.create_user(UserRecord("tz", Role.READER, "h", created))
+        got = await store.get_user("tz")
+        assert got is not None and got.created == created
+        assert got.created.utcoffset() == timedelta(0)
+
+    with_store(body)
+
+
+def test_two_instances_share_state(open_store: Opener) -> None:
+    """Two store instances (two gateway processes) on one location see each other's writes,
+    and concurrent revocations of one key through both agree on a single winner."""
+
+    async def main() -> None:
+        a, b = await open_store(), await open_store()
+        try:
+            await a.create_user(user("alice"))
+            assert (await b.get_user("alice")) == (await a.get_user("alice"))
+            with pytest.raises(AlreadyExists):
+                await b.create_user(user("alice"))
+            await b.update_user("alice", role=Role.ADMIN)
+            assert (await a.get_user("alice")).role is Role.ADMIN  # type: ignore[union-attr]
+
+            ids = [f"MKRACE{i:014d}" for i in range(8)]
+            for access_key in ids:
+                await a.create_key(key(access_key, "alice"))
+            assert [k.access_key for k in await b.list_keys("alice")] == ids
+
+            t_a, t_b = now(), now() + timedelta(seconds=1)
+            for access_key in ids:
+                from_a, from_b = await asyncio.gather(
+                    a.revoke_key(access_key, t_a), b.revoke_key(access_key, t_b)
+                )
+                # one winner: both callers are told the same, stored revocation time
+                assert from_a.revoked == from_b.revoked
+                assert from_a.revoked in (t_a, t_b)
+                assert await a.get_key(access_key) == await b.get_key(access_key) == from_a
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
 
 
 # -- sqlite specifics ----------------------------------------------------------------------------
@@ -223,8 +316,9 @@ from datetime import UTC, datetime
 from policy.principal import Role
 from policy.store import UserRecord, KeyRecord, open_metadata_store
 
-async def main(path, tag):
-    store = await open_metadata_store(path)
+async def main(location, tag):
+    # a mongodb:// URI selects mongo; anything else is a SQLite path
+    store = await open_metadata_store(location)
     for i in range(25):
         name = f"{tag}-{i}"
         await store.create_user(UserRecord(name, Role.READER, "h", datetime.now(UTC)))
@@ -235,17 +329,17 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-def test_sqlite_concurrent_processes(tmp_path: Path) -> None:
-    """Writers in separate processes share one file without 'database is locked' failures."""
-    path = tmp_path / "m.sqlite3"
+def test_concurrent_processes(store_location: str, open_store: Opener) -> None:
+    """Writers in separate processes share one store (for sqlite: one file, without
+    'database is locked' failures; for mongo: one database, each opening its indexes)."""
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag], cwd=REPO)
+        subprocess.Popen([sys.executable, "-c", WRITER, store_location, tag], cwd=REPO)
         for tag in ("a", "b", "c")
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
 
     async def check() -> None:
-        store = await open_metadata_store(path)
+        store = await open_store()
         try:
             assert await store.count_users() == 75
             assert len(await store.list_keys()) == 75
@@ -253,3 +347,46 @@ def test_sqlite_concurrent_processes(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(check())
+
+
+# -- mongo specifics -----------------------------------------------------------------------------
+def test_mongo_unique_indexes(ferretdb: str) -> None:
+    async def main() -> None:
+        store = MongoMetadataStore(ferretdb, f"t_{secrets.token_hex(6)}")
+        await asyncio.gather(store.open(), store.open())  # concurrent index creation is harmless
+        await store.close()
+        await store.open()
+        try:
+            users = await store.users.index_information()
+            keys = await store.keys.index_information()
+            assert users["name_unique"]["unique"] and users["name_unique"]["key"] == [("name", 1)]
+            assert keys["access_key_unique"]["unique"]
+            assert keys["access_key_unique"]["key"] == [("access_key", 1)]
+        finally:
+            await store.close()
+            await store.close()  # twice is fine
+
+    asyncio.run(main())
+
+
+def test_mongo_unreachable_fails_fast() -> None:
+    """No server: open() gives up after the short selection timeout, not PyMongo's 30 s."""
+
+    async def main() -> None:
+        store = MongoMetadataStore(f"mongodb://127.0.0.1:{free_port()}/", "minimo")
+        started = time.monotonic()
+        with pytest.raises(ServerSelectionTimeoutError):
+            await store.open()
+        assert time.monotonic() - started < 15
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_mongo_uri_helpers() -> None:
+    assert database_from_uri("mongodb://h:1/") == "minimo"
+    assert database_from_uri("mongodb://h:1") == "minimo"
+    assert database_from_uri("mongodb://h:1/labmeta?tls=true") == "labmeta"
+    assert redact_uri("mongodb://u:p%40ss@h1:1,h2:2/db") == "mongodb://u:***@h1:1,h2:2/db"
+    assert redact_uri("mongodb://h:1/db") == "mongodb://h:1/db"
+    assert "s3cret" not in repr(MongoMetadataStore("mongodb://u:s3cret@h:1/"))

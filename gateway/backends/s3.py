@@ -833,7 +833,8 @@ def _parse_xml(raw: bytes) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        doc = xmltodict.parse(raw, force_list=_LIST_ELEMENTS)
+        # keep whitespace: keys may begin or end with spaces (layout text lands in "#text")
+        doc = xmltodict.parse(raw, force_list=_LIST_ELEMENTS, strip_whitespace=False)
     except Exception:  # expat errors come in several types; any of them means "not S3 XML"
         return None
     return doc if isinstance(doc, dict) else None

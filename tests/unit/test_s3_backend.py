@@ -207,6 +207,7 @@ def test_odd_keys_survive(run: Run) -> None:
         "q?x=1&y=2#frag",
         "tilde~star*quote'paren()",
         "semi;colon,comma=eq@at$",
+        " leading and trailing spaces ",
     ]
 
     async def scenario(store: S3ObjectStore) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import botocore.auth
+import botocore.crt.auth
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
@@ -251,14 +252,15 @@ def test_presigned_get(gateway: Gateway, s3, bucket: str, signature_version: str
     body = b"presigned body"
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     signer = boto3_client(gateway, signature_version=signature_version)
-    url = signer.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300
-    )
+    params = {"Bucket": bucket, "Key": key}
+    url = signer.generate_presigned_url("get_object", Params=params, ExpiresIn=300)
     # make sure the form we meant to test is the one boto3 produced
     assert ("X-Amz-Signature=" in url) == (signature_version == "s3v4"), url
     with urlopen(gateway, url) as response:
         assert response.status == 200
         assert response.read() == body
+    # the method is part of what is signed: HEAD needs its own URL
+    url = signer.generate_presigned_url("head_object", Params=params, ExpiresIn=300)
     with urlopen(gateway, url, method="HEAD") as response:
         assert response.status == 200
         assert int(response.headers["Content-Length"]) == len(body)
@@ -281,8 +283,14 @@ def test_presigned_v4_expired_is_refused(
 ) -> None:
     s3.put_object(Bucket=bucket, Key="old", Body=b"x")
     # sign as if it were two hours ago with a one-minute lifetime: long expired, no sleeping
-    signed_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=2)
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: signed_at)
+    signed_at = datetime.now(UTC) - timedelta(hours=2)
+
+    def two_hours_ago(remove_tzinfo: bool = True) -> datetime:
+        return signed_at.replace(tzinfo=None) if remove_tzinfo else signed_at
+
+    # botocore signs in Python, or in awscrt when that is installed (it is: a dependency)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", two_hours_ago)
+    monkeypatch.setattr(botocore.crt.auth, "get_current_datetime", two_hours_ago)
     url = boto3_client(gateway, signature_version="s3v4").generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": "old"}, ExpiresIn=60
     )

@@ -346,14 +346,21 @@ class S3ObjectStore(ObjectStore):
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> str:
         body = _complete_xml(parts)
-        doc = await self._xml(
-            "POST",
-            bucket,
-            key,
-            query=[("uploadId", upload_id)],
-            headers={"content-type": "application/xml"},
-            data=body,
-        )
+        try:
+            doc = await self._xml(
+                "POST",
+                bucket,
+                key,
+                query=[("uploadId", upload_id)],
+                headers={"content-type": "application/xml"},
+                data=body,
+            )
+        except S3Error as exc:
+            # versitygw checks the parts before the upload: a finished or aborted upload
+            # comes back as InvalidPart where S3 says NoSuchUpload
+            if exc.code == "InvalidPart":
+                await self.list_parts(bucket, key, upload_id, max_parts=1)
+            raise
         etag = _dig(doc, "CompleteMultipartUploadResult", "ETag")
         if etag is None:
             raise _bad_answer("CompleteMultipartUpload")

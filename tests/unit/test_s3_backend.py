@@ -645,6 +645,10 @@ def test_multipart_errors(run: Run) -> None:
         await expect(
             "NoSuchUpload", store.complete_multipart_upload(bucket, "k", "bogus", [(1, small)])
         )
+        # an aborted upload is gone, whatever parts are named
+        await expect(
+            "NoSuchUpload", store.complete_multipart_upload(bucket, "k", upload_id, [(1, small)])
+        )
 
     run(scenario)
 

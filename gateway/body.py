@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
@@ -75,6 +75,71 @@ class _Digests:
             self.sha256.update(piece)
         for c in self.checksums.values():
             c.update(piece)
+
+    @property
+    def active(self) -> bool:
+        return self.md5 is not None or self.sha256 is not None or bool(self.checksums)
+
+
+class _Pipeline:
+    """Feed digests on worker threads, in order, while the event loop keeps reading.
+
+    One job per piece runs on the default executor; each is submitted only when the previous
+    one finished (a done-callback chains them), so order holds without a thread per request.
+    At most MAX_BACKLOG pieces wait, which bounds the memory held for hashing.
+    """
+
+    MAX_BACKLOG = 4
+
+    def __init__(self, digests: _Digests) -> None:
+        self._digests = digests
+        self._loop = asyncio.get_running_loop()
+        self._queue: deque[bytes] = deque()
+        self._running: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._progress = asyncio.Event()
+
+    async def feed(self, piece: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if len(piece) < THREAD_MIN and self._running is None and not self._queue:
+            self._digests.update(piece)  # small: a thread hop would cost more
+            return
+        self._queue.append(piece)
+        self._idle.clear()
+        if self._running is None:
+            self._next()
+        while len(self._queue) > self.MAX_BACKLOG and self._error is None:
+            self._progress.clear()
+            await self._progress.wait()
+        if self._error is not None:
+            raise self._error
+
+    async def drain(self) -> None:
+        await self._idle.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _next(self) -> None:
+        """Start the next queued job (runs on the event loop, from a done-callback)."""
+        self._progress.set()
+        if not self._queue or self._error is not None:
+            self._queue.clear()
+            self._running = None
+            self._idle.set()
+            return
+        piece = self._queue.popleft()
+        self._running = self._loop.run_in_executor(None, self._digests.update, piece)
+        self._running.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            self._error = asyncio.CancelledError()
+        elif future.exception() is not None:
+            self._error = future.exception()
+        self._next()
 
 
 class RequestBody:
@@ -164,8 +229,7 @@ class RequestBody:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        hashing: asyncio.Future[Any] | None = None
+        digests = _Pipeline(self._digests) if self._digests.active else None
         pending: bytes | None = None
         async for piece in self._decoded():
             self.received += len(piece)
@@ -174,18 +238,13 @@ class RequestBody:
                     "IncompleteBody",
                     f"The body is longer than the {self.size} bytes the request declared.",
                 )
-            if hashing is not None:
-                await hashing
-                hashing = None
-            if len(piece) >= THREAD_MIN:
-                hashing = loop.run_in_executor(None, self._digests.update, piece)
-            else:
-                self._digests.update(piece)
+            if digests is not None:
+                await digests.feed(piece)
             if pending is not None:
                 yield pending
             pending = piece
-        if hashing is not None:
-            await hashing
+        if digests is not None:
+            await digests.drain()
         self._verify_end()
         if pending is not None:
             yield pending

@@ -272,3 +272,33 @@ def test_body_digests_are_exposed(server: AuthServer) -> None:
     assert server.last.data == payload
     assert server.last.md5_hex == hashlib.md5(payload).hexdigest()
     assert server.last.sha256_hex == hashlib.sha256(payload).hexdigest()
+
+
+def test_large_body_digests_in_order(server: AuthServer) -> None:
+    """Enough pieces that hashing runs on worker threads with a backlog: order must hold."""
+    payload = b"".join(i.to_bytes(4, "big") * 65536 for i in range(64))  # 16 MiB, no repeats
+    response = send(server, "PUT", "/bucket/key", body=payload)
+    assert response.status == 200, server.last.message
+    assert server.last.md5_hex == hashlib.md5(payload).hexdigest()
+    assert server.last.sha256_hex == hashlib.sha256(payload).hexdigest()
+    assert server.last.data == payload
+
+
+def test_digest_pipeline_keeps_order_under_backlog() -> None:
+    from gateway.body import THREAD_MIN, _Digests, _Pipeline
+
+    pieces = [bytes([i]) * (THREAD_MIN + i) for i in range(60)] + [b"small", b"tail"]
+
+    async def run() -> _Digests:
+        digests = _Digests(md5=True, sha256=True, algorithms={"crc32c"})
+        pipeline = _Pipeline(digests)
+        for piece in pieces:
+            await pipeline.feed(piece)
+        await pipeline.drain()
+        return digests
+
+    digests = asyncio.run(run())
+    whole = b"".join(pieces)
+    assert digests.md5 is not None and digests.md5.hexdigest() == hashlib.md5(whole).hexdigest()
+    assert digests.sha256 is not None
+    assert digests.sha256.hexdigest() == hashlib.sha256(whole).hexdigest()

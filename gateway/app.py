@@ -7,7 +7,6 @@ S3 operation, authorized and handed to one handler function.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import secrets
@@ -305,8 +304,9 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
         return error_response(request, err, request_id)
     except web.HTTPException as exc:
         return error_response(request, _from_http_exception(exc), request_id)
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
+    except ConnectionError:
+        # The client went away mid-request; aiohttp quietly fails to send this answer.
+        return error_response(request, S3Error("IncompleteBody"), request_id)
     except Exception:
         # The traceback stays in the server log; the client gets only the request id to quote.
         log.exception(

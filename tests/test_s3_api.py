@@ -24,7 +24,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.conftest import boto3_client
-from tests.servers import Gateway
+from tests.servers import Gateway, run_gateway
 
 pytestmark = pytest.mark.parametrize("gateway", ["local-http", "s3-http"], indirect=True)
 
@@ -716,3 +716,34 @@ def test_put_without_length(gateway: Gateway, bucket: str) -> None:
     finally:
         conn.close()
     assert_error(reply, "MissingContentLength", 411)
+
+
+def test_unknown_method(gateway: Gateway, bucket: str) -> None:
+    assert_error(raw(gateway, "PATCH", f"/{bucket}/k", body=b"x"), "NotImplemented", 501)
+    assert_error(raw(gateway, "DELETE", "/"), "MethodNotAllowed", 405)
+
+
+def test_virtual_hosted_style(request: pytest.FixtureRequest, gateway: Gateway, tmp_path) -> None:
+    """With --domain, ``<bucket>.<domain>`` in the Host header names the bucket."""
+    upstream = request.getfixturevalue("versitygw") if gateway.backend == "s3" else None
+    domain = "s3.minimo.test"
+    with run_gateway(tmp_path / "vhost", upstream=upstream, extra_args=["--domain", domain]) as gw:
+        s3 = boto3_client(gw)
+        name = f"vh-{secrets.token_hex(4)}"
+        s3.create_bucket(Bucket=name)
+        s3.put_object(Bucket=name, Key="dir/a+b c", Body=b"virtual")
+        port = urlsplit(gw.endpoint).port
+        host = f"{name}.{domain}:{port}"
+        signed = AWSRequest(
+            method="GET",
+            url=f"http://{host}/dir/a%2Bb%20c",
+            headers={"X-Amz-Content-SHA256": hashlib.sha256(b"").hexdigest()},
+        )
+        S3SigV4Auth(Credentials(gw.access_key, gw.secret_key), "s3", "us-east-1").add_auth(signed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("GET", "/dir/a%2Bb%20c", headers={**signed.headers, "Host": host})
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, b"virtual")
+        finally:
+            conn.close()

@@ -113,8 +113,10 @@ async def _stream(
     try:
         async for chunk in reader:
             await resp.write(chunk)
-    except (ConnectionError, asyncio.CancelledError):
-        raise  # the client went away; the caller's finally closes the reader
+    except ConnectionError:
+        # The client went away: nothing to tell it. The caller's finally closes the reader and
+        # aiohttp drops the connection quietly.
+        return resp
     except Exception:
         # Headers are out, so no error document can follow: cut the connection so the client
         # sees a short body instead of a silently truncated object.

@@ -413,11 +413,15 @@ def ratio_table(results: dict[str, TargetResults], s: Settings) -> list[str]:
     return lines
 
 
-def render(results: dict[str, TargetResults], s: Settings, started: datetime, took: float) -> str:
+def render(
+    results: dict[str, TargetResults], s: Settings, started: datetime, took: float, load: str
+) -> str:
     lines = [
         f"### Run of {started:%Y-%m-%d %H:%M} UTC ({took / 60:.1f} min)",
         "",
         *machine_lines(s),
+        f"- load average (1 min) before / after: {load} (the run itself adds about 2; a value "
+        "well above 0 before means other work shared the cores)",
         "",
         "#### Ratios against the targets of issue 2",
         "",
@@ -536,12 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="minimo-bench-", dir=s.tmp_dir))
     log(f"working in {work}")
+    load_before = os.getloadavg()[0]
     try:
         results, _ = run_all(s, work)
     finally:
         # Gigabytes of objects: never leave them behind, even after Ctrl-C.
         shutil.rmtree(work, ignore_errors=True)
-    report = render(results, s, started, time.monotonic() - clock)
+    load = f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"
+    report = render(results, s, started, time.monotonic() - clock, load)
     print(report)
     s.out.parent.mkdir(parents=True, exist_ok=True)
     s.out.write_text(report)

@@ -46,7 +46,13 @@ from gateway.backends.base import (
 )
 from gateway.conditions import check_conditions
 from gateway.errors import S3Error
-from gateway.sigv4 import EMPTY_SHA256, STREAMING_UNSIGNED_TRAILER, sign_request, uri_encode
+from gateway.sigv4 import (
+    EMPTY_SHA256,
+    STREAMING_UNSIGNED_TRAILER,
+    UNSIGNED_PAYLOAD,
+    sign_request,
+    uri_encode,
+)
 
 #: Downloads are handed on in pieces of at most this size (few, large writes are fastest).
 READ_PIECE = 1 << 20
@@ -61,6 +67,8 @@ MAX_ERROR_BYTES = 64 << 10
 UPLOAD_CHUNK = 1 << 20
 #: The checksum trailer sent with every upload: CRC32C is hardware-accelerated on both ends.
 TRAILER = "x-amz-checksum-crc32c"
+#: Bodies up to this size are collected and sent in one piece (see ``_upload``).
+SMALL_BODY = 128 << 10
 CHECK_TIMEOUT = 5.0
 META_PREFIX = "x-amz-meta-"
 
@@ -459,6 +467,7 @@ class S3ObjectStore(ObjectStore):
         data: bytes | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
         retry: bool = True,
+        payload_hash: str | None = None,
     ) -> aiohttp.ClientResponse:
         """One signed request with an in-memory (small or empty) body; raises on S3 errors.
 
@@ -466,7 +475,8 @@ class S3ObjectStore(ObjectStore):
         such requests carry no stream, so they are safely sent once more.
         """
         query = query or []
-        payload_hash = hashlib.sha256(data).hexdigest() if data else EMPTY_SHA256
+        if payload_hash is None:
+            payload_hash = hashlib.sha256(data).hexdigest() if data else EMPTY_SHA256
         attempts = 2 if retry else 1
         for attempt in range(attempts):
             try:
@@ -495,6 +505,20 @@ class S3ObjectStore(ObjectStore):
         if body.size is None:
             raise S3Error("MissingContentLength", resource=f"/{bucket}/{key}")
         headers = dict(headers or {})
+        if body.size <= SMALL_BODY:
+            # Small bodies are collected first (bounded memory): one plain request is far
+            # cheaper than a stream, and a body that fails never reaches the upstream at all.
+            data = await _collect(body, body.size)
+            headers["content-length"] = str(len(data))
+            return await self._send(
+                method,
+                bucket,
+                key,
+                query=query,
+                headers=headers,
+                data=data,
+                payload_hash=UNSIGNED_PAYLOAD,
+            )
         feed = _ChunkedFeed(body, body.size)
         headers["content-length"] = str(feed.encoded_length(body.size))
         headers["x-amz-decoded-content-length"] = str(body.size)
@@ -732,7 +756,7 @@ class _ChunkedFeed:
         length = full * (len(f"{UPLOAD_CHUNK:x}") + 4 + UPLOAD_CHUNK)
         if rest:
             length += len(f"{rest:x}") + 4 + rest
-        return length + len(_chunked_end(0))
+        return length + _CHUNKED_END_LENGTH
 
     async def __aiter__(self) -> AsyncIterator[bytes | memoryview]:
         try:
@@ -810,6 +834,19 @@ class _UpstreamReader(ObjectReader):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+async def _collect(body: Body, size: int) -> bytes:
+    pieces: list[bytes] = []
+    total = 0
+    async for piece in body:
+        total += len(piece)
+        if total > size:
+            raise S3Error("IncompleteBody", "The body is longer than its declared length.")
+        pieces.append(piece)
+    if total != size:
+        raise S3Error("IncompleteBody")
+    return b"".join(pieces)
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
@@ -1043,3 +1080,6 @@ def _trim_page(
 
 class _Disconnected(S3Error):
     """A pooled connection dropped before the answer: the request may be sent once more."""
+
+
+_CHUNKED_END_LENGTH = len(_chunked_end(0))

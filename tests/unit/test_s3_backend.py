@@ -173,6 +173,40 @@ def test_put_head_get_roundtrip_with_metadata(run: Run) -> None:
     run(scenario)
 
 
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, 128 * 1024, 128 * 1024 + 1, 1024 * 1024, 2 * 1024 * 1024 + 1, 3 * 1024 * 1024 - 1],
+)
+def test_sizes_around_chunk_boundaries(run: Run, size: int) -> None:
+    # odd piece sizes make pieces straddle the 1 MiB aws-chunked chunks sent upstream
+    data = secrets.token_bytes(size)
+
+    async def scenario(store: S3ObjectStore) -> None:
+        bucket = new_bucket()
+        await store.create_bucket(bucket)
+        etag = await store.put_object(bucket, "k", Payload(data, piece=99_991), WriteMeta())
+        assert etag == hashlib.md5(data).hexdigest()
+        assert await read_all(await store.open_object(bucket, "k")) == data
+        upload_id = await store.create_multipart_upload(bucket, "mp", WriteMeta())
+        part = await store.upload_part(bucket, "mp", upload_id, 1, Payload(data, piece=77_777))
+        assert part == etag
+        await store.abort_multipart_upload(bucket, "mp", upload_id)
+
+    run(scenario)
+
+
+def test_body_shorter_or_longer_than_its_size_is_refused(run: Run) -> None:
+    async def scenario(store: S3ObjectStore) -> None:
+        bucket = new_bucket()
+        await store.create_bucket(bucket)
+        for size, declared in ((10, 11), (10, 9), (300_000, 300_001), (300_000, 299_999)):
+            body = Payload(b"x" * size, size=declared)
+            await expect("IncompleteBody", store.put_object(bucket, "k", body, WriteMeta()))
+            await expect("NoSuchKey", store.head_object(bucket, "k"))
+
+    run(scenario)
+
+
 def test_large_object_streams_both_ways_in_big_pieces(run: Run) -> None:
     body = Repeated(24 * 1024 * 1024 + 17, b"large")
 
@@ -291,11 +325,12 @@ class ClientWentAway(Exception):
     """Not an S3Error: the backend must pass any exception on unchanged."""
 
 
+@pytest.mark.parametrize("size", [100_000, 3 * 1024 * 1024], ids=["small", "streamed"])
 @pytest.mark.parametrize(
     "failure", [S3Error("BadDigest"), ClientWentAway("gone")], ids=["s3error", "other"]
 )
-def test_failing_body_leaves_no_object(run: Run, failure: BaseException) -> None:
-    data = secrets.token_bytes(3 * 1024 * 1024)
+def test_failing_body_leaves_no_object(run: Run, failure: BaseException, size: int) -> None:
+    data = secrets.token_bytes(size)
 
     async def scenario(store: S3ObjectStore) -> None:
         bucket = new_bucket()

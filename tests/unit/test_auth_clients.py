@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.auth import S3SigV4Auth
+from botocore.auth import HmacV1QueryAuth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -388,3 +388,21 @@ def _signing_port(request: pytest.FixtureRequest) -> None:
     for name in ("server", "tls_server"):
         if name in request.fixturenames:
             _signed.port = request.getfixturevalue(name).port  # type: ignore[attr-defined]
+
+
+def test_sigv2_presigned_virtual_hosted(server: AuthServer) -> None:
+    """SigV2 signs /bucket/key even when the bucket travels in the Host header."""
+    server.domain = "s3.test"
+    host = f"bucket.s3.test:{server.port}"
+    request = AWSRequest(
+        method="GET", url=f"http://{host}/some%20key?response-content-type=text%2Fplain"
+    )
+    request.auth_path = "/bucket/some%20key"
+    HmacV1QueryAuth(Credentials(ACCESS, SECRET), expires=600).add_auth(request)
+    path = request.url.split(host, 1)[1]
+    response = send(server, "GET", path, headers={"Host": host})
+    assert response.status == 200, server.last.message
+    assert server.last.auth_method == "v2-query"
+    server.domain = None  # the bucket is now missing from the signed resource
+    response = send(server, "GET", path, headers={"Host": host})
+    assert response.status == 403

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the error table reads best one error per line
 """The S3 error table and the exception that carries one to the client.
 
 Every refusal the gateway makes is an :class:`S3Error`. Backends raise them too (the error table
@@ -24,17 +25,37 @@ def _table(*rows: tuple[str, int, str]) -> dict[str, ErrorCode]:
 ERRORS: dict[str, ErrorCode] = _table(
     ("AccessDenied", 403, "Access Denied."),
     ("AuthorizationHeaderMalformed", 400, "The authorization header is malformed."),
-    ("AuthorizationQueryParametersError", 400, "The presigned URL's query parameters are malformed."),
-    ("BadDigest", 400, "The Content-MD5 or checksum you specified did not match what was received."),
+    (
+        "AuthorizationQueryParametersError",
+        400,
+        "The presigned URL's query parameters are malformed.",
+    ),
+    (
+        "BadDigest",
+        400,
+        "The Content-MD5 or checksum you specified did not match what was received.",
+    ),
     ("BucketAlreadyExists", 409, "The requested bucket name is not available."),
     ("BucketAlreadyOwnedByYou", 409, "You already own this bucket."),
     ("BucketNotEmpty", 409, "The bucket you tried to delete is not empty."),
     ("EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed size."),
-    ("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."),
+    (
+        "EntityTooSmall",
+        400,
+        "Your proposed upload is smaller than the minimum allowed object size.",
+    ),
     ("ExpiredToken", 400, "The provided token has expired."),
-    ("IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
+    (
+        "IncompleteBody",
+        400,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+    ),
     ("InternalError", 500, "We encountered an internal error. Please try again."),
-    ("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records."),
+    (
+        "InvalidAccessKeyId",
+        403,
+        "The AWS Access Key Id you provided does not exist in our records.",
+    ),
     ("InvalidArgument", 400, "Invalid Argument."),
     ("InvalidBucketName", 400, "The specified bucket is not valid."),
     ("InvalidDigest", 400, "The Content-MD5 or checksum you specified is not valid."),
@@ -44,7 +65,16 @@ ERRORS: dict[str, ErrorCode] = _table(
     ("InvalidRange", 416, "The requested range is not satisfiable."),
     ("InvalidRequest", 400, "Invalid Request."),
     ("KeyTooLongError", 400, "Your key is too long: keys are at most 1024 bytes of UTF-8."),
-    ("MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema."),
+    (
+        "MalformedTrailerError",
+        400,
+        "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+    ),
+    (
+        "MalformedXML",
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    ),
     ("MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size."),
     ("MethodNotAllowed", 405, "The specified method is not allowed against this resource."),
     ("MissingContentLength", 411, "You must provide the Content-Length HTTP header."),
@@ -52,18 +82,46 @@ ERRORS: dict[str, ErrorCode] = _table(
     ("NoSuchBucket", 404, "The specified bucket does not exist."),
     ("NoSuchKey", 404, "The specified key does not exist."),
     ("NoSuchUpload", 404, "The specified multipart upload does not exist."),
-    ("NotImplemented", 501, "A header or operation you provided implies functionality that is not implemented."),
+    (
+        "NotImplemented",
+        501,
+        "A header or operation you provided implies functionality that is not implemented.",
+    ),
     ("NotModified", 304, "Not Modified."),
     ("PreconditionFailed", 412, "At least one of the preconditions you specified did not hold."),
-    ("RequestHeaderSectionTooLarge", 400, "Your request header section exceeds the maximum allowed size."),
-    ("RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large."),
+    (
+        "RequestHeaderSectionTooLarge",
+        400,
+        "Your request header section exceeds the maximum allowed size.",
+    ),
+    (
+        "RequestTimeTooSkewed",
+        403,
+        "The difference between the request time and the server's time is too large.",
+    ),
     ("ServiceUnavailable", 503, "Reduce your request rate."),
-    ("SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."),
+    (
+        "SignatureDoesNotMatch",
+        403,
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+    ),
     ("SlowDown", 503, "Please reduce your request rate."),
-    ("XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
+    (
+        "XAmzContentSHA256Mismatch",
+        400,
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    ),
     ("InvalidStorageClass", 400, "The storage class you specified is not valid."),
-    ("ObjectParentIsFile", 409, "The key's parent path is an existing object, so the key cannot be stored."),
-    ("ExistingObjectIsDirectory", 409, "Other objects are stored under this key followed by '/', so it cannot be stored as an object."),
+    (
+        "ObjectParentIsFile",
+        409,
+        "The key's parent path is an existing object, so the key cannot be stored.",
+    ),
+    (
+        "ExistingObjectIsDirectory",
+        409,
+        "Other objects are stored under this key followed by '/', so it cannot be stored as an object.",
+    ),
 )
 
 

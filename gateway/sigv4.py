@@ -37,7 +37,9 @@ def canonical_uri(raw_path: str) -> str:
     query string): clients encode differently (``+``, ``%2F``...) and what they signed is the
     decoded key re-encoded in the canonical way.
     """
-    return "/".join(uri_encode(unquote(part), keep_slash=False) for part in raw_path.split("/")) or "/"
+    return (
+        "/".join(uri_encode(unquote(part), keep_slash=False) for part in raw_path.split("/")) or "/"
+    )
 
 
 def canonical_query(pairs: Iterable[tuple[str, str]], *, exclude: str | None = None) -> str:

@@ -125,6 +125,13 @@ def write_meta(headers: CIMultiDictProxy[str]) -> WriteMeta:
             else:
                 meta.metadata[short] = value
             size += len(short.encode()) + len(value.encode("utf-8", "surrogateescape"))
+        elif lower == "content-encoding":
+            # aws-chunked describes this request's framing, not the object (S3 drops it too)
+            stored = ",".join(
+                v.strip() for v in value.split(",") if v.strip().lower() != "aws-chunked"
+            )
+            if stored:
+                meta.headers[lower] = stored
         elif lower in STORED_HEADERS:
             meta.headers[lower] = value
     if size > MAX_METADATA_BYTES:

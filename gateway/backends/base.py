@@ -101,7 +101,7 @@ class Conditions:
 
 @dataclass(slots=True)
 class ByteRange:
-    """A resolved, satisfiable byte range: ``start``..``end`` inclusive of an object of ``total``."""
+    """A resolved, satisfiable byte range: ``start``..``end`` (inclusive) of ``total`` bytes."""
 
     start: int
     end: int
@@ -231,7 +231,8 @@ class ObjectStore(ABC):
         conditions: Conditions | None = None,
     ) -> ObjectReader:
         """Open for reading. ``range_header`` is the client's raw ``Range`` value; an invalid
-        or multi-range header is ignored (whole object), an unsatisfiable one raises InvalidRange."""
+        or multi-range header is ignored (whole object), an unsatisfiable one raises
+        InvalidRange."""
 
     @abstractmethod
     async def copy_object(

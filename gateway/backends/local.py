@@ -547,7 +547,7 @@ class LocalObjectStore(ObjectStore):
         temp = _TempFile(self._tmp_path(), None if body_hashes else hashlib.md5(), self._fsync)
         pending: list[bytes] = []
         pending_len = 0
-        inflight: asyncio.Future[None] | None = None
+        inflight: asyncio.Future[Any] | None = None
         try:
             async for chunk in body:
                 if not chunk:
@@ -566,18 +566,23 @@ class LocalObjectStore(ObjectStore):
             given = getattr(body, "md5_hex", None) if body_hashes else None
             if body.size is not None and temp.size + pending_len != body.size:
                 raise S3Error("IncompleteBody")
-            return await self._run(self._finish, temp, pending, given, finish)
+            # tracked like a batch: if we are cancelled now, the file is not touched under it
+            done: asyncio.Future[T] = self._submit(self._finish, temp, pending, given, finish)
+            inflight = done
+            result = await done
+            inflight = None
+            return result
         except BaseException as exc:
             await self._discard(temp, inflight, isinstance(exc, asyncio.CancelledError))
             raise
 
     @staticmethod
     async def _discard(
-        temp: _TempFile, inflight: asyncio.Future[None] | None, cancelled: bool
+        temp: _TempFile, inflight: asyncio.Future[Any] | None, cancelled: bool
     ) -> None:
         """Remove a failed write's temp file, once no batch write is using it any more."""
 
-        def later(future: asyncio.Future[None]) -> None:
+        def later(future: asyncio.Future[Any]) -> None:
             if not future.cancelled():
                 future.exception()  # retrieved: a disk error here is not news
             temp.discard()
@@ -937,7 +942,10 @@ class LocalObjectStore(ObjectStore):
                 return
             raise
         if self._fsync:
-            _fsync_dir(os.path.dirname(t.path))
+            try:
+                _fsync_dir(os.path.dirname(t.path))
+            except FileNotFoundError:
+                return  # a concurrent delete already pruned the emptied directory
         self._prune(t.bucket_dir, start)
 
     @staticmethod

@@ -17,6 +17,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -126,7 +127,7 @@ class S3ObjectStore(ObjectStore):
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"S3 endpoint must be an http(s) URL, got {endpoint!r}")
         self.endpoint = endpoint.rstrip("/")
-        self._origin = url.origin()
+        self._origin = str(url.origin())
         self._host = url.host_port_subcomponent or url.host
         # an endpoint may live below a path (a reverse proxy); keys go below it
         self._base_path = url.raw_path.rstrip("/")
@@ -447,7 +448,9 @@ class S3ObjectStore(ObjectStore):
         )
 
     # -- the wire --------------------------------------------------------------------------------
-    def _url(self, bucket: str | None, key: str | None, query: list[tuple[str, str]]) -> tuple:
+    def _url(
+        self, bucket: str | None, key: str | None, query: list[tuple[str, str]]
+    ) -> tuple[URL, str]:
         path = self._base_path + "/"
         if bucket:
             path += uri_encode(bucket, keep_slash=False)
@@ -456,7 +459,8 @@ class S3ObjectStore(ObjectStore):
         qs = "&".join(
             f"{uri_encode(k, keep_slash=False)}={uri_encode(v, keep_slash=False)}" for k, v in query
         )
-        url = self._origin.join(URL(path + ("?" + qs if qs else ""), encoded=True))
+        # encoded=True: yarl must neither re-quote nor normalise what is signed
+        url = URL(self._origin + path + ("?" + qs if qs else ""), encoded=True)
         return url, path
 
     async def _send(
@@ -960,14 +964,18 @@ def _iso_time(value: Any) -> datetime:
 
 
 def _http_time(value: str | None) -> datetime:
-    if value:
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            parsed = None
-        if parsed is not None:
-            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    return datetime.now(UTC)
+    parsed = _parse_http_time(value) if value else None
+    return parsed if parsed is not None else datetime.now(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _parse_http_time(value: str) -> datetime | None:
+    """Cached: the same Last-Modified values come back again and again."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _check_key(bucket: str, key: str) -> None:

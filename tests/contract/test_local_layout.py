@@ -299,3 +299,68 @@ def test_check_fails_without_a_writable_directory(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(main())
+
+
+CRASHING_WRITER = """
+import asyncio, sys
+from pathlib import Path
+from gateway.backends.base import WriteMeta
+from gateway.backends.local import LocalObjectStore
+
+class Endless:
+    size = 1 << 30
+    async def __aiter__(self):
+        while True:
+            yield b"z" * (1 << 20)
+            await asyncio.sleep(0.001)
+
+async def main():
+    store = LocalObjectStore(Path(sys.argv[1]))
+    await store.start()
+    await store.put_object("b", "victim", Endless(), WriteMeta())
+
+asyncio.run(main())
+"""
+
+
+def test_crash_mid_write_leaves_no_object(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "objects"
+
+    async def prepare() -> None:
+        store = LocalObjectStore(root)
+        await store.start()
+        await store.create_bucket(BUCKET)
+        await put(store, BUCKET, "victim", b"the old version")
+        await store.close()
+
+    asyncio.run(prepare())
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, str(root)], cwd=repo)
+    try:
+        tmp = root / ".minimo" / "tmp"
+        for _ in range(3000):  # until some batches reached the disk
+            sizes = [f.stat().st_size for f in tmp.iterdir()] if tmp.exists() else []
+            if any(size >= 8 * MiB for size in sizes):
+                break
+            assert proc.poll() is None, "the writer exited early"
+            time.sleep(0.01)
+        else:
+            pytest.fail("the writer never got going")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    async def check() -> None:
+        store = LocalObjectStore(root)
+        await store.start()
+        try:
+            assert await get(store, BUCKET, "victim") == b"the old version"
+            assert [o.key for o in (await store.list_objects(BUCKET)).objects] == ["victim"]
+        finally:
+            await store.close()
+
+    asyncio.run(check())

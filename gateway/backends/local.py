@@ -403,7 +403,9 @@ class LocalObjectStore(ObjectStore):
 
     kind = "local"
 
-    def __init__(self, root: Path, *, fsync: bool = True, threads: int = 8) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, threads: int = 32) -> None:
+        # threads mostly wait in fsync; more of them let the filesystem journal commit many
+        # small writes together (threads are only started when needed)
         self.root = Path(root)
         self._root = str(self.root)
         self._state = os.path.join(self._root, ".minimo")

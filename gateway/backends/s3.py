@@ -484,7 +484,8 @@ class S3ObjectStore(ObjectStore):
         query = query or []
         if payload_hash is None:
             payload_hash = hashlib.sha256(data).hexdigest() if data else EMPTY_SHA256
-        attempts = 2 if retry else 1
+        # POST (create, complete) is not idempotent: a repeat could start a second upload
+        attempts = 2 if retry and method != "POST" else 1
         for attempt in range(attempts):
             try:
                 resp = await self._request(

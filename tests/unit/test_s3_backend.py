@@ -851,3 +851,80 @@ def test_factory_picks_backend(versitygw: Versitygw, tmp_path) -> None:
     assert local.kind == "local"
     with pytest.raises(ValueError):
         open_object_store(Config(data_dir=tmp_path, s3_endpoint=versitygw.endpoint))
+
+
+class FlakyUpstream:
+    """A loopback HTTP server that drops every other connection without answering.
+
+    Stands in for an upstream closing a keep-alive connection just as a request is sent.
+    Answered requests get ``answer`` (an S3 XML document); ``requests`` counts both kinds.
+    """
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests = 0
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.server.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.requests += 1
+                if self.requests % 2 == 1:
+                    continue  # drop it
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+                    + f"Content-Length: {len(self.answer)}\r\n\r\n".encode()
+                    + self.answer
+                )
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.server.close()
+
+
+def test_dropped_connection_is_retried_once_for_idempotent_requests() -> None:
+    upstream = FlakyUpstream(
+        b"<ListAllMyBucketsResult><Buckets><Bucket><Name>one</Name>"
+        b"<CreationDate>2026-01-02T03:04:05.000Z</CreationDate></Bucket></Buckets>"
+        b"</ListAllMyBucketsResult>"
+    )
+
+    async def scenario() -> None:
+        store = S3ObjectStore(upstream.endpoint, "k", "s")
+        await store.start()
+        try:
+            [bucket] = await store.list_buckets()
+            assert bucket.name == "one" and bucket.created.year == 2026
+            assert upstream.requests == 2
+            # a POST is never repeated: the first attempt may have started an upload
+            await expect("ServiceUnavailable", store.create_multipart_upload("b", "k", WriteMeta()))
+            assert upstream.requests == 3
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        upstream.close()

@@ -579,6 +579,8 @@ class S3ObjectStore(ObjectStore):
             return await session.request(
                 method, url, headers=headers, data=data, allow_redirects=False, **extra
             )
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing to retry
+            raise self.unreachable(exc) from None
         except _RETRYABLE as exc:
             raise self.unreachable(exc, _Disconnected) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

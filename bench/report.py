@@ -113,6 +113,15 @@ def runs_table(results: dict[str, TargetResults]) -> list[str]:
     return lines
 
 
+def peak_rss(r: TargetResults) -> float | None:
+    """The higher of the sampled peak and, when it covers only the upload, the kernel's VmHWM."""
+    if r.rss_peak_mib is None:
+        return None
+    if r.rss_hwm_reset and r.rss_hwm_mib is not None:
+        return max(r.rss_peak_mib, r.rss_hwm_mib)
+    return r.rss_peak_mib
+
+
 def ratio_rows(
     results: dict[str, TargetResults], s: Settings
 ) -> list[tuple[str, float | None, str, bool | None]]:
@@ -135,7 +144,7 @@ def ratio_rows(
             rows.append((f"{name} / versitygw, {label}", value, f"≥ {goal}", met))
     for name in ("minimo-local", "minimo-s3"):
         if name in results:
-            peak = results[name].rss_peak_mib
+            peak = peak_rss(results[name])
             met = None if peak is None else peak < 150
             what = f"{name} peak RSS during {s.rss_bytes // MIB} MiB PUT (MiB)"
             rows.append((what, peak, "< 150", met))

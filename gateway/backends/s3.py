@@ -677,7 +677,7 @@ class S3ObjectStore(ObjectStore):
                 raise _bad_answer(method)
             return {}
         if "Error" in doc:
-            raise _error_from(raw, 500, resource) or _bad_answer(method)
+            raise _error_from(raw, 200, resource) or _bad_answer(method)
         return doc
 
     async def _copy_xml(self, bucket: str, key: str, **kwargs: Any) -> dict[str, Any]:

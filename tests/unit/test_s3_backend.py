@@ -853,15 +853,17 @@ def test_factory_picks_backend(versitygw: Versitygw, tmp_path) -> None:
         open_object_store(Config(data_dir=tmp_path, s3_endpoint=versitygw.endpoint))
 
 
-class FlakyUpstream:
-    """A loopback HTTP server that drops every other connection without answering.
+class FakeUpstream:
+    """A loopback HTTP server answering every request with ``200`` and ``answer``.
 
-    Stands in for an upstream closing a keep-alive connection just as a request is sent.
-    Answered requests get ``answer`` (an S3 XML document); ``requests`` counts both kinds.
+    With ``drop=True`` it drops every other connection without answering, like an upstream
+    closing a keep-alive connection just as a request is sent. ``requests`` counts requests.
+    Real upstreams do these things rarely and at random; this makes them happen on cue.
     """
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes, *, drop: bool = False) -> None:
         self.answer = answer
+        self.drop = drop
         self.requests = 0
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
@@ -890,8 +892,8 @@ class FlakyUpstream:
                         break
                     data += chunk
                 self.requests += 1
-                if self.requests % 2 == 1:
-                    continue  # drop it
+                if self.drop and self.requests % 2 == 1:
+                    continue
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n"
                     + f"Content-Length: {len(self.answer)}\r\n\r\n".encode()
@@ -905,10 +907,11 @@ class FlakyUpstream:
 
 
 def test_dropped_connection_is_retried_once_for_idempotent_requests() -> None:
-    upstream = FlakyUpstream(
+    upstream = FakeUpstream(
         b"<ListAllMyBucketsResult><Buckets><Bucket><Name>one</Name>"
         b"<CreationDate>2026-01-02T03:04:05.000Z</CreationDate></Bucket></Buckets>"
-        b"</ListAllMyBucketsResult>"
+        b"</ListAllMyBucketsResult>",
+        drop=True,
     )
 
     async def scenario() -> None:
@@ -921,6 +924,54 @@ def test_dropped_connection_is_retried_once_for_idempotent_requests() -> None:
             # a POST is never repeated: the first attempt may have started an upload
             await expect("ServiceUnavailable", store.create_multipart_upload("b", "k", WriteMeta()))
             assert upstream.requests == 3
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("InternalError", 500), ("SlowDown", 503), ("InvalidPart", 400)]
+)
+def test_error_inside_a_200_answer(code: str, status: int) -> None:
+    # S3 may answer Complete and Copy with 200, keep the connection alive with whitespace while
+    # it works, and only then report an error
+    upstream = FakeUpstream(
+        b"\n \n \n<?xml version='1.0' encoding='UTF-8'?>"
+        + f"<Error><Code>{code}</Code><Message>went wrong</Message></Error>".encode()
+    )
+
+    async def scenario() -> None:
+        store = S3ObjectStore(upstream.endpoint, "k", "s")
+        await store.start()
+        try:
+            err = await expect(code, store.complete_multipart_upload("b", "k", "u", [(1, "e")]))
+            assert (err.status, err.message) == (status, "went wrong")
+            err = await expect(code, store.copy_object("b", "k", "b", "k2", meta=None))
+            assert err.status == status
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        upstream.close()
+
+
+def test_whitespace_before_a_200_result() -> None:
+    upstream = FakeUpstream(
+        b"\n \n<?xml version='1.0' encoding='UTF-8'?><CompleteMultipartUploadResult>"
+        b"<ETag>&quot;0123-2&quot;</ETag></CompleteMultipartUploadResult>"
+    )
+
+    async def scenario() -> None:
+        store = S3ObjectStore(upstream.endpoint, "k", "s")
+        await store.start()
+        try:
+            assert await store.complete_multipart_upload("b", "k", "u", [(1, "e")]) == "0123-2"
         finally:
             await store.close()
 

@@ -48,7 +48,10 @@ class Endpoint:
     def port(self) -> int:
         return urlsplit(self.url).port or 80
 
-    def signed_headers(self, method: str, path: str, extra: dict[str, str] | None = None) -> dict:
+    def signed_headers(
+        self, method: str, path: str, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """Headers for one request, signed for UNSIGNED-PAYLOAD (``extra`` is signed too)."""
         headers = dict(extra or {})
         return sign_request(
             method=method,
@@ -70,7 +73,9 @@ def _connect(ep: Endpoint) -> http.client.HTTPConnection:
     return conn
 
 
-def _send_headers(conn: http.client.HTTPConnection, method: str, path: str, headers: dict) -> None:
+def _send_headers(
+    conn: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str]
+) -> None:
     conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
     for name, value in headers.items():
         conn.putheader(name, value)

@@ -86,6 +86,7 @@ EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,128}\Z")
 _PART_FILE = re.compile(r"part-(\d{5})\Z")
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16, 1024)
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -121,6 +122,19 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _writev_all(fd: int, chunks: list[bytes]) -> int:
+    """Write all chunks with as few system calls as possible and no joined copy."""
+    total = 0
+    for start in range(0, len(chunks), _IOV_MAX):
+        group = chunks[start : start + _IOV_MAX]
+        want = sum(len(c) for c in group)
+        done = os.writev(fd, group)
+        if done < want:  # a short write (rare for regular files): finish the group plainly
+            _write_all(fd, memoryview(b"".join(group))[done:])
+        total += want
+    return total
 
 
 def _fsync_dir(path: str) -> None:
@@ -304,13 +318,13 @@ class _TempFile:
         fd = self.open()
         if not chunks:
             return
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self.hasher is not None:
-            self.hasher.update(data)
-        _write_all(fd, data)
+            for chunk in chunks:
+                self.hasher.update(chunk)
+        length = _writev_all(fd, chunks)
         if self.writeback and _start_writeback is not None:
-            _start_writeback(fd, self.size, len(data))
-        self.size += len(data)
+            _start_writeback(fd, self.size, length)
+        self.size += length
 
     def md5_hex(self, given: str | None) -> str:
         if given:
@@ -556,6 +570,9 @@ class LocalObjectStore(ObjectStore):
                     continue
                 pending.append(chunk)
                 pending_len += len(chunk)
+                if len(pending) >= _IOV_MAX:
+                    # many tiny pieces: one bytes object costs less memory than a long list
+                    pending = [b"".join(pending)]
                 if pending_len >= WRITE_BATCH:
                     if inflight is not None:
                         await inflight

@@ -231,3 +231,13 @@ async def test_folder_marker(store: ObjectStore, bucket: str) -> None:
     assert await get(store, bucket, "folder/file") == b"inside"
     await store.delete_object(bucket, "folder/file")
     assert (await store.list_objects(bucket, delimiter="/")).prefixes == []
+
+
+@contract
+async def test_bodies_in_odd_pieces(store: ObjectStore, bucket: str) -> None:
+    tiny = pattern(20_000, 5)
+    assert await store.put_object(bucket, "tiny", Bytes(tiny, 7), WriteMeta()) == md5(tiny)
+    assert await get(store, bucket, "tiny") == tiny
+    big = pattern(9 * MiB + 1, 6)  # a few write batches plus a remainder
+    assert await store.put_object(bucket, "big", Bytes(big, 3 * MiB + 5), WriteMeta()) == md5(big)
+    assert await get(store, bucket, "big") == big

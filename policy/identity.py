@@ -137,7 +137,9 @@ class IdentityService:
         user = await self.store.get_user(key.owner)
         if user is None or not user.active:
             return True, None
-        principal = Principal(user=user.name, role=user.role, access_key=key.access_key)
+        principal = Principal(
+            user=user.name, role=user.role, access_key=key.access_key, session_id=key.session_id
+        )
         return True, Credential(key.access_key, self._box.decrypt(key.secret_encrypted), principal)
 
     def forget(self, access_key: str | None = None) -> None:

@@ -14,11 +14,13 @@ class Role(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A user acting through a personal access key (or, later, a session key)."""
+    """A user acting through a personal access key or a session key."""
 
     user: str
     role: Role
     access_key: str | None = None
+    #: set when the key is a session key: the session its writes belong to
+    session_id: str | None = None
 
     @property
     def may_write(self) -> bool:

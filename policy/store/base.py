@@ -1,18 +1,36 @@
-"""The metadata store interface: what every backend (``sqlite``, later ``mongo``) must do.
+"""The metadata store interface: what every backend (``sqlite``, ``mongo``) must do.
 
 Backends keep records and nothing else: they never hash passwords, encrypt secrets or decide
 who may do what (that is :mod:`policy.identity`). Every method is a single atomic operation on
 one record, so correctness never needs a transaction spanning records or processes
 (DESIGN.md decision 1); uniqueness is enforced by the backend's unique indexes.
 
-Times are timezone-aware UTC datetimes.
+Times are timezone-aware UTC datetimes. The ``mongo`` backend keeps whole milliseconds (BSON
+dates), so a record a method returns is always what a later read returns, never the input as is.
+
+Decisions every backend follows:
+
+- Forms and policies are versioned by inserting ``latest + 1`` under a unique index and retrying
+  on a conflict, so concurrent editors all succeed with distinct, consecutive versions.
+- "First one wins" (closing a session, claiming a key for write-once) is an insert under a
+  unique index, never a conditional update: FerretDB runs updates as read-then-replace.
+- Object records: one *current* record per (bucket, key), replaced by every commit (the last
+  commit wins), plus an append-only history of every committed write (one row per intent), so
+  "objects written under a session are linked to it forever" holds even after an overwrite or
+  delete. Per-session usage is computed from current records, never kept as a counter
+  (FerretDB cannot increment atomically under concurrency).
+- Opaque cursors are backend-specific strings; pass back only what the same backend returned.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
 from policy.principal import Role
 
@@ -52,10 +70,227 @@ class KeyRecord:
     owner: str
     created: datetime
     revoked: datetime | None = None
+    #: set for a session key: the session it writes into (None for a personal key)
+    session_id: str | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked is None
+
+
+@dataclass(frozen=True, slots=True)
+class FormRecord:
+    """One version of a form; ``definition`` is the form file as JSON-able data."""
+
+    name: str
+    version: int
+    definition: dict[str, Any]
+    created: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """One version of the policy: its parsed ``document`` and the TOML ``source`` it came from."""
+
+    version: int
+    document: dict[str, Any]
+    source: str
+    created: datetime
+    created_by: str
+
+
+SessionState = Literal["open", "closed"]
+#: what a search may ask for: "open" excludes expired sessions, "expired" = open but past expiry
+SessionStateFilter = Literal["open", "closed", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: str
+    form_name: str
+    form_version: int
+    #: the validated field values (JSON-able: str, int, float, bool, lists of str; dates as
+    #: ISO text as the form normalised them)
+    values: dict[str, Any]
+    bucket: str
+    prefix: str
+    owner: str
+    state: SessionState
+    created: datetime
+    expires: datetime
+    closed: datetime | None = None
+    closed_by: str | None = None
+    #: the session key minted at open
+    access_key: str | None = None
+
+    def is_open(self, now: datetime) -> bool:
+        """Open and not yet expired at ``now``."""
+        return self.state == "open" and now < self.expires
+
+
+#: the largest page any listing returns at once
+MAX_PAGE = 1000
+
+FieldOp = Literal["eq", "min", "max", "contains"]
+FieldValue = str | int | float | bool
+
+#: field names a query may name (forms allow ``[a-z][a-z0-9_]*``); anything else could escape
+#: the JSON path (sqlite) or the dotted path (mongo) it is spliced into
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def check_field_name(name: str) -> str:
+    if not _FIELD_NAME.fullmatch(name):
+        raise ValueError(f"invalid field name {name!r}")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class FieldFilter:
+    """One condition on a session's ``values``.
+
+    - ``eq``: equal (str, number or bool; numbers compare numerically, 5 == 5.0);
+    - ``min`` / ``max``: inclusive bound on a number, or on text (ISO dates and datetimes
+      compare as text, which is time order for the forms' normalised UTC form);
+    - ``contains``: case-insensitive substring of a text value.
+
+    A list value (multichoice) matches when any of its elements does. Type-mismatched values
+    never match (a text "7" is not >= 5).
+    """
+
+    field: str
+    op: FieldOp
+    value: FieldValue
+
+    def __post_init__(self) -> None:
+        check_field_name(self.field)
+        if self.op not in ("eq", "min", "max", "contains"):
+            raise ValueError(f"unknown field operator {self.op!r}")
+        if self.op == "contains" and not isinstance(self.value, str):
+            raise ValueError("'contains' needs a text value")
+        if self.op in ("min", "max") and isinstance(self.value, bool):
+            raise ValueError(f"{self.op!r} needs a number or text value")
+        if not isinstance(self.value, str | int | float):
+            raise ValueError(f"unsupported filter value {self.value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """A session search. All given conditions must hold; bounds are inclusive."""
+
+    form_name: str | None = None
+    owner: str | None = None
+    bucket: str | None = None
+    state: SessionStateFilter | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    fields: tuple[FieldFilter, ...] = ()
+    #: None sorts by creation time; otherwise a field of ``values`` (ties: newest first)
+    sort_field: str | None = None
+    descending: bool = True
+    limit: int = 50
+    #: skip this many matches (for "page N" links); ignored when ``cursor`` is given
+    offset: int = 0
+    #: the ``next_cursor`` of the previous page, for "more" (stable while sessions are added)
+    cursor: str | None = None
+    #: the time "open"/"expired" are judged at (default: the time of the search)
+    now: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.sort_field is not None:
+            check_field_name(self.sort_field)
+        if self.state not in (None, "open", "closed", "expired"):
+            raise ValueError(f"unknown session state {self.state!r}")
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        if self.offset < 0:
+            raise ValueError("offset must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    sessions: list[SessionRecord]
+    #: how many sessions match the query in all (not just this page)
+    total: int
+    #: pass as ``SessionQuery.cursor`` for the next page; None on the last page
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteIntent:
+    """A write in progress (DESIGN.md decision 4): recorded before the first byte is stored."""
+
+    id: str
+    bucket: str
+    key: str
+    #: None for a write into a scratch area (``require_session: false``)
+    session_id: str | None
+    #: the user name behind the request
+    principal: str
+    started: datetime
+    #: set for CompleteMultipartUpload
+    upload_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """A committed write: what the object store holds at (bucket, key) and who put it there."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    #: hex SHA-256 of the stored bytes
+    sha256: str
+    content_type: str | None
+    session_id: str | None
+    principal: str
+    committed: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartRecord:
+    """A multipart upload in flight, so any gateway process can take its parts."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    session_id: str | None
+    principal: str
+    created: datetime
+
+
+AuditOutcome = Literal["allowed", "refused", "ok", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    time: datetime
+    #: user name (or "-" when unauthenticated)
+    principal: str
+    #: e.g. "PutObject", "session.open", "form.create"
+    action: str
+    #: e.g. "s3://bucket/key", "session:ID", "form:NAME"
+    target: str
+    outcome: AuditOutcome
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_cursor(data: object) -> str:
+    """An opaque, URL-safe page cursor carrying ``data`` (JSON-able)."""
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Any:
+    """The data of a cursor from :func:`encode_cursor`; ValueError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid page cursor") from exc
 
 
 class MetadataStore(ABC):
@@ -121,3 +356,156 @@ class MetadataStore(ABC):
 
         Raise NotFound for unknown keys. Returns the record as stored afterwards.
         """
+
+    # -- forms ---------------------------------------------------------------------------------
+    @abstractmethod
+    async def create_form_version(
+        self,
+        name: str,
+        definition: dict[str, Any],
+        created_by: str,
+        *,
+        created: datetime | None = None,
+    ) -> FormRecord:
+        """Store ``definition`` as version latest + 1 of form ``name`` (1 for a new form).
+
+        Concurrent callers all succeed, each with its own consecutive version.
+        """
+
+    @abstractmethod
+    async def get_form(self, name: str, version: int | None = None) -> FormRecord | None:
+        """One version of a form (None: the latest)."""
+
+    @abstractmethod
+    async def list_forms(self) -> list[FormRecord]:
+        """The latest version of every form, ordered by name."""
+
+    @abstractmethod
+    async def list_form_versions(self, name: str) -> list[FormRecord]:
+        """Every version of one form, oldest first."""
+
+    # -- policy --------------------------------------------------------------------------------
+    @abstractmethod
+    async def set_policy(
+        self,
+        document: dict[str, Any],
+        source: str,
+        created_by: str,
+        *,
+        created: datetime | None = None,
+    ) -> PolicyRecord:
+        """Store a new policy version (latest + 1); concurrent callers get distinct versions."""
+
+    @abstractmethod
+    async def get_policy(self, version: int | None = None) -> PolicyRecord | None:
+        """The policy in force (the latest version), or an older version; None when unset."""
+
+    # -- sessions ------------------------------------------------------------------------------
+    @abstractmethod
+    async def create_session(self, session: SessionRecord) -> SessionRecord:
+        """Store a new session; AlreadyExists when the id is taken. Returns it as stored."""
+
+    @abstractmethod
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    @abstractmethod
+    async def close_session(self, session_id: str, when: datetime, by: str) -> SessionRecord:
+        """Close an open session; the first close wins and later ones get it unchanged.
+
+        NotFound for unknown ids. Returns the session as stored afterwards.
+        """
+
+    @abstractmethod
+    async def search_sessions(self, query: SessionQuery) -> SessionPage:
+        """One page of the sessions matching ``query`` and how many match in all."""
+
+    # -- writes and object records --------------------------------------------------------------
+    @abstractmethod
+    async def begin_write(self, intent: WriteIntent) -> None:
+        """Record an intent before any byte is stored; AlreadyExists when the id is taken."""
+
+    @abstractmethod
+    async def commit_write(self, intent_id: str, record: ObjectRecord) -> ObjectRecord:
+        """Make ``record`` the current record of its (bucket, key), add it to the history and
+        drop the intent. Idempotent: committing one intent twice stores one history entry.
+        Returns the record as stored."""
+
+    @abstractmethod
+    async def abort_write(self, intent_id: str) -> None:
+        """Drop an intent (the write failed); unknown ids are ignored."""
+
+    @abstractmethod
+    async def get_intent(self, intent_id: str) -> WriteIntent | None: ...
+
+    @abstractmethod
+    async def stale_intents(self, older_than: datetime, limit: int = MAX_PAGE) -> list[WriteIntent]:
+        """Intents started before ``older_than`` (writes that never finished), oldest first."""
+
+    @abstractmethod
+    async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
+        """The current record of an object."""
+
+    @abstractmethod
+    async def list_object_history(self, bucket: str, key: str) -> list[ObjectRecord]:
+        """Every committed write of (bucket, key), oldest first (overwritten ones included)."""
+
+    @abstractmethod
+    async def delete_object_record(self, bucket: str, key: str) -> bool:
+        """Drop the current record (the object was deleted) and release the key's write-once
+        claim. The history stays. Returns whether a current record existed."""
+
+    @abstractmethod
+    async def list_session_objects(
+        self, session_id: str, limit: int = MAX_PAGE, cursor: str | None = None
+    ) -> tuple[list[ObjectRecord], str | None]:
+        """Current records written under a session, by (bucket, key), and the next cursor."""
+
+    @abstractmethod
+    async def session_usage(self, session_id: str) -> tuple[int, int]:
+        """(object count, total bytes) of the session's current records."""
+
+    @abstractmethod
+    async def claim_key(self, bucket: str, key: str, intent_id: str) -> bool:
+        """Claim a fresh key for a write-once write: True for exactly one of any number of
+        concurrent (or later) claimers, until the claim is released. A committed object keeps
+        its claim; :meth:`delete_object_record` releases it."""
+
+    @abstractmethod
+    async def release_claim(self, bucket: str, key: str, intent_id: str) -> bool:
+        """Release the claim if ``intent_id`` holds it (its write failed); True if it did."""
+
+    @abstractmethod
+    async def get_claim(self, bucket: str, key: str) -> str | None:
+        """The intent id holding the key's claim, if any (for reconcile)."""
+
+    # -- multipart uploads ---------------------------------------------------------------------
+    @abstractmethod
+    async def create_multipart(self, upload: MultipartRecord) -> None:
+        """AlreadyExists when the upload id is taken."""
+
+    @abstractmethod
+    async def get_multipart(self, upload_id: str) -> MultipartRecord | None: ...
+
+    @abstractmethod
+    async def delete_multipart(self, upload_id: str) -> bool:
+        """Forget a completed or aborted upload; returns whether it was known."""
+
+    # -- audit ---------------------------------------------------------------------------------
+    @abstractmethod
+    async def append_audit(self, event: AuditEvent) -> AuditEvent:
+        """Append an event; returns it as stored."""
+
+    @abstractmethod
+    async def list_audit(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> tuple[list[AuditEvent], str | None]:
+        """Events with ``since <= time < until``, ordered by time then insertion (oldest first
+        unless ``descending``), one page at a time; returns the page and the next cursor."""

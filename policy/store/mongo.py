@@ -23,13 +23,17 @@ gateway process that shares one database must be given the same key file.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -37,11 +41,24 @@ from pymongo.uri_parser import parse_uri
 
 from policy.principal import Role
 from policy.store.base import (
+    MAX_PAGE,
     AlreadyExists,
+    AuditEvent,
+    FieldFilter,
+    FormRecord,
     KeyRecord,
     MetadataStore,
+    MultipartRecord,
     NotFound,
+    ObjectRecord,
+    PolicyRecord,
+    SessionPage,
+    SessionQuery,
+    SessionRecord,
     UserRecord,
+    WriteIntent,
+    decode_cursor,
+    encode_cursor,
 )
 
 DEFAULT_DATABASE = "minimo"
@@ -57,6 +74,24 @@ USERS = "users"
 ACCESS_KEYS = "access_keys"
 #: one document per revoked key, never updated: its unique index decides who revoked first
 KEY_REVOCATIONS = "key_revocations"
+FORMS = "forms"
+POLICIES = "policies"
+SESSIONS = "sessions"
+#: one document per closed session, never updated: its unique index decides who closed first
+SESSION_CLOSURES = "session_closures"
+WRITE_INTENTS = "write_intents"
+#: the current record of each (bucket, key)
+OBJECTS = "objects"
+#: every committed write, append-only, unique by intent id
+OBJECT_HISTORY = "object_history"
+#: write-once claims: the unique (bucket, key) index admits one claimer
+KEY_CLAIMS = "key_claims"
+MULTIPART_UPLOADS = "multipart_uploads"
+AUDIT = "audit"
+
+#: how often a versioned insert retries after losing to a concurrent writer; each loss means
+#: another writer took a version, so this bounds concurrent editors of one form, not time
+VERSION_RETRIES = 100
 
 _PASSWORD_IN_URI = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
@@ -106,6 +141,7 @@ def _key_doc(key: KeyRecord) -> dict[str, Any]:
         "owner": key.owner,
         "created": _utc(key.created),
         "revoked": _utc(key.revoked),
+        "session_id": key.session_id,
     }
 
 
@@ -116,7 +152,193 @@ def _key(doc: dict[str, Any]) -> KeyRecord:
         owner=doc["owner"],
         created=doc["created"],
         revoked=doc.get("revoked"),
+        session_id=doc.get("session_id"),
     )
+
+
+# Form definitions, policy documents and audit details are kept as JSON text: they are never
+# queried inside, and text round-trips exactly what was given (keys with "$" or ".", which BSON
+# field names may not carry everywhere, and the int/float distinction).
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _form(doc: dict[str, Any]) -> FormRecord:
+    return FormRecord(
+        doc["name"],
+        doc["version"],
+        json.loads(doc["definition"]),
+        doc["created"],
+        doc["created_by"],
+    )
+
+
+def _policy(doc: dict[str, Any]) -> PolicyRecord:
+    return PolicyRecord(
+        doc["version"],
+        json.loads(doc["document"]),
+        doc["source"],
+        doc["created"],
+        doc["created_by"],
+    )
+
+
+def _session_doc(session: SessionRecord) -> dict[str, Any]:
+    # values stay a subdocument: searches filter and sort on values.<field>
+    return {
+        "id": session.id,
+        "form_name": session.form_name,
+        "form_version": session.form_version,
+        "values": session.values,
+        "bucket": session.bucket,
+        "prefix": session.prefix,
+        "owner": session.owner,
+        "state": session.state,
+        "created": _utc(session.created),
+        "expires": _utc(session.expires),
+        "closed": _utc(session.closed),
+        "closed_by": session.closed_by,
+        "access_key": session.access_key,
+    }
+
+
+def _session(doc: dict[str, Any]) -> SessionRecord:
+    return SessionRecord(
+        id=doc["id"],
+        form_name=doc["form_name"],
+        form_version=doc["form_version"],
+        values=doc["values"],
+        bucket=doc["bucket"],
+        prefix=doc["prefix"],
+        owner=doc["owner"],
+        state=doc["state"],
+        created=doc["created"],
+        expires=doc["expires"],
+        closed=doc.get("closed"),
+        closed_by=doc.get("closed_by"),
+        access_key=doc.get("access_key"),
+    )
+
+
+def _intent_doc(intent: WriteIntent) -> dict[str, Any]:
+    return {
+        "id": intent.id,
+        "bucket": intent.bucket,
+        "key": intent.key,
+        "session_id": intent.session_id,
+        "principal": intent.principal,
+        "started": _utc(intent.started),
+        "upload_id": intent.upload_id,
+    }
+
+
+def _intent(doc: dict[str, Any]) -> WriteIntent:
+    return WriteIntent(
+        doc["id"],
+        doc["bucket"],
+        doc["key"],
+        doc.get("session_id"),
+        doc["principal"],
+        doc["started"],
+        doc.get("upload_id"),
+    )
+
+
+def _object_doc(record: ObjectRecord, intent_id: str) -> dict[str, Any]:
+    return {
+        "bucket": record.bucket,
+        "key": record.key,
+        "bytes": record.size,
+        "etag": record.etag,
+        "sha256": record.sha256,
+        "content_type": record.content_type,
+        "session_id": record.session_id,
+        "principal": record.principal,
+        "committed": _utc(record.committed),
+        "intent_id": intent_id,
+    }
+
+
+def _object(doc: dict[str, Any]) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=doc["bucket"],
+        key=doc["key"],
+        size=doc["bytes"],
+        etag=doc["etag"],
+        sha256=doc["sha256"],
+        content_type=doc.get("content_type"),
+        session_id=doc.get("session_id"),
+        principal=doc["principal"],
+        committed=doc["committed"],
+    )
+
+
+def _multipart(doc: dict[str, Any]) -> MultipartRecord:
+    return MultipartRecord(
+        doc["upload_id"],
+        doc["bucket"],
+        doc["key"],
+        doc.get("session_id"),
+        doc["principal"],
+        doc["created"],
+    )
+
+
+def _audit(doc: dict[str, Any]) -> AuditEvent:
+    return AuditEvent(
+        doc["time"],
+        doc["principal"],
+        doc["action"],
+        doc["target"],
+        doc["outcome"],
+        doc.get("reason"),
+        json.loads(doc["details"]),
+    )
+
+
+_REGEX_SPECIAL = frozenset("\\.^$|?*+()[]{}")
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a regular expression matching itself.
+
+    Not re.escape: it also escapes characters such as space, '-' and '#', which PCRE (MongoDB)
+    and Go's RE2 (FerretDB) read differently; these are the metacharacters both agree on.
+    """
+    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)
+
+
+def _field_condition(f: FieldFilter) -> dict[str, Any]:
+    """A filter on one value. MongoDB compares only within a type (a text "7" is not >= 5)
+    and matches a list when any element does; the sqlite backend does the same by hand."""
+    path = f"values.{f.field}"
+    if f.op == "eq":
+        return {path: f.value}
+    if f.op == "min":
+        return {path: {"$gte": f.value}}
+    if f.op == "max":
+        return {path: {"$lte": f.value}}
+    return {path: {"$regex": _regex_literal(str(f.value)), "$options": "i"}}
+
+
+def _cursor_fields(cursor: str, kind: str) -> list[Any]:
+    """The values a cursor of ``kind`` carries; ValueError for a cursor of another kind."""
+    data = decode_cursor(cursor)
+    if not isinstance(data, dict) or not isinstance(data.get(kind), list):
+        raise ValueError("invalid page cursor")
+    return list(data[kind])
+
+
+def _after(fields: tuple[str, str], values: list[Any], descending: bool) -> dict[str, Any]:
+    """Keyset condition: documents strictly after ``values`` in (fields[0], fields[1]) order."""
+    op = "$lt" if descending else "$gt"
+    first, second = fields
+    return {
+        "$or": [
+            {first: {op: values[0]}},
+            {first: values[0], second: {op: values[1]}},
+        ]
+    }
 
 
 # Documents are read without ``_id``: it is an internal ObjectId no record carries. (Not on
@@ -180,6 +402,54 @@ class MongoMetadataStore(MetadataStore):
         await self.key_revocations.create_index(
             [("access_key", ASCENDING)], unique=True, name="access_key_unique"
         )
+        db = self.db
+        await db[FORMS].create_index(
+            [("name", ASCENDING), ("version", ASCENDING)], unique=True, name="name_version_unique"
+        )
+        await db[POLICIES].create_index(
+            [("version", ASCENDING)], unique=True, name="version_unique"
+        )
+        sessions = db[SESSIONS]
+        await sessions.create_index([("id", ASCENDING)], unique=True, name="id_unique")
+        await sessions.create_index([("created", ASCENDING), ("id", ASCENDING)], name="created")
+        for name in ("owner", "form_name", "bucket"):
+            await sessions.create_index(
+                [(name, ASCENDING), ("created", ASCENDING)], name=f"{name}_created"
+            )
+        await sessions.create_index(
+            [("state", ASCENDING), ("expires", ASCENDING)], name="state_expires"
+        )
+        # values.<field> cannot be indexed ahead of time: fields are whatever forms define.
+        await db[SESSION_CLOSURES].create_index(
+            [("session_id", ASCENDING)], unique=True, name="session_id_unique"
+        )
+        await db[WRITE_INTENTS].create_index([("id", ASCENDING)], unique=True, name="id_unique")
+        await db[WRITE_INTENTS].create_index([("started", ASCENDING)], name="started")
+        await db[OBJECTS].create_index(
+            [("bucket", ASCENDING), ("key", ASCENDING)], unique=True, name="bucket_key_unique"
+        )
+        await db[OBJECTS].create_index(
+            [("session_id", ASCENDING), ("bucket", ASCENDING), ("key", ASCENDING)],
+            name="session_bucket_key",
+        )
+        await db[OBJECT_HISTORY].create_index(
+            [("intent_id", ASCENDING)], unique=True, name="intent_id_unique"
+        )
+        await db[OBJECT_HISTORY].create_index(
+            [("bucket", ASCENDING), ("key", ASCENDING), ("committed", ASCENDING)],
+            name="bucket_key_committed",
+        )
+        await db[KEY_CLAIMS].create_index(
+            [("bucket", ASCENDING), ("key", ASCENDING)], unique=True, name="bucket_key_unique"
+        )
+        await db[MULTIPART_UPLOADS].create_index(
+            [("upload_id", ASCENDING)], unique=True, name="upload_id_unique"
+        )
+        await db[AUDIT].create_index([("time", ASCENDING), ("_id", ASCENDING)], name="time")
+        for name in ("principal", "action"):
+            await db[AUDIT].create_index(
+                [(name, ASCENDING), ("time", ASCENDING)], name=f"{name}_time"
+            )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -285,3 +555,402 @@ class MongoMetadataStore(MetadataStore):
         # Should this process die before the copy, revoking again completes it.
         await self.keys.update_one({"access_key": access_key}, {"$set": {"revoked": revoked}})
         return replace(key, revoked=revoked)
+
+    # -- forms ---------------------------------------------------------------------------------
+    async def _insert_next_version(
+        self, collection: str, scope: dict[str, Any], doc: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Insert ``doc`` as version latest + 1 within ``scope``.
+
+        The unique index on the version decides between concurrent writers: the losers read
+        the new latest and try the next number (see the module docstring for why no counter).
+        """
+        coll = self.db[collection]
+        for _ in range(VERSION_RETRIES):
+            latest = await coll.find_one(
+                scope, {"version": True, "_id": False}, sort=[("version", DESCENDING)]
+            )
+            version = (latest["version"] if latest else 0) + 1
+            attempt = {**doc, **scope, "version": version}
+            try:
+                await coll.insert_one(attempt)
+            except DuplicateKeyError:
+                continue
+            attempt.pop("_id", None)
+            return attempt
+        raise AlreadyExists(f"too many concurrent new versions in {collection}")
+
+    async def create_form_version(
+        self,
+        name: str,
+        definition: dict[str, Any],
+        created_by: str,
+        *,
+        created: datetime | None = None,
+    ) -> FormRecord:
+        doc = await self._insert_next_version(
+            FORMS,
+            {"name": name},
+            {
+                "definition": _json(definition),
+                "created": _utc(created or datetime.now(UTC)),
+                "created_by": created_by,
+            },
+        )
+        return _form(doc)
+
+    async def get_form(self, name: str, version: int | None = None) -> FormRecord | None:
+        if version is None:
+            doc = await self.db[FORMS].find_one(
+                {"name": name}, _NO_ID, sort=[("version", DESCENDING)]
+            )
+        else:
+            doc = await self.db[FORMS].find_one({"name": name, "version": version}, _NO_ID)
+        return _form(doc) if doc else None
+
+    async def list_forms(self) -> list[FormRecord]:
+        # Forms number in the dozens: pick each name's first (= latest) version here rather
+        # than rely on $group accumulators FerretDB 1.x may not all have.
+        cursor = (
+            self.db[FORMS].find({}, _NO_ID).sort([("name", ASCENDING), ("version", DESCENDING)])
+        )
+        latest: dict[str, FormRecord] = {}
+        async for doc in cursor:
+            latest.setdefault(doc["name"], _form(doc))
+        return list(latest.values())
+
+    async def list_form_versions(self, name: str) -> list[FormRecord]:
+        cursor = self.db[FORMS].find({"name": name}, _NO_ID).sort("version", ASCENDING)
+        return [_form(doc) async for doc in cursor]
+
+    # -- policy --------------------------------------------------------------------------------
+    async def set_policy(
+        self,
+        document: dict[str, Any],
+        source: str,
+        created_by: str,
+        *,
+        created: datetime | None = None,
+    ) -> PolicyRecord:
+        doc = await self._insert_next_version(
+            POLICIES,
+            {},
+            {
+                "document": _json(document),
+                "source": source,
+                "created": _utc(created or datetime.now(UTC)),
+                "created_by": created_by,
+            },
+        )
+        return _policy(doc)
+
+    async def get_policy(self, version: int | None = None) -> PolicyRecord | None:
+        if version is None:
+            doc = await self.db[POLICIES].find_one({}, _NO_ID, sort=[("version", DESCENDING)])
+        else:
+            doc = await self.db[POLICIES].find_one({"version": version}, _NO_ID)
+        return _policy(doc) if doc else None
+
+    # -- sessions ------------------------------------------------------------------------------
+    async def create_session(self, session: SessionRecord) -> SessionRecord:
+        doc = _session_doc(session)
+        try:
+            await self.db[SESSIONS].insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(f"session {session.id!r} already exists") from exc
+        return _session(doc)
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        doc = await self.db[SESSIONS].find_one({"id": session_id}, _NO_ID)
+        if doc is None:
+            return None
+        session = _session(doc)
+        if session.state == "open":
+            # A closer that died between its closure insert and the copy onto the session
+            # leaves the session looking open: the closure is the truth, so finish the copy.
+            closure = await self.db[SESSION_CLOSURES].find_one({"session_id": session_id}, _NO_ID)
+            if closure is not None:
+                return await self._mark_closed(session, closure)
+        return session
+
+    async def _mark_closed(self, session: SessionRecord, closure: dict[str, Any]) -> SessionRecord:
+        # Every writer copies the same winning closure, so FerretDB's whole-document replace
+        # cannot store a wrong one; sessions change in no other way after creation.
+        changes = {"state": "closed", "closed": closure["closed"], "closed_by": closure["by"]}
+        await self.db[SESSIONS].update_one({"id": session.id}, {"$set": changes})
+        return replace(session, state="closed", closed=closure["closed"], closed_by=closure["by"])
+
+    async def close_session(self, session_id: str, when: datetime, by: str) -> SessionRecord:
+        session = await self.get_session(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id!r}")
+        if session.state == "closed":
+            return session
+        closure = {"session_id": session_id, "closed": _utc(when), "by": by}
+        try:
+            await self.db[SESSION_CLOSURES].insert_one(closure)
+        except DuplicateKeyError:
+            winner = await self.db[SESSION_CLOSURES].find_one({"session_id": session_id}, _NO_ID)
+            if winner is None:  # cannot happen: closures are never removed
+                raise
+            closure = winner
+        return await self._mark_closed(session, closure)
+
+    async def search_sessions(self, query: SessionQuery) -> SessionPage:
+        conditions: list[dict[str, Any]] = []
+        for name, value in (
+            ("form_name", query.form_name),
+            ("owner", query.owner),
+            ("bucket", query.bucket),
+        ):
+            if value is not None:
+                conditions.append({name: value})
+        now = _utc(query.now or datetime.now(UTC))
+        if query.state == "open":
+            conditions.append({"state": "open", "expires": {"$gte": now}})
+        elif query.state == "expired":
+            conditions.append({"state": "open", "expires": {"$lt": now}})
+        elif query.state == "closed":
+            conditions.append({"state": "closed"})
+        created: dict[str, Any] = {}
+        if query.created_from is not None:
+            created["$gte"] = _utc(query.created_from)
+        if query.created_to is not None:
+            created["$lte"] = _utc(query.created_to)
+        if created:
+            conditions.append({"created": created})
+        conditions.extend(_field_condition(f) for f in query.fields)
+
+        coll = self.db[SESSIONS]
+        total = await coll.count_documents({"$and": conditions} if conditions else {})
+
+        direction = DESCENDING if query.descending else ASCENDING
+        offset = query.offset
+        if query.sort_field is None:
+            # Keyset paging on (created, id): pages stay right while sessions are added.
+            if query.cursor is not None:
+                stamp, last_id = _cursor_fields(query.cursor, "k")
+                mark = [datetime.fromisoformat(stamp), last_id]
+                conditions.append(_after(("created", "id"), mark, query.descending))
+                offset = 0
+            sort = [("created", direction), ("id", direction)]
+        else:
+            if query.cursor is not None:
+                offset = _cursor_fields(query.cursor, "o")[0]
+            sort = [
+                (f"values.{query.sort_field}", direction),
+                ("created", DESCENDING),
+                ("id", DESCENDING),
+            ]
+        cursor = (
+            coll.find({"$and": conditions} if conditions else {}, _NO_ID)
+            .sort(sort)
+            .skip(offset)
+            .limit(query.limit + 1)
+        )
+        docs = [doc async for doc in cursor]
+        sessions = [_session(doc) for doc in docs[: query.limit]]
+        next_cursor = None
+        if len(docs) > query.limit:
+            if query.sort_field is None:
+                last = sessions[-1]
+                next_cursor = encode_cursor({"k": [last.created.isoformat(), last.id]})
+            else:
+                next_cursor = encode_cursor({"o": [offset + query.limit]})
+        return SessionPage(sessions, total, next_cursor)
+
+    # -- writes and object records --------------------------------------------------------------
+    async def begin_write(self, intent: WriteIntent) -> None:
+        try:
+            await self.db[WRITE_INTENTS].insert_one(_intent_doc(intent))
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(f"write intent {intent.id!r} already exists") from exc
+
+    async def commit_write(self, intent_id: str, record: ObjectRecord) -> ObjectRecord:
+        # History first (idempotent on the intent id), then the current record, then the
+        # intent: an interruption leaves the intent behind for reconcile, never a current
+        # record missing from the history.
+        # A repeated commit of one intent: the history keeps its first entry.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.db[OBJECT_HISTORY].insert_one(_object_doc(record, intent_id))
+        doc = _object_doc(record, intent_id)
+        where = {"bucket": record.bucket, "key": record.key}
+        try:
+            await self.db[OBJECTS].replace_one(where, doc, upsert=True)
+        except DuplicateKeyError:
+            # Two first commits of one key raced to insert: the record exists now, so replace
+            # it (the last commit wins, as on any overwrite).
+            await self.db[OBJECTS].replace_one(where, doc)
+        await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
+        return _object(doc)
+
+    async def abort_write(self, intent_id: str) -> None:
+        await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
+
+    async def get_intent(self, intent_id: str) -> WriteIntent | None:
+        doc = await self.db[WRITE_INTENTS].find_one({"id": intent_id}, _NO_ID)
+        return _intent(doc) if doc else None
+
+    async def stale_intents(self, older_than: datetime, limit: int = MAX_PAGE) -> list[WriteIntent]:
+        cursor = (
+            self.db[WRITE_INTENTS]
+            .find({"started": {"$lt": _utc(older_than)}}, _NO_ID)
+            .sort([("started", ASCENDING), ("id", ASCENDING)])
+            .limit(limit)
+        )
+        return [_intent(doc) async for doc in cursor]
+
+    async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
+        doc = await self.db[OBJECTS].find_one({"bucket": bucket, "key": key}, _NO_ID)
+        return _object(doc) if doc else None
+
+    async def list_object_history(self, bucket: str, key: str) -> list[ObjectRecord]:
+        # _id (an ObjectId) breaks ties between commits of one millisecond in insertion order
+        cursor = (
+            self.db[OBJECT_HISTORY]
+            .find({"bucket": bucket, "key": key})
+            .sort([("committed", ASCENDING), ("_id", ASCENDING)])
+        )
+        return [_object(doc) async for doc in cursor]
+
+    async def delete_object_record(self, bucket: str, key: str) -> bool:
+        result = await self.db[OBJECTS].delete_one({"bucket": bucket, "key": key})
+        await self.db[KEY_CLAIMS].delete_one({"bucket": bucket, "key": key})
+        return result.deleted_count > 0
+
+    async def list_session_objects(
+        self, session_id: str, limit: int = MAX_PAGE, cursor: str | None = None
+    ) -> tuple[list[ObjectRecord], str | None]:
+        conditions: list[dict[str, Any]] = [{"session_id": session_id}]
+        if cursor is not None:
+            conditions.append(_after(("bucket", "key"), _cursor_fields(cursor, "b"), False))
+        found = (
+            self.db[OBJECTS]
+            .find({"$and": conditions}, _NO_ID)
+            .sort([("bucket", ASCENDING), ("key", ASCENDING)])
+            .limit(limit + 1)
+        )
+        docs = [doc async for doc in found]
+        records = [_object(doc) for doc in docs[:limit]]
+        next_cursor = None
+        if len(docs) > limit:
+            next_cursor = encode_cursor({"b": [records[-1].bucket, records[-1].key]})
+        return records, next_cursor
+
+    async def session_usage(self, session_id: str) -> tuple[int, int]:
+        # Two queries, not one $group with two accumulators: FerretDB 1.24 fills in only the
+        # first accumulator of a $group (the second comes back 0). Under concurrent commits
+        # the pair may straddle one, which is fine for a usage display.
+        where = {"session_id": session_id}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": where},
+            {"$group": {"_id": None, "total": {"$sum": "$bytes"}}},
+        ]
+        total = 0
+        async for doc in await self.db[OBJECTS].aggregate(pipeline):
+            total = int(doc["total"])
+        count = await self.db[OBJECTS].count_documents(where)
+        return count, total if count else 0
+
+    async def claim_key(self, bucket: str, key: str, intent_id: str) -> bool:
+        try:
+            await self.db[KEY_CLAIMS].insert_one(
+                {"bucket": bucket, "key": key, "intent_id": intent_id}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def release_claim(self, bucket: str, key: str, intent_id: str) -> bool:
+        result = await self.db[KEY_CLAIMS].delete_one(
+            {"bucket": bucket, "key": key, "intent_id": intent_id}
+        )
+        return result.deleted_count > 0
+
+    async def get_claim(self, bucket: str, key: str) -> str | None:
+        doc = await self.db[KEY_CLAIMS].find_one({"bucket": bucket, "key": key}, _NO_ID)
+        return doc["intent_id"] if doc else None
+
+    # -- multipart uploads ---------------------------------------------------------------------
+    async def create_multipart(self, upload: MultipartRecord) -> None:
+        doc = {
+            "upload_id": upload.upload_id,
+            "bucket": upload.bucket,
+            "key": upload.key,
+            "session_id": upload.session_id,
+            "principal": upload.principal,
+            "created": _utc(upload.created),
+        }
+        try:
+            await self.db[MULTIPART_UPLOADS].insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(f"upload {upload.upload_id!r} already exists") from exc
+
+    async def get_multipart(self, upload_id: str) -> MultipartRecord | None:
+        doc = await self.db[MULTIPART_UPLOADS].find_one({"upload_id": upload_id}, _NO_ID)
+        return _multipart(doc) if doc else None
+
+    async def delete_multipart(self, upload_id: str) -> bool:
+        result = await self.db[MULTIPART_UPLOADS].delete_one({"upload_id": upload_id})
+        return result.deleted_count > 0
+
+    # -- audit ---------------------------------------------------------------------------------
+    async def append_audit(self, event: AuditEvent) -> AuditEvent:
+        # The client-made ObjectId orders events of one millisecond by insertion within a
+        # process (its counter); across processes such ties are ordered arbitrarily.
+        doc = {
+            "time": _utc(event.time),
+            "principal": event.principal,
+            "action": event.action,
+            "target": event.target,
+            "outcome": event.outcome,
+            "reason": event.reason,
+            "details": _json(event.details),
+        }
+        await self.db[AUDIT].insert_one(doc)
+        return _audit(doc)
+
+    async def list_audit(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> tuple[list[AuditEvent], str | None]:
+        conditions: list[dict[str, Any]] = []
+        span: dict[str, Any] = {}
+        if since is not None:
+            span["$gte"] = _utc(since)
+        if until is not None:
+            span["$lt"] = _utc(until)
+        if span:
+            conditions.append({"time": span})
+        if principal is not None:
+            conditions.append({"principal": principal})
+        if action is not None:
+            conditions.append({"action": action})
+        if cursor is not None:
+            stamp, last_id = _cursor_fields(cursor, "a")
+            try:
+                mark = [datetime.fromisoformat(stamp), ObjectId(last_id)]
+            except (InvalidId, TypeError) as exc:
+                raise ValueError("invalid page cursor") from exc
+            conditions.append(_after(("time", "_id"), mark, descending))
+        direction = DESCENDING if descending else ASCENDING
+        found = (
+            self.db[AUDIT]
+            .find({"$and": conditions} if conditions else {})
+            .sort([("time", direction), ("_id", direction)])
+            .limit(limit + 1)
+        )
+        docs = [doc async for doc in found]
+        events = [_audit(doc) for doc in docs[:limit]]
+        next_cursor = None
+        if len(docs) > limit:
+            last = docs[limit - 1]
+            next_cursor = encode_cursor({"a": [last["time"].isoformat(), str(last["_id"])]})
+        return events, next_cursor

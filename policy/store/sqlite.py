@@ -9,6 +9,7 @@ migration, taken with ``BEGIN IMMEDIATE`` so concurrent openers apply each migra
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,11 +20,24 @@ import aiosqlite
 
 from policy.principal import Role
 from policy.store.base import (
+    MAX_PAGE,
     AlreadyExists,
+    AuditEvent,
+    FieldFilter,
+    FormRecord,
     KeyRecord,
     MetadataStore,
+    MultipartRecord,
     NotFound,
+    ObjectRecord,
+    PolicyRecord,
+    SessionPage,
+    SessionQuery,
+    SessionRecord,
     UserRecord,
+    WriteIntent,
+    decode_cursor,
+    encode_cursor,
 )
 
 #: how long a statement waits for another process's write lock before failing
@@ -48,10 +62,133 @@ MIGRATIONS: list[Sequence[str]] = [
         )""",
         "CREATE INDEX access_keys_by_owner ON access_keys (owner, created)",
     ),
+    (
+        # session keys: NULL for personal keys
+        "ALTER TABLE access_keys ADD COLUMN session_id TEXT",
+        """CREATE TABLE forms (
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            definition TEXT NOT NULL,
+            created TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            PRIMARY KEY (name, version)
+        )""",
+        """CREATE TABLE policies (
+            version INTEGER NOT NULL PRIMARY KEY,
+            document TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        )""",
+        # No foreign keys to users or access_keys: the mongo backend has none either, and
+        # sessions must outlive anything they point at.
+        """CREATE TABLE sessions (
+            id TEXT NOT NULL PRIMARY KEY,
+            form_name TEXT NOT NULL,
+            form_version INTEGER NOT NULL,
+            field_values TEXT NOT NULL,
+            bucket TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+            created TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            closed TEXT,
+            closed_by TEXT,
+            access_key TEXT
+        )""",
+        # the default listing (newest first) and its keyset cursor walk this index
+        "CREATE INDEX sessions_by_created ON sessions (created, id)",
+        "CREATE INDEX sessions_by_owner ON sessions (owner, created)",
+        "CREATE INDEX sessions_by_form ON sessions (form_name, created)",
+        "CREATE INDEX sessions_by_bucket ON sessions (bucket, created)",
+        "CREATE INDEX sessions_by_state ON sessions (state, expires)",
+        """CREATE TABLE write_intents (
+            id TEXT NOT NULL PRIMARY KEY,
+            bucket TEXT NOT NULL,
+            object_key TEXT NOT NULL,
+            session_id TEXT,
+            principal TEXT NOT NULL,
+            started TEXT NOT NULL,
+            upload_id TEXT
+        )""",
+        "CREATE INDEX write_intents_by_started ON write_intents (started)",
+        """CREATE TABLE objects (
+            bucket TEXT NOT NULL,
+            object_key TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            content_type TEXT,
+            session_id TEXT,
+            principal TEXT NOT NULL,
+            committed TEXT NOT NULL,
+            intent_id TEXT NOT NULL,
+            PRIMARY KEY (bucket, object_key)
+        )""",
+        "CREATE INDEX objects_by_session ON objects (session_id, bucket, object_key)",
+        # append-only: one row per committed write, never updated or deleted
+        """CREATE TABLE object_history (
+            intent_id TEXT NOT NULL PRIMARY KEY,
+            bucket TEXT NOT NULL,
+            object_key TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            content_type TEXT,
+            session_id TEXT,
+            principal TEXT NOT NULL,
+            committed TEXT NOT NULL
+        )""",
+        "CREATE INDEX object_history_by_key ON object_history (bucket, object_key, committed)",
+        "CREATE INDEX object_history_by_session ON object_history (session_id, committed)",
+        """CREATE TABLE key_claims (
+            bucket TEXT NOT NULL,
+            object_key TEXT NOT NULL,
+            intent_id TEXT NOT NULL,
+            PRIMARY KEY (bucket, object_key)
+        )""",
+        """CREATE TABLE multipart_uploads (
+            upload_id TEXT NOT NULL PRIMARY KEY,
+            bucket TEXT NOT NULL,
+            object_key TEXT NOT NULL,
+            session_id TEXT,
+            principal TEXT NOT NULL,
+            created TEXT NOT NULL
+        )""",
+        # seq: insertion order, the tie-breaker between events of one time
+        """CREATE TABLE audit (
+            seq INTEGER NOT NULL PRIMARY KEY,
+            time TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            reason TEXT,
+            details TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_by_time ON audit (time, seq)",
+        "CREATE INDEX audit_by_principal ON audit (principal, time, seq)",
+        "CREATE INDEX audit_by_action ON audit (action, time, seq)",
+    ),
 ]
 
 _USER_COLUMNS = "name, role, password_hash, created, deleted"
-_KEY_COLUMNS = "access_key, secret_encrypted, owner, created, revoked"
+_KEY_COLUMNS = "access_key, secret_encrypted, owner, created, revoked, session_id"
+_FORM_COLUMNS = "name, version, definition, created, created_by"
+_POLICY_COLUMNS = "version, document, source, created, created_by"
+_SESSION_COLUMNS = (
+    "id, form_name, form_version, field_values, bucket, prefix, owner, state, created, expires,"
+    " closed, closed_by, access_key"
+)
+#: the same, qualified with the alias the search gives the table
+_SESSION_COLUMNS_S = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
+_INTENT_COLUMNS = "id, bucket, object_key, session_id, principal, started, upload_id"
+_OBJECT_COLUMNS = (
+    "bucket, object_key, size, etag, sha256, content_type, session_id, principal, committed"
+)
+_MULTIPART_COLUMNS = "upload_id, bucket, object_key, session_id, principal, created"
+_AUDIT_COLUMNS = "time, principal, action, target, outcome, reason, details"
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -82,7 +219,92 @@ def _key(row: Any) -> KeyRecord:
         owner=row[2],
         created=datetime.fromisoformat(row[3]),
         revoked=_dt(row[4]),
+        session_id=row[5],
     )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _form(row: Any) -> FormRecord:
+    return FormRecord(row[0], row[1], json.loads(row[2]), datetime.fromisoformat(row[3]), row[4])
+
+
+def _policy(row: Any) -> PolicyRecord:
+    return PolicyRecord(row[0], json.loads(row[1]), row[2], datetime.fromisoformat(row[3]), row[4])
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row[0],
+        form_name=row[1],
+        form_version=row[2],
+        values=json.loads(row[3]),
+        bucket=row[4],
+        prefix=row[5],
+        owner=row[6],
+        state=row[7],
+        created=datetime.fromisoformat(row[8]),
+        expires=datetime.fromisoformat(row[9]),
+        closed=_dt(row[10]),
+        closed_by=row[11],
+        access_key=row[12],
+    )
+
+
+def _intent(row: Any) -> WriteIntent:
+    return WriteIntent(
+        row[0], row[1], row[2], row[3], row[4], datetime.fromisoformat(row[5]), row[6]
+    )
+
+
+def _object(row: Any) -> ObjectRecord:
+    return ObjectRecord(*row[:8], committed=datetime.fromisoformat(row[8]))
+
+
+def _multipart(row: Any) -> MultipartRecord:
+    return MultipartRecord(*row[:5], created=datetime.fromisoformat(row[5]))
+
+
+def _audit(row: Any) -> AuditEvent:
+    return AuditEvent(
+        datetime.fromisoformat(row[0]), row[1], row[2], row[3], row[4], row[5], json.loads(row[6])
+    )
+
+
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _field_condition(f: FieldFilter) -> tuple[str, list[Any]]:
+    """SQL for one filter on ``field_values``, and its parameters.
+
+    json_each over the field's path yields the value itself for a scalar and each element for
+    a list, so a multichoice list matches when any element does (as MongoDB does). Checking
+    the JSON type first keeps text from comparing with numbers (SQLite orders all numbers
+    before all text, so a text "7" would otherwise pass ``min 5``).
+    """
+    path = f'$."{f.field}"'
+    value = f.value
+    if isinstance(value, bool):
+        kind, test, params = "j.type = ?", "1", ["true" if value else "false"]
+    else:
+        if isinstance(value, str):
+            kind, kind_params = "j.type = 'text'", []
+        else:
+            kind, kind_params = "j.type IN ('integer', 'real')", []
+        if f.op == "eq":
+            test = "j.value = ?"
+        elif f.op == "min":
+            test = "j.value >= ?"
+        elif f.op == "max":
+            test = "j.value <= ?"
+        else:  # contains: casefold in Python, as SQLite's lower() only knows ASCII
+            test, value = "instr(minimo_casefold(j.value), ?) > 0", str(value).casefold()
+        params = [*kind_params, value]
+    sql = f"EXISTS (SELECT 1 FROM json_each(s.field_values, ?) AS j WHERE {kind} AND {test})"
+    return sql, [path, *params]
 
 
 class SqliteStore(MetadataStore):
@@ -108,6 +330,7 @@ class SqliteStore(MetadataStore):
         # NORMAL is durable across application crashes in WAL mode and much cheaper than FULL.
         await self._db.execute("PRAGMA synchronous = NORMAL")
         await self._db.execute("PRAGMA foreign_keys = ON")
+        await self._db.create_function("minimo_casefold", 1, _casefold, deterministic=True)
         await self._migrate()
 
     async def close(self) -> None:
@@ -216,13 +439,14 @@ class SqliteStore(MetadataStore):
     async def create_key(self, key: KeyRecord) -> None:
         try:
             await self.db.execute(
-                f"INSERT INTO access_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO access_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     key.access_key,
                     key.secret_encrypted,
                     key.owner,
                     _ts(key.created),
                     _ts(key.revoked),
+                    key.session_id,
                 ),
             )
         except aiosqlite.IntegrityError as exc:
@@ -258,6 +482,437 @@ class SqliteStore(MetadataStore):
         if row is None:
             raise NotFound(f"no access key {access_key!r}")
         return _key(row)
+
+    # -- helpers -------------------------------------------------------------------------------
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self.db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self.db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # -- forms ---------------------------------------------------------------------------------
+    async def create_form_version(
+        self,
+        name: str,
+        definition: dict[str, Any],
+        created_by: str,
+        *,
+        created: datetime | None = None,
+    ) -> FormRecord:
+        # One statement: SQLite holds the write lock from reading MAX to the insert, so the
+        # next version is taken atomically even across processes (no retry needed here).
+        row = await self._one(
+            f"INSERT INTO forms ({_FORM_COLUMNS})"
+            " SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM forms WHERE name = ?"
+            f" RETURNING {_FORM_COLUMNS}",
+            (name, _json(definition), _ts(created or datetime.now(UTC)), created_by, name),
+        )
+        return _form(row)
+
+    async def get_form(self, name: str, version: int | None = None) -> FormRecord | None:
+        if version is None:
+            row = await self._one(
+                f"SELECT {_FORM_COLUMNS} FROM forms WHERE name = ? ORDER BY version DESC LIMIT 1",
+                (name,),
+            )
+        else:
+            row = await self._one(
+                f"SELECT {_FORM_COLUMNS} FROM forms WHERE name = ? AND version = ?",
+                (name, version),
+            )
+        return _form(row) if row else None
+
+    async def list_forms(self) -> list[FormRecord]:
+        rows = await self._all(
+            f"SELECT {_FORM_COLUMNS} FROM forms AS f"
+            " WHERE version = (SELECT MAX(version) FROM forms WHERE name = f.name)"
+            " ORDER BY name"
+        )
+        return [_form(row) for row in rows]
+
+    async def list_form_versions(self, name: str) -> list[FormRecord]:
+        rows = await self._all(
+            f"SELECT {_FORM_COLUMNS} FROM forms WHERE name = ? ORDER BY version", (name,)
+        )
+        return [_form(row) for row in rows]
+
+    # -- policy --------------------------------------------------------------------------------
+    async def set_policy(
+        self,
+        document: dict[str, Any],
+        source: str,
+        created_by: str,
+        *,
+        created: datetime | None = None,
+    ) -> PolicyRecord:
+        row = await self._one(
+            f"INSERT INTO policies ({_POLICY_COLUMNS})"
+            " SELECT COALESCE(MAX(version), 0) + 1, ?, ?, ?, ? FROM policies"
+            f" RETURNING {_POLICY_COLUMNS}",
+            (_json(document), source, _ts(created or datetime.now(UTC)), created_by),
+        )
+        return _policy(row)
+
+    async def get_policy(self, version: int | None = None) -> PolicyRecord | None:
+        if version is None:
+            row = await self._one(
+                f"SELECT {_POLICY_COLUMNS} FROM policies ORDER BY version DESC LIMIT 1"
+            )
+        else:
+            row = await self._one(
+                f"SELECT {_POLICY_COLUMNS} FROM policies WHERE version = ?", (version,)
+            )
+        return _policy(row) if row else None
+
+    # -- sessions ------------------------------------------------------------------------------
+    async def create_session(self, session: SessionRecord) -> SessionRecord:
+        try:
+            row = await self._one(
+                f"INSERT INTO sessions ({_SESSION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {_SESSION_COLUMNS}",
+                (
+                    session.id,
+                    session.form_name,
+                    session.form_version,
+                    _json(session.values),
+                    session.bucket,
+                    session.prefix,
+                    session.owner,
+                    session.state,
+                    _ts(session.created),
+                    _ts(session.expires),
+                    _ts(session.closed),
+                    session.closed_by,
+                    session.access_key,
+                ),
+            )
+        except aiosqlite.IntegrityError as exc:
+            raise AlreadyExists(f"session {session.id!r} already exists") from exc
+        return _session(row)
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        row = await self._one(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+        )
+        return _session(row) if row else None
+
+    async def close_session(self, session_id: str, when: datetime, by: str) -> SessionRecord:
+        # One statement; the SET expressions see the old row, so a closed session keeps its
+        # first closer and time (concurrent closers serialize on the write lock).
+        row = await self._one(
+            "UPDATE sessions SET"
+            " closed = CASE WHEN state = 'open' THEN ? ELSE closed END,"
+            " closed_by = CASE WHEN state = 'open' THEN ? ELSE closed_by END,"
+            " state = 'closed'"
+            f" WHERE id = ? RETURNING {_SESSION_COLUMNS}",
+            (_ts(when), by, session_id),
+        )
+        if row is None:
+            raise NotFound(f"no session {session_id!r}")
+        return _session(row)
+
+    async def search_sessions(self, query: SessionQuery) -> SessionPage:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("form_name", query.form_name),
+            ("owner", query.owner),
+            ("bucket", query.bucket),
+        ):
+            if value is not None:
+                where.append(f"s.{column} = ?")
+                params.append(value)
+        now = _ts(query.now or datetime.now(UTC))
+        if query.state == "open":
+            where.append("s.state = 'open' AND s.expires >= ?")
+            params.append(now)
+        elif query.state == "expired":
+            where.append("s.state = 'open' AND s.expires < ?")
+            params.append(now)
+        elif query.state == "closed":
+            where.append("s.state = 'closed'")
+        if query.created_from is not None:
+            where.append("s.created >= ?")
+            params.append(_ts(query.created_from))
+        if query.created_to is not None:
+            where.append("s.created <= ?")
+            params.append(_ts(query.created_to))
+        for f in query.fields:
+            sql, more = _field_condition(f)
+            where.append(sql)
+            params.extend(more)
+
+        base = " FROM sessions AS s"
+        filters = (" WHERE " + " AND ".join(where)) if where else ""
+        total_row = await self._one("SELECT COUNT(*)" + base + filters, params)
+        total = int(total_row[0]) if total_row else 0
+
+        order = "DESC" if query.descending else "ASC"
+        page_where = list(where)
+        page_params = list(params)
+        order_params: list[Any] = []
+        offset = query.offset
+        if query.sort_field is None:
+            # Keyset paging on (created, id): pages stay right while sessions are added.
+            if query.cursor is not None:
+                mark = _cursor_fields(query.cursor, "k")
+                page_where.append(f"(s.created, s.id) {'<' if query.descending else '>'} (?, ?)")
+                page_params.extend(mark)
+                offset = 0
+            order_by = f"s.created {order}, s.id {order}"
+        else:
+            # Ordering by a field of values: offset paging (there is no index to walk anyway).
+            if query.cursor is not None:
+                offset = _cursor_fields(query.cursor, "o")[0]
+            order_by = f"json_extract(s.field_values, ?) {order}, s.created DESC, s.id DESC"
+            order_params.append(f'$."{query.sort_field}"')
+        page_filters = (" WHERE " + " AND ".join(page_where)) if page_where else ""
+        rows = await self._all(
+            f"SELECT {_SESSION_COLUMNS_S}{base}{page_filters} ORDER BY {order_by} LIMIT ? OFFSET ?",
+            [*page_params, *order_params, query.limit + 1, offset],
+        )
+        sessions = [_session(row) for row in rows[: query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            if query.sort_field is None:
+                last = sessions[-1]
+                next_cursor = encode_cursor({"k": [_ts(last.created), last.id]})
+            else:
+                next_cursor = encode_cursor({"o": [offset + query.limit]})
+        return SessionPage(sessions, total, next_cursor)
+
+    # -- writes and object records --------------------------------------------------------------
+    async def begin_write(self, intent: WriteIntent) -> None:
+        try:
+            await self.db.execute(
+                f"INSERT INTO write_intents ({_INTENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    intent.id,
+                    intent.bucket,
+                    intent.key,
+                    intent.session_id,
+                    intent.principal,
+                    _ts(intent.started),
+                    intent.upload_id,
+                ),
+            )
+        except aiosqlite.IntegrityError as exc:
+            raise AlreadyExists(f"write intent {intent.id!r} already exists") from exc
+
+    async def commit_write(self, intent_id: str, record: ObjectRecord) -> ObjectRecord:
+        values = (
+            record.bucket,
+            record.key,
+            record.size,
+            record.etag,
+            record.sha256,
+            record.content_type,
+            record.session_id,
+            record.principal,
+            _ts(record.committed),
+            intent_id,
+        )
+        # Three single-statement steps in an order that is safe to interrupt: history first
+        # (idempotent on the intent id), then the current record, then the intent. A crash in
+        # between leaves the intent behind for reconcile, never a record without history.
+        await self.db.execute(
+            f"INSERT OR IGNORE INTO object_history ({_OBJECT_COLUMNS}, intent_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        row = await self._one(
+            f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}, intent_id)"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_OBJECT_COLUMNS}",
+            values,
+        )
+        await self.db.execute("DELETE FROM write_intents WHERE id = ?", (intent_id,))
+        return _object(row)
+
+    async def abort_write(self, intent_id: str) -> None:
+        await self.db.execute("DELETE FROM write_intents WHERE id = ?", (intent_id,))
+
+    async def get_intent(self, intent_id: str) -> WriteIntent | None:
+        row = await self._one(
+            f"SELECT {_INTENT_COLUMNS} FROM write_intents WHERE id = ?", (intent_id,)
+        )
+        return _intent(row) if row else None
+
+    async def stale_intents(self, older_than: datetime, limit: int = MAX_PAGE) -> list[WriteIntent]:
+        rows = await self._all(
+            f"SELECT {_INTENT_COLUMNS} FROM write_intents WHERE started < ?"
+            " ORDER BY started, id LIMIT ?",
+            (_ts(older_than), limit),
+        )
+        return [_intent(row) for row in rows]
+
+    async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
+        row = await self._one(
+            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND object_key = ?",
+            (bucket, key),
+        )
+        return _object(row) if row else None
+
+    async def list_object_history(self, bucket: str, key: str) -> list[ObjectRecord]:
+        rows = await self._all(
+            f"SELECT {_OBJECT_COLUMNS} FROM object_history WHERE bucket = ? AND object_key = ?"
+            " ORDER BY committed, rowid",
+            (bucket, key),
+        )
+        return [_object(row) for row in rows]
+
+    async def delete_object_record(self, bucket: str, key: str) -> bool:
+        row = await self._one(
+            "DELETE FROM objects WHERE bucket = ? AND object_key = ? RETURNING 1", (bucket, key)
+        )
+        await self.db.execute(
+            "DELETE FROM key_claims WHERE bucket = ? AND object_key = ?", (bucket, key)
+        )
+        return row is not None
+
+    async def list_session_objects(
+        self, session_id: str, limit: int = MAX_PAGE, cursor: str | None = None
+    ) -> tuple[list[ObjectRecord], str | None]:
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE session_id = ?"
+        params: list[Any] = [session_id]
+        if cursor is not None:
+            sql += " AND (bucket, object_key) > (?, ?)"
+            params.extend(_cursor_fields(cursor, "b"))
+        rows = await self._all(sql + " ORDER BY bucket, object_key LIMIT ?", [*params, limit + 1])
+        records = [_object(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor({"b": [records[-1].bucket, records[-1].key]})
+        return records, next_cursor
+
+    async def session_usage(self, session_id: str) -> tuple[int, int]:
+        row = await self._one(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE session_id = ?",
+            (session_id,),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def claim_key(self, bucket: str, key: str, intent_id: str) -> bool:
+        # The primary key admits one claim per (bucket, key); the loser's insert is ignored.
+        row = await self._one(
+            "INSERT INTO key_claims (bucket, object_key, intent_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (bucket, key, intent_id),
+        )
+        return row is not None
+
+    async def release_claim(self, bucket: str, key: str, intent_id: str) -> bool:
+        row = await self._one(
+            "DELETE FROM key_claims WHERE bucket = ? AND object_key = ? AND intent_id = ?"
+            " RETURNING 1",
+            (bucket, key, intent_id),
+        )
+        return row is not None
+
+    async def get_claim(self, bucket: str, key: str) -> str | None:
+        row = await self._one(
+            "SELECT intent_id FROM key_claims WHERE bucket = ? AND object_key = ?", (bucket, key)
+        )
+        return row[0] if row else None
+
+    # -- multipart uploads ---------------------------------------------------------------------
+    async def create_multipart(self, upload: MultipartRecord) -> None:
+        try:
+            await self.db.execute(
+                f"INSERT INTO multipart_uploads ({_MULTIPART_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    upload.upload_id,
+                    upload.bucket,
+                    upload.key,
+                    upload.session_id,
+                    upload.principal,
+                    _ts(upload.created),
+                ),
+            )
+        except aiosqlite.IntegrityError as exc:
+            raise AlreadyExists(f"upload {upload.upload_id!r} already exists") from exc
+
+    async def get_multipart(self, upload_id: str) -> MultipartRecord | None:
+        row = await self._one(
+            f"SELECT {_MULTIPART_COLUMNS} FROM multipart_uploads WHERE upload_id = ?",
+            (upload_id,),
+        )
+        return _multipart(row) if row else None
+
+    async def delete_multipart(self, upload_id: str) -> bool:
+        row = await self._one(
+            "DELETE FROM multipart_uploads WHERE upload_id = ? RETURNING 1", (upload_id,)
+        )
+        return row is not None
+
+    # -- audit ---------------------------------------------------------------------------------
+    async def append_audit(self, event: AuditEvent) -> AuditEvent:
+        row = await self._one(
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f" RETURNING {_AUDIT_COLUMNS}",
+            (
+                _ts(event.time),
+                event.principal,
+                event.action,
+                event.target,
+                event.outcome,
+                event.reason,
+                _json(event.details),
+            ),
+        )
+        return _audit(row)
+
+    async def list_audit(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> tuple[list[AuditEvent], str | None]:
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("time >= ?")
+            params.append(_ts(since))
+        if until is not None:
+            where.append("time < ?")
+            params.append(_ts(until))
+        if principal is not None:
+            where.append("principal = ?")
+            params.append(principal)
+        if action is not None:
+            where.append("action = ?")
+            params.append(action)
+        if cursor is not None:
+            where.append(f"(time, seq) {'<' if descending else '>'} (?, ?)")
+            params.extend(_cursor_fields(cursor, "a"))
+        order = "DESC" if descending else "ASC"
+        sql = f"SELECT {_AUDIT_COLUMNS}, seq FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._all(
+            sql + f" ORDER BY time {order}, seq {order} LIMIT ?", [*params, limit + 1]
+        )
+        events = [_audit(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor({"a": [last[0], last[7]]})
+        return events, next_cursor
+
+
+def _cursor_fields(cursor: str, kind: str) -> list[Any]:
+    """The values a cursor of ``kind`` carries; ValueError for a cursor of another kind."""
+    data = decode_cursor(cursor)
+    if not isinstance(data, dict) or not isinstance(data.get(kind), list):
+        raise ValueError("invalid page cursor")
+    return list(data[kind])
 
 
 def _create_private(path: Path) -> None:

@@ -1,0 +1,696 @@
+"""Metadata store contract, issue 3: forms, policies, sessions, session keys, object records,
+write-once claims, multipart uploads and the audit log, on both backends.
+
+The fixtures come from ``test_store`` (each test runs against sqlite and against mongo on the
+session's FerretDB server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from cryptography.fernet import Fernet
+
+from policy.crypto import SecretBox
+from policy.identity import IdentityService
+from policy.store import (
+    AlreadyExists,
+    AuditEvent,
+    FieldFilter,
+    KeyRecord,
+    MetadataStore,
+    MultipartRecord,
+    NotFound,
+    ObjectRecord,
+    SessionQuery,
+    SessionRecord,
+    WriteIntent,
+)
+from policy.store.sqlite import MIGRATIONS, SqliteStore
+from tests.unit import test_store as contract
+
+# The contract fixtures (each test runs on sqlite and on mongo), shared with test_store.
+store_location = contract.store_location
+open_store = contract.open_store
+with_store = contract.with_store
+user = contract.user
+
+
+def now() -> datetime:
+    return contract.now()
+
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def session(
+    sid: str,
+    *,
+    values: dict[str, Any] | None = None,
+    form: str = "imaging",
+    owner: str = "alice",
+    bucket: str = "raw",
+    created: datetime = T0,
+    ttl: timedelta = timedelta(days=7),
+    access_key: str | None = None,
+) -> SessionRecord:
+    return SessionRecord(
+        id=sid,
+        form_name=form,
+        form_version=1,
+        values=values if values is not None else {"operator": "Ann"},
+        bucket=bucket,
+        prefix=f"{sid}/",
+        owner=owner,
+        state="open",
+        created=created,
+        expires=created + ttl,
+        access_key=access_key,
+    )
+
+
+def record(bucket: str, key: str, size: int, session_id: str | None, **kw: Any) -> ObjectRecord:
+    return ObjectRecord(
+        bucket=bucket,
+        key=key,
+        size=size,
+        etag=kw.get("etag", '"e"'),
+        sha256=kw.get("sha256", "0" * 64),
+        content_type=kw.get("content_type", "application/octet-stream"),
+        session_id=session_id,
+        principal=kw.get("principal", "alice"),
+        committed=kw.get("committed", now()),
+    )
+
+
+def intent(iid: str, bucket: str = "raw", key: str = "k", sid: str | None = "s1", **kw: Any):
+    return WriteIntent(iid, bucket, key, sid, "alice", kw.get("started", now()), kw.get("upload"))
+
+
+# -- forms ---------------------------------------------------------------------------------------
+def test_forms_are_versioned(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        assert await store.get_form("imaging") is None
+        assert await store.list_forms() == []
+        d1 = {"name": "imaging", "fields": [{"name": "operator", "type": "text"}]}
+        # a "$" key and an int/float pair must come back exactly as given
+        d2 = {**d1, "title": "Imaging run", "$comment": "x", "n": [1, 1.5, True, None]}
+        v1 = await store.create_form_version("imaging", d1, "alice")
+        v2 = await store.create_form_version("imaging", d2, "bob", created=T0)
+        other = await store.create_form_version("cells", {"name": "cells"}, "alice")
+        assert (v1.version, v2.version, other.version) == (1, 2, 1)
+        assert v2.definition == d2 and v2.created == T0 and v2.created_by == "bob"
+        assert v1.created.tzinfo is not None
+        assert await store.get_form("imaging") == v2
+        assert await store.get_form("imaging", 1) == v1
+        assert await store.get_form("imaging", 3) is None
+        assert await store.list_forms() == [other, v2]
+        assert await store.list_form_versions("imaging") == [v1, v2]
+        assert await store.list_form_versions("nothing") == []
+
+    with_store(body)
+
+
+def test_concurrent_form_versions_are_distinct(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        made = await asyncio.gather(
+            *(store.create_form_version("f", {"i": i}, f"u{i}") for i in range(10))
+        )
+        assert sorted(r.version for r in made) == list(range(1, 11))
+        stored = await store.list_form_versions("f")
+        assert [r.version for r in stored] == list(range(1, 11))
+        assert sorted(r.definition["i"] for r in stored) == list(range(10))
+
+    with_store(body)
+
+
+# -- policy --------------------------------------------------------------------------------------
+def test_policy_versions(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        assert await store.get_policy() is None
+        doc = {"rule": [{"bucket": "raw", "prefix": "*", "forms": ["imaging"]}]}
+        p1 = await store.set_policy(doc, '[[rule]]\nbucket = "raw"\n', "admin")
+        p2 = await store.set_policy({"rule": []}, "", "root", created=T0)
+        assert (p1.version, p2.version) == (1, 2)
+        assert p1.document == doc and p1.source.startswith("[[rule]]")
+        assert await store.get_policy() == p2
+        assert await store.get_policy(1) == p1
+        assert await store.get_policy(9) is None
+        more = await asyncio.gather(*(store.set_policy({}, "", "x") for _ in range(5)))
+        assert sorted(p.version for p in more) == [3, 4, 5, 6, 7]
+
+    with_store(body)
+
+
+# -- sessions ------------------------------------------------------------------------------------
+def test_session_round_trip(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        s = session("s1", values={"operator": "Ann", "temp_c": 21.5, "tags": ["a", "b"]})
+        assert await store.create_session(s) == s
+        assert await store.get_session("s1") == s
+        assert await store.get_session("nope") is None
+        with pytest.raises(AlreadyExists):
+            await store.create_session(session("s1", owner="bob"))
+        assert s.is_open(T0) and not s.is_open(T0 + timedelta(days=8))
+
+    with_store(body)
+
+
+def test_close_session_first_close_wins(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        await store.create_session(session("s1"))
+        t = now()
+        closed = await store.close_session("s1", t, "alice")
+        assert (closed.state, closed.closed, closed.closed_by) == ("closed", t, "alice")
+        again = await store.close_session("s1", t + timedelta(hours=1), "admin")
+        assert again == closed == await store.get_session("s1")
+        assert not closed.is_open(T0)
+        with pytest.raises(NotFound):
+            await store.close_session("nope", t, "alice")
+
+    with_store(body)
+
+
+def test_concurrent_close_has_one_winner(open_store) -> None:
+    """Ten closers on two store instances (two processes): all are told the same winner."""
+
+    async def main() -> None:
+        a, b = await open_store(), await open_store()
+        try:
+            await a.create_session(session("race"))
+            t = now()
+            results = await asyncio.gather(
+                *(
+                    (a if i % 2 else b).close_session("race", t + timedelta(seconds=i), f"u{i}")
+                    for i in range(10)
+                )
+            )
+            winners = {(r.closed, r.closed_by) for r in results}
+            assert len(winners) == 1
+            ((closed, by),) = winners
+            assert closed == t + timedelta(seconds=int(by[1:]))
+            assert await a.get_session("race") == await b.get_session("race") == results[0]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+SAMPLE = [
+    # id, owner, form, bucket, created offset (h), values, state
+    (
+        "a",
+        "alice",
+        "imaging",
+        "raw",
+        0,
+        {"operator": "Ann Lee", "temp_c": 20, "ok": True, "day": "2026-03-01", "tags": ["x", "y"]},
+    ),
+    (
+        "b",
+        "bob",
+        "imaging",
+        "raw",
+        1,
+        {"operator": "Bob", "temp_c": 25.5, "ok": False, "day": "2026-03-05", "tags": ["y"]},
+    ),
+    (
+        "c",
+        "alice",
+        "cells",
+        "lab",
+        2,
+        {"operator": "ANNA", "temp_c": 37, "ok": True, "day": "2026-04-01"},
+    ),
+    (
+        "d",
+        "carol",
+        "imaging",
+        "lab",
+        3,
+        {
+            "operator": "Dee",
+            "temp_c": "7",
+            "ok": 1,
+            "day": "2026-02-28",
+            "at": "2026-03-01T10:00:00Z",
+        },
+    ),
+    ("e", "alice", "imaging", "raw", 4, {"operator": "Eve", "temp_c": 50}),
+]
+
+
+async def _seed(store: MetadataStore) -> None:
+    for sid, owner, form, bucket, hours, values in SAMPLE:
+        ttl = timedelta(hours=1) if sid == "e" else timedelta(days=30)
+        await store.create_session(
+            session(
+                sid,
+                values=values,
+                owner=owner,
+                form=form,
+                bucket=bucket,
+                created=T0 + timedelta(hours=hours),
+                ttl=ttl,
+            )
+        )
+    await store.close_session("b", T0 + timedelta(hours=5), "bob")
+
+
+async def _ids(store: MetadataStore, **kw: Any) -> list[str]:
+    kw.setdefault("now", T0 + timedelta(days=1))
+    page = await store.search_sessions(SessionQuery(**kw))
+    assert page.total == len(page.sessions)
+    return [s.id for s in page.sessions]
+
+
+def test_search_by_columns_and_state(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        await _seed(store)
+        assert await _ids(store) == ["e", "d", "c", "b", "a"]  # newest first
+        assert await _ids(store, descending=False) == ["a", "b", "c", "d", "e"]
+        assert await _ids(store, owner="alice") == ["e", "c", "a"]
+        assert await _ids(store, form_name="cells") == ["c"]
+        assert await _ids(store, bucket="lab") == ["d", "c"]
+        assert await _ids(store, state="closed") == ["b"]
+        assert await _ids(store, state="expired") == ["e"]  # open, past its expiry
+        assert await _ids(store, state="open") == ["d", "c", "a"]
+        assert await _ids(store, state="open", now=T0) == ["e", "d", "c", "a"]
+        assert await _ids(
+            store, created_from=T0 + timedelta(hours=1), created_to=T0 + timedelta(hours=3)
+        ) == ["d", "c", "b"]
+        assert await _ids(store, owner="alice", bucket="raw", state="open") == ["a"]
+        assert await _ids(store, owner="nobody") == []
+
+    with_store(body)
+
+
+def test_search_by_field_values(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        await _seed(store)
+
+        async def where(*filters: tuple[str, str, Any], **kw: Any) -> list[str]:
+            fields = tuple(FieldFilter(f, op, v) for f, op, v in filters)
+            return await _ids(store, fields=fields, **kw)
+
+        assert await where(("operator", "eq", "Bob")) == ["b"]
+        assert await where(("operator", "eq", "bob")) == []  # equality is exact
+        assert await where(("temp_c", "eq", 20)) == ["a"]
+        assert await where(("temp_c", "eq", 20.0)) == ["a"]  # numbers compare as numbers
+        assert await where(("temp_c", "eq", 25.5)) == ["b"]
+        assert await where(("ok", "eq", True)) == ["c", "a"]  # not d's integer 1
+        assert await where(("ok", "eq", False)) == ["b"]
+        assert await where(("tags", "eq", "y")) == ["b", "a"]  # any element of a list
+        # numeric ranges, inclusive; d's text "7" is not a number
+        assert await where(("temp_c", "min", 25.5)) == ["e", "c", "b"]
+        assert await where(("temp_c", "max", 25.5)) == ["b", "a"]
+        assert await where(("temp_c", "min", 20), ("temp_c", "max", 37)) == ["c", "b", "a"]
+        # ISO dates and datetimes compare as text
+        assert await where(("day", "min", "2026-03-01"), ("day", "max", "2026-03-31")) == [
+            "b",
+            "a",
+        ]
+        assert await where(("at", "min", "2026-03-01T00:00:00Z")) == ["d"]
+        assert await where(("at", "max", "2026-03-01T09:59:59Z")) == []
+        # substring, case-insensitive, regex characters taken literally
+        assert await where(("operator", "contains", "ann")) == ["c", "a"]
+        assert await where(("operator", "contains", "N L")) == ["a"]
+        assert await where(("operator", "contains", ".*")) == []
+        assert await where(("missing", "eq", "x")) == []
+        # combined with column filters
+        assert await where(("operator", "contains", "an"), owner="alice", bucket="raw") == ["a"]
+
+    with_store(body)
+
+
+def test_search_sort_by_field(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        await _seed(store)
+        numbers = [
+            s
+            for s in await _ids(store, sort_field="temp_c", descending=False)
+            if s != "d"  # d's text value sorts by type, differently per backend
+        ]
+        assert numbers == ["a", "b", "c", "e"]
+        assert await _ids(store, sort_field="operator") == ["e", "d", "b", "a", "c"]
+
+    with_store(body)
+
+
+def test_search_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        FieldFilter("a.b", "eq", "x")
+    with pytest.raises(ValueError):
+        FieldFilter('a"', "eq", "x")
+    with pytest.raises(ValueError):
+        FieldFilter("a", "contains", 5)
+    with pytest.raises(ValueError):
+        FieldFilter("a", "min", True)
+    with pytest.raises(ValueError):
+        FieldFilter("a", "like", "x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        SessionQuery(sort_field="$where")
+    with pytest.raises(ValueError):
+        SessionQuery(limit=0)
+    with pytest.raises(ValueError):
+        SessionQuery(state="gone")  # type: ignore[arg-type]
+
+
+def test_search_pagination_through_250(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        sessions = [
+            session(
+                f"s{i:03d}",
+                values={"n": i, "even": i % 2 == 0},
+                # pairs share a creation time, so the id must break the tie
+                created=T0 + timedelta(seconds=i // 2),
+                owner="alice" if i % 5 else "bob",
+            )
+            for i in range(250)
+        ]
+        for start in range(0, 250, 50):
+            await asyncio.gather(*(store.create_session(s) for s in sessions[start : start + 50]))
+
+        async def walk(**kw: Any) -> tuple[list[str], set[int]]:
+            seen: list[str] = []
+            totals: set[int] = set()
+            cursor = None
+            while True:
+                page = await store.search_sessions(SessionQuery(cursor=cursor, **kw))
+                totals.add(page.total)
+                seen.extend(s.id for s in page.sessions)
+                if page.next_cursor is None:
+                    return seen, totals
+                cursor = page.next_cursor
+
+        ids = [s.id for s in sessions]
+        seen, totals = await walk(limit=40)
+        assert seen == ids[::-1] and totals == {250}
+        seen, totals = await walk(limit=40, descending=False)
+        assert seen == ids and totals == {250}
+        seen, totals = await walk(limit=7, owner="bob")
+        assert seen == [i for i in ids[::-1] if int(i[1:]) % 5 == 0] and totals == {50}
+        even = FieldFilter("even", "eq", True)
+        seen, totals = await walk(limit=30, fields=(even, FieldFilter("n", "min", 100)))
+        assert seen == [i for i in ids[::-1] if int(i[1:]) % 2 == 0 and int(i[1:]) >= 100]
+        assert totals == {75}
+        seen, totals = await walk(limit=60, sort_field="n", descending=True)
+        assert seen == ids[::-1] and totals == {250}
+
+        # a keyset cursor stays right when newer sessions arrive between pages
+        first = await store.search_sessions(SessionQuery(limit=10))
+        await store.create_session(session("zz-new", created=T0 + timedelta(days=1)))
+        second = await store.search_sessions(SessionQuery(limit=10, cursor=first.next_cursor))
+        assert [s.id for s in second.sessions] == ids[::-1][10:20]
+        assert second.total == 251
+
+        # offset paging ("page 3")
+        page = await store.search_sessions(SessionQuery(limit=10, offset=20, descending=False))
+        assert [s.id for s in page.sessions] == ids[20:30]
+
+        with pytest.raises(ValueError):
+            await store.search_sessions(SessionQuery(cursor="not a cursor"))
+
+    with_store(body)
+
+
+# -- session keys --------------------------------------------------------------------------------
+def test_session_keys(with_store, tmp_path: Path) -> None:
+    async def body(store: MetadataStore) -> None:
+        await store.create_user(user("alice"))
+        box = SecretBox(Fernet.generate_key())
+        personal = KeyRecord("MKPERSONAL0000000001", box.encrypt("p" * 40), "alice", now())
+        skey = KeyRecord("MKSESSION00000000001", box.encrypt("s" * 40), "alice", now(), None, "s1")
+        await store.create_key(personal)
+        await store.create_key(skey)
+        assert await store.get_key(skey.access_key) == skey
+        assert (await store.get_key(personal.access_key)).session_id is None  # type: ignore[union-attr]
+        assert await store.list_keys("alice") == [personal, skey]
+        revoked = await store.revoke_key(skey.access_key, now())
+        assert revoked.session_id == "s1"
+
+        identity = IdentityService(store, box)
+        cred = await identity.credential(personal.access_key)
+        assert cred is not None and cred.principal.session_id is None
+        await store.create_key(
+            KeyRecord("MKSESSION00000000002", box.encrypt("t" * 40), "alice", now(), None, "s2")
+        )
+        cred = await identity.credential("MKSESSION00000000002")
+        assert cred is not None and cred.principal.session_id == "s2"
+        assert cred.secret_key == "t" * 40
+
+    with_store(body)
+
+
+# -- writes and object records -------------------------------------------------------------------
+def test_write_protocol(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        i1 = intent("i1", key="s1/a.tif")
+        await store.begin_write(i1)
+        assert await store.get_intent("i1") == i1
+        with pytest.raises(AlreadyExists):
+            await store.begin_write(i1)
+        r1 = record("raw", "s1/a.tif", 100, "s1", sha256="a" * 64)
+        assert await store.commit_write("i1", r1) == r1
+        assert await store.get_intent("i1") is None
+        assert await store.get_object_record("raw", "s1/a.tif") == r1
+        assert await store.get_object_record("raw", "other") is None
+        assert await store.commit_write("i1", r1) == r1  # repeating a commit is harmless
+        assert await store.list_object_history("raw", "s1/a.tif") == [r1]
+
+        # an overwrite (when a rule allows it) replaces the current record, history keeps both
+        await store.begin_write(intent("i2", key="s1/a.tif", sid="s2"))
+        r2 = record("raw", "s1/a.tif", 7, "s2", committed=r1.committed + timedelta(seconds=1))
+        await store.commit_write("i2", r2)
+        assert await store.get_object_record("raw", "s1/a.tif") == r2
+        assert await store.list_object_history("raw", "s1/a.tif") == [r1, r2]
+        assert await store.session_usage("s1") == (0, 0)
+        assert await store.session_usage("s2") == (1, 7)
+
+        # an aborted write leaves nothing but what was there
+        await store.begin_write(intent("i3", key="s1/b"))
+        await store.abort_write("i3")
+        await store.abort_write("i3")  # unknown ids are ignored
+        assert await store.get_intent("i3") is None
+        assert await store.get_object_record("raw", "s1/b") is None
+
+        assert await store.delete_object_record("raw", "s1/a.tif")
+        assert not await store.delete_object_record("raw", "s1/a.tif")
+        assert await store.get_object_record("raw", "s1/a.tif") is None
+        assert await store.list_object_history("raw", "s1/a.tif") == [r1, r2]
+        assert await store.session_usage("s2") == (0, 0)
+
+    with_store(body)
+
+
+def test_session_usage_and_listing(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        assert await store.session_usage("s1") == (0, 0)
+        assert await store.list_session_objects("s1") == ([], None)
+        keys = [f"s1/f{i:02d}" for i in range(25)]
+
+        async def write(i: int, k: str) -> None:
+            await store.begin_write(intent(f"w{i}", key=k))
+            await store.commit_write(f"w{i}", record("raw", k, i + 1, "s1"))
+
+        await asyncio.gather(*(write(i, k) for i, k in enumerate(keys)))
+        await store.begin_write(intent("o1", key="s2/x", sid="s2"))
+        await store.commit_write("o1", record("raw", "s2/x", 1000, "s2"))
+        scratch = record("scratch", "tmp/x", 5, None)
+        await store.begin_write(intent("o2", bucket="scratch", key="tmp/x", sid=None))
+        assert await store.commit_write("o2", scratch) == scratch
+
+        assert await store.session_usage("s1") == (25, sum(range(1, 26)))
+        assert await store.session_usage("s2") == (1, 1000)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await store.list_session_objects("s1", limit=10, cursor=cursor)
+            assert len(page) <= 10
+            seen.extend(r.key for r in page)
+            if cursor is None:
+                break
+        assert seen == keys
+
+    with_store(body)
+
+
+def test_stale_intents(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        t = now()
+        old = [intent(f"old{i}", key=f"k{i}", started=t - timedelta(hours=2 + i)) for i in range(3)]
+        fresh = intent("fresh", key="kf", started=t, upload="up-1")
+        for i in (*old, fresh):
+            await store.begin_write(i)
+        assert await store.stale_intents(t - timedelta(hours=1)) == old[::-1]
+        assert await store.stale_intents(t - timedelta(hours=1), limit=1) == [old[2]]
+        assert await store.stale_intents(t + timedelta(seconds=1)) == [*old[::-1], fresh]
+        await store.commit_write("old0", record("raw", "k0", 1, "s1"))
+        await store.abort_write("old1")
+        assert await store.stale_intents(t) == [old[2]]
+        assert (await store.get_intent("fresh")).upload_id == "up-1"  # type: ignore[union-attr]
+
+    with_store(body)
+
+
+def test_claim_key_race(open_store) -> None:
+    """Ten concurrent claimers on two store instances: exactly one wins, then and later."""
+
+    async def main() -> None:
+        a, b = await open_store(), await open_store()
+        try:
+            results = await asyncio.gather(
+                *((a if i % 2 else b).claim_key("raw", "k", f"i{i}") for i in range(10))
+            )
+            assert sum(results) == 1
+            winner = f"i{results.index(True)}"
+            assert await a.get_claim("raw", "k") == winner
+            assert not await b.claim_key("raw", "k", "late")
+            # a loser cannot release the winner's claim
+            assert not await a.release_claim("raw", "k", "late")
+            assert await b.get_claim("raw", "k") == winner
+            # the winner's write fails: it releases, and the key is fresh again
+            assert await a.release_claim("raw", "k", winner)
+            assert not await a.release_claim("raw", "k", winner)
+            assert await a.get_claim("raw", "k") is None
+            assert await b.claim_key("raw", "k", "second")
+            # committed objects keep their claim; deleting the record releases it
+            await b.begin_write(intent("second", key="k"))
+            await b.commit_write("second", record("raw", "k", 1, "s1"))
+            assert not await a.claim_key("raw", "k", "third")
+            assert await a.delete_object_record("raw", "k")
+            assert await a.claim_key("raw", "k", "third")
+            # claims are per bucket and key
+            assert await a.claim_key("other", "k", "x")
+            assert await a.claim_key("raw", "k2", "y")
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+# -- multipart uploads ---------------------------------------------------------------------------
+def test_multipart_records(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        up = MultipartRecord("up-1", "raw", "s1/big.bin", "s1", "alice", now())
+        await store.create_multipart(up)
+        with pytest.raises(AlreadyExists):
+            await store.create_multipart(up)
+        scratch = MultipartRecord("up-2", "scratch", "x", None, "bob", now())
+        await store.create_multipart(scratch)
+        assert await store.get_multipart("up-1") == up
+        assert await store.get_multipart("up-2") == scratch
+        assert await store.get_multipart("nope") is None
+        assert await store.delete_multipart("up-1")
+        assert not await store.delete_multipart("up-1")
+        assert await store.get_multipart("up-1") is None
+
+    with_store(body)
+
+
+# -- audit ---------------------------------------------------------------------------------------
+def test_audit_log(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        assert await store.list_audit() == ([], None)
+        events = []
+        for i in range(12):
+            # three events per time: insertion order must break the tie
+            event = AuditEvent(
+                time=T0 + timedelta(seconds=i // 3),
+                principal="alice" if i % 2 else "bob",
+                action="PutObject" if i % 3 else "session.open",
+                target=f"s3://raw/k{i}",
+                outcome="refused" if i == 5 else "ok",
+                reason="no session" if i == 5 else None,
+                details={"i": i, "x-amz-meta.odd": "$v"},
+            )
+            events.append(await store.append_audit(event))
+        assert events[0].details == {"i": 0, "x-amz-meta.odd": "$v"}
+        got, cursor = await store.list_audit()
+        assert got == events and cursor is None
+        got, _ = await store.list_audit(principal="alice", action="PutObject")
+        assert got == [e for e in events if e.principal == "alice" and e.action == "PutObject"]
+        got, _ = await store.list_audit(
+            since=T0 + timedelta(seconds=1), until=T0 + timedelta(seconds=3)
+        )
+        assert got == events[3:9]
+        got, _ = await store.list_audit(descending=True, limit=100)
+        assert got == events[::-1]
+
+        for descending in (False, True):
+            seen: list[AuditEvent] = []
+            cursor = None
+            while True:
+                page, cursor = await store.list_audit(limit=5, cursor=cursor, descending=descending)
+                seen.extend(page)
+                if cursor is None:
+                    break
+            assert seen == (events[::-1] if descending else events)
+
+        with pytest.raises(ValueError):
+            await store.list_audit(cursor="garbage")
+
+    with_store(body)
+
+
+# -- sqlite specifics ----------------------------------------------------------------------------
+def test_sqlite_upgrade_keeps_keys(tmp_path: Path) -> None:
+    """A file made by the first schema version (users and keys only) upgrades in place."""
+    path = tmp_path / "old.sqlite3"
+
+    async def main() -> None:
+        async with aiosqlite.connect(path) as db:
+            await db.execute(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY,"
+                " applied TEXT NOT NULL)"
+            )
+            for statement in MIGRATIONS[0]:
+                await db.execute(statement)
+            await db.execute("INSERT INTO schema_version VALUES (1, '2026-01-01')")
+            await db.execute(
+                "INSERT INTO users VALUES ('alice', 'uploader', 'h', ?, NULL)",
+                (T0.isoformat(),),
+            )
+            await db.execute(
+                "INSERT INTO access_keys VALUES ('MKOLD', 'enc', 'alice', ?, NULL)",
+                (T0.isoformat(),),
+            )
+            await db.commit()
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            assert await store.schema_version() == len(MIGRATIONS)
+            old = await store.get_key("MKOLD")
+            assert old is not None and old.session_id is None and old.created == T0
+            await store.create_session(session("s1"))
+            assert (await store.get_session("s1")) is not None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_sqlite_search_uses_indexes(tmp_path: Path) -> None:
+    """The default listing walks the created index instead of sorting the table."""
+
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "m.sqlite3")
+        await store.open()
+        try:
+            async with store.db.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM sessions AS s ORDER BY s.created DESC,"
+                " s.id DESC LIMIT 10"
+            ) as cur:
+                plan = " ".join(str(row[-1]) for row in await cur.fetchall())
+            assert "sessions_by_created" in plan and "TEMP B-TREE" not in plan
+        finally:
+            await store.close()
+
+    asyncio.run(main())

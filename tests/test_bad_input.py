@@ -37,6 +37,7 @@ from tests.servers import Gateway
 REGION = "us-east-1"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 STREAMING = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 BODY = b"bytes that must never land in the store\n" * 64
 
 
@@ -81,12 +82,31 @@ class Signed:
         )
         return self.signer.signature(string_to_sign, self.request)
 
+    def trailer_signature(self, previous: str, trailer: bytes) -> str:
+        """The signature of the trailing headers (canonical form: ``name:value\\n`` lines)."""
+        string_to_sign = "\n".join(
+            (
+                "AWS4-HMAC-SHA256-TRAILER",
+                self.request.context["timestamp"],
+                self.signer.credential_scope(self.request),
+                previous,
+                hashlib.sha256(trailer).hexdigest(),
+            )
+        )
+        return self.signer.signature(string_to_sign, self.request)
+
 
 @dataclass
 class Reply:
     status: int
     headers: http.client.HTTPMessage
     body: bytes
+
+
+def http_chunk(body: bytes, size: int = 16 * 1024) -> bytes:
+    """``body`` in HTTP/1.1 chunked transfer coding."""
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
 
 
 def canonical_path(path: str) -> str:
@@ -157,8 +177,17 @@ class Client:
         *,
         query: Mapping[str, str] | None = None,
         content_length: bool = True,
+        http_chunked: bool = False,
     ) -> Reply:
-        """Send exactly these headers (plus Content-Length unless told not to)."""
+        """Send exactly these headers (plus Content-Length unless told not to).
+
+        ``http_chunked`` frames the body with ``Transfer-Encoding: chunked`` instead of a length,
+        as boto3 does for its trailer uploads over HTTPS.
+        """
+        if http_chunked:
+            content_length = False
+            headers = {**headers, "Transfer-Encoding": "chunked"}
+            body = http_chunk(body or b"")
         target = path + (f"?{urlencode(query, quote_via=quote)}" if query else "")
         conn = self.connection()
         try:
@@ -306,6 +335,22 @@ def test_unknown_access_key(raw: Client, s3, bucket: str) -> None:
     assert_absent(s3, bucket, key)
 
 
+def test_anonymous_write_refused(raw: Client, s3, bucket: str) -> None:
+    key = new_key()
+    reply = raw.send("PUT", f"/{bucket}/{key}", {}, BODY)
+    s3_error(reply, "AccessDenied", 403)
+    assert_absent(s3, bucket, key)
+
+
+def test_head_error_has_no_body(raw: Client, s3, bucket: str) -> None:
+    """HEAD errors carry the status and request id but no body (there is none to send)."""
+    s3.put_object(Bucket=bucket, Key="there", Body=b"x")
+    reply = raw.request("HEAD", f"/{bucket}/there", secret_key=raw.gw.secret_key + "x")
+    assert reply.status == 403
+    assert reply.body == b""
+    assert reply.headers.get("x-amz-request-id")
+
+
 def test_revoked_key(raw: Client, s3, bucket: str) -> None:
     created = raw.gw.cli("key", "create", "admin", "--json")
     pair = json.loads(created.stdout)
@@ -442,7 +487,9 @@ def _request_head(method: str, path: str, headers: Mapping[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-@pytest.mark.parametrize("shape", ["raw-body", "chunked-mid-chunk", "chunked-no-final-chunk"])
+@pytest.mark.parametrize(
+    "shape", ["raw-body", "chunked-mid-chunk", "chunked-no-final-chunk", "http-chunked-trailer"]
+)
 def test_truncated_body(raw: Client, s3, bucket: str, shape: str) -> None:
     key = new_key()
     path = f"/{bucket}/{key}"
@@ -452,6 +499,14 @@ def test_truncated_body(raw: Client, s3, bucket: str, shape: str) -> None:
             "PUT", path, payload_hash="UNSIGNED-PAYLOAD", headers={"Content-Length": str(len(data))}
         )
         headers, partial = signed.headers, data[: len(data) // 2]
+    elif shape == "http-chunked-trailer":
+        # boto3's HTTPS form: no Content-Length at all, so only the framing says it is cut short.
+        data = secrets.token_bytes(1 << 20)
+        headers, body = trailer_upload(
+            raw, path, data, CHECKSUMS["crc32"](data), signed=False, length=False
+        )
+        headers = {**headers, "Transfer-Encoding": "chunked"}
+        partial = http_chunk(body)[: len(body) // 2]
     else:
         headers, body = chunked_upload(raw, path, CHUNKS)
         if shape == "chunked-mid-chunk":
@@ -527,6 +582,106 @@ def test_content_sha256_mismatch(raw: Client, s3, bucket: str) -> None:
     claimed = hashlib.sha256(b"some other bytes").hexdigest()
     reply = raw.request("PUT", f"/{bucket}/{key}", BODY, payload_hash=claimed)
     s3_error(reply, "XAmzContentSHA256Mismatch", 400)
+    assert_absent(s3, bucket, key)
+
+
+def trailer_upload(
+    raw: Client,
+    path: str,
+    data: bytes,
+    checksum: str,
+    *,
+    signed: bool,
+    length: bool = True,
+    corrupt_trailer_signature: bool = False,
+) -> tuple[dict[str, str], bytes]:
+    """An aws-chunked body whose x-amz-checksum-crc32 arrives as a trailer.
+
+    ``signed`` picks STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER (chunks and trailer signed)
+    over STREAMING-UNSIGNED-PAYLOAD-TRAILER. Without ``length`` the request carries no
+    Content-Length (the caller sends it HTTP-chunked, like boto3 over HTTPS).
+    """
+    trailer = f"x-amz-checksum-crc32:{checksum}".encode()
+    chunks = [data[i : i + 64 * 1024] for i in range(0, len(data), 64 * 1024)]
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "X-Amz-Decoded-Content-Length": str(len(data)),
+        "X-Amz-Trailer": "x-amz-checksum-crc32",
+    }
+    if not signed:
+        body = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks)
+        body += b"0\r\n" + trailer + b"\r\n\r\n"
+        if length:
+            headers["Content-Length"] = str(len(body))
+        sig = raw.sign("PUT", path, payload_hash=UNSIGNED_TRAILER, headers=headers)
+        return sig.headers, body
+
+    # Signed: the encoded length is fixed by the signature sizes, so compute it first.
+    pieces = [*chunks, b""]
+    encoded = sum(len(f"{len(p):x};chunk-signature=") + 64 + 2 + len(p) + 2 for p in pieces)
+    encoded -= 2  # the final chunk's data CRLF is replaced by the trailer section
+    encoded += len(trailer) + 2 + len("x-amz-trailer-signature:") + 64 + 2 + 2
+    if length:
+        headers["Content-Length"] = str(encoded)
+    sig = raw.sign("PUT", path, payload_hash=STREAMING + "-TRAILER", headers=headers)
+    out = bytearray()
+    previous = sig.seed_signature
+    for piece in pieces:
+        previous = sig.chunk_signature(previous, piece)
+        out += f"{len(piece):x};chunk-signature={previous}\r\n".encode() + piece
+        if piece:
+            out += b"\r\n"
+    trailer_sig = sig.trailer_signature(previous, trailer + b"\n")
+    if corrupt_trailer_signature:
+        trailer_sig = trailer_sig[:-1] + ("0" if trailer_sig[-1] != "0" else "1")
+    out += trailer + b"\r\n" + f"x-amz-trailer-signature:{trailer_sig}\r\n\r\n".encode()
+    assert len(out) == encoded
+    return sig.headers, bytes(out)
+
+
+TRAILER_DATA = secrets.token_bytes(100 * 1024)
+TRAILER_FORMS = [
+    pytest.param(True, True, id="signed"),
+    pytest.param(False, True, id="unsigned"),
+    pytest.param(False, False, id="unsigned-http-chunked"),
+]
+
+
+@pytest.mark.parametrize(("signed", "length"), TRAILER_FORMS)
+def test_trailer_control(raw: Client, s3, bucket: str, signed: bool, length: bool) -> None:
+    """The hand-built trailer uploads are accepted, so the broken ones fail for cause."""
+    key = new_key()
+    good = CHECKSUMS["crc32"](TRAILER_DATA)
+    headers, body = trailer_upload(
+        raw, f"/{bucket}/{key}", TRAILER_DATA, good, signed=signed, length=length
+    )
+    reply = raw.send("PUT", f"/{bucket}/{key}", headers, body, http_chunked=not length)
+    assert reply.status == 200, reply.body
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == TRAILER_DATA
+
+
+@pytest.mark.parametrize(("signed", "length"), TRAILER_FORMS)
+def test_trailer_checksum_mismatch(
+    raw: Client, s3, bucket: str, signed: bool, length: bool
+) -> None:
+    key = new_key()
+    wrong = CHECKSUMS["crc32"](b"some other bytes")
+    headers, body = trailer_upload(
+        raw, f"/{bucket}/{key}", TRAILER_DATA, wrong, signed=signed, length=length
+    )
+    reply = raw.send("PUT", f"/{bucket}/{key}", headers, body, http_chunked=not length)
+    s3_error(reply, "BadDigest", 400)
+    assert_absent(s3, bucket, key)
+
+
+def test_bad_trailer_signature(raw: Client, s3, bucket: str) -> None:
+    key = new_key()
+    good = CHECKSUMS["crc32"](TRAILER_DATA)
+    headers, body = trailer_upload(
+        raw, f"/{bucket}/{key}", TRAILER_DATA, good, signed=True, corrupt_trailer_signature=True
+    )
+    reply = raw.send("PUT", f"/{bucket}/{key}", headers, body)
+    s3_error(reply, "SignatureDoesNotMatch", 403)
     assert_absent(s3, bucket, key)
 
 

@@ -208,8 +208,12 @@ class IdentityService:
         return Principal(user=user.name, role=user.role)
 
     # -- access keys ---------------------------------------------------------------------------
-    async def create_key(self, owner: str) -> Credential:
-        """A new personal key for an active user; the only time its secret is shown."""
+    async def create_key(self, owner: str, *, session_id: str | None = None) -> Credential:
+        """A new key for an active user; the only time its secret is shown.
+
+        With ``session_id`` it is that session's key (policy.sessions mints it when the session
+        opens): its writes belong to the session.
+        """
         user = await self.store.get_user(owner)
         if user is None or not user.active:
             raise IdentityError(f"no user {owner!r}")
@@ -217,14 +221,18 @@ class IdentityService:
         encrypted = self._box.encrypt(secret)
         # A collision among 36^18 ids is all but impossible; retrying costs nothing.
         for _ in range(5):
-            key = KeyRecord(new_access_key(), encrypted, owner, datetime.now(UTC))
+            key = KeyRecord(
+                new_access_key(), encrypted, owner, datetime.now(UTC), session_id=session_id
+            )
             try:
                 await self.store.create_key(key)
             except AlreadyExists:
                 continue
             except NotFound:
                 raise IdentityError(f"no user {owner!r}") from None
-            principal = Principal(user=user.name, role=user.role, access_key=key.access_key)
+            principal = Principal(
+                user=user.name, role=user.role, access_key=key.access_key, session_id=session_id
+            )
             return Credential(key.access_key, secret, principal)
         raise IdentityError("could not allocate a unique access key id")
 

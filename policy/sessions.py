@@ -1,0 +1,448 @@
+"""Metadata sessions: open (validate values against a form and the policy), close, look up, search.
+
+A session fixes one annotation: a form version, validated values, a scope (bucket + key prefix),
+an owner and an expiry. Opening one mints a *session key* (an S3 access key whose KeyRecord names
+the session), so a client can upload with nothing but that key.
+
+Decisions:
+
+* Ids are 36 characters of lowercase Crockford base32: 10 for the creation time in milliseconds
+  (so ids sort by time, which keeps prefixes like ``<id>/`` in creation order in listings) and 26
+  for 130 random bits (unguessable: a session id in a header is a capability check's input, never
+  its proof, but it must not be enumerable either).
+* The session's scope must be matched by a policy rule as a key prefix ("the rule for
+  s3://raw/2026/run7/"); that rule must list the form and let the owner open sessions.
+* Values are validated against the form's latest version, which the session records forever.
+* A session key cannot open sessions: it is a write credential for one scope, and opening one
+  needs a user (personal key, UI login, or the CLI operator). It may close its own session
+  (its principal is the owner), so a client can finish what it started.
+* Closing is idempotent: closing a closed session again succeeds and changes nothing (the first
+  close wins, see the store), and revokes the session key again in case an earlier close stopped
+  between the two steps.
+
+Staleness bound (DESIGN.md decision 2): :meth:`SessionService.lookup` (what the write path asks)
+keeps each found session for at most ``SESSION_CACHE_SECONDS`` (2 s) per process, so a session
+closed anywhere is refused on every process within 2 s plus one store read; expiry is judged
+against the clock at each call, so it is exact. Unknown ids are never cached, so a session opened
+on another process is usable at once. :meth:`SessionService.get` always reads the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from policy.audit import Auditor
+from policy.catalog import FormService, PolicyService
+from policy.durations import DurationError, format_duration, parse_duration
+from policy.forms import Form, FormValidationError, validate_values
+from policy.identity import IdentityError, IdentityService
+from policy.principal import Credential, Principal, Role
+from policy.rules import Rule
+from policy.store.base import (
+    AlreadyExists,
+    FieldFilter,
+    FieldValue,
+    MetadataStore,
+    NotFound,
+    ObjectRecord,
+    SessionPage,
+    SessionQuery,
+    SessionRecord,
+)
+
+#: how long one process trusts a looked-up session (see the module docstring)
+SESSION_CACHE_SECONDS = 2.0
+_CACHE_MAX_ENTRIES = 10_000
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_TIME_CHARS = 10  # 50 bits: milliseconds until the year 37648
+_RANDOM_CHARS = 26  # 130 bits
+SESSION_ID = re.compile(rf"[{_CROCKFORD}]{{{_TIME_CHARS + _RANDOM_CHARS}}}")
+# S3's rules for new bucket names; policy rules cannot match anything else either.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: keys are at most 1024 bytes; leave room below the prefix for the file names
+MAX_PREFIX_BYTES = 512
+
+SessionStatus = Literal["open", "closed", "expired"]
+
+__all__ = [
+    "FormValidationError",
+    "SessionError",
+    "SessionService",
+    "is_session_id",
+    "new_session_id",
+    "parse_where",
+    "session_status",
+]
+
+
+class SessionError(Exception):
+    """A session request that cannot be done; the message is meant for people."""
+
+
+def _base32(value: int, chars: int) -> str:
+    out = []
+    for _ in range(chars):
+        value, digit = divmod(value, 32)
+        out.append(_CROCKFORD[digit])
+    return "".join(reversed(out))
+
+
+def new_session_id(now: datetime | None = None) -> str:
+    """A new id: creation time (ms) then 130 random bits, lowercase Crockford base32."""
+    millis = int((now or datetime.now(UTC)).timestamp() * 1000)
+    return _base32(millis, _TIME_CHARS) + _base32(secrets.randbits(130), _RANDOM_CHARS)
+
+
+def is_session_id(text: str) -> bool:
+    """Whether ``text`` could be a session id (cheap check before any store lookup)."""
+    return isinstance(text, str) and SESSION_ID.fullmatch(text) is not None
+
+
+def session_status(session: SessionRecord, now: datetime | None = None) -> SessionStatus:
+    if session.state == "closed":
+        return "closed"
+    return "open" if session.is_open(now or datetime.now(UTC)) else "expired"
+
+
+def scope_url(bucket: str, prefix: str) -> str:
+    return f"s3://{bucket}/{prefix}"
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+_WHERE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
+_OPS: dict[str, Literal["eq", "min", "max", "contains"]] = {
+    "=": "eq",
+    ">=": "min",
+    "<=": "max",
+    "~": "contains",
+}
+
+
+def parse_where(text: str, form: Form | None = None) -> FieldFilter:
+    """``FIELD=VALUE``, ``FIELD>=V``, ``FIELD<=V`` or ``FIELD~TEXT`` as a search condition.
+
+    The value gets the type of the form's field when a form is given (a number for integer and
+    number fields, a boolean for booleans, normalised UTC text for date-times), because stored
+    values are typed and a text "7" never equals the number 7. Without a form, a value that reads
+    as a number is a number, ``true``/``false`` a boolean, anything else text. ``~`` is always a
+    case-insensitive substring.
+    """
+    match = _WHERE.fullmatch(text)
+    if match is None:
+        raise SessionError(
+            f"bad condition {text!r}: use FIELD=VALUE, FIELD>=VALUE, FIELD<=VALUE or FIELD~TEXT"
+        )
+    name, symbol, raw = match.group(1), match.group(2), match.group(3).strip()
+    op = _OPS[symbol]
+    value: FieldValue = raw
+    field = form.field(name) if form is not None else None
+    if form is not None and field is None:
+        raise SessionError(f"form {form.name} has no field {name!r}")
+    if op == "contains":
+        pass
+    elif field is not None:
+        if field.type in ("integer", "number"):
+            number = _number(raw)
+            if number is None:
+                raise SessionError(f"{name}: {raw!r} is not a number")
+            value = number
+        elif field.type == "boolean" and op == "eq":
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+                raise SessionError(f"{name}: {raw!r} is not true or false")
+            value = lowered in ("true", "yes", "1", "on")
+        elif field.type == "datetime":
+            try:
+                value = validate_values(Form(form.name, form.title, (field,)), {name: raw})[name]
+            except FormValidationError:
+                value = raw  # e.g. a bare date as a bound: compares correctly as text
+    else:
+        number = _number(raw)
+        if number is not None:
+            value = number
+        elif op == "eq" and raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+    try:
+        return FieldFilter(name, op, value)
+    except ValueError as exc:
+        raise SessionError(f"bad condition {text!r}: {exc}") from None
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        identity: IdentityService,
+        policies: PolicyService,
+        forms: FormService,
+        auditor: Auditor,
+        *,
+        cache_seconds: float = SESSION_CACHE_SECONDS,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.policies = policies
+        self.forms = forms
+        self.auditor = auditor
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, SessionRecord]] = {}
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- open ----------------------------------------------------------------------------------
+    async def open(
+        self,
+        principal: Principal,
+        form: str,
+        bucket: str,
+        prefix: str | None = None,
+        values: Mapping[str, Any] | None = None,
+        ttl: str | timedelta | None = None,
+    ) -> tuple[SessionRecord, Credential]:
+        """Open a session owned by ``principal``'s user and mint its session key.
+
+        Raises SessionError (refusals, with a reason meant for people) or FormValidationError
+        (``.errors``: field -> messages). Every refusal is audited as refused.
+        """
+        now = self._clock()
+        session_id = new_session_id(now)
+        # A default scope is named by its shape: the fresh id would only puzzle the reader.
+        target = scope_url(bucket, prefix if prefix else "<session id>/")
+        try:
+            scope, rule, latest, clean, lifetime = await self._check_open(
+                principal, form, bucket, prefix, values or {}, ttl, session_id
+            )
+        except (SessionError, FormValidationError) as exc:
+            await self.auditor.refused(principal, "session.open", target, str(exc), form=form)
+            raise
+        try:
+            credential = await self.identity.create_key(principal.user, session_id=session_id)
+        except IdentityError as exc:
+            await self.auditor.refused(principal, "session.open", target, str(exc), form=form)
+            raise SessionError(str(exc)) from None
+        record = SessionRecord(
+            id=session_id,
+            form_name=latest.name,
+            form_version=latest.version,
+            values=clean,
+            bucket=bucket,
+            prefix=scope,
+            owner=principal.user,
+            state="open",
+            created=now,
+            expires=now + lifetime,
+            access_key=credential.access_key,
+        )
+        try:
+            record = await self.store.create_session(record)
+        except BaseException as exc:
+            # A key whose session was never stored must not linger as a usable credential.
+            # Best effort: the original error is the one to report.
+            with contextlib.suppress(Exception):
+                await self.identity.revoke_key(credential.access_key)
+            if isinstance(exc, AlreadyExists):
+                raise SessionError("session id collision; try again") from None
+            raise
+        await self.auditor.ok(
+            principal,
+            "session.open",
+            f"session:{record.id}",
+            form=record.form_name,
+            form_version=record.form_version,
+            scope=scope_url(record.bucket, record.prefix),
+            owner=record.owner,
+            session_key=credential.access_key,
+            rule=rule.to_dict(),
+        )
+        return record, credential
+
+    async def _check_open(
+        self,
+        principal: Principal,
+        form_name: str,
+        bucket: str,
+        prefix: str | None,
+        values: Mapping[str, Any],
+        ttl: str | timedelta | None,
+        session_id: str,
+    ) -> tuple[str, Rule, Form, dict[str, Any], timedelta]:
+        if principal.session_id is not None:
+            raise SessionError(
+                "a session key cannot open sessions: use your personal key or the web UI"
+            )
+        if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
+            raise SessionError(
+                f"invalid bucket name {bucket!r}: 3-63 lowercase letters, digits, '.' and '-'"
+            )
+        scope = self._scope(prefix, session_id)
+        where = scope_url(bucket, scope if prefix is not None else "<session id>/")
+        policy = await self.policies.current()
+        rule = policy.match(bucket, scope)
+        if rule is None:
+            raise SessionError(
+                f"no policy rule covers {where}, so nothing can be written there; an admin can "
+                "add one with minimo policy set"
+            )
+        number = policy.rules.index(rule) + 1
+        if not rule.may_open(principal.user, principal.role):
+            allowed = ", ".join(rule.open_sessions) or "admins only"
+            raise SessionError(
+                f"{principal.user} ({principal.role.value}) may not open sessions at {where}: "
+                f"policy rule {number} lets {allowed} open them"
+            )
+        if form_name not in rule.forms:
+            if not rule.require_session and not rule.forms:
+                raise SessionError(
+                    f"{where} is a scratch area (policy rule {number}: require_session = false): "
+                    "upload there without a session"
+                )
+            raise SessionError(
+                f"form {form_name} is not allowed at {where}: policy rule {number} allows "
+                f"{', '.join(rule.forms) or 'no forms'}"
+            )
+        latest = await self.forms.find(form_name)
+        if latest is None:
+            raise SessionError(f"no form {form_name}")
+        lifetime = rule.session_ttl
+        if ttl is not None:
+            try:
+                lifetime = ttl if isinstance(ttl, timedelta) else parse_duration(ttl)
+            except DurationError as exc:
+                raise SessionError(f"ttl: {exc}") from None
+            if lifetime <= timedelta(0):
+                raise SessionError("ttl: must be longer than zero")
+            if lifetime > rule.max_session_ttl:
+                raise SessionError(
+                    f"ttl: {_duration(lifetime)} is longer than the "
+                    f"{format_duration(rule.max_session_ttl)} policy rule {number} allows at "
+                    f"{where}"
+                )
+        clean = validate_values(latest, values)
+        return scope, rule, latest, clean, lifetime
+
+    @staticmethod
+    def _scope(prefix: str | None, session_id: str) -> str:
+        if prefix is None:
+            return f"{session_id}/"
+        if not isinstance(prefix, str) or not prefix.strip("/").strip():
+            raise SessionError("prefix: must not be empty (leave it out for '<session id>/')")
+        if prefix.startswith("/"):
+            raise SessionError("prefix: must not start with '/' (keys are relative to the bucket)")
+        if not prefix.endswith("/"):
+            # A scope is a folder: "run7" must not also cover "run70/...".
+            prefix += "/"
+        if len(prefix.encode()) > MAX_PREFIX_BYTES:
+            raise SessionError(f"prefix: must be at most {MAX_PREFIX_BYTES} bytes")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+            raise SessionError("prefix: must not contain control characters")
+        return prefix
+
+    # -- close ---------------------------------------------------------------------------------
+    async def close(self, principal: Principal, session_id: str) -> SessionRecord:
+        """Close a session (owner or admin only) and revoke its key. Idempotent."""
+        target = f"session:{session_id}"
+        session = await self.get(session_id)
+        if session is None:
+            await self.auditor.refused(principal, "session.close", target, "no such session")
+            raise SessionError(f"no session {session_id}")
+        if principal.role != Role.ADMIN and principal.user != session.owner:
+            reason = f"only {session.owner} (the owner) or an admin may close session {session_id}"
+            await self.auditor.refused(principal, "session.close", target, reason)
+            raise SessionError(reason)
+        was_closed = session.state == "closed"
+        try:
+            session = await self.store.close_session(session_id, self._clock(), principal.user)
+        except NotFound:
+            raise SessionError(f"no session {session_id}") from None
+        self._cache.pop(session_id, None)
+        if session.access_key is not None:
+            # IdentityError: the key was never stored (an open that failed halfway).
+            with contextlib.suppress(IdentityError):
+                await self.identity.revoke_key(session.access_key)
+        if not was_closed:
+            await self.auditor.ok(principal, "session.close", target, owner=session.owner)
+        return session
+
+    # -- look-ups ------------------------------------------------------------------------------
+    async def get(self, session_id: str) -> SessionRecord | None:
+        """The stored session, read now (None for unknown or malformed ids)."""
+        if not is_session_id(session_id):
+            return None
+        return await self.store.get_session(session_id)
+
+    async def require(self, session_id: str) -> SessionRecord:
+        session = await self.get(session_id)
+        if session is None:
+            raise SessionError(f"no session {session_id}")
+        return session
+
+    async def lookup(self, session_id: str) -> SessionRecord | None:
+        """The session for the write path: cached for at most ``cache_seconds`` (see the module
+        docstring). Judge openness with ``session.is_open(now)``."""
+        now = time.monotonic()
+        hit = self._cache.get(session_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        session = await self.get(session_id)
+        if session is None:
+            self._cache.pop(session_id, None)
+            return None
+        if len(self._cache) >= _CACHE_MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[session_id] = (now + self._cache_seconds, session)
+        return session
+
+    def forget(self, session_id: str | None = None) -> None:
+        if session_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(session_id, None)
+
+    async def search(self, query: SessionQuery | None = None, **filters: Any) -> SessionPage:
+        """One page of matching sessions: pass a SessionQuery, or its fields as keywords."""
+        if query is None:
+            try:
+                query = SessionQuery(**filters)
+            except (TypeError, ValueError) as exc:
+                raise SessionError(str(exc)) from None
+        elif filters:
+            raise TypeError("pass either a SessionQuery or keyword filters, not both")
+        try:
+            return await self.store.search_sessions(query)
+        except ValueError as exc:  # e.g. a cursor from another backend
+            raise SessionError(str(exc)) from None
+
+    async def objects(
+        self, session_id: str, limit: int = 1000, cursor: str | None = None
+    ) -> tuple[list[ObjectRecord], str | None]:
+        """The current object records written under a session, and the next page's cursor."""
+        return await self.store.list_session_objects(session_id, limit, cursor)
+
+    async def usage(self, session_id: str) -> tuple[int, int]:
+        """(object count, total bytes) written under a session."""
+        return await self.store.session_usage(session_id)
+
+
+def _duration(value: timedelta) -> str:
+    try:
+        return format_duration(value)
+    except DurationError:
+        return str(value)

@@ -125,8 +125,8 @@ class SessionRecord:
     access_key: str | None = None
 
     def is_open(self, now: datetime) -> bool:
-        """Open and not yet expired at ``now``."""
-        return self.state == "open" and now < self.expires
+        """Open and not expired at ``now`` (expired means ``expires < now``, as in searches)."""
+        return self.state == "open" and now <= self.expires
 
 
 #: the largest page any listing returns at once

@@ -14,6 +14,11 @@ insert under a unique index, so every "first time wins" decision is made by inse
 document (e.g. a key's revocation into ``key_revocations``) and letting the unique index pick
 the winner; the main document only caches the winner's value for one-query reads.
 
+Session search: filters on ``values.<field>`` cannot use predeclared indexes (fields are
+whatever forms define); the fixed columns (owner, form, bucket, state, created) are indexed.
+MongoDB uses those indexes; FerretDB 1.x on SQLite decodes every document of the collection for
+nearly any query, so a search over 10,000 sessions takes seconds there (a few ms on sqlite).
+
 Times: BSON dates are UTC milliseconds, so a stored time comes back truncated to the
 millisecond; the client decodes them as timezone-aware UTC datetimes.
 
@@ -722,7 +727,13 @@ class MongoMetadataStore(MetadataStore):
         conditions.extend(_field_condition(f) for f in query.fields)
 
         coll = self.db[SESSIONS]
-        total = await coll.count_documents({"$and": conditions} if conditions else {})
+        # The count command, not count_documents: the latter is an aggregation that FerretDB
+        # 1.x runs by decoding every document (3x slower at 10,000 sessions). Exact here: the
+        # metadata database is never sharded.
+        counted = await self.db.command(
+            "count", SESSIONS, query={"$and": conditions} if conditions else {}
+        )
+        total = int(counted["n"])
 
         direction = DESCENDING if query.descending else ASCENDING
         offset = query.offset

@@ -286,14 +286,12 @@ def _field_condition(f: FieldFilter) -> tuple[str, list[Any]]:
     before all text, so a text "7" would otherwise pass ``min 5``).
     """
     path = f'$."{f.field}"'
-    value = f.value
+    value: object = f.value
     if isinstance(value, bool):
-        kind, test, params = "j.type = ?", "1", ["true" if value else "false"]
+        # JSON true/false read back as 1/0: only the type tells them from numbers
+        kind, test, value = "j.type = ?", "1", "true" if value else "false"
     else:
-        if isinstance(value, str):
-            kind, kind_params = "j.type = 'text'", []
-        else:
-            kind, kind_params = "j.type IN ('integer', 'real')", []
+        kind = "j.type = 'text'" if isinstance(value, str) else "j.type IN ('integer', 'real')"
         if f.op == "eq":
             test = "j.value = ?"
         elif f.op == "min":
@@ -302,9 +300,8 @@ def _field_condition(f: FieldFilter) -> tuple[str, list[Any]]:
             test = "j.value <= ?"
         else:  # contains: casefold in Python, as SQLite's lower() only knows ASCII
             test, value = "instr(minimo_casefold(j.value), ?) > 0", str(value).casefold()
-        params = [*kind_params, value]
     sql = f"EXISTS (SELECT 1 FROM json_each(s.field_values, ?) AS j WHERE {kind} AND {test})"
-    return sql, [path, *params]
+    return sql, [path, value]
 
 
 class SqliteStore(MetadataStore):

@@ -8,6 +8,7 @@ session's FerretDB server).
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from policy.store import (
     SessionRecord,
     WriteIntent,
 )
+from policy.store.mongo import SESSION_CLOSURES, MongoMetadataStore
 from policy.store.sqlite import MIGRATIONS, SqliteStore
 from tests.unit import test_store as contract
 
@@ -282,6 +284,12 @@ def test_search_by_columns_and_state(with_store) -> None:
         assert await _ids(store, state="expired") == ["e"]  # open, past its expiry
         assert await _ids(store, state="open") == ["d", "c", "a"]
         assert await _ids(store, state="open", now=T0) == ["e", "d", "c", "a"]
+        # e expires at T0+5h: still open at that instant, expired just after (as is_open says)
+        at = T0 + timedelta(hours=5)
+        assert await _ids(store, state="open", now=at) == ["e", "d", "c", "a"]
+        assert await _ids(store, state="expired", now=at + timedelta(milliseconds=1)) == ["e"]
+        e = await store.get_session("e")
+        assert e is not None and e.is_open(at) and not e.is_open(at + timedelta(milliseconds=1))
         assert await _ids(
             store, created_from=T0 + timedelta(hours=1), created_to=T0 + timedelta(hours=3)
         ) == ["d", "c", "b"]
@@ -638,6 +646,36 @@ def test_audit_log(with_store) -> None:
             await store.list_audit(cursor="garbage")
 
     with_store(body)
+
+
+# -- mongo specifics -----------------------------------------------------------------------------
+def test_mongo_close_interrupted_before_copy(ferretdb: str) -> None:
+    """A closer that died after recording its closure but before marking the session: the
+    closure is the truth, reads report it and a later close keeps it."""
+
+    async def main() -> None:
+        store = MongoMetadataStore(ferretdb, f"t_{secrets.token_hex(6)}")
+        await store.open()
+        try:
+            await store.create_session(session("s1"))
+            t = now()
+            await store.db[SESSION_CLOSURES].insert_one(
+                {"session_id": "s1", "closed": t, "by": "alice"}
+            )
+            got = await store.get_session("s1")
+            assert got is not None and (got.state, got.closed, got.closed_by) == (
+                "closed",
+                t,
+                "alice",
+            )
+            again = await store.close_session("s1", t + timedelta(hours=1), "admin")
+            assert again == got
+            page = await store.search_sessions(SessionQuery(state="closed"))
+            assert [x.id for x in page.sessions] == ["s1"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
 
 
 # -- sqlite specifics ----------------------------------------------------------------------------

@@ -100,6 +100,8 @@ def test_put_get_ls_la_info_del(s3cmd: S3cmd, bucket: str, tmp_path: Path) -> No
     info = s3cmd("info", f"s3://{bucket}/dir/hello.txt").stdout
     assert f"File size: {src.stat().st_size}" in info
     assert "MD5 sum:" in info
+    bucket_info = s3cmd("info", f"s3://{bucket}").stdout
+    assert "Location:" in bucket_info and "us-east-1" in bucket_info
 
     down = tmp_path / "down.txt"
     s3cmd("get", f"s3://{bucket}/dir/hello.txt", str(down))

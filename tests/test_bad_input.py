@@ -854,6 +854,15 @@ def test_put_without_length(raw: Client, s3, bucket: str) -> None:
     assert_absent(s3, bucket, key)
 
 
+def test_put_http_chunked_without_decoded_length(raw: Client, s3, bucket: str) -> None:
+    """Plain HTTP chunking gives no length up front; S3 wants one (x-amz-decoded-content-length)."""
+    key = new_key()
+    signed = raw.sign("PUT", f"/{bucket}/{key}", payload_hash="UNSIGNED-PAYLOAD")
+    reply = raw.send("PUT", f"/{bucket}/{key}", signed.headers, BODY, http_chunked=True)
+    s3_error(reply, "MissingContentLength", 411)
+    assert_absent(s3, bucket, key)
+
+
 def test_upload_part_without_length(raw: Client, s3, bucket: str) -> None:
     key = new_key()
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]

@@ -188,6 +188,13 @@ def main() -> None:
 @click.option("--domain", envvar="MINIMO_DOMAIN", help="Accept virtual-hosted-style requests.")
 @click.option("--public-url", envvar="MINIMO_PUBLIC_URL", help="How refusals name this server.")
 @click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MINIMO_POLICY",
+    help="Put this policy file (TOML) in force at start (no new version if unchanged).",
+)
+@click.option(
     "--access-log",
     is_flag=True,
     envvar="MINIMO_ACCESS_LOG",
@@ -210,6 +217,7 @@ def serve(
     insecure_http: bool,
     domain: str | None,
     public_url: str | None,
+    policy_file: Path | None,
     access_log: bool,
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
@@ -244,6 +252,7 @@ def serve(
         public_url=public_url,
         secret_key_file=secret_key_file,
         mongo_uri=_mongo_uri(),
+        policy_file=policy_file,
     )
     try:
         run(config, access_log=access_log)
@@ -447,6 +456,10 @@ def certs_generate(
     click.echo(f"names: {', '.join(tls.certificate_names(cert))}")
     click.echo(f"clients trust it with e.g. aws --ca-bundle {cert}")
 
+
+from gateway.cli_meta import register as _register_meta  # noqa: E402 - needs the helpers above
+
+_register_meta(main, data_dir_option, _config)
 
 if __name__ == "__main__":
     main(prog_name="minimo")

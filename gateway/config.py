@@ -36,6 +36,8 @@ class Config:
     #: default ``minimo``); unset = ``sqlite`` in the data dir. Every process sharing one
     #: database must use the same secret key file: the secrets stored there are encrypted with it.
     mongo_uri: str | None = None
+    #: a policy file (TOML) put in force at start; unchanged files make no new version
+    policy_file: Path | None = None
 
     @property
     def objects_dir(self) -> Path:

@@ -120,6 +120,27 @@ async def open_identity(config: Config) -> IdentityService:
     return IdentityService(store, box)
 
 
+async def apply_policy_file(store: MetadataStore, path: Path) -> None:
+    """``serve --policy FILE``: put FILE in force (a file equal to the stored source makes no
+    new version, so restarting with the same file does not grow the history)."""
+    from policy.audit import Auditor, operator_name
+    from policy.catalog import FormService, PolicyService
+    from policy.rules import PolicyError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServeError(f"cannot read the policy file {path}: {exc}") from exc
+    auditor = Auditor(store)
+    try:
+        stored = await PolicyService(store, FormService(store, auditor), auditor).set(
+            text, operator_name()
+        )
+    except PolicyError as exc:
+        raise ServeError(f"--policy {path}: " + "; ".join(exc.problems)) from exc
+    log.info("policy version %d in force (%d rules)", stored.version, len(stored.policy.rules))
+
+
 def write_initial_admin(data_dir: Path, admin: InitialAdmin) -> Path:
     """``DATA_DIR/initial-admin.txt`` (0600): the first admin's credentials, ``key: value``."""
     path = data_dir / INITIAL_ADMIN_FILE
@@ -204,6 +225,8 @@ async def serve(
         admin = await identity.ensure_initial_admin()
         if admin is not None:
             announce_initial_admin(admin, write_initial_admin(config.data_dir, admin))
+        if config.policy_file is not None:
+            await apply_policy_file(store, config.policy_file)
         object_store = await _open_object_store(config)
         app = _create_app(config, object_store, identity)
         app[METADATA_STORE] = store

@@ -572,8 +572,11 @@ def session_show(
     click.echo(f"objects: {usage[0]} ({_human_size(usage[1])})")
     click.echo("values:")
     for name, value in record.values.items():
-        shown = ", ".join(map(str, value)) if isinstance(value, list) else json.dumps(value)
-        click.echo(f"  {name}: {shown.strip(chr(34)) if isinstance(value, str) else shown}")
+        if isinstance(value, list):
+            shown = ", ".join(map(str, value))
+        else:
+            shown = value if isinstance(value, str) else json.dumps(value)
+        click.echo(f"  {name}: {shown}")
 
 
 # -- audit ---------------------------------------------------------------------------------------

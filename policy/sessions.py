@@ -75,6 +75,7 @@ __all__ = [
     "FormValidationError",
     "SessionError",
     "SessionService",
+    "in_scope",
     "is_session_id",
     "new_session_id",
     "parse_where",
@@ -109,6 +110,11 @@ def session_status(session: SessionRecord, now: datetime | None = None) -> Sessi
     if session.state == "closed":
         return "closed"
     return "open" if session.is_open(now or datetime.now(UTC)) else "expired"
+
+
+def in_scope(session: SessionRecord, bucket: str, key: str) -> bool:
+    """Whether a write to ``bucket``/``key`` falls inside the session's scope."""
+    return bucket == session.bucket and key.startswith(session.prefix)
 
 
 def scope_url(bucket: str, prefix: str) -> str:
@@ -297,9 +303,13 @@ class SessionService:
         policy = await self.policies.current()
         rule = policy.match(bucket, scope)
         if rule is None:
+            hint = (
+                "give a prefix that a rule covers, or ask an admin to add a rule"
+                if prefix is None and any(r.matches(bucket, r.prefix) for r in policy.rules)
+                else "an admin can add one with minimo policy set"
+            )
             raise SessionError(
-                f"no policy rule covers {where}, so nothing can be written there; an admin can "
-                "add one with minimo policy set"
+                f"no policy rule covers {where}, so nothing can be written there; {hint}"
             )
         number = policy.rules.index(rule) + 1
         if not rule.may_open(principal.user, principal.role):

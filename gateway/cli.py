@@ -458,8 +458,10 @@ def certs_generate(
 
 
 from gateway.cli_meta import register as _register_meta  # noqa: E402 - needs the helpers above
+from gateway.cli_reconcile import register as _register_reconcile  # noqa: E402
 
 _register_meta(main, data_dir_option, _config)
+_register_reconcile(main, data_dir_option, _config)
 
 if __name__ == "__main__":
     main(prog_name="minimo")

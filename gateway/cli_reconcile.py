@@ -1,0 +1,203 @@
+"""The ``minimo reconcile`` command (the walk itself is :mod:`gateway.reconcile`).
+
+Output: one line per finding on stdout while the walk goes on, then a summary; or with
+``--json`` one JSON object per line (``{"finding": {...}}`` each, ``{"summary": {...}}`` last),
+so a huge store never has to be held in memory to print one document. A progress bar goes to
+stderr when it is a terminal (never with ``--json``).
+
+Exit status: 0 when the stores agree (or every problem found was repaired), 1 when problems
+remain: any problem without ``--repair``; with it, those reconcile must not fix on its own
+(unlinked objects, unstamped mismatches).
+
+Like :mod:`gateway.cli_meta`, this module is attached to the ``minimo`` group by
+:func:`register` rather than importing :mod:`gateway.cli`, which would load that module twice
+under ``python -m gateway.cli``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.config import Config
+from gateway.errors import S3Error
+from gateway.reconcile import FINDING_KINDS, Finding, Reconciler, Summary
+from policy.durations import DurationError, parse_duration
+
+DataDirOption = Callable[[Callable[..., Any]], Callable[..., Any]]
+MakeConfig = Callable[[Path, Path | None], Config]
+
+_make_config: MakeConfig | None = None
+
+
+def s3_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--s3-endpoint/--s3-access-key/--s3-secret-key/--s3-region``, as ``serve`` has them, for
+    commands that must reach the same object store as the server."""
+    f = click.option(
+        "--s3-region", default="us-east-1", show_default=True, envvar="MINIMO_S3_REGION"
+    )(f)
+    f = click.option("--s3-secret-key", envvar="MINIMO_S3_SECRET_KEY")(f)
+    f = click.option("--s3-access-key", envvar="MINIMO_S3_ACCESS_KEY")(f)
+    return click.option(
+        "--s3-endpoint",
+        envvar="MINIMO_S3_ENDPOINT",
+        help="The S3 object store the server uses (default: DATA_DIR/objects).",
+    )(f)
+
+
+def register(main: click.Group, data_dir_option: DataDirOption, make_config: MakeConfig) -> None:
+    """Add ``reconcile`` to ``main``; ``data_dir_option``/``make_config`` are gateway.cli's."""
+    global _make_config
+    _make_config = make_config
+    main.add_command(data_dir_option(reconcile))
+
+
+def _stale_after(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+@click.command("reconcile")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Fix what can be fixed: rebuild records from stamped objects, drop records of missing "
+    "objects, abort stale intents, refresh records of changed stamped objects.",
+)
+@click.option("--bucket", help="Only this bucket (default: every bucket).")
+@click.option(
+    "--stale-after",
+    default="1h",
+    show_default=True,
+    callback=_stale_after,
+    help="Intents older than this are writes that never finished (e.g. 30m, 1h, 2d).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (no progress bar).")
+@s3_options
+def reconcile(
+    repair: bool,
+    bucket: str | None,
+    stale_after: timedelta,
+    as_json: bool,
+    s3_endpoint: str | None,
+    s3_access_key: str | None,
+    s3_secret_key: str | None,
+    s3_region: str,
+    data_dir: Path,
+    secret_key_file: Path | None,
+) -> None:
+    """Compare the object store with the metadata store's records and report (or --repair)
+    what disagrees."""
+    if s3_endpoint and not (s3_access_key and s3_secret_key):
+        raise click.UsageError("--s3-endpoint needs --s3-access-key and --s3-secret-key")
+    if not s3_endpoint and (s3_access_key or s3_secret_key):
+        raise click.UsageError("--s3-access-key/--s3-secret-key need --s3-endpoint")
+    assert _make_config is not None, "gateway.cli_reconcile.register() was not called"
+    config = _make_config(data_dir, secret_key_file)
+    config.s3_endpoint = s3_endpoint or None
+    config.s3_access_key = s3_access_key
+    config.s3_secret_key = s3_secret_key
+    config.s3_region = s3_region
+    if not config.mongo_uri and not config.sqlite_path.is_file():
+        # Opening would create an empty store, and every object would then look unrecorded.
+        raise click.ClickException(
+            f"no metadata store at {config.sqlite_path}: check --data-dir (or pass --mongo-uri)"
+        )
+    try:
+        summary = asyncio.run(_reconcile(config, repair, bucket, stale_after, as_json))
+    except S3Error as exc:
+        raise click.ClickException(f"object store: {exc.code}: {exc.message}") from exc
+    _print_summary(summary, repair, as_json)
+    if not summary.consistent:
+        sys.exit(1)
+
+
+async def _reconcile(
+    config: Config, repair: bool, bucket: str | None, stale_after: timedelta, as_json: bool
+) -> Summary:
+    from tqdm import tqdm
+
+    from gateway.backends import open_object_store
+    from policy.store import open_metadata_store
+
+    bars: list[Any] = []
+
+    def progress(phase: str) -> Any:
+        # disable=None: tqdm shows the bar only when stderr is a terminal.
+        bar = tqdm(desc=phase, unit=" items", file=sys.stderr, disable=True if as_json else None)
+        bars.append(bar)
+        return bar
+
+    def on_finding(finding: Finding) -> None:
+        if as_json:
+            click.echo(json.dumps({"finding": finding.as_json()}))
+        else:
+            # tqdm.write keeps the bar on stderr intact while lines go to stdout.
+            tqdm.write(_finding_line(finding), file=sys.stdout)
+
+    metadata = await open_metadata_store(config.sqlite_path, mongo_uri=config.mongo_uri)
+    try:
+        objects = open_object_store(config)
+        await objects.start()
+        try:
+            reconciler = Reconciler(
+                objects,
+                metadata,
+                repair=repair,
+                bucket=bucket,
+                stale_after=stale_after,
+                on_finding=on_finding,
+                progress=progress,
+            )
+            return await reconciler.run()
+        finally:
+            for bar in bars:
+                bar.close()
+            await objects.close()
+    finally:
+        await metadata.close()
+
+
+def _finding_line(finding: Finding) -> str:
+    state = "repaired" if finding.repaired else "found"
+    line = f"{finding.kind:<14} {state:<8} s3://{finding.bucket}/{finding.key}: {finding.detail}"
+    if finding.sha256:
+        line += f" (sha256 {finding.sha256})"
+    return line
+
+
+def _print_summary(summary: Summary, repair: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"summary": summary.as_json()}))
+        return
+    click.echo(
+        f"checked {summary.objects_checked} objects, {summary.records_checked} records, "
+        f"{summary.intents_checked} intents"
+        + (f" ({summary.in_flight} writes in flight skipped)" if summary.in_flight else "")
+    )
+    for kind in FINDING_KINDS:
+        found = summary.found[kind]
+        if found:
+            fixed = f", {summary.repaired[kind]} repaired" if repair else ""
+            click.echo(f"  {kind}: {found}{fixed}")
+    if summary.more_stale_intents:
+        click.echo("  (more stale intents exist than one report lists; --repair goes through all)")
+    if summary.consistent:
+        click.echo("consistent" if not summary.problems else "consistent after repair")
+    elif repair:
+        click.echo(f"{_count(summary.remaining)} remain that reconcile does not fix on its own")
+    else:
+        click.echo(f"{_count(summary.problems)}; run with --repair to fix what can be fixed")
+
+
+def _count(problems: int) -> str:
+    return f"{problems} problem" + ("" if problems == 1 else "s")

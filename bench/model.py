@@ -7,6 +7,8 @@ from pathlib import Path
 
 MIB = 1 << 20
 BUCKET = "bench"
+#: every key the benchmark writes starts with this (for minimo: the session's scope)
+KEY_PREFIX = "run/"
 PHASES = ("large", "small", "rss")
 PY_SPY_SUFFIX = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
@@ -30,6 +32,8 @@ class Settings:
     py_spy_args: list[str] = field(default_factory=list)
     #: run versitygw with keep-alive and without request logging (see bench/targets.py)
     tune_versitygw: bool = True
+    #: how writes reach minimo: "session" or "scratch" (see bench/targets.py)
+    write_mode: str = "session"
 
 
 @dataclass(slots=True)

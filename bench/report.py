@@ -13,6 +13,10 @@ from bench.model import MIB, Settings, TargetResults
 from bench.targets import VERSITYGW_TUNING
 
 REPO = Path(__file__).resolve().parent.parent
+WRITE_MODE_TEXT = {
+    "session": "through an open metadata session (its session key signs every request)",
+    "scratch": "into a scratch area (require_session = false, the admin's key)",
+}
 
 
 def median(values: list[float]) -> float | None:
@@ -55,6 +59,7 @@ def machine_lines(s: Settings) -> list[str]:
         f"- software: Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
         f"minimo commit {commit or 'unknown'}",
         f"- data directories: {s.tmp_dir} ({filesystem_type(s.tmp_dir)})",
+        f"- minimo writes: {WRITE_MODE_TEXT[s.write_mode]}",
         "- versitygw settings: "
         + (
             " ".join(f"{k}={v}" for k, v in VERSITYGW_TUNING.items())

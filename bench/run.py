@@ -37,9 +37,24 @@ if str(REPO) not in sys.path:  # run as a script: make gateway, tests and bench 
     sys.path.insert(0, str(REPO))
 
 from bench import client, procfs  # noqa: E402
-from bench.model import BUCKET, MIB, PHASES, PY_SPY_SUFFIX, Settings, TargetResults  # noqa: E402
+from bench.model import (  # noqa: E402
+    BUCKET,
+    KEY_PREFIX,
+    MIB,
+    PHASES,
+    PY_SPY_SUFFIX,
+    Settings,
+    TargetResults,
+)
 from bench.report import filesystem_type, render  # noqa: E402
-from bench.targets import ALL_TARGETS, STARTERS, Target, log_tail, tune_versitygw  # noqa: E402
+from bench.targets import (  # noqa: E402
+    ALL_TARGETS,
+    STARTERS,
+    WRITE_MODES,
+    Target,
+    log_tail,
+    tune_versitygw,
+)
 
 # ---------------------------------------------------------------------------------------------
 # measurements
@@ -72,7 +87,7 @@ def cpu_cost(pid: int) -> Iterator[Cost]:
 
 
 def measure_large(target: Target, res: TargetResults, s: Settings, rep: int, block: bytes) -> None:
-    key = f"/{BUCKET}/large-{rep}"
+    key = f"/{BUCKET}/{KEY_PREFIX}large-{rep}"
     gib = s.large_bytes / (1 << 30)
     settle()
     with cpu_cost(target.pid) as cost:
@@ -86,11 +101,11 @@ def measure_large(target: Target, res: TargetResults, s: Settings, rep: int, blo
     res.get_mibs.append(s.large_bytes / MIB / seconds)
     res.get_cpu_s_gib.append(cost.server / gib)
     res.client_get_cpu_s_gib.append(cost.client / gib)
-    client.request(target.endpoint, "DELETE", key)
+    client.request(target.admin, "DELETE", key)
 
 
 def measure_small(target: Target, res: TargetResults, s: Settings, rep: int) -> None:
-    prefix = f"/{BUCKET}/small-{rep}/"
+    prefix = f"/{BUCKET}/{KEY_PREFIX}small-{rep}/"
     body = os.urandom(s.small_size)
     settle()
     steps = (
@@ -126,7 +141,7 @@ def reset_hwm(pid: int) -> bool:
 
 
 def measure_rss(target: Target, res: TargetResults, s: Settings, block: bytes) -> None:
-    key = f"/{BUCKET}/rss"
+    key = f"/{BUCKET}/{KEY_PREFIX}rss"
     settle()
     res.rss_hwm_reset = reset_hwm(target.pid)
     with procfs.PeakRss(target.pid) as meter:
@@ -135,7 +150,7 @@ def measure_rss(target: Target, res: TargetResults, s: Settings, block: bytes) -
     res.rss_before_mib = meter.before_kib / 1024
     res.rss_peak_mib = meter.peak_kib / 1024
     res.rss_hwm_mib = procfs.hwm_kib(target.pid) / 1024
-    client.request(target.endpoint, "DELETE", key)
+    client.request(target.admin, "DELETE", key)
 
 
 def guarded(name: str, res: TargetResults, what: str, fn, *args) -> None:
@@ -178,8 +193,7 @@ def run_all(s: Settings, work: Path) -> tuple[dict[str, TargetResults], list[str
         for name in s.targets:
             log(f"starting {name}")
             try:
-                target = stack.enter_context(STARTERS[name](work))
-                client.request(target.endpoint, "PUT", f"/{BUCKET}")
+                target = stack.enter_context(STARTERS[name](work, s.write_mode))
                 order.append(target)
                 if s.py_spy and name.startswith("minimo"):
                     stack.enter_context(py_spy(target, s.py_spy, s.py_spy_format, s.py_spy_args))
@@ -242,6 +256,12 @@ def parse_args(argv: list[str] | None) -> Settings:
         action="store_true",
         help="run versitygw as tests do: Connection: close on every answer, request logging",
     )
+    p.add_argument(
+        "--writes",
+        choices=WRITE_MODES,
+        default="session",
+        help="minimo writes through an open session's key (default) or into a scratch area",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.md")
     a = p.parse_args(argv)
     targets = [t for t in a.targets.split(",") if t]
@@ -270,6 +290,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         py_spy_format=a.py_spy_format,
         py_spy_args=shlex.split(a.py_spy_args),
         tune_versitygw=not a.versitygw_stock,
+        write_mode=a.writes,
     )
 
 

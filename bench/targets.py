@@ -11,16 +11,19 @@ except for two versitygw settings (see :func:`tune_versitygw`).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.client import Endpoint
-from tests.servers import free_port, run_gateway, run_versitygw, stop, wait_for_port
+from bench.client import BenchError, Endpoint, put_large, request
+from bench.model import BUCKET, KEY_PREFIX
+from tests.servers import Gateway, free_port, run_gateway, run_versitygw, stop, wait_for_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 ALL_TARGETS = ("minimo-local", "minimo-s3", "versitygw", "bare")
@@ -45,41 +48,107 @@ def tune_versitygw(enabled: bool) -> None:
 @dataclass(frozen=True, slots=True)
 class Target:
     name: str
+    #: the credentials the measured requests use (for minimo: a session key, see WRITE_MODES)
     endpoint: Endpoint
     #: the process whose memory is measured (for minimo-s3: the gateway, not the upstream)
     pid: int
+    #: credentials for clean-up (deletes), which a session key may not be allowed
+    admin: Endpoint
+
+
+#: How writes reach minimo. ``session`` is the product's normal path (DESIGN.md #7): a policy
+#: rule that needs a form, one open session, and every request signed with its session key.
+#: ``scratch`` is a ``require_session = false`` rule and the admin's own key: the S3 front door
+#: without session bookkeeping, to show what sessions cost.
+WRITE_MODES = ("session", "scratch")
+
+_FORM = {
+    "name": "bench",
+    "title": "Benchmark run",
+    "fields": [{"name": "run", "type": "text", "required": True}],
+}
+_RULES = {
+    "session": 'forms = ["bench"]\n',
+    "scratch": "require_session = false\n",
+}
+
+
+def _policy(bucket: str, mode: str) -> str:
+    return (
+        f'[[rule]]\nbucket = "{bucket}"\nprefix = ""\n{_RULES[mode]}'
+        'overwrite = "allow"\ndelete = "admin"\n'
+    )
+
+
+def _prepare_minimo(gw: Gateway, work: Path, mode: str) -> tuple[Endpoint, Endpoint]:
+    """Create the bucket and put the write mode's policy (and session) in force.
+
+    Returns the endpoints for measured requests and for clean-up. Waits until a measured write
+    is accepted, since running servers pick up a new policy within a couple of seconds.
+    """
+    admin = Endpoint(gw.endpoint, gw.access_key, gw.secret_key)
+    request(admin, "PUT", f"/{BUCKET}")
+    policy_file = work / "policy.toml"
+    policy_file.write_text(_policy(BUCKET, mode))
+    if mode == "session":
+        form_file = work / "form.json"
+        form_file.write_text(json.dumps(_FORM))
+        gw.cli("form", "create", "--file", str(form_file))
+    gw.cli("policy", "set", str(policy_file))
+    writer = admin
+    if mode == "session":
+        opened = gw.cli(
+            "session", "open", "--form", "bench", "--bucket", BUCKET, "--prefix", KEY_PREFIX,
+            "--set", "run=benchmark", "--json",
+        ).stdout  # fmt: skip
+        session = json.loads(opened)
+        writer = Endpoint(gw.endpoint, session["access_key"], session["secret_key"])
+    _wait_writable(writer, admin)
+    return writer, admin
+
+
+def _wait_writable(writer: Endpoint, admin: Endpoint, seconds: float = 15.0) -> None:
+    probe = f"/{BUCKET}/{KEY_PREFIX}probe"
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            put_large(writer, probe, 4, b"beep")
+            break
+        except BenchError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+    request(admin, "DELETE", probe)
 
 
 @contextmanager
-def _minimo_local(work: Path) -> Iterator[Target]:
+def _minimo_local(work: Path, mode: str) -> Iterator[Target]:
     with run_gateway(work / "minimo-local") as gw:
-        yield Target(
-            "minimo-local", Endpoint(gw.endpoint, gw.access_key, gw.secret_key), gw.proc.pid
-        )
+        writer, admin = _prepare_minimo(gw, work / "minimo-local", mode)
+        yield Target("minimo-local", writer, gw.proc.pid, admin)
 
 
 @contextmanager
-def _minimo_s3(work: Path) -> Iterator[Target]:
+def _minimo_s3(work: Path, mode: str) -> Iterator[Target]:
     with (
         run_versitygw(work / "minimo-s3-upstream" / "root") as upstream,
         run_gateway(work / "minimo-s3", upstream=upstream) as gw,
     ):
-        yield Target("minimo-s3", Endpoint(gw.endpoint, gw.access_key, gw.secret_key), gw.proc.pid)
+        writer, admin = _prepare_minimo(gw, work / "minimo-s3", mode)
+        yield Target("minimo-s3", writer, gw.proc.pid, admin)
 
 
 @contextmanager
-def _versitygw(work: Path) -> Iterator[Target]:
+def _versitygw(work: Path, mode: str) -> Iterator[Target]:
     with run_versitygw(work / "versitygw" / "root") as server:
+        endpoint = Endpoint(server.endpoint, server.access_key, server.secret_key)
+        request(endpoint, "PUT", f"/{BUCKET}")
         # run_versitygw hides the process; find it as the one listening on the port.
-        yield Target(
-            "versitygw",
-            Endpoint(server.endpoint, server.access_key, server.secret_key),
-            _listener_pid(Endpoint(server.endpoint, "", "").port),
-        )
+        yield Target("versitygw", endpoint, _listener_pid(endpoint.port), endpoint)
 
 
 @contextmanager
-def _bare(work: Path) -> Iterator[Target]:
+def _bare(work: Path, mode: str) -> Iterator[Target]:
     port = free_port()
     log_path = work / f"bare-{port}.log"
     with log_path.open("wb") as log:
@@ -90,12 +159,15 @@ def _bare(work: Path) -> Iterator[Target]:
         )
         try:
             wait_for_port(port, proc, "bare aiohttp server")
-            yield Target("bare", Endpoint(f"http://127.0.0.1:{port}", "bench", "bench"), proc.pid)
+            endpoint = Endpoint(f"http://127.0.0.1:{port}", "bench", "bench")
+            request(endpoint, "PUT", f"/{BUCKET}")
+            yield Target("bare", endpoint, proc.pid, endpoint)
         finally:
             stop(proc)
 
 
-STARTERS: dict[str, Callable[[Path], AbstractContextManager[Target]]] = {
+#: name -> context manager starting it with (work dir, write mode), bucket created and writable
+STARTERS: dict[str, Callable[[Path, str], AbstractContextManager[Target]]] = {
     "minimo-local": _minimo_local,
     "minimo-s3": _minimo_s3,
     "versitygw": _versitygw,

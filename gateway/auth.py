@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -204,8 +205,22 @@ def _check_skew(when: datetime, now: datetime) -> None:
         )
 
 
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
+@lru_cache(maxsize=256)
 def _parse_amz_date(value: str) -> datetime | None:
+    """``YYYYMMDDTHHMMSSZ`` as an aware datetime.
+
+    Parsed by hand and cached: every signed request carries one, ``strptime`` cost ~8% of the
+    event loop's time for 4 KiB GETs, and concurrent clients send the same second many times.
+    Anything the fast path does not match gets ``strptime``'s more lenient reading, as before.
+    """
+    match = _AMZ_DATE.fullmatch(value.strip())
     try:
+        if match is not None:
+            year, month, day, hour, minute, second = map(int, match.groups())
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         return datetime.strptime(value.strip(), sigv4.AMZ_DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None

@@ -132,8 +132,15 @@ async def _reconcile(
     bars: list[Any] = []
 
     def progress(phase: str) -> Any:
-        # disable=None: tqdm shows the bar only when stderr is a terminal.
-        bar = tqdm(desc=phase, unit=" items", file=sys.stderr, disable=True if as_json else None)
+        # disable=None: tqdm shows the bar only when stderr is a terminal; leave=False: the
+        # findings and the summary are what stays on screen.
+        bar = tqdm(
+            desc=phase,
+            unit=" items",
+            file=sys.stderr,
+            leave=False,
+            disable=True if as_json else None,
+        )
         bars.append(bar)
         return bar
 

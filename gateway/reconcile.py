@@ -207,29 +207,29 @@ class Reconciler:
     async def _check_intents(self) -> None:
         bar = self._progress("intents")
         cutoff = self._started - self.stale_after
-        seen: set[str] = set()
+        previous: set[str] = set()
         while True:
             # The store lists the oldest intents first with no cursor. Repairing removes them,
             # so the next call returns the next ones; when reporting only, the first page is
             # all one run can see (said in the summary rather than guessed at).
             page = await self.metadata.stale_intents(cutoff, limit=self._page_size)
-            fresh = [intent for intent in page if intent.id not in seen]
+            # Intents that survive a repair pass (other buckets under --bucket) come back on
+            # the next page; a page of nothing but those means there is nothing more to do.
+            fresh = [intent for intent in page if intent.id not in previous]
             if not fresh:
                 break
             for intent in fresh:
-                seen.add(intent.id)
                 bar.update()
                 self.summary.intents_checked += 1
                 if self.bucket is not None and intent.bucket != self.bucket:
                     continue
-                await self._report(await self._stale_intent(intent, cutoff))
+                await self._report(await self._stale_intent(intent))
             if not self.repair:
                 self.summary.more_stale_intents = len(page) >= self._page_size
                 break
-            if len(seen) > 100 * self._page_size and len(fresh) < len(page):
-                break  # intents that will not go away: stop rather than loop forever
+            previous = {intent.id for intent in page}
 
-    async def _stale_intent(self, intent: WriteIntent, cutoff: datetime) -> Finding:
+    async def _stale_intent(self, intent: WriteIntent) -> Finding:
         age = self._started - intent.started
         what = f"multipart upload {intent.upload_id} " if intent.upload_id else ""
         finding = Finding(
@@ -252,7 +252,13 @@ class Reconciler:
     # -- (a) objects without records, (d) records that disagree --------------------------------
     async def _buckets(self) -> list[str]:
         if self.bucket is not None:
-            await self.objects.head_bucket(self.bucket)
+            try:
+                await self.objects.head_bucket(self.bucket)
+            except S3Error as exc:
+                if exc.code != "NoSuchBucket":
+                    raise
+                # A deleted bucket has no objects, but its records and intents still count.
+                return []
             return [self.bucket]
         return [b.name for b in await self.objects.list_buckets()]
 
@@ -449,7 +455,7 @@ class Reconciler:
                 SessionQuery(bucket=self.bucket, limit=self._page_size, cursor=cursor)
             )
             for session in page.sessions:
-                bar.set_description(f"records of session {session.id[:12]}")
+                bar.set_description(f"records of session {session.id[:12]}", refresh=False)
                 async for record in self._session_records(session.id):
                     bar.update()
                     if self.bucket is not None and record.bucket != self.bucket:

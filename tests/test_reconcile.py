@@ -303,15 +303,24 @@ def test_paging_and_fresh_intents(stores: Stores) -> None:
         assert await metadata.claim_key(bucket, "run/live", live.id)
         await put(objects, bucket, "run/live", b"in flight", sessions[0].id)
 
+        # five writes that died two hours ago: more than one page of stale intents
+        old = datetime.now(UTC) - timedelta(hours=2)
+        for i in range(5):
+            await metadata.begin_write(
+                WriteIntent(f"dead-{i}-{secrets.token_hex(4)}", bucket, f"run/dead-{i}",
+                            sessions[0].id, "ada", old)
+            )  # fmt: skip
+
         seen: list[Finding] = []
         summary = await Reconciler(
             objects, metadata, repair=True, bucket=bucket, page_size=2, on_finding=seen.append
         ).run()
         kinds = sorted((f.kind, f.key) for f in seen)
         assert kinds == sorted(
-            [("rebuildable", k) for k in expected] + [("missing_object", f"run/gone-{i}")
-                                                       for i in range(5)]
-        )  # fmt: skip
+            [("rebuildable", k) for k in expected]
+            + [("missing_object", f"run/gone-{i}") for i in range(5)]
+            + [("stale_intent", f"run/dead-{i}") for i in range(5)]
+        )
         assert all(f.repaired for f in seen)
         assert summary.in_flight == 1
         for key, sha in expected.items():
@@ -323,6 +332,10 @@ def test_paging_and_fresh_intents(stores: Stores) -> None:
         again = await Reconciler(objects, metadata, bucket=bucket, page_size=2).run()
         assert again.consistent
         assert again.records_checked == 7
+
+        # a bucket that no longer exists has no objects to walk, which is not an error
+        gone = await Reconciler(objects, metadata, bucket=f"{bucket}-deleted").run()
+        assert gone.consistent and gone.objects_checked == 0
 
     stores.run(body)
 

@@ -93,18 +93,26 @@ def _prepare_minimo(gw: Gateway, work: Path, mode: str) -> tuple[Endpoint, Endpo
     if mode == "session":
         form_file = work / "form.json"
         form_file.write_text(json.dumps(_FORM))
-        gw.cli("form", "create", "--file", str(form_file))
-    gw.cli("policy", "set", str(policy_file))
+        _cli(gw, "form", "create", "--file", str(form_file))
+    _cli(gw, "policy", "set", str(policy_file))
     writer = admin
     if mode == "session":
-        opened = gw.cli(
-            "session", "open", "--form", "bench", "--bucket", BUCKET, "--prefix", KEY_PREFIX,
+        opened = _cli(
+            gw, "session", "open", "--form", "bench", "--bucket", BUCKET, "--prefix", KEY_PREFIX,
             "--set", "run=benchmark", "--json",
-        ).stdout  # fmt: skip
+        )  # fmt: skip
         session = json.loads(opened)
         writer = Endpoint(gw.endpoint, session["access_key"], session["secret_key"])
     _wait_writable(writer, admin)
     return writer, admin
+
+
+def _cli(gw: Gateway, *args: str) -> str:
+    """Run ``minimo ARGS`` on the gateway's stores; its own message explains any failure."""
+    done = gw.cli(*args, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"minimo {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout
 
 
 def _wait_writable(writer: Endpoint, admin: Endpoint, seconds: float = 15.0) -> None:

@@ -13,7 +13,10 @@ payload (aws-chunked framing removed) and checks, as the bytes go by:
 The last piece is always held back until all of that has passed, so a backend that streams to
 a destination with a fixed length never completes an object from a bad request. Digests are
 updated on a worker thread (hashlib releases the GIL) while the event loop reads the next
-piece; MD5 alone costs ~1.2 s/GiB here, which would otherwise stall the loop.
+piece; MD5 alone costs ~1.2 s/GiB here, which would otherwise stall the loop. Pieces go to the
+thread in batches of about HASH_BATCH bytes, so a large body costs a few hundred thread hops
+per GiB rather than one per socket read, and the body is read as the socket delivered it (no
+joined copies).
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ from gateway.checksums import (
 from gateway.chunked import AwsChunkedDecoder
 from gateway.errors import S3Error
 
-#: how much to ask the socket for at a time
-READ_SIZE = 1 << 20
 #: pieces smaller than this are hashed inline: a thread hop costs more than it saves
 THREAD_MIN = 128 * 1024
+#: bytes gathered before one hashing job goes to a worker thread
+HASH_BATCH = 1 << 20
 
 _STREAMING = (
     sigv4.STREAMING_SIGNED,
@@ -76,6 +79,11 @@ class _Digests:
         for c in self.checksums.values():
             c.update(piece)
 
+    def update_all(self, pieces: list[bytes]) -> None:
+        """One worker-thread job: every piece of a batch, in order."""
+        for piece in pieces:
+            self.update(piece)
+
     @property
     def active(self) -> bool:
         return self.md5 is not None or self.sha256 is not None or bool(self.checksums)
@@ -84,9 +92,11 @@ class _Digests:
 class _Pipeline:
     """Feed digests on worker threads, in order, while the event loop keeps reading.
 
-    One job per piece runs on the default executor; each is submitted only when the previous
-    one finished (a done-callback chains them), so order holds without a thread per request.
-    At most MAX_BACKLOG pieces wait, which bounds the memory held for hashing.
+    Pieces are gathered into batches of about HASH_BATCH bytes; one job per batch runs on the
+    default executor, and each is submitted only when the previous one finished (a
+    done-callback chains them), so order holds without a thread per request. At most
+    MAX_BACKLOG batches wait, which bounds the memory held for hashing. The pieces are the
+    same objects the backend receives, so batching copies nothing.
     """
 
     MAX_BACKLOG = 4
@@ -94,7 +104,9 @@ class _Pipeline:
     def __init__(self, digests: _Digests) -> None:
         self._digests = digests
         self._loop = asyncio.get_running_loop()
-        self._queue: deque[bytes] = deque()
+        self._batch: list[bytes] = []
+        self._batch_len = 0
+        self._queue: deque[list[bytes]] = deque()
         self._running: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._idle = asyncio.Event()
@@ -104,13 +116,14 @@ class _Pipeline:
     async def feed(self, piece: bytes) -> None:
         if self._error is not None:
             raise self._error
-        if len(piece) < THREAD_MIN and self._running is None and not self._queue:
-            self._digests.update(piece)  # small: a thread hop would cost more
+        if len(piece) < THREAD_MIN and self._running is None and not self._batch:
+            self._digests.update(piece)  # small and nothing in flight: a hop would cost more
             return
-        self._queue.append(piece)
-        self._idle.clear()
-        if self._running is None:
-            self._next()
+        self._batch.append(piece)
+        self._batch_len += len(piece)
+        if self._batch_len < HASH_BATCH:
+            return
+        self._submit_batch()
         while len(self._queue) > self.MAX_BACKLOG and self._error is None:
             self._progress.clear()
             await self._progress.wait()
@@ -118,9 +131,22 @@ class _Pipeline:
             raise self._error
 
     async def drain(self) -> None:
+        if self._batch:
+            if self._running is None and self._batch_len < THREAD_MIN:
+                self._digests.update_all(self._batch)
+                self._batch, self._batch_len = [], 0
+            else:
+                self._submit_batch()
         await self._idle.wait()
         if self._error is not None:
             raise self._error
+
+    def _submit_batch(self) -> None:
+        self._queue.append(self._batch)
+        self._batch, self._batch_len = [], 0
+        self._idle.clear()
+        if self._running is None:
+            self._next()
 
     def _next(self) -> None:
         """Start the next queued job (runs on the event loop, from a done-callback)."""
@@ -130,8 +156,8 @@ class _Pipeline:
             self._running = None
             self._idle.set()
             return
-        piece = self._queue.popleft()
-        self._running = self._loop.run_in_executor(None, self._digests.update, piece)
+        batch = self._queue.popleft()
+        self._running = self._loop.run_in_executor(None, self._digests.update_all, batch)
         self._running.add_done_callback(self._done)
 
     def _done(self, future: asyncio.Future[None]) -> None:
@@ -255,7 +281,9 @@ class RequestBody:
         decoder = self._decoder
         while True:
             try:
-                block = await content.read(READ_SIZE)
+                # one piece as the socket delivered it: read(n) would join the buffered pieces
+                # into a new bytes object, a copy of the whole body for nothing
+                block, end_of_http_chunk = await content.readchunk()
             except S3Error:
                 raise
             except asyncio.CancelledError:
@@ -267,7 +295,9 @@ class RequestBody:
                     f"({type(exc).__name__}).",
                 ) from None
             if not block:
-                break
+                if end_of_http_chunk and not content.at_eof():
+                    continue  # an HTTP chunk boundary, not the end of the body
+                break  # (aiohttp's shared empty body answers (b"", True) once read before)
             if decoder is None:
                 yield block
             else:

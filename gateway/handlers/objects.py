@@ -23,6 +23,7 @@ from gateway.handlers.common import (
     xml_response,
 )
 from gateway.names import validate_key
+from gateway.sendfile import send_body
 
 log = logging.getLogger("minimo.s3")
 
@@ -110,9 +111,12 @@ async def _stream(
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = length
     await resp.prepare(request)
+    # a reader that can hand its file to the kernel (local backend) skips the copies
+    send_file = getattr(reader, "send_file", None)
     try:
-        async for chunk in reader:
-            await resp.write(chunk)
+        if send_file is None or not await send_body(request, resp, send_file):
+            async for chunk in reader:
+                await resp.write(chunk)
     except ConnectionError:
         # The client went away: nothing to tell it. The caller's finally closes the reader and
         # aiohttp drops the connection quietly.

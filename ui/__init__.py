@@ -17,3 +17,6 @@ def setup_ui(app: web.Application) -> None:
     from ui.health import setup_health
 
     setup_health(app)
+    from ui.api import setup_api
+
+    setup_api(app)

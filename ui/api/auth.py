@@ -1,0 +1,279 @@
+"""Who is calling: the login cookie (browsers) or a SigV4 signature (scripts), and the checks
+every route runs before its handler (:func:`guard`), plus ``/login``, ``/logout``, ``/me``.
+
+Scripts sign API requests exactly like S3 requests, with a personal access key, service ``s3``
+and the gateway's region, e.g.::
+
+    curl --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AK:$SK" https://HOST/_minimo/api/v1/sessions
+
+The signature check is the gateway's own (:func:`gateway.auth.authenticate`): ``ui`` imports that
+one function rather than keeping a second SigV4 verifier. DESIGN.md draws ``ui -> policy``; this
+``ui -> gateway.auth`` arrow is the documented exception, harmless because ``ui`` is only ever
+mounted by the gateway app. The body of a signed request is checked against the signed
+``x-amz-content-sha256`` (``UNSIGNED-PAYLOAD`` is accepted as S3 accepts it; streaming payloads
+are refused: API bodies are small JSON documents).
+
+Session keys are for writing data, not for administering: the API refuses them except to read
+their own session (``GET /sessions/{id}`` and its objects).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+from typing import Any, cast
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway import appkeys
+from gateway.auth import authenticate
+from gateway.errors import S3Error
+from policy.principal import Principal
+from ui.api.common import (
+    AUTH_VIA,
+    PRINCIPAL,
+    Route,
+    api_state,
+    json_body,
+    ok,
+    principal,
+    role_allows,
+    services,
+    text_field,
+)
+from ui.api.errors import ApiError, Handler, forbidden
+from ui.security import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    csrf_ok,
+    new_csrf_token,
+    password_fingerprint,
+)
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _signed(request: web.Request) -> bool:
+    return "Authorization" in request.headers or "X-Amz-Signature" in request.query
+
+
+class _WithHeaders:
+    """A read request seen with other headers (aiohttp only clones unread requests)."""
+
+    def __init__(self, request: web.Request, headers: CIMultiDictProxy[str]) -> None:
+        self._request = request
+        self.headers = headers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+async def _from_signature(request: web.Request) -> Principal:
+    config = request.config_dict[appkeys.CONFIG]
+    identity = request.config_dict[appkeys.IDENTITY]
+    target = request
+    if "x-amz-content-sha256" not in request.headers and request.can_read_body:
+        # Signers for services other than S3 (curl --aws-sigv4 among them) put the body's hash
+        # in the canonical request without sending the header. The gateway's verifier reads the
+        # hash from the header (S3 requires it), so hand it a copy that carries it; the header
+        # is not among the signed ones, so the signature still covers exactly what was sent.
+        headers = CIMultiDict(request.headers)
+        headers["x-amz-content-sha256"] = hashlib.sha256(await request.read()).hexdigest()
+        target = cast(web.Request, _WithHeaders(request, CIMultiDictProxy(headers)))
+    try:
+        auth = await authenticate(target, identity, region=config.region, domain=config.domain)
+    except S3Error as err:
+        raise ApiError(403, "invalid_signature", err.message or err.code) from None
+    if auth.principal is None:
+        raise ApiError(401, "unauthenticated", "the request carries no usable signature")
+    payload = auth.payload_hash
+    if payload is not None and payload.startswith("STREAMING-"):
+        raise ApiError(400, "bad_request", "streaming payloads are not accepted by the API")
+    if payload is not None and _HEX64.fullmatch(payload):
+        # The signature covers the hash, not the body: compare, or a replayed signature could
+        # carry any body. API bodies are small (client_max_size), so reading them whole is fine.
+        body = await request.read()
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), payload):
+            raise ApiError(
+                400, "bad_digest", "the body does not match the signed x-amz-content-sha256"
+            )
+    return auth.principal
+
+
+async def _from_cookie(request: web.Request) -> Principal | None:
+    session = await get_session(request)
+    name = session.get("user")
+    if not isinstance(name, str):
+        return None
+    user = await services(request).identity.get_user(name)
+    # Read the user every time: a deleted user, a new role or a new password applies at once.
+    if (
+        user is None
+        or not user.active
+        or session.get("pwv") != password_fingerprint(user.password_hash)
+    ):
+        session.invalidate()
+        return None
+    return Principal(user=user.name, role=user.role)
+
+
+def guard(route: Route) -> Handler:
+    """The route's handler behind authentication, the session-key rule, CSRF and the role."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if route.access == "public":
+            return await route.handler(request)
+        if _signed(request):
+            who: Principal | None = await _from_signature(request)
+            via = "sigv4"
+        else:
+            who = await _from_cookie(request)
+            via = "cookie"
+        if who is None:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "sign in with POST /_minimo/api/v1/login, or sign the request with SigV4 "
+                "using a personal access key",
+            )
+        if who.session_id is not None:
+            own = request.match_info.get("id") == who.session_id
+            if not (route.session_key_ok and own):
+                raise forbidden(
+                    "a session key may only read its own session; use a personal access key"
+                )
+        if via == "cookie" and request.method not in SAFE_METHODS:
+            session = await get_session(request)
+            if not csrf_ok(session.get("csrf"), request.headers.get(CSRF_HEADER)):
+                raise ApiError(
+                    403,
+                    "csrf",
+                    f"missing or wrong {CSRF_HEADER} header: send the csrf_token that "
+                    "POST /login (or GET /me) returned",
+                )
+        if not role_allows(who.role, route.access):
+            raise forbidden(
+                f"{who.user} is {who.role.value}; {route.method} {route.path} needs the "
+                f"{route.access} role"
+            )
+        request[PRINCIPAL] = who
+        request[AUTH_VIA] = via
+        return await route.handler(request)
+
+    handler.__name__ = route.handler.__name__
+    return handler
+
+
+def _client_ip(request: web.Request) -> str:
+    # The socket's peer: X-Forwarded-For is client-controlled unless a trusted proxy sets it,
+    # and trusting it would let an attacker pick a fresh "IP" for every guess.
+    return request.remote or "-"
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    data = await json_body(request)
+    user = text_field(data, "user") or ""
+    password = text_field(data, "password") or ""
+    state = api_state(request)
+    ip = _client_ip(request)
+    svc = services(request)
+    wait = state.limiter.retry_after(user, ip)
+    if wait > 0:
+        await svc.auditor.refused(user or None, "login", f"user:{user}", "rate limited", ip=ip)
+        seconds = math.ceil(wait)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many failed logins for {user!r} from this address; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    who = await svc.identity.authenticate(user, password)
+    if who is None:
+        state.limiter.failed(user, ip)
+        await svc.auditor.refused(user or None, "login", f"user:{user}", "bad credentials", ip=ip)
+        raise ApiError(401, "bad_credentials", "wrong user name or password")
+    state.limiter.succeeded(user, ip)
+    record = await svc.identity.get_user(who.user)
+    assert record is not None  # authenticate just read it
+    # A fresh session (new cookie) at every login: nothing from before the login survives.
+    session = await new_session(request)
+    session["user"] = who.user
+    session["pwv"] = password_fingerprint(record.password_hash)
+    session["csrf"] = new_csrf_token()
+    await svc.auditor.ok(who, "login", f"user:{who.user}", ip=ip)
+    return ok({"user": who.user, "role": who.role.value, "csrf_token": session["csrf"]})
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    if request.get(AUTH_VIA) == "cookie":
+        session = await get_session(request)
+        session.invalidate()
+        await services(request).auditor.ok(principal(request), "logout", "ui")
+    return ok({"logged_out": True})
+
+
+async def me(request: web.Request) -> web.StreamResponse:
+    who = principal(request)
+    body: dict[str, Any] = {
+        "user": who.user,
+        "role": who.role.value,
+        "auth": request[AUTH_VIA],
+        "access_key": who.access_key,
+        "session_id": who.session_id,
+    }
+    if request[AUTH_VIA] == "cookie":
+        body["csrf_token"] = (await get_session(request)).get("csrf")
+    return ok(body)
+
+
+_ME = {
+    "type": "object",
+    "required": ["user", "role", "auth"],
+    "properties": {
+        "user": {"type": "string"},
+        "role": {"$ref": "#/components/schemas/Role"},
+        "auth": {"enum": ["cookie", "sigv4"]},
+        "access_key": {"type": ["string", "null"]},
+        "session_id": {"type": ["string", "null"]},
+        "csrf_token": {"type": "string"},
+    },
+}
+
+ROUTES = [
+    Route(
+        "POST",
+        "/login",
+        login,
+        "Sign in with a password; sets the login cookie and returns the CSRF token",
+        "public",
+        "auth",
+        body={
+            "type": "object",
+            "required": ["user", "password"],
+            "properties": {"user": {"type": "string"}, "password": {"type": "string"}},
+        },
+        response={
+            "type": "object",
+            "required": ["user", "role", "csrf_token"],
+            "properties": {
+                "user": {"type": "string"},
+                "role": {"$ref": "#/components/schemas/Role"},
+                "csrf_token": {"type": "string"},
+            },
+        },
+    ),
+    Route(
+        "POST",
+        "/logout",
+        logout,
+        "Sign out (clears the login cookie)",
+        "reader",
+        "auth",
+        response={"type": "object", "properties": {"logged_out": {"type": "boolean"}}},
+    ),
+    Route("GET", "/me", me, "Show who is calling", "reader", "auth", response=_ME),
+]

@@ -1,0 +1,283 @@
+"""What every API module shares: route metadata, the services, request and record helpers.
+
+Each resource module lists its routes as :class:`Route` objects; :mod:`ui.api` registers them
+behind :func:`ui.api.auth.guard` (authentication, role, CSRF) and :mod:`ui.api.openapi` describes
+the very same list, so the document cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiohttp import web
+
+from gateway import appkeys
+from policy.audit import Auditor
+from policy.catalog import FormService, PolicyService
+from policy.identity import IdentityService
+from policy.principal import Principal, Role
+from policy.sessions import SessionService
+from policy.store.base import (
+    AuditEvent,
+    KeyRecord,
+    MetadataStore,
+    ObjectRecord,
+    SessionRecord,
+    UserRecord,
+)
+from ui.api.errors import ApiError, bad_request
+from ui.security import LoginLimiter
+
+API_PREFIX = "/_minimo/api/v1"
+
+#: who may call a route: "public" needs no login; the others name the lowest role allowed
+Access = Literal["public", "reader", "uploader", "admin"]
+_RANK = {Role.READER: 0, Role.UPLOADER: 1, Role.ADMIN: 2}
+_NEEDED = {"reader": 0, "uploader": 1, "admin": 2}
+
+
+def role_allows(role: Role, access: Access) -> bool:
+    return access == "public" or _RANK[role] >= _NEEDED[access]
+
+
+Schema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API route and what the OpenAPI document says about it."""
+
+    method: str
+    #: relative to API_PREFIX; aiohttp syntax ({name}, {key:.+})
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    summary: str
+    access: Access
+    tag: str
+    #: JSON request body schema (None: no body)
+    body: Schema | None = None
+    #: JSON schema of the success response
+    response: Schema = field(default_factory=lambda: {"type": "object"})
+    status: int = 200
+    #: (name, schema, description) of query parameters
+    query: tuple[tuple[str, Schema, str], ...] = ()
+    #: whether a session key may call it (only for its own session)
+    session_key_ok: bool = False
+
+
+# -- services ------------------------------------------------------------------------------------
+@dataclass
+class Services:
+    store: MetadataStore
+    identity: IdentityService
+    auditor: Auditor
+    forms: FormService
+    policies: PolicyService
+    sessions: SessionService
+
+
+@dataclass
+class ApiState:
+    """Mutable per-process state of the API sub-app (an app's keys are frozen once it runs)."""
+
+    services: Services | None = None
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+
+
+API_STATE = web.AppKey("minimo_api_state", ApiState)
+
+
+def api_state(request: web.Request) -> ApiState:
+    return request.config_dict[API_STATE]
+
+
+def services(request: web.Request) -> Services:
+    """The services of this process, built on first use.
+
+    When the gateway's write path is installed, its services are reused, so a policy set or a
+    session closed here is seen at once by this process's enforcement (other processes: within
+    the documented 2 s cache bounds of policy.catalog and policy.sessions).
+    """
+    state = api_state(request)
+    if state.services is not None:
+        return state.services
+    identity = request.config_dict[appkeys.IDENTITY]
+    if not isinstance(identity, IdentityService):
+        raise ApiError(503, "unavailable", "the identity service is not configured")
+    write_key = getattr(appkeys, "WRITE_PATH", None)
+    writes = request.config_dict.get(write_key) if write_key is not None else None
+    enforcer = getattr(writes, "enforcer", None)
+    if enforcer is not None:
+        sessions: SessionService = enforcer.sessions
+        state.services = Services(
+            identity.store,
+            identity,
+            sessions.auditor,
+            sessions.forms,
+            sessions.policies,
+            sessions,
+        )
+    else:
+        store = identity.store
+        auditor = Auditor(store)
+        forms = FormService(store, auditor)
+        policies = PolicyService(store, forms, auditor)
+        state.services = Services(
+            store,
+            identity,
+            auditor,
+            forms,
+            policies,
+            SessionService(store, identity, policies, forms, auditor),
+        )
+    return state.services
+
+
+# -- the request ---------------------------------------------------------------------------------
+PRINCIPAL = "minimo.api.principal"
+#: "cookie" or "sigv4"
+AUTH_VIA = "minimo.api.via"
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body; 400/415 with a clear message for anything else."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        # Also a CSRF defence for /login: a cross-site HTML form cannot send application/json.
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object")
+    return data
+
+
+def text_field(data: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise bad_request(f"{name} is required", {name: ["required"]})
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string", {name: ["must be a string"]})
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer", {name: ["must be an integer"]}) from None
+    if not low <= value <= high:
+        message = f"must be between {low} and {high}"
+        raise bad_request(f"{name} {message}", {name: [message]})
+    return value
+
+
+def query_time(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        message = "must be an ISO 8601 date or date-time, e.g. 2026-01-31T12:00:00Z"
+        raise bad_request(f"{name} {message}", {name: [message]}) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def created(body: Any) -> web.Response:
+    return web.json_response(body, status=201, headers={"Cache-Control": "no-store"})
+
+
+def ok(body: Any) -> web.Response:
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+# -- records as JSON -----------------------------------------------------------------------------
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def session_json(session: SessionRecord, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    state = session.state
+    if state == "open" and not session.is_open(now):
+        state = "expired"
+    return {
+        "id": session.id,
+        "form": session.form_name,
+        "form_version": session.form_version,
+        "values": session.values,
+        "bucket": session.bucket,
+        "prefix": session.prefix,
+        "owner": session.owner,
+        "state": state,
+        "created": iso(session.created),
+        "expires": iso(session.expires),
+        "closed": iso(session.closed),
+        "closed_by": session.closed_by,
+        "access_key": session.access_key,
+    }
+
+
+def object_json(record: ObjectRecord) -> dict[str, Any]:
+    return {
+        "bucket": record.bucket,
+        "key": record.key,
+        "size": record.size,
+        "etag": record.etag,
+        "sha256": record.sha256,
+        "content_type": record.content_type,
+        "session_id": record.session_id,
+        "principal": record.principal,
+        "time": iso(record.committed),
+    }
+
+
+def user_json(user: UserRecord) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "role": user.role.value,
+        "created": iso(user.created),
+        "deleted": iso(user.deleted),
+    }
+
+
+def key_json(key: KeyRecord) -> dict[str, Any]:
+    return {
+        "access_key": key.access_key,
+        "owner": key.owner,
+        "created": iso(key.created),
+        "revoked": iso(key.revoked),
+        "session_id": key.session_id,
+        "active": key.revoked is None,
+    }
+
+
+def audit_json(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "time": iso(event.time),
+        "principal": event.principal,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "details": event.details,
+    }

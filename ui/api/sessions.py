@@ -1,0 +1,326 @@
+"""``/sessions``: open (minting the session key), validate a draft, search, show, close, objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from policy.catalog import CatalogError
+from policy.forms import FormValidationError, validate_values
+from policy.sessions import SessionError, parse_where
+from policy.store.base import SessionQuery
+from ui.api.common import (
+    Route,
+    created,
+    json_body,
+    object_json,
+    ok,
+    principal,
+    query_int,
+    query_time,
+    services,
+    session_json,
+    text_field,
+)
+from ui.api.errors import ApiError, bad_request, forbidden, not_found
+
+SESSION_REF = {"$ref": "#/components/schemas/Session"}
+OBJECT_REF = {"$ref": "#/components/schemas/ObjectRecord"}
+
+
+def _session_error(exc: SessionError) -> ApiError:
+    message = str(exc)
+    if message.startswith("no session"):
+        return not_found(message)
+    # Refusals by policy or ownership are about who asks, not what they sent.
+    if " may not " in message or message.startswith("only "):
+        return forbidden(message)
+    return bad_request(message)
+
+
+def _values(data: dict[str, Any]) -> dict[str, Any]:
+    values = data.get("values", {})
+    if not isinstance(values, dict):
+        raise bad_request("values must be an object", {"values": ["must be an object"]})
+    return values
+
+
+async def open_session(request: web.Request) -> web.StreamResponse:
+    data = await json_body(request)
+    form = text_field(data, "form") or ""
+    bucket = text_field(data, "bucket") or ""
+    prefix = text_field(data, "prefix", required=False)
+    ttl = text_field(data, "ttl", required=False)
+    try:
+        session, credential = await services(request).sessions.open(
+            principal(request), form, bucket, prefix, _values(data), ttl
+        )
+    except FormValidationError as exc:
+        raise ApiError(
+            400, "invalid_values", "the values do not satisfy the form", exc.errors
+        ) from None
+    except SessionError as exc:
+        raise _session_error(exc) from None
+    return created(
+        {
+            "session": session_json(session),
+            # shown once: the store keeps only the encrypted secret
+            "session_key": {
+                "access_key": credential.access_key,
+                "secret_key": credential.secret_key,
+            },
+        }
+    )
+
+
+async def validate_draft(request: web.Request) -> web.StreamResponse:
+    data = await json_body(request)
+    name = text_field(data, "form") or ""
+    version = data.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise bad_request("version must be an integer", {"version": ["must be an integer"]})
+    try:
+        form = await services(request).forms.get(name, version)
+    except CatalogError as exc:
+        raise not_found(str(exc)) from None
+    try:
+        clean = validate_values(form, _values(data))
+    except FormValidationError as exc:
+        return ok(
+            {"valid": False, "form": form.name, "version": form.version, "errors": exc.errors}
+        )
+    return ok({"valid": True, "form": form.name, "version": form.version, "values": clean})
+
+
+async def search_sessions(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    svc = services(request)
+    form_name = q.get("form") or None
+    form = None
+    if form_name is not None:
+        form = await svc.forms.find(form_name)
+        if form is None:
+            raise bad_request(f"no form {form_name}", {"form": ["no such form"]})
+    try:
+        fields = tuple(parse_where(text, form) for text in q.getall("where", []))
+    except SessionError as exc:
+        raise bad_request(str(exc), {"where": [str(exc)]}) from None
+    sort = q.get("sort") or "-created"
+    descending = sort.startswith("-")
+    sort_field = sort.lstrip("-+")
+    state = q.get("state") or None
+    try:
+        query = SessionQuery(
+            form_name=form_name,
+            owner=q.get("owner") or None,
+            bucket=q.get("bucket") or None,
+            state=state,  # type: ignore[arg-type]  # checked by SessionQuery
+            created_from=query_time(request, "created_from"),
+            created_to=query_time(request, "created_to"),
+            fields=fields,
+            sort_field=None if sort_field == "created" else sort_field,
+            descending=descending,
+            limit=query_int(request, "limit", 50, 1, 1000),
+            offset=query_int(request, "offset", 0, 0, 10**9),
+            cursor=q.get("cursor") or None,
+        )
+        page = await svc.sessions.search(query)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    except SessionError as exc:
+        raise bad_request(str(exc), {"cursor": [str(exc)]}) from None
+    return ok(
+        {
+            "sessions": [session_json(s) for s in page.sessions],
+            "total": page.total,
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+async def _session(request: web.Request) -> Any:
+    session = await services(request).sessions.get(request.match_info["id"])
+    if session is None:
+        raise not_found(f"no session {request.match_info['id']}")
+    return session
+
+
+async def get_session(request: web.Request) -> web.StreamResponse:
+    session = await _session(request)
+    count, size = await services(request).sessions.usage(session.id)
+    return ok({**session_json(session), "objects": count, "bytes": size})
+
+
+async def close_session(request: web.Request) -> web.StreamResponse:
+    try:
+        session = await services(request).sessions.close(
+            principal(request), request.match_info["id"]
+        )
+    except SessionError as exc:
+        raise _session_error(exc) from None
+    return ok(session_json(session))
+
+
+async def session_objects(request: web.Request) -> web.StreamResponse:
+    session = await _session(request)
+    limit = query_int(request, "limit", 1000, 1, 1000)
+    try:
+        records, cursor = await services(request).sessions.objects(
+            session.id, limit, request.query.get("cursor") or None
+        )
+    except ValueError as exc:
+        raise bad_request(str(exc), {"cursor": [str(exc)]}) from None
+    return ok({"objects": [object_json(r) for r in records], "next_cursor": cursor})
+
+
+_STR = {"type": "string"}
+_OPEN_BODY = {
+    "type": "object",
+    "required": ["form", "bucket", "values"],
+    "properties": {
+        "form": _STR,
+        "bucket": _STR,
+        "prefix": {"type": "string", "description": "default: '<session id>/'"},
+        "values": {"type": "object"},
+        "ttl": {"type": "string", "description": "e.g. '8h', '2d'; at most the rule's maximum"},
+    },
+}
+
+ROUTES = [
+    Route(
+        "POST",
+        "/sessions",
+        open_session,
+        "Open a session; returns its session key (the secret is shown only here)",
+        "uploader",
+        "sessions",
+        body=_OPEN_BODY,
+        status=201,
+        response={
+            "type": "object",
+            "required": ["session", "session_key"],
+            "properties": {
+                "session": SESSION_REF,
+                "session_key": {
+                    "type": "object",
+                    "required": ["access_key", "secret_key"],
+                    "properties": {"access_key": _STR, "secret_key": _STR},
+                },
+            },
+        },
+    ),
+    Route(
+        "POST",
+        "/sessions/validate",
+        validate_draft,
+        "Check values against a form without opening a session",
+        "reader",
+        "sessions",
+        body={
+            "type": "object",
+            "required": ["form"],
+            "properties": {
+                "form": _STR,
+                "version": {"type": "integer"},
+                "values": {"type": "object"},
+            },
+        },
+        response={
+            "type": "object",
+            "required": ["valid"],
+            "properties": {
+                "valid": {"type": "boolean"},
+                "form": _STR,
+                "version": {"type": "integer"},
+                "values": {"type": "object"},
+                "errors": {"$ref": "#/components/schemas/FieldErrors"},
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/sessions",
+        search_sessions,
+        "Search sessions",
+        "reader",
+        "sessions",
+        query=(
+            ("form", _STR, "form name"),
+            ("owner", _STR, "user name"),
+            ("bucket", _STR, "bucket name"),
+            ("state", {"enum": ["open", "closed", "expired"]}, "session state"),
+            ("created_from", {"type": "string", "format": "date-time"}, "inclusive"),
+            ("created_to", {"type": "string", "format": "date-time"}, "inclusive"),
+            (
+                "where",
+                {"type": "array", "items": _STR},
+                "repeatable field condition: FIELD=V, FIELD>=V, FIELD<=V or FIELD~TEXT",
+            ),
+            (
+                "sort",
+                _STR,
+                "'created' or a field name; prefix '-' for descending (default '-created')",
+            ),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+            ("offset", {"type": "integer", "minimum": 0}, "skip matches (ignored with cursor)"),
+            ("cursor", _STR, "next_cursor of the previous page"),
+        ),
+        response={
+            "type": "object",
+            "required": ["sessions", "total"],
+            "properties": {
+                "sessions": {"type": "array", "items": SESSION_REF},
+                "total": {"type": "integer"},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/sessions/{id}",
+        get_session,
+        "Show a session (with its object count and bytes)",
+        "reader",
+        "sessions",
+        session_key_ok=True,
+        response={
+            "allOf": [
+                SESSION_REF,
+                {
+                    "type": "object",
+                    "properties": {"objects": {"type": "integer"}, "bytes": {"type": "integer"}},
+                },
+            ]
+        },
+    ),
+    Route(
+        "POST",
+        "/sessions/{id}/close",
+        close_session,
+        "Close a session (owner or admin); its key stops working",
+        "uploader",
+        "sessions",
+        response=SESSION_REF,
+    ),
+    Route(
+        "GET",
+        "/sessions/{id}/objects",
+        session_objects,
+        "List the objects written in a session",
+        "reader",
+        "sessions",
+        session_key_ok=True,
+        query=(
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+            ("cursor", _STR, "next_cursor of the previous page"),
+        ),
+        response={
+            "type": "object",
+            "properties": {
+                "objects": {"type": "array", "items": OBJECT_REF},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+    ),
+]

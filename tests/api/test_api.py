@@ -71,6 +71,8 @@ def test_login_cookie_me_logout(gw: Gateway) -> None:
     cookie = reply.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/_minimo/" in cookie
     assert "Secure" not in cookie  # plain HTTP on loopback; set under TLS
+    assert reply.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
     me = browser.call("GET", "/me")
     assert me.status == 200
     assert me.body["auth"] == "cookie" and me.body["csrf_token"] == browser.csrf

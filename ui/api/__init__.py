@@ -53,6 +53,14 @@ def _lazy_session_middleware(app: web.Application) -> Middleware:
     return lazy
 
 
+async def _harden(request: web.Request, response: web.StreamResponse) -> None:
+    # JSON is never a page: forbid rendering, framing and MIME sniffing of API answers.
+    response.headers.setdefault(
+        "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
 def setup_api(app: web.Application) -> None:
     # Errors are turned into JSON inside the session middleware too, so a session changed by a
     # refused request (an invalidated login) is still saved; the outer one catches the rest.
@@ -60,6 +68,7 @@ def setup_api(app: web.Application) -> None:
         middlewares=[error_middleware, _lazy_session_middleware(app), error_middleware]
     )
     api[API_STATE] = ApiState()
+    api.on_response_prepare.append(_harden)
     for route in all_routes():
         api.router.add_route(route.method, route.path, guard(route))
     app.add_subapp(API_PREFIX, api)

@@ -348,6 +348,7 @@ def test_users(gw: Gateway, world: World) -> None:
     names = [u["name"] for u in admin.call("GET", "/users").body["users"]]
     assert {"admin", "gene", "ulla", "rita"} <= set(names)
     assert admin.call("DELETE", "/users/admin").status == 400  # not yourself
+    assert admin.call("PATCH", "/users/admin", {"role": "reader"}).status == 400
     gone = admin.call("DELETE", "/users/gene")
     assert gone.status == 200 and gone.body["user"]["deleted"]
     assert admin.call("DELETE", "/users/gene").status == 404

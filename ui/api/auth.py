@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import math
 import re
+import secrets
 from typing import Any, cast
 
 from aiohttp import web
@@ -32,6 +33,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway import appkeys
 from gateway.auth import authenticate
 from gateway.errors import S3Error
+from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal
 from ui.api.common import (
     AUTH_VIA,
@@ -191,7 +193,14 @@ async def login(request: web.Request) -> web.StreamResponse:
             f"too many failed logins for {user!r} from this address; try again in {seconds} s",
             headers={"Retry-After": str(seconds)},
         )
-    who = await svc.identity.authenticate(user, password)
+    known = await svc.identity.get_user(user)
+    if known is None or not known.active:
+        if state.decoy_hash is None:
+            state.decoy_hash = await hash_password_async(secrets.token_urlsafe(16))
+        await verify_password_async(state.decoy_hash, password)
+        who = None
+    else:
+        who = await svc.identity.authenticate(user, password)
     if who is None:
         state.limiter.failed(user, ip)
         await svc.auditor.refused(user or None, "login", f"user:{user}", "bad credentials", ip=ip)

@@ -86,6 +86,9 @@ class ApiState:
 
     services: Services | None = None
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    #: an argon2id hash of a random password, checked for unknown users so that a failed login
+    #: takes as long whether or not the user exists (no user enumeration by timing)
+    decoy_hash: str | None = None
 
 
 API_STATE = web.AppKey("minimo_api_state", ApiState)

@@ -69,6 +69,14 @@ async def update_user(request: web.Request) -> web.StreamResponse:
         user = await svc.identity.get_user(name)
         if user is None or not user.active:
             raise IdentityError(f"no user {name!r}")
+        if role is not None and name == who.user and role != user.role.value:
+            # an admin demoting themselves could leave nobody able to administer
+            raise ApiError(
+                400,
+                "bad_request",
+                "you cannot change your own role; ask another admin",
+                {"role": ["cannot change your own role"]},
+            )
         if role is not None:
             user = await svc.identity.set_role(name, role)
             svc.identity.forget()  # cached credentials carry the old role

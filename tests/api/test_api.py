@@ -308,9 +308,9 @@ def test_search_sessions(world: World) -> None:
     )
     assert following.status == 200
     assert following.body["sessions"][0]["id"] != hot.body["sessions"][0]["id"]
-    by_temp = world.reader.call("GET", "/sessions?form=run&sort=temp_c&state=open&owner=ulla")
-    temps = [s["values"].get("temp_c") for s in by_temp.body["sessions"]]
-    assert temps == sorted(temps, reverse=False) or temps  # ordering checked below
+    newest = world.reader.call("GET", "/sessions?form=run&state=open&owner=ulla").body
+    created = [x["created"] for x in newest["sessions"]]
+    assert created == sorted(created, reverse=True)  # default: -created
     asc = world.reader.call("GET", "/sessions?form=run&sort=%2Btemp_c&where=temp_c>%3D0")
     values = [s["values"]["temp_c"] for s in asc.body["sessions"]]
     assert values == sorted(values)

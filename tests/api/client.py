@@ -37,7 +37,8 @@ def _send(opener: urllib.request.OpenerDirector, request: urllib.request.Request
     except urllib.error.HTTPError as exc:
         raw, status, headers = exc.read(), exc.code, exc.headers
     all_headers = {k: ", ".join(headers.get_all(k) or []) for k in headers}
-    body = json.loads(raw) if raw else None
+    is_json = "json" in headers.get("Content-Type", "")
+    body = (json.loads(raw) if is_json else raw.decode()) if raw else None
     return Reply(status, body, all_headers)
 
 

@@ -3,6 +3,8 @@ the login rate limit, SigV4-signed scripts (botocore and curl) and the OpenAPI d
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -488,3 +490,44 @@ def test_openapi_describes_exactly_the_routes(gw: Gateway) -> None:
     for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
         name = ref.rsplit("/", 1)[-1]
         assert name in doc.body["components"]["schemas"], ref
+
+
+# -- twins of the metadata and data browsers -------------------------------------------------------
+def test_export_sessions_csv_and_json(world: World) -> None:
+    open_session(world.uploader, values={"sample": "E,1", "temp_c": 77})
+    csv_reply = world.reader.call("GET", "/sessions/export?form=run&where=temp_c>%3D77")
+    assert csv_reply.status == 200
+    assert csv_reply.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(csv_reply.body)))
+    assert [r["sample"] for r in rows] == ["E,1"] and rows[0]["temp_c"] == "77"
+    assert rows[0]["owner"] == "ulla" and rows[0]["state"] == "open"
+    everything = world.reader.call("GET", "/sessions/export?format=json&form=run")
+    assert everything.status == 200
+    total = world.reader.call("GET", "/sessions?form=run&limit=1").body["total"]
+    assert everything.body["total"] == total == len(everything.body["sessions"])
+    bad = world.reader.call("GET", "/sessions/export?format=xml")
+    assert bad.status == 400 and "format" in bad.error["fields"]
+
+
+def test_browse_buckets(gw: Gateway, world: World) -> None:
+    opened = open_session(world.uploader, prefix="browse/")
+    key = opened["session_key"]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=gw.endpoint,
+        aws_access_key_id=key["access_key"],
+        aws_secret_access_key=key["secret_key"],
+        region_name="us-east-1",
+    )
+    for name in ("browse/a.txt", "browse/sub/b.txt"):
+        s3.put_object(Bucket="raw", Key=name, Body=b"x")
+    buckets = world.reader.call("GET", "/buckets").body["buckets"]
+    assert "raw" in [b["name"] for b in buckets]
+    top = world.reader.call("GET", "/buckets/raw?prefix=browse/").body
+    assert top["prefixes"] == ["browse/sub/"]
+    assert [(o["key"], o["session_id"]) for o in top["objects"]] == [
+        ("browse/a.txt", opened["session"]["id"])
+    ]
+    paged = world.reader.call("GET", "/buckets/raw?prefix=browse/&limit=1").body
+    assert paged["next_start_after"]
+    assert world.reader.call("GET", "/buckets/nosuchbucket").status == 404

@@ -67,6 +67,8 @@ class Route:
     query: tuple[tuple[str, Schema, str], ...] = ()
     #: whether a session key may call it (only for its own session)
     session_key_ok: bool = False
+    #: media types of the success response
+    media: tuple[str, ...] = ("application/json",)
 
 
 # -- services ------------------------------------------------------------------------------------

@@ -216,7 +216,10 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(route.status): {
             "description": "success",
-            "content": {"application/json": {"schema": route.response}},
+            "content": {
+                media: {"schema": route.response if media == "application/json" else _STR}
+                for media in route.media
+            },
         },
         "400": {"description": "bad input", "content": _ERROR},
     }

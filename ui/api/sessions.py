@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import json
 from typing import Any
 
 from aiohttp import web
 
 from policy.catalog import CatalogError
-from policy.forms import FormValidationError, validate_values
+from policy.forms import Form, FormValidationError, validate_values
 from policy.sessions import SessionError, parse_where
 from policy.store.base import SessionQuery
 from ui.api.common import (
     Route,
+    Schema,
     created,
     json_body,
     object_json,
@@ -93,13 +98,13 @@ async def validate_draft(request: web.Request) -> web.StreamResponse:
     return ok({"valid": True, "form": form.name, "version": form.version, "values": clean})
 
 
-async def search_sessions(request: web.Request) -> web.StreamResponse:
+async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
+    """The search the query string asks for (shared by search and export)."""
     q = request.query
-    svc = services(request)
     form_name = q.get("form") or None
     form = None
     if form_name is not None:
-        form = await svc.forms.find(form_name)
+        form = await services(request).forms.find(form_name)
         if form is None:
             raise bad_request(f"no form {form_name}", {"form": ["no such form"]})
     try:
@@ -107,27 +112,32 @@ async def search_sessions(request: web.Request) -> web.StreamResponse:
     except SessionError as exc:
         raise bad_request(str(exc), {"where": [str(exc)]}) from None
     sort = q.get("sort") or "-created"
-    descending = sort.startswith("-")
     sort_field = sort.lstrip("-+")
-    state = q.get("state") or None
     try:
         query = SessionQuery(
             form_name=form_name,
             owner=q.get("owner") or None,
             bucket=q.get("bucket") or None,
-            state=state,  # type: ignore[arg-type]  # checked by SessionQuery
+            state=q.get("state") or None,  # type: ignore[arg-type]  # checked by SessionQuery
             created_from=query_time(request, "created_from"),
             created_to=query_time(request, "created_to"),
             fields=fields,
             sort_field=None if sort_field == "created" else sort_field,
-            descending=descending,
+            descending=sort.startswith("-"),
             limit=query_int(request, "limit", 50, 1, 1000),
             offset=query_int(request, "offset", 0, 0, 10**9),
             cursor=q.get("cursor") or None,
         )
-        page = await svc.sessions.search(query)
     except ValueError as exc:
-        raise bad_request(str(exc)) from None
+        field = "state" if "state" in str(exc) else "sort" if "field name" in str(exc) else None
+        raise bad_request(str(exc), {field: [str(exc)]} if field else None) from None
+    return query, form
+
+
+async def search_sessions(request: web.Request) -> web.StreamResponse:
+    query, _ = await _query(request)
+    try:
+        page = await services(request).sessions.search(query)
     except SessionError as exc:
         raise bad_request(str(exc), {"cursor": [str(exc)]}) from None
     return ok(
@@ -174,6 +184,81 @@ async def session_objects(request: web.Request) -> web.StreamResponse:
     return ok({"objects": [object_json(r) for r in records], "next_cursor": cursor})
 
 
+_EXPORT_PAGE = 500
+_CSV_COLUMNS = (
+    "id",
+    "form",
+    "form_version",
+    "bucket",
+    "prefix",
+    "owner",
+    "state",
+    "created",
+    "expires",
+    "closed",
+)
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else value
+
+
+async def export_sessions(request: web.Request) -> web.StreamResponse:
+    """Every session matching the search (not one page) as CSV or JSON, streamed page by page,
+    so a large export never sits whole in memory (DESIGN.md decision 3)."""
+    fmt = request.query.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        raise bad_request("format must be csv or json", {"format": ["must be csv or json"]})
+    query, form = await _query(request)
+    sessions = services(request).sessions
+    query = dataclasses.replace(query, limit=_EXPORT_PAGE, offset=0, cursor=None)
+    try:
+        page = await sessions.search(query)  # before the response starts: errors stay JSON
+    except SessionError as exc:
+        raise bad_request(str(exc)) from None
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json",
+            "Content-Disposition": f'attachment; filename="sessions.{fmt}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    field_names = [f.name for f in form.fields] if form is not None else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if fmt == "csv":
+        writer.writerow([*_CSV_COLUMNS, *(field_names or ["values"])])
+    else:
+        buffer.write(f'{{"total": {page.total}, "sessions": [')
+    first = True
+    while True:
+        for session in page.sessions:
+            row = session_json(session)
+            if fmt == "csv":
+                values = [row["values"].get(n) for n in field_names] or [row["values"]]
+                writer.writerow(
+                    [_csv_cell(row[c]) for c in _CSV_COLUMNS] + [_csv_cell(v) for v in values]
+                )
+            else:
+                buffer.write(("" if first else ",") + json.dumps(row))
+            first = False
+        await response.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+        if page.next_cursor is None:
+            break
+        page = await sessions.search(dataclasses.replace(query, cursor=page.next_cursor))
+    if fmt == "json":
+        await response.write(b"]}")
+    await response.write_eof()
+    return response
+
+
 _STR = {"type": "string"}
 _OPEN_BODY = {
     "type": "object",
@@ -186,6 +271,28 @@ _OPEN_BODY = {
         "ttl": {"type": "string", "description": "e.g. '8h', '2d'; at most the rule's maximum"},
     },
 }
+
+_SEARCH_PARAMS: tuple[tuple[str, Schema, str], ...] = (
+    ("form", _STR, "form name"),
+    ("owner", _STR, "user name"),
+    ("bucket", _STR, "bucket name"),
+    ("state", {"enum": ["open", "closed", "expired"]}, "session state"),
+    ("created_from", {"type": "string", "format": "date-time"}, "inclusive"),
+    ("created_to", {"type": "string", "format": "date-time"}, "inclusive"),
+    (
+        "where",
+        {"type": "array", "items": _STR},
+        "repeatable field condition: FIELD=V, FIELD>=V, FIELD<=V or FIELD~TEXT",
+    ),
+    (
+        "sort",
+        _STR,
+        "'created' or a field name; prefix '-' for descending (default '-created')",
+    ),
+    ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+    ("offset", {"type": "integer", "minimum": 0}, "skip matches (ignored with cursor)"),
+    ("cursor", _STR, "next_cursor of the previous page"),
+)
 
 ROUTES = [
     Route(
@@ -245,27 +352,7 @@ ROUTES = [
         "Search sessions",
         "reader",
         "sessions",
-        query=(
-            ("form", _STR, "form name"),
-            ("owner", _STR, "user name"),
-            ("bucket", _STR, "bucket name"),
-            ("state", {"enum": ["open", "closed", "expired"]}, "session state"),
-            ("created_from", {"type": "string", "format": "date-time"}, "inclusive"),
-            ("created_to", {"type": "string", "format": "date-time"}, "inclusive"),
-            (
-                "where",
-                {"type": "array", "items": _STR},
-                "repeatable field condition: FIELD=V, FIELD>=V, FIELD<=V or FIELD~TEXT",
-            ),
-            (
-                "sort",
-                _STR,
-                "'created' or a field name; prefix '-' for descending (default '-created')",
-            ),
-            ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
-            ("offset", {"type": "integer", "minimum": 0}, "skip matches (ignored with cursor)"),
-            ("cursor", _STR, "next_cursor of the previous page"),
-        ),
+        query=_SEARCH_PARAMS,
         response={
             "type": "object",
             "required": ["sessions", "total"],
@@ -273,6 +360,28 @@ ROUTES = [
                 "sessions": {"type": "array", "items": SESSION_REF},
                 "total": {"type": "integer"},
                 "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/sessions/export",
+        export_sessions,
+        "Export every session matching a search as CSV or JSON",
+        "reader",
+        "sessions",
+        query=(
+            ("format", {"enum": ["csv", "json"]}, "default csv"),
+            *_SEARCH_PARAMS[:-3],
+        ),
+        media=("text/csv", "application/json"),
+        response={
+            "type": "object",
+            "description": "JSON: {total, sessions}; CSV (text/csv): one row per session, one "
+            "column per field of the form given, else a 'values' column of JSON",
+            "properties": {
+                "total": {"type": "integer"},
+                "sessions": {"type": "array", "items": SESSION_REF},
             },
         },
     ),

@@ -2,7 +2,7 @@
 
 Everything outside ``/_minimo/`` is S3. A request is routed by hand (bucket and key decoded from
 the *raw* path, so ``%2F`` and ``+`` keep their meaning), authenticated, classified into an
-S3 operation, authorized and handed to one handler function.
+S3 operation, authorized by ``policy.enforce`` and handed to one handler function.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
 from gateway import s3xml
-from gateway.appkeys import CONFIG, IDENTITY, OBJECT_STORE
+from gateway.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
 from gateway.auth import authenticate
 from gateway.backends.base import ObjectStore
 from gateway.config import Config
@@ -26,8 +26,9 @@ from gateway.errors import S3Error
 from gateway.handlers import buckets, listing, multipart, objects
 from gateway.handlers.common import S3Request
 from gateway.names import validate_bucket, validate_key
+from gateway.writes import WritePath, refused
+from policy.enforce import CONTINUES, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
-from policy.principal import Principal
 
 log = logging.getLogger("minimo.s3")
 
@@ -189,24 +190,33 @@ def _method_not_allowed(method: str, resource: str) -> S3Error:
     )
 
 
-def authorize(principal: Principal | None, op: str, write: bool, resource: str) -> None:
-    """Interim rule (issue 2): admin and uploader do everything, reader only reads.
-
-    The enforcement issue replaces this with ``policy.enforce``.
-    """
-    if principal is None:
-        raise S3Error(
-            "AccessDenied",
-            "Anonymous access is not allowed: sign your requests with an access key.",
-            resource=resource,
+async def authorize(
+    writes: WritePath, request: web.Request, auth: object, op: str, bucket: str, key: str
+) -> Decision:
+    """The one authorization: ``policy.enforce`` (DESIGN.md decisions 5-7). A refusal becomes
+    the S3 error (AccessDenied, with the teaching Message) clients print."""
+    upload_id = request.query.get("uploadId") if op in CONTINUES else None
+    try:
+        return await writes.enforcer.decide(
+            auth.principal,  # type: ignore[attr-defined]
+            op,
+            bucket,
+            key,
+            request.headers.get(SESSION_HEADER),
+            upload_id=upload_id,
         )
-    if write and not principal.may_write:
-        raise S3Error(
-            "AccessDenied",
-            f"{op} is a write, and user {principal.user!r} has the role "
-            f"{principal.role.value!r}, which may only read. Ask an admin for the uploader role.",
-            resource=resource,
-        )
+    except Refusal as refusal:
+        if op == "CreateBucket":
+            # Tools "make sure" the bucket exists before uploading (rclone, s3cmd) and accept
+            # only BucketAlreadyOwnedByYou; an uploader must not fail there on a bucket that is
+            # already there (ListBuckets shows it anyway).
+            try:
+                await request.app[OBJECT_STORE].head_bucket(bucket)
+            except S3Error:
+                pass  # absent (or unknowable): the refusal stands
+            else:
+                raise S3Error("BucketAlreadyOwnedByYou", resource=f"/{bucket}") from None
+        raise refused(refusal, f"/{bucket}/{key}" if key else f"/{bucket}") from None
 
 
 def split_target(request: web.Request, domain: str | None) -> tuple[str, str]:
@@ -244,13 +254,22 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     query = request.query
     op_name = classify(request.method, bucket, key, query, request.headers)
     op = OPERATIONS[op_name]
-    resource = f"/{bucket}/{key}" if key else f"/{bucket}"
-    authorize(auth.principal, op_name, op.write, resource)
+    if auth.principal is None:
+        # Before any name checks, as before enforcement existed: anonymous callers learn nothing.
+        raise S3Error(
+            "AccessDenied",
+            "Anonymous access is not allowed: sign your requests with an access key.",
+            resource=f"/{bucket}/{key}" if key else f"/{bucket}",
+        )
     if bucket:
         validate_bucket(bucket)
         if key:
             validate_key(bucket, key)
-    s3req = S3Request(request, config, app[OBJECT_STORE], op_name, bucket, key, auth)
+    writes = app[WRITE_PATH]
+    decision = await authorize(writes, request, auth, op_name, bucket, key)
+    s3req = S3Request(
+        request, config, app[OBJECT_STORE], op_name, bucket, key, auth, decision, writes
+    )
     return await op.handler(s3req)
 
 
@@ -325,11 +344,14 @@ async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None
         headers["x-amz-id-2"] = request.app[HOST_ID]
 
 
-def create_app(config: Config, object_store: ObjectStore, identity: Identity) -> web.Application:
+def create_app(
+    config: Config, object_store: ObjectStore, identity: Identity, writes: WritePath
+) -> web.Application:
     app = web.Application(handler_args=HANDLER_ARGS)
     app[CONFIG] = config
     app[OBJECT_STORE] = object_store
     app[IDENTITY] = identity
+    app[WRITE_PATH] = writes
     app[HOST_ID] = base64.b64encode(secrets.token_bytes(48)).decode("ascii")
     app.on_response_prepare.append(_stamp)
     try:

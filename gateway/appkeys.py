@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.backends.base import ObjectStore
 from gateway.config import Config
+from gateway.writes import WritePath
 from policy.identity import Identity
 from policy.store.base import MetadataStore
 
@@ -13,3 +14,5 @@ CONFIG = web.AppKey("config", Config)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 IDENTITY = web.AppKey("identity", Identity)
 METADATA_STORE = web.AppKey("metadata_store", MetadataStore)
+#: enforcement and the write protocol (policy.enforce + the metadata store)
+WRITE_PATH = web.AppKey("write_path", WritePath)

@@ -187,8 +187,10 @@ async def _open_object_store(config: Config) -> Any:
 
 def _create_app(config: Config, object_store: Any, identity: IdentityService) -> web.Application:
     from gateway.app import create_app
+    from gateway.writes import build_write_path
 
-    return create_app(config, object_store, identity)
+    # Enforcement (policy.enforce) and the write protocol share the identity's metadata store.
+    return create_app(config, object_store, identity, build_write_path(identity, config.base_url))
 
 
 def _handler_args() -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Shared fixtures: real servers (versitygw, minimo) and real clients pointed at them.
 
 ``gateway`` is parametrized over the matrix issue 2 asks for: both object-store backends
-(``local``, ``s3`` in front of versitygw), each over plain HTTP and over HTTPS.
+(``local``, ``s3`` in front of versitygw), each over plain HTTP and over HTTPS. Its policy makes
+everything a scratch area, so the S3 protocol tests write with the admin key and no session.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from tests.servers import Gateway, Versitygw, run_ferretdb, run_gateway, run_versitygw
+from tests.servers import (
+    SCRATCH_POLICY,
+    Gateway,
+    Versitygw,
+    run_ferretdb,
+    run_gateway,
+    run_versitygw,
+)
 
 GATEWAY_MATRIX = ["local-http", "local-https", "s3-http", "s3-https"]
 
@@ -46,7 +54,9 @@ def gateway(
     backend, transport = request.param.split("-")
     upstream = request.getfixturevalue("versitygw") if backend == "s3" else None
     data_dir = tmp_path_factory.mktemp(f"minimo-{request.param}")
-    with run_gateway(data_dir, upstream=upstream, tls=transport == "https") as gw:
+    with run_gateway(
+        data_dir, upstream=upstream, tls=transport == "https", policy=SCRATCH_POLICY
+    ) as gw:
         gw.backend = backend  # type: ignore[attr-defined]
         yield gw
 

@@ -144,6 +144,18 @@ def run_ferretdb(root: Path) -> Iterator[str]:
         log.close()
 
 
+#: a policy under which everything is a scratch area: admins and uploaders write without a
+#: session, overwrite, and admins delete (what the S3 protocol tests of issue 2 need)
+SCRATCH_POLICY = """\
+[[rule]]
+bucket = "*"
+prefix = ""
+require_session = false
+overwrite = "allow"
+delete = "admin"
+"""
+
+
 def mongo_uri(server: str, database: str) -> str:
     """``server`` (a URI from run_ferretdb) naming ``database`` in its path."""
     return server.rstrip("/") + "/" + database
@@ -198,7 +210,14 @@ def run_gateway(
     tls: bool = False,
     extra_args: list[str] | None = None,
     mongo_uri: str | None = None,
+    policy: str | None = SCRATCH_POLICY,
 ) -> Iterator[Gateway]:
+    """``policy`` (TOML text) is written to the data dir and put in force with ``--policy``.
+
+    The default makes everything a scratch area, so tests about the S3 protocol (or serving)
+    write with the admin key as before enforcement; None starts without ``--policy`` (no rules:
+    every write refused). A ``--policy`` in ``extra_args`` comes later and wins.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     args = [
@@ -216,6 +235,10 @@ def run_gateway(
         args += ["--tls", "--certs-dir", str(data_dir / "certs")]
     if mongo_uri:
         args += ["--mongo-uri", mongo_uri]
+    if policy is not None:
+        policy_file = data_dir / "policy.toml"
+        policy_file.write_text(policy)
+        args += ["--policy", str(policy_file)]
     args += extra_args or []
     log = open(data_dir / f"gateway-{port}.log", "wb")  # noqa: SIM115 - closed below
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMO_")}

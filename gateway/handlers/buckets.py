@@ -42,12 +42,19 @@ async def create_bucket(r: S3Request) -> web.StreamResponse:
                 resource=r.resource,
             )
     await r.store.create_bucket(r.bucket)
+    await _audit(r)
     return web.Response(headers={"Location": f"/{r.bucket}"})
 
 
 async def delete_bucket(r: S3Request) -> web.StreamResponse:
     await r.store.delete_bucket(r.bucket)
+    await _audit(r)
     return web.Response(status=204)
+
+
+async def _audit(r: S3Request) -> None:
+    if r.writes is not None and r.decision is not None:
+        await r.writes.accepted(r.decision, f"s3://{r.bucket}/")
 
 
 async def head_bucket(r: S3Request) -> web.StreamResponse:

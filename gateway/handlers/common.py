@@ -17,6 +17,8 @@ from gateway.body import request_body
 from gateway.config import Config
 from gateway.errors import S3Error
 from gateway.names import validate_bucket, validate_key
+from gateway.writes import WritePath
+from policy.enforce import Decision
 
 MAX_METADATA_BYTES = 2048
 META_PREFIX = "x-amz-meta-"
@@ -41,6 +43,10 @@ class S3Request:
     bucket: str
     key: str
     auth: Any  # gateway.auth.AuthContext
+    #: what policy.enforce decided for this request (None only in handler unit tests)
+    decision: Decision | None = None
+    #: the write protocol's services (records, claims, audit)
+    writes: WritePath | None = None
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -54,10 +60,11 @@ class S3Request:
     def resource(self) -> str:
         return f"/{self.bucket}/{self.key}" if self.key else f"/{self.bucket}"
 
-    def body(self) -> Any:
-        """The decoded, verified request body (gateway.backends.base.Body)."""
+    def body(self, *, sha256: bool = False) -> Any:
+        """The decoded, verified request body (gateway.backends.base.Body); ``sha256`` makes
+        it compute ``sha256_hex`` (for the object record) as it streams."""
         # only the local backend needs MD5 (its ETag); an s3 upstream computes its own
-        return request_body(self.request, self.auth, md5=self.store.kind == "local")
+        return request_body(self.request, self.auth, md5=self.store.kind == "local", sha256=sha256)
 
 
 def xml_response(body: bytes, status: int = 200) -> web.Response:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from aiohttp import web
@@ -21,6 +23,9 @@ from gateway.handlers.common import (
     write_meta,
     xml_response,
 )
+from gateway.writes import WritePath, hash_object, refused, stamp
+from policy.enforce import Decision, Refusal
+from policy.store.base import MultipartRecord
 
 MAX_PARTS = 1000
 
@@ -48,8 +53,32 @@ def _part_number(r: S3Request) -> int:
     return number
 
 
+def _write_context(r: S3Request) -> tuple[Decision, WritePath]:
+    assert r.decision is not None and r.writes is not None, "the app enforces before handlers"
+    return r.decision, r.writes
+
+
 async def create_multipart_upload(r: S3Request) -> web.StreamResponse:
-    upload_id = await r.store.create_multipart_upload(r.bucket, r.key, write_meta(r.headers))
+    decision, writes = _write_context(r)
+    meta = stamp(write_meta(r.headers), decision)
+    upload_id = await r.store.create_multipart_upload(r.bucket, r.key, meta)
+    record = MultipartRecord(
+        upload_id=upload_id,
+        bucket=r.bucket,
+        key=r.key,
+        session_id=decision.session_id,
+        principal=decision.principal.user if decision.principal else "-",
+        created=datetime.now(UTC),
+    )
+    try:
+        # Kept in the metadata store, so any gateway process can take the parts and check
+        # that they come from the same user under a still-open session.
+        await writes.store.create_multipart(record)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await r.store.abort_multipart_upload(r.bucket, r.key, upload_id)
+        raise
+    await writes.accepted(decision, f"s3://{r.bucket}/{r.key}", upload_id=upload_id)
     inner = s3xml.elements([("Bucket", r.bucket), ("Key", r.key), ("UploadId", upload_id)])
     return xml_response(s3xml.document("InitiateMultipartUploadResult", inner))
 
@@ -60,6 +89,8 @@ async def upload_part(r: S3Request) -> web.StreamResponse:
     require_length(r.headers)
     body = r.body()
     etag = await r.store.upload_part(r.bucket, r.key, upload_id, number, body)
+    decision, writes = _write_context(r)
+    await writes.accepted(decision, f"s3://{r.bucket}/{r.key}", upload_id=upload_id, part=number)
     headers = checksum_headers(r.headers, body)
     headers["ETag"] = s3xml.quote_etag(etag)
     return web.Response(headers=headers)
@@ -69,6 +100,11 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
     number = _part_number(r)
     upload_id = _upload_id(r)
     src_bucket, src_key = copy_source(r.headers)
+    decision, writes = _write_context(r)
+    try:
+        await writes.enforcer.check_read(decision.principal, src_bucket)
+    except Refusal as refusal:
+        raise refused(refusal, r.resource) from None
     result = await r.store.upload_part_copy(
         r.bucket,
         r.key,
@@ -78,6 +114,13 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
         src_key,
         range_header=r.headers.get("x-amz-copy-source-range"),
         conditions=conditions(r.headers, "x-amz-copy-source-"),
+    )
+    await writes.accepted(
+        decision,
+        f"s3://{r.bucket}/{r.key}",
+        upload_id=upload_id,
+        part=number,
+        source=f"s3://{src_bucket}/{src_key}",
     )
     inner = s3xml.elements(
         [
@@ -116,7 +159,35 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
     doc = await read_xml(r, "CompleteMultipartUpload")
     assert doc is not None
     parts = _parts(doc)
-    etag = await r.store.complete_multipart_upload(r.bucket, r.key, upload_id, parts)
+    decision, writes = _write_context(r)
+    write = writes.begin(decision, r.bucket, r.key, upload_id)
+    await write.start()
+    try:
+        await write.refuse_if_exists(r.store)
+        etag = await r.store.complete_multipart_upload(r.bucket, r.key, upload_id, parts)
+        # Part hashes cannot be combined into the whole object's SHA-256 (unlike CRCs), so
+        # the completed object is read back once, as a stream, to hash it.
+        try:
+            sha256, size, content_type = await hash_object(r.store, r.bucket, r.key, etag)
+        except S3Error as err:
+            if err.code != "PreconditionFailed":
+                raise
+            # Overwritten (overwrite = allow) before it could be hashed: the newer write owns
+            # the key and its record; this one leaves none.
+            await write.abort()
+        else:
+            await write.commit(
+                size=size,
+                etag=etag,
+                sha256=sha256,
+                content_type=content_type,
+                upload_id=upload_id,
+                parts=len(parts),
+            )
+    except BaseException:
+        await write.abort()
+        raise
+    await writes.store.delete_multipart(upload_id)
     inner = s3xml.elements(
         [
             ("Location", f"{r.config.base_url}/{r.bucket}/{quote(r.key)}"),
@@ -129,7 +200,11 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
 
 
 async def abort_multipart_upload(r: S3Request) -> web.StreamResponse:
-    await r.store.abort_multipart_upload(r.bucket, r.key, _upload_id(r))
+    upload_id = _upload_id(r)
+    decision, writes = _write_context(r)
+    await r.store.abort_multipart_upload(r.bucket, r.key, upload_id)
+    await writes.store.delete_multipart(upload_id)
+    await writes.accepted(decision, f"s3://{r.bucket}/{r.key}", upload_id=upload_id)
     return web.Response(status=204)
 
 

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from gateway import s3xml
-from gateway.backends.base import ObjectInfo
+from gateway.backends.base import Conditions, ObjectInfo, WriteMeta
 from gateway.errors import S3Error
 from gateway.handlers.buckets import ACL_DOCUMENT
 from gateway.handlers.common import (
@@ -24,6 +24,8 @@ from gateway.handlers.common import (
 )
 from gateway.names import validate_key
 from gateway.sendfile import send_body
+from gateway.writes import WritePath, hash_object, refused, stamp
+from policy.enforce import Decision, Refusal
 
 log = logging.getLogger("minimo.s3")
 
@@ -148,12 +150,40 @@ def _if_none_match(r: S3Request) -> bool:
 async def put_object(r: S3Request) -> web.StreamResponse:
     require_length(r.headers)
     if_none_match = _if_none_match(r)
-    meta = write_meta(r.headers)
-    body = r.body()
-    etag = await r.store.put_object(r.bucket, r.key, body, meta, if_none_match=if_none_match)
+    decision, writes = _write_context(r)
+    meta = stamp(write_meta(r.headers), decision)
+    body = r.body(sha256=True)
+    write = writes.begin(decision, r.bucket, r.key)
+    await write.start()
+    try:
+        try:
+            # Under write-once the claim already keeps minimo's own writers apart; asking the
+            # store for If-None-Match too refuses an object that exists without a claim (written
+            # while overwrites were allowed, or before minimo), at no extra round trip.
+            etag = await r.store.put_object(
+                r.bucket, r.key, body, meta, if_none_match=if_none_match or decision.write_once
+            )
+        except S3Error as err:
+            if err.code == "PreconditionFailed" and not if_none_match:
+                raise await write.overwrite_refused() from None
+            raise
+        await write.commit(
+            size=body.received,
+            etag=etag,
+            sha256=body.sha256_hex,
+            content_type=meta.content_type,
+        )
+    except BaseException:
+        await write.abort()
+        raise
     headers = checksum_headers(r.headers, body)
     headers["ETag"] = s3xml.quote_etag(etag)
     return web.Response(headers=headers)
+
+
+def _write_context(r: S3Request) -> tuple[Decision, WritePath]:
+    assert r.decision is not None and r.writes is not None, "the app enforces before handlers"
+    return r.decision, r.writes
 
 
 def _directive(r: S3Request) -> str:
@@ -178,14 +208,51 @@ async def copy_object(r: S3Request) -> web.StreamResponse:
             "or encryption attributes.",
             resource=r.resource,
         )
-    result = await r.store.copy_object(
-        src_bucket,
-        src_key,
-        r.bucket,
-        r.key,
-        meta=write_meta(r.headers) if replace else None,
-        conditions=conditions(r.headers, "x-amz-copy-source-"),
-    )
+    decision, writes = _write_context(r)
+    try:
+        await writes.enforcer.check_read(decision.principal, src_bucket)
+    except Refusal as refusal:
+        raise refused(refusal, r.resource) from None
+    source = await r.store.head_object(src_bucket, src_key)
+    if replace:
+        meta = write_meta(r.headers)
+    else:
+        # Directive COPY keeps the source's metadata, but never its session stamp: the copy
+        # belongs to the session this request names. So the metadata is copied here.
+        meta = WriteMeta(
+            content_type=source.content_type,
+            metadata=dict(source.metadata),
+            headers=dict(source.headers),
+        )
+    stamp(meta, decision)
+    # The copy must be of the object just looked at (its record's SHA-256 is reused below):
+    # pin it by ETag unless the client set its own condition.
+    cond = conditions(r.headers, "x-amz-copy-source-") or Conditions()
+    if cond.if_match is None:
+        cond.if_match = source.etag
+    write = writes.begin(decision, r.bucket, r.key)
+    await write.start()
+    try:
+        await write.refuse_if_exists(r.store)
+        source_record = await writes.store.get_object_record(src_bucket, src_key)
+        result = await r.store.copy_object(
+            src_bucket, src_key, r.bucket, r.key, meta=meta, conditions=cond
+        )
+        if source_record is not None and source_record.etag == source.etag:
+            sha256, size = source_record.sha256, source.size
+        else:
+            # No trusted record of the source: hash the copy once as it is now stored.
+            sha256, size, _ = await hash_object(r.store, r.bucket, r.key, result.etag)
+        await write.commit(
+            size=size,
+            etag=result.etag,
+            sha256=sha256,
+            content_type=meta.content_type,
+            source=f"s3://{src_bucket}/{src_key}",
+        )
+    except BaseException:
+        await write.abort()
+        raise
     inner = s3xml.elements(
         [
             ("LastModified", s3xml.iso8601(result.last_modified)),
@@ -197,8 +264,16 @@ async def copy_object(r: S3Request) -> web.StreamResponse:
 
 async def delete_object(r: S3Request) -> web.StreamResponse:
     check_version_id(r.query, r.resource)
-    await r.store.delete_object(r.bucket, r.key)
+    decision, writes = _write_context(r)
+    await _delete(r, writes, decision, r.key)
     return web.Response(status=204)
+
+
+async def _delete(r: S3Request, writes: WritePath, decision: Decision, key: str) -> None:
+    await r.store.delete_object(r.bucket, key)
+    # The record goes (and the write-once claim with it); the history keeps every write.
+    had_record = await writes.store.delete_object_record(r.bucket, key)
+    await writes.accepted(decision, f"s3://{r.bucket}/{key}", had_record=had_record)
 
 
 async def get_object_acl(r: S3Request) -> web.StreamResponse:
@@ -229,11 +304,17 @@ def _delete_request(doc: dict) -> tuple[bool, list[tuple[str, str | None]]]:
 
 
 async def _delete_one(r: S3Request, key: str, version: str | None) -> str:
+    _, writes = _write_context(r)
     try:
         if version is not None and version not in ("", "null"):
             raise S3Error("NoSuchVersion", "This server keeps one version per key ('null').")
         validate_key(r.bucket, key)
-        await r.store.delete_object(r.bucket, key)
+        try:
+            # Each key is judged on its own (its rule, its owner), refusals audited.
+            decision = await writes.enforcer.decide(r.auth.principal, "DeleteObject", r.bucket, key)
+        except Refusal as refusal:
+            raise refused(refusal) from None
+        await _delete(r, writes, decision, key)
     except S3Error as err:
         return (
             f"<Error><Key>{s3xml.esc(key)}</Key><Code>{s3xml.esc(err.code)}</Code>"

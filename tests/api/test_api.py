@@ -252,10 +252,18 @@ def test_session_lifecycle_with_objects(gw: Gateway, world: World) -> None:
     assert record.status == 200 and record.body["session"]["values"]["sample"] == "S1"
     missing = world.reader.call("GET", "/objects/raw/2026/run7/none.txt")
     assert missing.status == 404 and "no record" in missing.error["message"]
+    crate = world.reader.call("GET", f"/sessions/{session['id']}/ro-crate")
+    assert crate.status == 200 and crate.headers["Content-Type"].startswith("application/ld+json")
+    graph = {entity["@id"]: entity for entity in crate.body["@graph"]}
+    assert graph["ro-crate-metadata.json"]["about"] == {"@id": "./"}
+    assert graph["./"]["hasPart"] == [{"@id": "a.txt"}]
+    assert graph["a.txt"]["sha256"] == objects[0]["sha256"] and graph["a.txt"]["contentSize"] == 5
+    assert graph["#value-sample"]["value"] == "S1"
     # the session key reads its own session, nothing else
     as_key = Signer(gw.endpoint, key["access_key"], key["secret_key"])
     assert as_key.call("GET", f"/sessions/{session['id']}").status == 200
     assert as_key.call("GET", f"/sessions/{session['id']}/objects").status == 200
+    assert as_key.call("GET", f"/sessions/{session['id']}/ro-crate").status == 200
     assert as_key.call("GET", "/sessions").status == 403
     assert as_key.call("POST", f"/sessions/{session['id']}/close").status == 403
     # a reader cannot close it; the owner can

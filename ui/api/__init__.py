@@ -14,7 +14,18 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from gateway.appkeys import CONFIG
-from ui.api import audit, auth, browse, forms, keys, objects, policy, sessions, users
+from ui.api import (
+    audit,
+    auth,
+    browse,
+    forms,
+    keys,
+    objects,
+    policy,
+    rocrate,
+    sessions,
+    users,
+)
 from ui.api.auth import guard
 from ui.api.common import API_PREFIX, API_STATE, ApiState, Route
 from ui.api.errors import Handler, error_middleware
@@ -24,7 +35,7 @@ from ui.security import cookie_storage
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (auth, forms, policy, sessions, objects, browse, users, keys, audit):
+    for module in (auth, forms, policy, sessions, rocrate, objects, browse, users, keys, audit):
         routes.extend(module.ROUTES)
     routes.append(openapi_route(routes))
     return routes

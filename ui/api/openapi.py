@@ -217,7 +217,7 @@ def _operation(route: Route) -> dict[str, Any]:
         str(route.status): {
             "description": "success",
             "content": {
-                media: {"schema": route.response if media == "application/json" else _STR}
+                media: {"schema": _STR if media.startswith("text/") else route.response}
                 for media in route.media
             },
         },

@@ -173,8 +173,9 @@ class Enforcer:
             return await self._decide(principal, op, bucket, key, session_header, upload_id)
         except Refusal as refusal:
             if op not in READS:
+                details = {"upload_id": upload_id} if upload_id else {}
                 await self.auditor.refused(
-                    principal, op, s3_url(bucket, key), refusal.message, upload_id=upload_id
+                    principal, op, s3_url(bucket, key), refusal.message, **details
                 )
             raise
 

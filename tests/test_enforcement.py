@@ -354,6 +354,19 @@ def test_key_outside_the_scope(site: Site) -> None:
         lambda: site.client(keys).put_object(Bucket=site.bucket, Key="scratch/x", Body=b"x")
     )
     assert "outside session" in message
+    # a session key names no other session, and reads only in its session's bucket
+    other_id, _, _ = site.session()
+    message = refusal(
+        lambda: site.client(keys).put_object(
+            Bucket=site.bucket, Key=prefix + "x", Body=b"x", Metadata={"minimo-session": other_id}
+        )
+    )
+    assert message.startswith(f"This is the key of session {session_id}; it writes into that")
+    other_bucket = f"enf-{secrets.token_hex(4)}"
+    site.client(site.admin).create_bucket(Bucket=other_bucket)
+    message = refusal(lambda: site.client(keys).list_objects_v2(Bucket=other_bucket))
+    assert f"it reads only in s3://{site.bucket}/" in message
+    site.client(keys).list_objects_v2(Bucket=site.bucket, Prefix=prefix)
     message = refusal(
         lambda: site.client(site.alice).put_object(
             Bucket=site.bucket,

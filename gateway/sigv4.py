@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -24,6 +25,8 @@ AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 # RFC 3986 unreserved characters are the only ones SigV4 leaves unescaped.
 _SAFE = "-_.~"
+#: a raw path made only of unreserved characters and slashes is its own canonical form
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")
 
 
 def uri_encode(value: str, *, keep_slash: bool) -> str:
@@ -37,6 +40,10 @@ def canonical_uri(raw_path: str) -> str:
     query string): clients encode differently (``+``, ``%2F``...) and what they signed is the
     decoded key re-encoded in the canonical way.
     """
+    if _PLAIN_PATH.fullmatch(raw_path):
+        # the common case (ordinary keys): nothing to decode or encode, so skip the per-segment
+        # unquote/quote, a measurable share of a 4 KiB request's CPU
+        return raw_path or "/"
     return (
         "/".join(uri_encode(unquote(part), keep_slash=False) for part in raw_path.split("/")) or "/"
     )

@@ -157,6 +157,7 @@ class Site:
             aws_access_key_id=keys.access_key,
             aws_secret_access_key=keys.secret_key,
             region_name="us-east-1",
+            verify=str(self.gw.ca_file) if self.gw.ca_file else None,
             config=BotoConfig(retries={"max_attempts": 1}, **config),
         )
 
@@ -193,7 +194,7 @@ def sites(
         def get(name: str) -> Site:
             if name in started:
                 return started[name]
-            metadata, objects = name.split("-")
+            metadata, objects, *transport = name.split("-")
             upstream = request.getfixturevalue("versitygw") if objects == "s3" else None
             mongo = None
             if metadata == "mongo":
@@ -203,7 +204,13 @@ def sites(
             data_dir = tmp_path_factory.mktemp(f"enforce-{name}")
             # No policy at start: the forms it names are created first, then the policy is set.
             gw = stack.enter_context(
-                run_gateway(data_dir, upstream=upstream, mongo_uri=mongo, policy=None)
+                run_gateway(
+                    data_dir,
+                    upstream=upstream,
+                    mongo_uri=mongo,
+                    policy=None,
+                    tls=transport == ["tls"],
+                )
             )
             meta = Meta(runner, data_dir, mongo)
             stack.callback(meta.close_store)
@@ -615,6 +622,20 @@ def test_refusals_and_writes_are_audited(site: Site) -> None:
     targets = {(e.target, e.outcome) for e in events}
     assert (f"s3://{site.bucket}/{prefix}audited", "allowed") in targets
     assert (f"s3://{site.bucket}/raw/x/y", "refused") in targets
+
+
+def test_https_streaming_uploads_are_hashed(sites: Callable[[str], Site]) -> None:
+    """Over HTTPS boto3 sends aws-chunked bodies with a trailer checksum and no payload hash:
+    the record's SHA-256 is still computed from the decoded bytes, single and multipart."""
+    site = sites("sqlite-local-tls")
+    session_id, prefix, keys = site.session()
+    data = secrets.token_bytes(100_000)
+    site.client(keys).put_object(Bucket=site.bucket, Key=prefix + "t", Body=data)
+    site.verify(prefix + "t", data, session_id)
+    big = secrets.token_bytes(5 * MiB + 123)
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    site.client(keys).upload_fileobj(io.BytesIO(big), site.bucket, prefix + "big", Config=config)
+    site.verify(prefix + "big", big, session_id)
 
 
 # -- other clients: one accepted and one refused write each ----------------------------------

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,10 +136,15 @@ def make_tree(root: Path) -> dict[str, bytes]:
         "日本語/ファイル.txt": "ユニコード\n".encode(),
         "empty.dat": b"",
     }
+    # Files written a moment ago can be newer than the second-precision LastModified S3 lists
+    # after their upload, and aws cli then sends them again: date them an hour back, as any
+    # real data set would be.
+    an_hour_ago = time.time() - 3600
     for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+        os.utime(path, (an_hour_ago, an_hour_ago))
     return files
 
 

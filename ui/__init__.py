@@ -20,3 +20,6 @@ def setup_ui(app: web.Application) -> None:
     from ui.api import setup_api
 
     setup_api(app)
+    from ui.pages import setup_pages
+
+    setup_pages(app)  # last: the pages sub-app takes every other /_minimo/ path

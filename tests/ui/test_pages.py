@@ -1,0 +1,242 @@
+"""The server-rendered pages end to end: Chromium against a real ``minimo serve``.
+
+One walk through the first slice of issue 4's pages, as a lab member and an admin would do it:
+sign in, open a session (server-side errors shown next to the fields, then fixed), copy the
+session key, upload with boto3, see the object with its SHA-256, find the session in the
+metadata browser, close it, and an uploader refused on the admin page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import boto3
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.servers import Gateway, read_initial_admin
+from tests.ui.conftest import screenshot
+
+BUCKET = "raw-ui"
+PREFIX = "2026/run7/"
+FORM = {
+    "name": "imaging",
+    "title": "Imaging run",
+    "description": "One microscope run.",
+    "fields": [
+        {"name": "operator", "label": "Operator", "type": "text", "required": True,
+         "pattern": "^[A-Z]", "max_length": 40, "help": "Capitalised name"},
+        {"name": "samples", "label": "Samples", "type": "integer", "required": True,
+         "min": 1, "max": 96},
+        {"name": "instrument", "type": "choice", "choices": ["confocal", "widefield"],
+         "required": True},
+        # markup in a choice must come out as text, never as HTML
+        {"name": "stains", "type": "multichoice", "choices": ["DAPI", "GFP", "<b>RFP</b>"]},
+        {"name": "notes", "type": "textarea", "max_length": 500},
+        {"name": "calibrated", "type": "boolean"},
+        {"name": "run_date", "label": "Run date", "type": "date", "required": True},
+        {"name": "started", "type": "datetime"},
+    ],
+}  # fmt: skip
+POLICY = f"""\
+[[rule]]
+bucket = "{BUCKET}"
+prefix = ""
+forms = ["imaging"]
+open_sessions = ["uploader"]
+"""
+UPLOADER = ("carol", "carol-password-for-tests")
+
+
+@pytest.fixture(scope="module")
+def site(ui_gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+    gw = ui_gateway
+    s3(gw, gw.access_key, gw.secret_key).create_bucket(Bucket=BUCKET)
+    work = tmp_path_factory.mktemp("ui-setup")
+    (work / "form.json").write_text(json.dumps(FORM))
+    gw.cli("form", "create", "--file", str(work / "form.json"))
+    (work / "policy.toml").write_text(POLICY)
+    gw.cli("policy", "set", str(work / "policy.toml"))
+    gw.cli("user", "add", UPLOADER[0], "--role", "uploader", "--password-stdin",
+           input=UPLOADER[1] + "\n")  # fmt: skip
+    return gw
+
+
+@pytest.fixture
+def page(browser: Any) -> Any:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.csp_errors = []  # type: ignore[attr-defined]
+    # A Content-Security-Policy violation shows up as a console error: none may happen.
+    page.on(
+        "console",
+        lambda msg: "Content Security Policy" in msg.text and page.csp_errors.append(msg.text),
+    )
+    yield page
+    context.close()
+
+
+def s3(gw: Gateway, access: str, secret: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=gw.endpoint,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
+
+
+def login(page: Page, gw: Gateway, user: str, password: str) -> None:
+    page.goto(f"{gw.endpoint}/_minimo/")
+    expect(page).to_have_url(re.compile(r"/_minimo/login\?next="))
+    page.fill("#user", user)
+    page.fill("#password", password)
+    page.click("button[type=submit].primary")
+
+
+def field(page: Page, name: str) -> Any:
+    return page.locator(f'.field[data-field="{name}"]')
+
+
+def test_open_session_upload_browse_close(site: Gateway, page: Page) -> None:
+    gw = site
+    admin = read_initial_admin(gw.data_dir)["user"]
+
+    # -- sign in: a wrong password is refused on the page, then the right one lands on home
+    page.goto(f"{gw.endpoint}/_minimo/")
+    screenshot(page, "login")
+    login(page, gw, admin, "not-the-password")
+    expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
+    expect(page.locator("#user")).to_have_value(admin)
+    login(page, gw, admin, gw.admin_password)
+    expect(page).to_have_url(f"{gw.endpoint}/_minimo/")
+    expect(page.locator("h1")).to_have_text(f"Hello, {admin}")
+
+    # -- the URL a refusal prints: the only allowed form is chosen, fields rendered by type
+    page.goto(f"{gw.endpoint}/_minimo/sessions/new?bucket={BUCKET}&prefix={PREFIX}")
+    expect(page.locator("h2")).to_contain_text("Imaging run")
+    operator = page.locator("#f-operator")
+    expect(operator).to_have_attribute("maxlength", "40")
+    expect(operator).to_have_attribute("required", "")
+    expect(page.locator("#f-samples")).to_have_attribute("max", "96")
+    expect(page.locator("#f-run_date")).to_have_attribute("type", "date")
+    expect(page.locator("#f-started")).to_have_attribute("type", "datetime-local")
+    expect(page.locator("#f-notes")).to_have_js_property("tagName", "TEXTAREA")
+    expect(page.locator('input[name="stains"]')).to_have_count(3)
+    expect(field(page, "stains")).to_contain_text("<b>RFP</b>")  # shown as text, not bold
+
+    # The browser checks these constraints itself; switch that off once to prove the server
+    # checks them too and answers with errors next to each field, keeping what was typed.
+    page.fill("#f-operator", "ada")
+    page.fill("#f-samples", "500")
+    page.select_option("#f-instrument", "confocal")
+    page.check('input[name="stains"][value="<b>RFP</b>"]')
+    page.fill("#f-notes", "first try")
+    page.eval_on_selector("#session-form", "form => { form.noValidate = true; }")
+    page.click("#session-form button[type=submit]")
+    expect(page.locator("#general-errors")).to_be_visible()
+    expect(field(page, "operator").locator(".field-errors")).to_be_visible()
+    expect(field(page, "samples").locator(".field-errors")).to_contain_text("96")
+    expect(field(page, "run_date").locator(".field-errors")).to_be_visible()
+    expect(field(page, "instrument").locator(".field-errors")).to_have_count(0)
+    expect(page.locator("#f-operator")).to_have_value("ada")
+    expect(page.locator("#f-samples")).to_have_value("500")
+    expect(page.locator("#f-instrument")).to_have_value("confocal")
+    expect(page.locator('input[name="stains"][value="<b>RFP</b>"]')).to_be_checked()
+    expect(page.locator("#f-notes")).to_have_value("first try")
+    screenshot(page, "new-session-errors")
+
+    # -- fixed (with the browser's own checks back on): the session page with the key
+    page.fill("#f-operator", "Ada Lovelace")
+    page.fill("#f-samples", "12")
+    page.fill("#f-run_date", "2026-11-20")
+    page.check("#f-calibrated")
+    page.fill("#f-started", "2026-11-20T09:30")
+    page.click("#session-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/_minimo/sessions/[0-9A-Za-z]+$"))
+    session_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#session-state")).to_have_text("open")
+    expect(page.locator("#scope")).to_have_text(f"s3://{BUCKET}/{PREFIX}")
+    expect(page.locator("#values")).to_contain_text("Ada Lovelace")
+    expect(page.locator("#values")).to_contain_text("<b>RFP</b>")
+    # datetime-local has no zone: the page sent the browser's offset (UTC here), stored as UTC
+    expect(page.locator("#values")).to_contain_text("2026-11-20T09:30:00Z")
+    access = page.locator("#access-key").inner_text()
+    secret = page.locator("#secret-key").inner_text()
+    expect(page.locator("#snippet-aws")).to_contain_text(f"aws_secret_access_key = {secret}")
+    expect(page.locator("#snippet-rclone")).to_contain_text(f"access_key_id = {access}")
+    expect(page.locator("#snippet-minio")).to_contain_text(f'secret_key="{secret}"')
+    screenshot(page, "session")
+
+    # -- upload with the key the page showed; after a reload the object is listed, the key not
+    body = b"pixels\n" * 100
+    s3(gw, access, secret).put_object(Bucket=BUCKET, Key=f"{PREFIX}image-001.tif", Body=body)
+    page.reload()
+    expect(page.locator("#session-key")).to_have_count(0)  # shown once
+    row = page.locator("#objects tbody tr", has_text=f"{PREFIX}image-001.tif")
+    expect(row).to_contain_text(hashlib.sha256(body).hexdigest())
+    expect(row).to_contain_text(str(len(body)))
+
+    # -- the metadata browser finds it by form; the export links carry the filter
+    page.goto(f"{gw.endpoint}/_minimo/sessions")
+    page.select_option("#filter-form", "imaging")
+    page.click("#apply-filters")
+    expect(page).to_have_url(re.compile(r"form=imaging"))
+    expect(page.locator("#total")).to_have_text("1")
+    expect(page.locator("table.list")).to_contain_text(session_id)
+    csv_href = page.locator("#export-csv").get_attribute("href") or ""
+    exported = page.request.get(gw.endpoint + csv_href)
+    assert exported.ok and session_id in exported.text() and "Ada Lovelace" in exported.text()
+    screenshot(page, "sessions")
+
+    # -- close it (the page asks first); the key stops working
+    page.goto(f"{gw.endpoint}/_minimo/sessions/{session_id}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#close-session")
+    expect(page.locator("#session-state")).to_have_text("closed")
+    expect(page.locator("#close-session")).to_have_count(0)
+
+    # -- a POST without the form's CSRF token is refused
+    refused = page.request.post(f"{gw.endpoint}/_minimo/logout", form={"csrf_token": "forged"})
+    assert refused.status == 403
+    assert not page.csp_errors  # type: ignore[attr-defined]
+
+    # -- sign out: back to the login page, and pages need a login again
+    page.click("header form.logout button")
+    expect(page).to_have_url(f"{gw.endpoint}/_minimo/login")
+    page.goto(f"{gw.endpoint}/_minimo/sessions")
+    expect(page).to_have_url(re.compile(r"/_minimo/login\?next="))
+
+
+def test_uploader_refused_on_admin_page(site: Gateway, page: Page) -> None:
+    gw = site
+    login(page, gw, *UPLOADER)
+    expect(page.locator("h1")).to_have_text(f"Hello, {UPLOADER[0]}")
+    expect(page.locator("header nav")).not_to_contain_text("Admin")
+    response = page.goto(f"{gw.endpoint}/_minimo/admin/")
+    assert response is not None and response.status == 403
+    expect(page.locator("h1")).to_have_text("Not allowed")
+    expect(page.locator(".error-page")).to_contain_text("needs the admin role")
+    # the uploader may open sessions where policy lets uploaders open them
+    page.goto(f"{gw.endpoint}/_minimo/sessions/new?bucket={BUCKET}&prefix=other/")
+    expect(page.locator("#session-form")).to_be_visible()
+    page.click("header form.logout button")
+    expect(page).to_have_url(f"{gw.endpoint}/_minimo/login")
+
+
+def test_login_rate_limit(site: Gateway, page: Page) -> None:
+    # Five failures per (user, address) are allowed; the sixth attempt waits, even when right.
+    for _ in range(5):
+        login(page, site, UPLOADER[0] + "x", "wrong")
+        expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
+    login(page, site, UPLOADER[0] + "x", "wrong")
+    expect(page.locator("#login-error")).to_contain_text("Too many failed sign-ins")
+
+
+def test_unknown_page_is_a_friendly_404(site: Gateway, page: Page) -> None:
+    response = page.goto(f"{site.endpoint}/_minimo/no-such-page")
+    assert response is not None and response.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")

@@ -1,0 +1,87 @@
+"""Server-rendered pages under ``/_minimo/`` (aiohttp-jinja2, autoescaped).
+
+The pages live in a sub-application mounted at ``/_minimo`` *after* the API and health routes,
+so those keep their paths and everything else under the prefix is a page (or a friendly 404).
+The sub-app shares the API's per-process state (services, login rate limiter), so a login
+refused five times on the page counts against the API too, and the same encrypted login cookie
+(ui.security) authenticates both.
+
+Security: Content-Security-Policy allows scripts and styles from ``/_minimo/static/`` only (no
+inline code), every POST must carry the session's CSRF token in a hidden ``csrf_token`` field,
+and templates escape everything (autoescape on for every template, whatever its name).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+
+from gateway.appkeys import CONFIG
+from ui.api.common import API_PREFIX, API_STATE, ApiState
+from ui.pages import views
+from ui.pages.common import Handler, Middleware, error_pages
+from ui.security import cookie_storage
+
+UI_DIR = Path(__file__).resolve().parent.parent
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _api_state(app: web.Application) -> ApiState:
+    """The API sub-app's state, so pages and API share services and the login limiter."""
+    for resource in app.router.resources():
+        info = resource.get_info()
+        if info.get("prefix") == API_PREFIX and isinstance(info.get("app"), web.Application):
+            return info["app"][API_STATE]
+    # The API is not mounted (never in the gateway): pages still work with their own state.
+    return ApiState()
+
+
+def _lazy_session(app: web.Application) -> Middleware:
+    # The cookie key is read from the data dir at the first request, not at app creation, for
+    # the same reason as the API's (app factories in tests must not touch the key file).
+    middleware: Middleware | None = None
+
+    @web.middleware
+    async def lazy(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal middleware
+        if middleware is None:
+            config = app[CONFIG]
+            middleware = session_middleware(
+                cookie_storage(config.secret_key_path, secure=config.tls)
+            )
+        return await middleware(request, handler)
+
+    return lazy
+
+
+async def _harden(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    # Pages show secrets (a new session key) and per-user data: never cache them.
+    if not request.path.startswith("/_minimo/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+def setup_pages(app: web.Application) -> None:
+    """Mount the pages on the gateway app (call after setup_api, before the S3 catch-all)."""
+    pages = web.Application(middlewares=[_lazy_session(app), error_pages])
+    pages[API_STATE] = _api_state(app)
+    env = aiohttp_jinja2.setup(
+        pages,
+        loader=jinja2.FileSystemLoader(str(UI_DIR / "templates")),
+        autoescape=True,  # every template, not only *.html: nothing reaches a page unescaped
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["static"] = lambda name: f"/_minimo/static/{name}"
+    pages.on_response_prepare.append(_harden)
+    pages.router.add_static("/static/", UI_DIR / "static", name="static")
+    views.add_routes(pages)
+    app.add_subapp("/_minimo", pages)

@@ -1,0 +1,127 @@
+"""What every page shares: who is signed in, role checks, CSRF on posted forms, error pages."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+
+from policy.principal import Principal, Role
+from ui.api.auth import _from_cookie  # one definition of "the cookie's user", shared with the API
+from ui.api.common import Access, role_allows
+from ui.security import csrf_ok, new_csrf_token
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+#: where ``next=`` may send a user after login: pages only (no open redirect to other hosts)
+PAGES_ROOT = "/_minimo/"
+
+_TITLES = {
+    400: "That request did not make sense",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed here",
+    429: "Too many attempts",
+}
+
+
+class PageError(Exception):
+    """An error shown as a friendly page with ``message`` (plain text, escaped on render)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+async def csrf_token(request: web.Request) -> str:
+    """The token every form of this login carries; minted before login for the login form."""
+    session = await get_session(request)
+    token = session.get("csrf")
+    if not isinstance(token, str) or not token:
+        token = session["csrf"] = new_csrf_token()
+    return token
+
+
+async def check_csrf(request: web.Request, form: Mapping[str, Any]) -> None:
+    session = await get_session(request)
+    sent = form.get("csrf_token")
+    if not csrf_ok(session.get("csrf"), sent if isinstance(sent, str) else None):
+        raise PageError(
+            403,
+            "This form was stale or did not come from minimo (CSRF check failed). "
+            "Go back, reload the page and try again.",
+        )
+
+
+async def current_user(request: web.Request) -> Principal | None:
+    return await _from_cookie(request)
+
+
+def safe_next(target: str | None) -> str:
+    # Only a local page path: "//host" or "/\host" would leave the site.
+    if (
+        target
+        and target.startswith(PAGES_ROOT)
+        and not target.startswith("//")
+        and "\\" not in target
+    ):
+        return target
+    return PAGES_ROOT
+
+
+async def require(request: web.Request, access: Access = "reader") -> Principal:
+    """The signed-in user with at least ``access``; else a redirect to login or a 403 page."""
+    who = await current_user(request)
+    if who is None:
+        login = request.app.router["login"].url_for().with_query(next=request.path_qs)
+        raise web.HTTPFound(str(login))
+    if not role_allows(who.role, access):
+        raise PageError(
+            403,
+            f"You are signed in as {who.user}, who has the {who.role.value} role; this page "
+            f"needs the {access} role. Ask an admin if you need it.",
+        )
+    request["minimo.page.user"] = who
+    return who
+
+
+async def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    who = request.get("minimo.page.user")
+    base = {
+        "me": who,
+        "is_admin": who is not None and who.role is Role.ADMIN,
+        "csrf_token": await csrf_token(request),
+    }
+    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn 4xx errors into pages people can read (redirects and 2xx pass through).
+
+    Mounted inside the login-cookie middleware: the page needs the cookie (who is signed in,
+    the CSRF token of the logout button), and a cookie changed before the error is still saved.
+    """
+    try:
+        return await handler(request)
+    except PageError as exc:
+        status, message, headers = exc.status, exc.message, exc.headers
+    except web.HTTPException as exc:
+        if exc.status_code < 400 or exc.status_code >= 500:
+            raise
+        status, headers = exc.status_code, {}
+        message = f"There is no page at {request.path}." if status == 404 else (exc.text or "")
+        if "Allow" in exc.headers:
+            headers["Allow"] = exc.headers["Allow"]
+    title = _TITLES.get(status, "Something went wrong")
+    response = await render(request, "error.html", {"title": title, "message": message}, status)
+    response.headers.update(headers)
+    return response

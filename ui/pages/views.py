@@ -1,0 +1,411 @@
+"""The page handlers: login/logout, home, new session, session page, metadata browser, admin."""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+from multidict import MultiDictProxy
+
+from gateway.appkeys import CONFIG
+from policy.forms import Field, Form, FormValidationError
+from policy.passwords import hash_password_async, verify_password_async
+from policy.principal import Principal, Role
+from policy.sessions import SessionError, is_session_id
+from policy.store.base import SessionQuery, SessionRecord
+from ui.api.common import api_state, services
+from ui.pages.common import PageError, check_csrf, render, require, safe_next
+from ui.pages.snippets import snippets
+from ui.security import new_csrf_token, password_fingerprint
+
+PAGE_SIZE = 25
+#: how many objects the session page lists (the API pages through all of them)
+OBJECTS_SHOWN = 500
+_STATES = ("open", "closed", "expired")
+# a datetime-local value: no offset (browsers send "2026-11-25T14:30" or with seconds)
+_NAIVE_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+_OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
+
+
+def _state(session: SessionRecord, now: datetime) -> str:
+    return "expired" if session.state == "open" and not session.is_open(now) else session.state
+
+
+def _client_ip(request: web.Request) -> str:
+    # The socket's peer, as the API's login uses: X-Forwarded-For is the client's to choose.
+    return request.remote or "-"
+
+
+# -- login / logout ------------------------------------------------------------------------------
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return await render(
+        request, "login.html", {"error": None, "user": "", "next": request.query.get("next", "")}
+    )
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    await check_csrf(request, form)
+    user = str(form.get("user", ""))
+    password = str(form.get("password", ""))
+    target = safe_next(str(form.get("next", "")))
+    state = api_state(request)
+    svc = services(request)
+    ip = _client_ip(request)
+
+    async def again(message: str, status: int, **headers: str) -> web.Response:
+        page = await render(
+            request,
+            "login.html",
+            {"error": message, "user": user, "next": str(form.get("next", ""))},
+            status,
+        )
+        page.headers.update(headers)
+        return page
+
+    wait = state.limiter.retry_after(user, ip)
+    if wait > 0:
+        await svc.auditor.refused(user or None, "login", f"user:{user}", "rate limited", ip=ip)
+        seconds = math.ceil(wait)
+        return await again(
+            f"Too many failed sign-ins for this user from your address. Try again in {seconds} s.",
+            429,
+            **{"Retry-After": str(seconds)},
+        )
+    known = await svc.identity.get_user(user)
+    who = None
+    if known is None or not known.active:
+        # Same cost as a real check, so the answer's timing does not tell which users exist.
+        if state.decoy_hash is None:
+            state.decoy_hash = await hash_password_async(secrets.token_urlsafe(16))
+        await verify_password_async(state.decoy_hash, password)
+    else:
+        who = await svc.identity.authenticate(user, password)
+    if who is None:
+        state.limiter.failed(user, ip)
+        await svc.auditor.refused(user or None, "login", f"user:{user}", "bad credentials", ip=ip)
+        return await again("Wrong user name or password.", 401)
+    state.limiter.succeeded(user, ip)
+    record = await svc.identity.get_user(who.user)
+    assert record is not None  # authenticate just read it
+    # A fresh cookie at login (no fixation): nothing from before survives, the CSRF token neither.
+    session = await new_session(request)
+    session["user"] = who.user
+    session["pwv"] = password_fingerprint(record.password_hash)
+    session["csrf"] = new_csrf_token()
+    await svc.auditor.ok(who, "login", f"user:{who.user}", ip=ip)
+    raise web.HTTPSeeOther(target)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    await check_csrf(request, form)
+    who = await require(request)
+    (await get_session(request)).invalidate()
+    await services(request).auditor.ok(who, "logout", "ui")
+    raise web.HTTPSeeOther(str(request.app.router["login"].url_for()))
+
+
+# -- home ----------------------------------------------------------------------------------------
+async def home(request: web.Request) -> web.StreamResponse:
+    who = await require(request)
+    sessions = services(request).sessions
+    mine = await sessions.search(owner=who.user, state="open", limit=20)
+    recent = await sessions.search(limit=10)
+    return await render(
+        request,
+        "home.html",
+        {"mine": mine.sessions, "recent": recent.sessions, "now": datetime.now(UTC)},
+    )
+
+
+# -- new session ---------------------------------------------------------------------------------
+def _input_value(field: Field, value: Any) -> Any:
+    """A stored or default value as the HTML input wants it."""
+    if value is None:
+        return ""
+    if field.type == "datetime" and isinstance(value, str):
+        # stored as RFC 3339 UTC; datetime-local takes "YYYY-MM-DDTHH:MM[:SS]" with no zone
+        return value.removesuffix("Z")[:19]
+    return value
+
+
+def _html_pattern(pattern: str | None) -> str | None:
+    # JSON Schema *searches* a pattern; HTML anchors it to the whole value. Wrapping keeps both
+    # meaning the same (^ and $ inside still assert the ends of the input in ECMA 262).
+    return None if pattern is None else f"[\\s\\S]*(?:{pattern})[\\s\\S]*"
+
+
+def _values_from_post(form: Form, data: MultiDictProxy[Any]) -> dict[str, Any]:
+    """The raw values (strings, as validate_values coerces them) and, for the page, lists."""
+    offset = str(data.get("_tz", ""))
+    values: dict[str, Any] = {}
+    for field in form.fields:
+        if field.type == "multichoice":
+            values[field.name] = [str(v) for v in data.getall(field.name, [])]
+        elif field.type == "boolean":
+            # An unticked checkbox sends nothing: that is "false", not "absent".
+            values[field.name] = "true" if data.get(field.name) else "false"
+        else:
+            raw = str(data.get(field.name, ""))
+            if field.type == "datetime" and _NAIVE_LOCAL.fullmatch(raw.strip()):
+                # datetime-local has no zone; static/forms.js sends the browser's offset, and
+                # without JavaScript the label says the time is UTC.
+                raw = raw.strip() + (offset if _OFFSET.fullmatch(offset) else "Z")
+            values[field.name] = raw
+    return values
+
+
+def _display_values(form: Form, values: dict[str, Any]) -> dict[str, Any]:
+    shown = {}
+    for field in form.fields:
+        value = values.get(field.name)
+        if (
+            field.type == "datetime"
+            and isinstance(value, str)
+            and not _NAIVE_LOCAL.fullmatch(value)
+        ):
+            # what the user typed (with the offset we added) back into the datetime-local input
+            value = value[:19]
+        shown[field.name] = value
+    return shown
+
+
+async def _allowed_forms(
+    request: web.Request, who: Principal, bucket: str, prefix: str
+) -> tuple[list[Form], str | None]:
+    """The forms policy allows at bucket/prefix, or a reason there are none."""
+    svc = services(request)
+    policy = await svc.policies.current()
+    rule = policy.match(bucket, prefix)
+    if rule is None:
+        return [], f"No policy rule covers s3://{bucket}/{prefix}, so nothing can be written there."
+    if not rule.may_open(who.user, who.role):
+        return [], f"{who.user} may not open sessions at s3://{bucket}/{prefix}."
+    forms = [f for name in rule.forms if (f := await svc.forms.find(name)) is not None]
+    if not forms:
+        return [], f"s3://{bucket}/{prefix} is a scratch area: upload there without a session."
+    return forms, None
+
+
+async def new_session_page(request: web.Request) -> web.StreamResponse:
+    who = await require(request, "uploader")
+    q = request.query
+    bucket, prefix, form_name = q.get("bucket", ""), q.get("prefix", ""), q.get("form", "")
+    forms: list[Form] = []
+    problem = None
+    if bucket:
+        forms, problem = await _allowed_forms(request, who, bucket, prefix)
+    chosen = next((f for f in forms if f.name == form_name), None)
+    if chosen is None and len(forms) == 1:
+        chosen = forms[0]
+    values = {f.name: _input_value(f, f.default) for f in chosen.fields} if chosen else {}
+    return await render(
+        request,
+        "session_new.html",
+        {
+            "bucket": bucket,
+            "prefix": prefix,
+            "forms": forms,
+            "form": chosen,
+            "problem": problem,
+            "values": values,
+            "errors": {},
+            "general_errors": [],
+            "html_pattern": _html_pattern,
+        },
+    )
+
+
+async def new_session_submit(request: web.Request) -> web.StreamResponse:
+    who = await require(request, "uploader")
+    data = await request.post()
+    await check_csrf(request, data)
+    bucket = str(data.get("bucket", ""))
+    prefix = str(data.get("prefix", ""))
+    svc = services(request)
+    form = await svc.forms.find(str(data.get("form", "")))
+    if form is None:
+        raise PageError(400, "Choose one of the forms offered for this place.")
+    values = _values_from_post(form, data)
+    errors: dict[str, list[str]] = {}
+    general: list[str] = []
+    try:
+        session, credential = await svc.sessions.open(
+            who, form.name, bucket, prefix or None, values
+        )
+    except FormValidationError as exc:
+        names = {f.name for f in form.fields}
+        errors = {k: v for k, v in exc.errors.items() if k in names}
+        general = [m for k, v in exc.errors.items() if k not in names for m in v]
+    except SessionError as exc:
+        general = [str(exc)]
+    else:
+        # The secret exists nowhere else in clear: keep it in the (encrypted) login cookie for
+        # exactly one view of the session page, which pops it.
+        (await get_session(request))["new_key"] = {
+            "session": session.id,
+            "access_key": credential.access_key,
+            "secret_key": credential.secret_key,
+        }
+        raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
+    return await render(
+        request,
+        "session_new.html",
+        {
+            "bucket": bucket,
+            "prefix": prefix,
+            "forms": [form],
+            "form": form,
+            "problem": None,
+            "values": _display_values(form, values),
+            "errors": errors,
+            "general_errors": general,
+            "html_pattern": _html_pattern,
+        },
+        status=400,
+    )
+
+
+# -- one session ---------------------------------------------------------------------------------
+async def _session_or_404(request: web.Request) -> SessionRecord:
+    sid = request.match_info["id"]
+    session = await services(request).sessions.get(sid) if is_session_id(sid) else None
+    if session is None:
+        raise PageError(404, f"There is no session {sid}.")
+    return session
+
+
+async def session_page(request: web.Request) -> web.StreamResponse:
+    who = await require(request)
+    session = await _session_or_404(request)
+    svc = services(request)
+    records, more = await svc.sessions.objects(session.id, OBJECTS_SHOWN)
+    count, size = await svc.sessions.usage(session.id)
+    login = await get_session(request)
+    key = login.get("new_key")
+    if isinstance(key, dict) and key.get("session") == session.id:
+        del login["new_key"]  # shown once
+    else:
+        key = None
+    endpoint = str(request.url.origin())
+    form = await svc.forms.find(session.form_name, session.form_version)
+    now = datetime.now(UTC)
+    return await render(
+        request,
+        "session.html",
+        {
+            "s": session,
+            "state": _state(session, now),
+            "form": form,
+            "objects": records,
+            "more_objects": more is not None,
+            "count": count,
+            "size": size,
+            "key": key,
+            "snippets": snippets(endpoint, request.config_dict[CONFIG].region, session, key)
+            if key
+            else None,
+            "endpoint": endpoint,
+            "may_close": session.state == "open"
+            and (who.role is Role.ADMIN or who.user == session.owner),
+        },
+    )
+
+
+async def close_session(request: web.Request) -> web.StreamResponse:
+    who = await require(request, "uploader")
+    data = await request.post()
+    await check_csrf(request, data)
+    session = await _session_or_404(request)
+    try:
+        await services(request).sessions.close(who, session.id)
+    except SessionError as exc:
+        raise PageError(403 if " may not " in str(exc) else 400, str(exc)) from None
+    raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
+
+
+# -- metadata browser ----------------------------------------------------------------------------
+async def browse_sessions(request: web.Request) -> web.StreamResponse:
+    await require(request)
+    q = request.query
+    svc = services(request)
+    filters = {name: q.get(name, "").strip() for name in ("form", "owner", "bucket", "state")}
+    if filters["state"] not in ("", *_STATES):
+        filters["state"] = ""
+    try:
+        page_no = max(1, int(q.get("page", "1")))
+    except ValueError:
+        page_no = 1
+    query = SessionQuery(
+        form_name=filters["form"] or None,
+        owner=filters["owner"] or None,
+        bucket=filters["bucket"] or None,
+        state=filters["state"] or None,  # type: ignore[arg-type]  # checked above
+        limit=PAGE_SIZE,
+        offset=(page_no - 1) * PAGE_SIZE,
+    )
+    result = await svc.sessions.search(query)
+    pages = max(1, math.ceil(result.total / PAGE_SIZE))
+    active = {k: v for k, v in filters.items() if v}
+
+    def page_url(n: int) -> str:
+        return "?" + urlencode({**active, "page": n})
+
+    def export_url(fmt: str) -> str:
+        return "/_minimo/api/v1/sessions/export?" + urlencode({**active, "format": fmt})
+
+    return await render(
+        request,
+        "sessions.html",
+        {
+            "filters": filters,
+            "states": _STATES,
+            "forms": await svc.forms.list(),
+            "sessions": result.sessions,
+            "total": result.total,
+            "page": page_no,
+            "pages": pages,
+            "page_url": page_url,
+            "export_url": export_url,
+            "now": datetime.now(UTC),
+            "state_of": _state,
+        },
+    )
+
+
+# -- admin ---------------------------------------------------------------------------------------
+async def admin_index(request: web.Request) -> web.StreamResponse:
+    await require(request, "admin")
+    svc = services(request)
+    policy = await svc.policies.current()
+    return await render(
+        request,
+        "admin.html",
+        {"forms": await svc.forms.list(), "rules": policy.rules},
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/", home, name="home")
+    r.add_get("/login", login_page, name="login")
+    r.add_post("/login", login_submit)
+    r.add_post("/logout", logout, name="logout")
+    r.add_get("/sessions/new", new_session_page, name="new_session")
+    r.add_post("/sessions/new", new_session_submit)
+    r.add_get("/sessions", browse_sessions, name="sessions")
+    r.add_get("/sessions/{id}", session_page, name="session")
+    r.add_post("/sessions/{id}/close", close_session, name="close_session")
+    r.add_get("/admin/", admin_index, name="admin")
+    r.add_get("/admin", _to_admin)
+
+
+async def _to_admin(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/_minimo/admin/")

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from playwright.sync_api import Page, expect
 
 from tests.servers import Gateway, read_initial_admin
@@ -187,10 +188,31 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page) -> None:
     expect(page).to_have_url(re.compile(r"form=imaging"))
     expect(page.locator("#total")).to_have_text("1")
     expect(page.locator("table.list")).to_contain_text(session_id)
+    # a field's value finds it too, and the form's fields become sortable columns
+    page.fill("#filter-where", "operator~lovelace")
+    page.click("#apply-filters")
+    expect(page.locator("#total")).to_have_text("1")
+    expect(page.locator("#sessions thead")).to_contain_text("Operator")
+    expect(page.locator("#sessions tbody")).to_contain_text("Ada Lovelace")
+    page.click('a.sort[data-sort="samples"]')
+    expect(page).to_have_url(re.compile(r"sort=-samples"))
+    expect(page.locator("#total")).to_have_text("1")
+    page.fill("#filter-where", "samples>=13")
+    page.click("#apply-filters")
+    expect(page.locator("#total")).to_have_text("0")
+    page.fill("#filter-where", "operator~lovelace")
+    page.click("#apply-filters")
     csv_href = page.locator("#export-csv").get_attribute("href") or ""
     exported = page.request.get(gw.endpoint + csv_href)
     assert exported.ok and session_id in exported.text() and "Ada Lovelace" in exported.text()
     screenshot(page, "sessions")
+
+    # -- "open another like this" starts from this session's values
+    page.goto(f"{gw.endpoint}/_minimo/sessions/{session_id}")
+    page.click("#open-like")
+    expect(page.locator("#f-operator")).to_have_value("Ada Lovelace")
+    expect(page.locator("#f-samples")).to_have_value("12")
+    expect(page.locator("#f-calibrated")).to_be_checked()
 
     # -- close it (the page asks first); the key stops working
     page.goto(f"{gw.endpoint}/_minimo/sessions/{session_id}")
@@ -198,6 +220,9 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page) -> None:
     page.click("#close-session")
     expect(page.locator("#session-state")).to_have_text("closed")
     expect(page.locator("#close-session")).to_have_count(0)
+    with pytest.raises(ClientError) as refused_write:
+        s3(gw, access, secret).put_object(Bucket=BUCKET, Key=f"{PREFIX}late.tif", Body=b"x")
+    assert refused_write.value.response["Error"]["Code"] in ("AccessDenied", "InvalidAccessKeyId")
 
     # -- a POST without the form's CSRF token is refused
     refused = page.request.post(f"{gw.endpoint}/_minimo/logout", form={"csrf_token": "forged"})

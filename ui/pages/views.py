@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,8 +17,8 @@ from gateway.appkeys import CONFIG
 from policy.forms import Field, Form, FormValidationError
 from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal, Role
-from policy.sessions import SessionError, is_session_id
-from policy.store.base import SessionQuery, SessionRecord
+from policy.sessions import SessionError, is_session_id, parse_where
+from policy.store.base import FieldFilter, SessionPage, SessionQuery, SessionRecord
 from ui.api.common import api_state, services
 from ui.pages.common import PageError, check_csrf, render, require, safe_next
 from ui.pages.snippets import snippets
@@ -31,10 +31,6 @@ _STATES = ("open", "closed", "expired")
 # a datetime-local value: no offset (browsers send "2026-11-25T14:30" or with seconds)
 _NAIVE_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
-
-
-def _state(session: SessionRecord, now: datetime) -> str:
-    return "expired" if session.state == "open" and not session.is_open(now) else session.state
 
 
 def _client_ip(request: web.Request) -> str:
@@ -206,6 +202,14 @@ async def new_session_page(request: web.Request) -> web.StreamResponse:
     if chosen is None and len(forms) == 1:
         chosen = forms[0]
     values = {f.name: _input_value(f, f.default) for f in chosen.fields} if chosen else {}
+    like_id = q.get("like", "")
+    like = await services(request).sessions.get(like_id) if is_session_id(like_id) else None
+    if chosen is not None and like is not None and like.form_name == chosen.name:
+        # "open another like this": start from that session's values (the latest form version
+        # may have dropped a field; only the fields it still has are filled in)
+        for f in chosen.fields:
+            if f.name in like.values:
+                values[f.name] = _input_value(f, like.values[f.name])
     return await render(
         request,
         "session_new.html",
@@ -302,7 +306,9 @@ async def session_page(request: web.Request) -> web.StreamResponse:
         "session.html",
         {
             "s": session,
-            "state": _state(session, now),
+            "state": "expired"
+            if session.state == "open" and not session.is_open(now)
+            else session.state,
             "form": form,
             "objects": records,
             "more_objects": more is not None,
@@ -336,30 +342,66 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
     await require(request)
     q = request.query
     svc = services(request)
-    filters = {name: q.get(name, "").strip() for name in ("form", "owner", "bucket", "state")}
+    names = ("form", "owner", "bucket", "state", "created_from", "created_to", "where", "sort")
+    filters = {name: q.get(name, "").strip() for name in names}
     if filters["state"] not in ("", *_STATES):
         filters["state"] = ""
     try:
         page_no = max(1, int(q.get("page", "1")))
     except ValueError:
         page_no = 1
-    query = SessionQuery(
-        form_name=filters["form"] or None,
-        owner=filters["owner"] or None,
-        bucket=filters["bucket"] or None,
-        state=filters["state"] or None,  # type: ignore[arg-type]  # checked above
-        limit=PAGE_SIZE,
-        offset=(page_no - 1) * PAGE_SIZE,
-    )
-    result = await svc.sessions.search(query)
+    forms = await svc.forms.list()
+    form = next((f for f in forms if f.name == filters["form"]), None)
+    problems: list[str] = []
+    if filters["form"] and form is None:
+        problems.append(f"There is no form {filters['form']}.")
+    fields: tuple[FieldFilter, ...] = ()
+    if filters["where"]:
+        try:
+            fields = (parse_where(filters["where"], form),)
+        except SessionError as exc:
+            problems.append(str(exc))
+    sort = filters["sort"] or "-created"
+    sort_field = sort.lstrip("-")
+    if sort_field != "created" and (form is None or form.field(sort_field) is None):
+        problems.append(f"Choose a form to sort by its field {sort_field!r}.")
+        sort, sort_field = "-created", "created"
+    result = SessionPage([], 0)
+    if not problems:
+        try:
+            query = SessionQuery(
+                form_name=filters["form"] or None,
+                owner=filters["owner"] or None,
+                bucket=filters["bucket"] or None,
+                state=filters["state"] or None,  # type: ignore[arg-type]  # checked above
+                created_from=_day(filters["created_from"], end=False),
+                created_to=_day(filters["created_to"], end=True),
+                fields=fields,
+                sort_field=None if sort_field == "created" else sort_field,
+                descending=sort.startswith("-"),
+                limit=PAGE_SIZE,
+                offset=(page_no - 1) * PAGE_SIZE,
+            )
+            result = await svc.sessions.search(query)
+        except (ValueError, SessionError) as exc:
+            problems.append(str(exc))
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
     active = {k: v for k, v in filters.items() if v}
 
     def page_url(n: int) -> str:
         return "?" + urlencode({**active, "page": n})
 
+    def sort_url(name: str) -> str:
+        # a second click on the sorted column flips the order; a new column starts descending
+        flipped = name if sort == f"-{name}" else f"-{name}"
+        return "?" + urlencode({**active, "sort": flipped})
+
     def export_url(fmt: str) -> str:
-        return "/_minimo/api/v1/sessions/export?" + urlencode({**active, "format": fmt})
+        wanted = {k: v for k, v in active.items() if k not in ("created_from", "created_to")}
+        for bound in ("created_from", "created_to"):
+            if (day := _day(filters[bound], end=bound == "created_to")) is not None:
+                wanted[bound] = day.isoformat().replace("+00:00", "Z")
+        return "/_minimo/api/v1/sessions/export?" + urlencode({**wanted, "format": fmt})
 
     return await render(
         request,
@@ -367,17 +409,41 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
         {
             "filters": filters,
             "states": _STATES,
-            "forms": await svc.forms.list(),
+            "forms": forms,
+            "form": form,
+            "problems": problems,
             "sessions": result.sessions,
             "total": result.total,
             "page": page_no,
             "pages": pages,
+            "sort": sort,
             "page_url": page_url,
+            "sort_url": sort_url,
             "export_url": export_url,
             "now": datetime.now(UTC),
-            "state_of": _state,
+            "shown": _shown,
         },
     )
+
+
+def _day(text: str, *, end: bool) -> datetime | None:
+    """A YYYY-MM-DD bound as an instant (UTC): the day's start, or its last moment when ``end``."""
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return day + timedelta(days=1, microseconds=-1) if end else day
+
+
+def _shown(value: Any) -> str:
+    """A stored value as text for a table cell (lists joined, booleans as yes/no)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 # -- admin ---------------------------------------------------------------------------------------

@@ -181,6 +181,17 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page) -> None:
     expect(row).to_contain_text(hashlib.sha256(body).hexdigest())
     expect(row).to_contain_text(str(len(body)))
 
+    # -- the data browser walks bucket -> prefixes -> the object, and back to its session
+    page.click('header nav a:text-is("Data")')
+    page.click(f'#buckets a:text-is("{BUCKET}")')
+    page.click('#listing a:text-is("2026/")')
+    page.click('#listing a:text-is("run7/")')
+    expect(page.locator("#crumbs")).to_contain_text(f"Data / {BUCKET} / 2026 / run7")
+    obj = page.locator(f'#listing tr.object[data-key="{PREFIX}image-001.tif"]')
+    expect(obj).to_contain_text(hashlib.sha256(body).hexdigest())
+    obj.locator("a.session-link").click()
+    expect(page).to_have_url(f"{gw.endpoint}/_minimo/sessions/{session_id}")
+
     # -- the metadata browser finds it by form; the export links carry the filter
     page.goto(f"{gw.endpoint}/_minimo/sessions")
     page.select_option("#filter-form", "imaging")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import secrets
@@ -13,7 +14,8 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 from multidict import MultiDictProxy
 
-from gateway.appkeys import CONFIG
+from gateway.appkeys import CONFIG, OBJECT_STORE
+from gateway.errors import S3Error
 from policy.forms import Field, Form, FormValidationError
 from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal, Role
@@ -446,6 +448,71 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+# -- data browser ------------------------------------------------------------------------------
+DATA_PAGE = 100
+
+
+async def data_buckets(request: web.Request) -> web.StreamResponse:
+    await require(request)
+    try:
+        buckets = await request.config_dict[OBJECT_STORE].list_buckets()
+    except S3Error as err:
+        raise PageError(502, f"The object store refused to list buckets: {err.code}") from None
+    return await render(request, "data.html", {"buckets": buckets, "bucket": None})
+
+
+async def data_bucket(request: web.Request) -> web.StreamResponse:
+    await require(request)
+    bucket = request.match_info["bucket"]
+    prefix = request.query.get("prefix", "")
+    start_after = request.query.get("start_after", "")
+    try:
+        page = await request.config_dict[OBJECT_STORE].list_objects(
+            bucket, prefix=prefix, delimiter="/", start_after=start_after, max_keys=DATA_PAGE
+        )
+    except S3Error as err:
+        if err.code == "NoSuchBucket":
+            raise PageError(404, f"There is no bucket {bucket}.") from None
+        raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
+    svc = services(request)
+    records = await asyncio.gather(
+        *(svc.store.get_object_record(bucket, info.key) for info in page.objects)
+    )
+    # one lookup per distinct session on the page, not per object
+    ids = {r.session_id for r in records if r is not None and r.session_id}
+    found = await asyncio.gather(*(svc.sessions.get(sid) for sid in ids))
+    sessions = {s.id: s for s in found if s is not None}
+    rows = [
+        {
+            "info": info,
+            "record": record,
+            "session": sessions.get(record.session_id) if record and record.session_id else None,
+        }
+        for info, record in zip(page.objects, records, strict=True)
+    ]
+    # breadcrumbs: each leading part of the prefix, as (label, prefix)
+    crumbs, acc = [], ""
+    for part in prefix.split("/")[:-1]:
+        acc += part + "/"
+        crumbs.append((part, acc))
+    more = None
+    if page.truncated and page.next_marker:
+        more = "?" + urlencode({"prefix": prefix, "start_after": page.next_marker})
+    return await render(
+        request,
+        "data.html",
+        {
+            "bucket": bucket,
+            "prefix": prefix,
+            "crumbs": crumbs,
+            "prefixes": page.prefixes,
+            "rows": rows,
+            "more": more,
+            "urlencode": lambda value: urlencode({"prefix": value}),
+        },
+    )
+
+
 # -- admin ---------------------------------------------------------------------------------------
 async def admin_index(request: web.Request) -> web.StreamResponse:
     await require(request, "admin")
@@ -469,6 +536,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/sessions", browse_sessions, name="sessions")
     r.add_get("/sessions/{id}", session_page, name="session")
     r.add_post("/sessions/{id}/close", close_session, name="close_session")
+    r.add_get("/data/", data_buckets, name="data")
+    r.add_get("/data/{bucket}", data_bucket, name="data_bucket")
     r.add_get("/admin/", admin_index, name="admin")
     r.add_get("/admin", _to_admin)
 

@@ -422,7 +422,7 @@ class _LocalReader(ObjectReader):
             first, self._first = memoryview(self._first), b""
             while first:  # bytes read with the open (small objects) go out first
                 try:
-                    first = first[os.send(sock, first) :]
+                    first = first[os.write(sock, first) :]
                 except (BlockingIOError, InterruptedError):
                     await writable()
             while self._remaining > 0 and self._fd is not None:

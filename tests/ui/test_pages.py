@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -50,6 +52,7 @@ forms = ["imaging"]
 open_sessions = ["uploader"]
 """
 UPLOADER = ("carol", "carol-password-for-tests")
+BIG = os.urandom(6 * 1024 * 1024)  # large enough for progress events; one PUT
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +105,7 @@ def field(page: Page, name: str) -> Any:
     return page.locator(f'.field[data-field="{name}"]')
 
 
-def test_open_session_upload_browse_close(site: Gateway, page: Page) -> None:
+def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: Path) -> None:
     gw = site
     admin = read_initial_admin(gw.data_dir)["user"]
 
@@ -177,9 +180,43 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page) -> None:
     s3(gw, access, secret).put_object(Bucket=BUCKET, Key=f"{PREFIX}image-001.tif", Body=body)
     page.reload()
     expect(page.locator("#session-key")).to_have_count(0)  # shown once
+    csrf = page.locator("#upload input[name=csrf_token]").get_attribute("value")
     row = page.locator("#objects tbody tr", has_text=f"{PREFIX}image-001.tif")
     expect(row).to_contain_text(hashlib.sha256(body).hexdigest())
     expect(row).to_contain_text(str(len(body)))
+
+    # -- browser upload: two files and a folder whose relative paths are kept under the prefix
+    folder = tmp_path / "plate1"
+    (folder / "wells").mkdir(parents=True)
+    (folder / "wells" / "A1.csv").write_text("a,b\n1,2\n")
+    (folder / "notes.txt").write_text("plate one")
+    page.set_input_files(
+        "#upload-files",
+        [
+            {"name": "BIG.bin", "mimeType": "application/octet-stream", "buffer": BIG},
+            {"name": "small <i>.txt", "mimeType": "text/plain", "buffer": b"hello"},
+        ],
+    )
+    page.set_input_files("#upload-folder", str(folder))
+    page.click("#upload-start")
+    expect(page.locator("#upload-status")).to_contain_text("All 4 file(s) uploaded", timeout=60000)
+    expect(page.locator("#upload-list li.done")).to_have_count(4)
+    page.click("#upload-reload")
+    for key, data in (
+        ("BIG.bin", BIG),
+        ("small <i>.txt", b"hello"),
+        ("plate1/wells/A1.csv", b"a,b\n1,2\n"),
+        ("plate1/notes.txt", b"plate one"),
+    ):
+        row = page.locator("#objects tbody tr", has_text=PREFIX + key)
+        expect(row).to_contain_text(hashlib.sha256(data).hexdigest())
+    # a key outside the scope cannot even be asked for
+    refused = page.request.post(
+        f"{gw.endpoint}/_minimo/sessions/{session_id}/upload-urls",
+        data=json.dumps({"paths": ["../escape.txt"]}),
+        headers={"Content-Type": "application/json", "X-CSRF-Token": csrf},
+    )
+    assert refused.status == 400
 
     # -- the data browser walks bucket -> prefixes -> the object, and back to its session
     page.click('header nav a:text-is("Data")')

@@ -24,6 +24,7 @@ from policy.store.base import FieldFilter, SessionPage, SessionQuery, SessionRec
 from ui.api.common import api_state, services
 from ui.pages.common import PageError, check_csrf, render, require, safe_next
 from ui.pages.snippets import snippets
+from ui.pages.upload import upload_urls
 from ui.security import new_csrf_token, password_fingerprint
 
 PAGE_SIZE = 25
@@ -303,6 +304,7 @@ async def session_page(request: web.Request) -> web.StreamResponse:
     endpoint = str(request.url.origin())
     form = await svc.forms.find(session.form_name, session.form_version)
     now = datetime.now(UTC)
+    mine = who.role is Role.ADMIN or who.user == session.owner
     return await render(
         request,
         "session.html",
@@ -321,8 +323,8 @@ async def session_page(request: web.Request) -> web.StreamResponse:
             if key
             else None,
             "endpoint": endpoint,
-            "may_close": session.state == "open"
-            and (who.role is Role.ADMIN or who.user == session.owner),
+            "may_close": session.state == "open" and mine,
+            "may_upload": session.is_open(now) and mine,
         },
     )
 
@@ -536,6 +538,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/sessions", browse_sessions, name="sessions")
     r.add_get("/sessions/{id}", session_page, name="session")
     r.add_post("/sessions/{id}/close", close_session, name="close_session")
+    r.add_post("/sessions/{id}/upload-urls", upload_urls, name="upload_urls")
     r.add_get("/data/", data_buckets, name="data")
     r.add_get("/data/{bucket}", data_bucket, name="data_bucket")
     r.add_get("/admin/", admin_index, name="admin")

@@ -40,3 +40,149 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// Browser upload on the session page: ask the page for presigned PUT URLs (signed with the
+// session's key, so the gateway enforces and records each write like any S3 client's), then PUT
+// each file with XMLHttpRequest, which reports upload progress (fetch does not).
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form.js-upload");
+  if (!form) return;
+  const PARALLEL = 3;
+  const ATTEMPTS = 3;
+  const BATCH = 500; // paths per URL request (the server takes up to 1000)
+  const status = document.getElementById("upload-status");
+  const total = document.getElementById("upload-total");
+  const list = document.getElementById("upload-list");
+  const csrf = form.querySelector("input[name=csrf_token]").value;
+
+  function chosen() {
+    const files = [];
+    for (const id of ["upload-files", "upload-folder"]) {
+      for (const file of document.getElementById(id).files) {
+        // a folder's files carry "folder/sub/name"; single files only their name
+        files.push({ file, path: file.webkitRelativePath || file.name });
+      }
+    }
+    return files;
+  }
+
+  async function urlsFor(paths) {
+    const urls = [];
+    for (let i = 0; i < paths.length; i += BATCH) {
+      const response = await fetch(form.dataset.urls, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ paths: paths.slice(i, i + BATCH) }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || "the server refused (" + response.status + ")");
+      urls.push(...body.urls);
+    }
+    return urls;
+  }
+
+  function row(path) {
+    const li = document.createElement("li");
+    const what = document.createElement("span");
+    what.className = "what";
+    what.textContent = path; // textContent: file names are never parsed as HTML
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = 0;
+    const note = document.createElement("span");
+    note.className = "note";
+    li.append(what, bar, note);
+    list.append(li);
+    return { li, bar, note };
+  }
+
+  function put(url, file, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", url);
+      xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded));
+      xhr.addEventListener("load", () => {
+        if (xhr.status >= 200 && xhr.status < 300) return resolve();
+        // S3 errors are XML; the Message teaches what went wrong (DESIGN.md: refusals teach)
+        const message = /<Message>([\s\S]*?)<\/Message>/.exec(xhr.responseText || "");
+        reject(new Error(message ? message[1] : "HTTP " + xhr.status));
+      });
+      xhr.addEventListener("error", () => reject(new Error("network error")));
+      xhr.send(file);
+    });
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const files = chosen();
+    if (!files.length) {
+      status.textContent = "Choose files or a folder first.";
+      return;
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    list.replaceChildren();
+    const bytes = files.reduce((sum, f) => sum + f.file.size, 0) || 1;
+    const sent = new Array(files.length).fill(0);
+    const redraw = () => { total.value = sent.reduce((a, b) => a + b, 0) / bytes; };
+    total.hidden = false;
+    total.value = 0;
+    status.textContent = "Preparing " + files.length + " file(s)…";
+    let urls;
+    try {
+      urls = await urlsFor(files.map((f) => f.path));
+    } catch (error) {
+      status.textContent = "Upload refused: " + error.message;
+      button.disabled = false;
+      return;
+    }
+    let next = 0;
+    let failed = 0;
+    async function worker() {
+      while (next < files.length) {
+        const i = next++;
+        const { file } = files[i];
+        const ui = row(urls[i].key);
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await put(urls[i].url, file, (loaded) => {
+              sent[i] = loaded;
+              ui.bar.value = file.size ? loaded / file.size : 1;
+              redraw();
+            });
+            sent[i] = file.size;
+            ui.bar.value = 1;
+            ui.note.textContent = "done";
+            ui.li.className = "done";
+            break;
+          } catch (error) {
+            sent[i] = 0;
+            redraw();
+            if (attempt >= ATTEMPTS) {
+              failed++;
+              ui.li.className = "failed";
+              ui.note.textContent = error.message;
+              break;
+            }
+            ui.note.textContent = "retrying (" + error.message + ")";
+            await new Promise((r) => setTimeout(r, 500 * attempt));
+          }
+        }
+        redraw();
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, files.length) }, worker));
+    button.disabled = false;
+    if (failed) {
+      status.textContent = failed + " of " + files.length + " file(s) failed; see below.";
+    } else {
+      status.textContent = "All " + files.length + " file(s) uploaded.";
+      const reload = document.createElement("a");
+      reload.href = window.location.pathname;
+      reload.id = "upload-reload";
+      reload.textContent = " Show them in the list";
+      status.append(reload);
+    }
+  });
+});

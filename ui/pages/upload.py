@@ -1,0 +1,135 @@
+"""Browser upload: the session page asks for presigned PUT URLs, then the browser sends each file
+straight to the gateway's S3 side (progress events, no body ever passes through a page handler).
+
+The URLs are signed with the session's own key, so every write goes through the same enforcement
+as any S3 client's (scope, overwrite rules, records, SHA-256) and dies with the session. They
+name the exact key (session prefix + the file's relative path), sign only ``host`` and the
+``UNSIGNED-PAYLOAD`` (the gateway hashes the body itself) and expire after an hour. Asking for
+URLs needs the login cookie, the CSRF header and ownership of the open session (or admin).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from gateway.appkeys import CONFIG
+from gateway.sigv4 import (
+    ALGORITHM,
+    AMZ_DATE_FORMAT,
+    UNSIGNED_PAYLOAD,
+    canonical_query,
+    canonical_request,
+    canonical_uri,
+    scope,
+    sign,
+    signing_key,
+    string_to_sign,
+    uri_encode,
+)
+from policy.principal import Role
+from policy.sessions import is_session_id
+from ui.api.common import services
+from ui.pages.common import current_user
+from ui.security import CSRF_HEADER, csrf_ok
+
+URL_SECONDS = 3600
+MAX_FILES = 1000
+MAX_KEY_BYTES = 1024
+
+
+def presigned_put(
+    host: str, bucket: str, key: str, access: str, secret: str, region: str, now: datetime
+) -> str:
+    """A path + query (same origin as the page) for ``PUT /bucket/key`` signed as SigV4 query."""
+    raw_path = f"/{uri_encode(bucket, keep_slash=False)}/{uri_encode(key, keep_slash=True)}"
+    amz_date = now.strftime(AMZ_DATE_FORMAT)
+    credential_scope = scope(amz_date[:8], region)
+    query = [
+        ("X-Amz-Algorithm", ALGORITHM),
+        ("X-Amz-Credential", f"{access}/{credential_scope}"),
+        ("X-Amz-Date", amz_date),
+        ("X-Amz-Expires", str(URL_SECONDS)),
+        ("X-Amz-SignedHeaders", "host"),
+    ]
+    canonical = canonical_request(
+        "PUT",
+        canonical_uri(raw_path),
+        canonical_query(query),
+        {"host": host},
+        ["host"],
+        UNSIGNED_PAYLOAD,
+    )
+    signature = sign(
+        signing_key(secret, amz_date[:8], region),
+        string_to_sign(amz_date, credential_scope, canonical),
+    )
+    return f"{raw_path}?{canonical_query(query)}&X-Amz-Signature={signature}"
+
+
+def relative_key_problem(path: Any) -> str | None:
+    """Why a browser-given relative path cannot become part of a key (None: it can)."""
+    if not isinstance(path, str) or not path:
+        return "empty file name"
+    if path.startswith("/") or "\\" in path:
+        return f"{path!r}: give a relative path with '/' separators"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return f"{path!r}: empty, '.' or '..' path segments are not allowed"
+    if any(ord(c) < 32 for c in path):
+        return f"{path!r}: control characters are not allowed"
+    return None
+
+
+def _refuse(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def upload_urls(request: web.Request) -> web.StreamResponse:
+    who = await current_user(request)
+    if who is None:
+        return _refuse(401, "sign in again")
+    if not csrf_ok((await get_session(request)).get("csrf"), request.headers.get(CSRF_HEADER)):
+        return _refuse(403, f"missing or wrong {CSRF_HEADER} header; reload the page")
+    sid = request.match_info["id"]
+    svc = services(request)
+    session = await svc.sessions.get(sid) if is_session_id(sid) else None
+    if session is None:
+        return _refuse(404, f"no session {sid}")
+    if who.role is not Role.ADMIN and who.user != session.owner:
+        return _refuse(403, f"only {session.owner} (or an admin) uploads into this session")
+    now = datetime.now(UTC)
+    if not session.is_open(now):
+        return _refuse(409, "the session is not open any more")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _refuse(400, "send a JSON body")
+    paths = body.get("paths") if isinstance(body, dict) else None
+    if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_FILES:
+        return _refuse(400, f"paths must be a list of 1 to {MAX_FILES} relative paths")
+    problems = [p for p in map(relative_key_problem, paths) if p]
+    if problems:
+        return _refuse(400, "; ".join(problems[:5]))
+    credential = await svc.identity.credential(session.access_key)
+    if credential is None:
+        return _refuse(409, "the session key is gone (session closed?)")
+    region = request.config_dict[CONFIG].region
+    urls = []
+    for path in paths:
+        key = session.prefix + path
+        if len(key.encode()) > MAX_KEY_BYTES:
+            return _refuse(400, f"{path!r}: the key would be longer than {MAX_KEY_BYTES} bytes")
+        url = presigned_put(
+            request.host,
+            session.bucket,
+            key,
+            credential.access_key,
+            credential.secret_key,
+            region,
+            now,
+        )
+        urls.append({"path": path, "key": key, "url": url})
+    return web.json_response({"urls": urls}, headers={"Cache-Control": "no-store"})

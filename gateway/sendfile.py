@@ -1,9 +1,11 @@
-"""Send a response body straight from a file to the client's socket with ``sendfile(2)``.
+"""Send a response body to the client's socket from the kernel side: ``sendfile(2)`` from a
+local file, ``splice(2)`` from an upstream socket.
 
-A GET through aiohttp costs two copies per byte (``pread`` into a Python buffer, then ``send``
-out of it) and a thread hop per piece; versitygw answers from the page cache with
-``sendfile``, at about half the CPU per GiB. uvloop has no ``loop.sendfile``, so this does it by
-hand, only where it is simple and safe:
+A GET through aiohttp costs two copies per byte (``pread`` or ``recv`` into a Python buffer,
+then ``send`` out of it) and a pass through the event loop per piece; versitygw answers from
+the page cache with ``sendfile``, at about half the CPU per GiB. uvloop has no
+``loop.sendfile``, so this hands the client's socket to the reader (``send_file``), only where
+that is simple and safe:
 
 * plain TCP (or Unix) transports: TLS needs the bytes in user space to encrypt them;
 * only once the response headers have left the transport's buffer, so nothing the transport
@@ -22,9 +24,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-#: what the file side offers: send the remaining bytes to a socket descriptor, awaiting the
-#: given coroutine function whenever the socket is full
-SendFile = Callable[[int, Callable[[], Awaitable[None]]], Awaitable[None]]
+#: what the reader offers: send the remaining bytes to a socket descriptor, awaiting the given
+#: coroutine function whenever the socket is full; returning False (having sent nothing)
+#: declines, and the body goes the ordinary way
+SendFile = Callable[[int, Callable[[], Awaitable[None]]], Awaitable[bool | None]]
 
 
 async def send_body(request: web.Request, resp: web.StreamResponse, send_file: SendFile) -> bool:
@@ -64,7 +67,6 @@ async def send_body(request: web.Request, resp: web.StreamResponse, send_file: S
             loop.remove_writer(fd)
 
     try:
-        await send_file(fd, writable)
+        return await send_file(fd, writable) is not False
     finally:
         os.close(fd)
-    return True

@@ -1,9 +1,10 @@
-"""Large GETs from the local backend go out with sendfile(2) (gateway/sendfile.py).
+"""Large GETs leave from the kernel side (gateway/sendfile.py): sendfile(2) from the local
+backend's files, splice(2) from the s3 backend's upstream socket.
 
 The byte-for-byte and range checks live in test_s3_api.py; these cover what only the sendfile
 path can get wrong: clients that vanish mid-body (no descriptor may stay open, the server must
-keep serving) and keep-alive reuse of a connection right after a sendfile body. Over HTTPS the
-copy path serves the same requests (TLS cannot use sendfile).
+keep serving) and keep-alive reuse of a connection right after such a body. Over HTTPS the
+copy path serves the same requests (TLS cannot use either).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import pytest
 from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
 from tests.servers import Gateway
 
-pytestmark = pytest.mark.parametrize("gateway", ["local-http", "local-https"], indirect=True)
+pytestmark = pytest.mark.parametrize(
+    "gateway", ["local-http", "local-https", "s3-http", "s3-https"], indirect=True
+)
 
 MiB = 1 << 20
 SIZE = 24 * MiB + 5

@@ -11,10 +11,14 @@ S3 errors come back as the same :class:`S3Error`; an unreachable upstream is a 5
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import fcntl
 import hashlib
+import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
@@ -73,6 +77,9 @@ UPLOAD_CHUNK = 1 << 20
 TRAILER = "x-amz-checksum-crc32c"
 #: Bodies up to this size are collected and sent in one piece (see ``_upload``).
 SMALL_BODY = 128 << 10
+#: pipe size for relaying GET bodies with splice (the kernel may grant less)
+SPLICE_PIPE = 1 << 20
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 CHECK_TIMEOUT = 5.0
 META_PREFIX = "x-amz-meta-"
 
@@ -134,6 +141,8 @@ class S3ObjectStore(ObjectStore):
         self._access_key = access_key
         self._secret_key = secret_key
         self._region = region
+        #: how long a relayed body may stall (the same limit aiohttp applies to reads)
+        self.read_timeout_seconds = read_timeout
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -845,6 +854,103 @@ class _UpstreamReader(ObjectReader):
             self._resp.close()
             raise self._store.unreachable(exc) from None
 
+    async def send_file(self, sock: int, writable: Callable[[], Awaitable[None]]) -> bool:
+        """Relay the body with splice(2): upstream socket -> pipe -> client socket ``sock``.
+
+        Reading the upstream socket into Python and writing the client's costs two copies and
+        a pass through the event loop per piece; splice moves the pages inside the kernel.
+        Declines (False, nothing sent) unless upstream is plain TCP and answered with exactly
+        the Content-Length the client was promised. Upstream reading is paused first, and what
+        aiohttp had already buffered goes out before the spliced rest. The connection cannot
+        be reused afterwards (its parser never saw the body end): aclose() closes it.
+        """
+        resp = self._resp
+        conn = resp.connection
+        transport = conn.transport if conn is not None else None
+        protocol = conn.protocol if conn is not None else None
+        expected = self.byte_range.length if self.byte_range is not None else self.info.size
+        if (
+            not hasattr(os, "splice")
+            or transport is None
+            or protocol is None
+            or transport.is_closing()
+            or transport.get_extra_info("sslcontext") is not None
+            or transport.get_extra_info("socket") is None
+            or resp.content_length != expected
+            or resp.content.exception() is not None
+        ):
+            return False
+        content = resp.content
+        # Take everything aiohttp holds, then pause. Draining the buffer resumes a parser that
+        # paused with bytes of its own, which it hands over at once, so drain until nothing
+        # comes; pausing right after (no loop iteration in between) means no further byte
+        # reaches aiohttp. The protocol's pause also stops its read timeout.
+        pieces: list[bytes] = []
+        while piece := content.read_nowait(-1):
+            pieces.append(piece)
+        protocol.pause_reading()
+        buffered = b"".join(pieces)
+        upstream = os.dup(transport.get_extra_info("socket").fileno())
+        pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):  # a bigger pipe means fewer calls; optional
+                fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, SPLICE_PIPE)
+            view = memoryview(buffered)
+            while view:
+                try:
+                    view = view[os.write(sock, view) :]
+                except (BlockingIOError, InterruptedError):
+                    await writable()
+            remaining = expected - len(buffered)
+            in_pipe = 0
+            while remaining or in_pipe:
+                moved = False
+                if remaining and in_pipe < SPLICE_PIPE:
+                    try:
+                        n = _splice(upstream, pipe_w, min(remaining, SPLICE_PIPE - in_pipe))
+                    except OSError as exc:
+                        raise self._store.unreachable(exc) from None
+                    if n == 0:
+                        raise self._store.unreachable(
+                            ConnectionResetError("upstream closed the connection mid-body")
+                        )
+                    if n is not None:
+                        remaining -= n
+                        in_pipe += n
+                        moved = True
+                if in_pipe:
+                    m = _splice(pipe_r, sock, in_pipe)  # client errors propagate as they are
+                    if m:
+                        in_pipe -= m
+                        moved = True
+                if not moved:
+                    if in_pipe:
+                        await writable()  # the client is full; upstream can wait
+                    else:
+                        await self._readable(upstream)
+        finally:
+            for fd in (pipe_r, pipe_w, upstream):
+                os.close(fd)
+        return True
+
+    async def _readable(self, fd: int) -> None:
+        """Wait until upstream has bytes, within the read timeout aiohttp would apply."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def ready() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(fd, ready)
+        try:
+            async with asyncio.timeout(self._store.read_timeout_seconds):
+                await done
+        except TimeoutError as exc:
+            raise self._store.unreachable(exc) from None
+        finally:
+            loop.remove_reader(fd)
+
     async def aclose(self) -> None:
         resp = self._resp
         if resp.content.is_eof():
@@ -855,6 +961,14 @@ class _UpstreamReader(ObjectReader):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _splice(src: int, dst: int, count: int) -> int | None:
+    """One non-blocking splice(2): bytes moved, or None when it would block."""
+    try:
+        return os.splice(src, dst, count, flags=_SPLICE_FLAGS)
+    except (BlockingIOError, InterruptedError):
+        return None
+
+
 async def _collect(body: Body, size: int) -> bytes:
     pieces: list[bytes] = []
     total = 0

@@ -52,7 +52,7 @@ forms = ["imaging"]
 open_sessions = ["uploader"]
 """
 UPLOADER = ("carol", "carol-password-for-tests")
-BIG = os.urandom(6 * 1024 * 1024)  # large enough for progress events; one PUT
+BIG = os.urandom(20 * 1024 * 1024 + 1)  # over the 16 MiB multipart threshold: 3 parts
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +210,9 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     ):
         row = page.locator("#objects tbody tr", has_text=PREFIX + key)
         expect(row).to_contain_text(hashlib.sha256(data).hexdigest())
+    # the big file went in parts (a multipart ETag names its part count)
+    head = s3(gw, gw.access_key, gw.secret_key).head_object(Bucket=BUCKET, Key=PREFIX + "BIG.bin")
+    assert head["ETag"].strip('"').endswith("-3")
     # a key outside the scope cannot even be asked for
     refused = page.request.post(
         f"{gw.endpoint}/_minimo/sessions/{session_id}/upload-urls",

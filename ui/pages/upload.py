@@ -4,7 +4,9 @@ straight to the gateway's S3 side (progress events, no body ever passes through 
 The URLs are signed with the session's own key, so every write goes through the same enforcement
 as any S3 client's (scope, overwrite rules, records, SHA-256) and dies with the session. They
 name the exact key (session prefix + the file's relative path), sign only ``host`` and the
-``UNSIGNED-PAYLOAD`` (the gateway hashes the body itself) and expire after an hour. Asking for
+``UNSIGNED-PAYLOAD`` (the gateway hashes the body itself) and expire after an hour. Large files
+go as multipart uploads: one request for the CreateMultipartUpload URL, then one for the part,
+complete and abort URLs of that upload id. Asking for
 URLs needs the login cookie, the CSRF header and ownership of the open session (or admin).
 """
 
@@ -39,16 +41,28 @@ from ui.security import CSRF_HEADER, csrf_ok
 URL_SECONDS = 3600
 MAX_FILES = 1000
 MAX_KEY_BYTES = 1024
+MAX_PARTS = 10_000
 
 
-def presigned_put(
-    host: str, bucket: str, key: str, access: str, secret: str, region: str, now: datetime
+def presigned(
+    method: str,
+    host: str,
+    bucket: str,
+    key: str,
+    access: str,
+    secret: str,
+    region: str,
+    now: datetime,
+    params: tuple[tuple[str, str], ...] = (),
 ) -> str:
-    """A path + query (same origin as the page) for ``PUT /bucket/key`` signed as SigV4 query."""
+    """A path + query (same origin as the page) for ``METHOD /bucket/key?params``, signed as a
+    SigV4 query (presigned) request; ``params`` (e.g. ``uploadId``) are covered by the signature.
+    """
     raw_path = f"/{uri_encode(bucket, keep_slash=False)}/{uri_encode(key, keep_slash=True)}"
     amz_date = now.strftime(AMZ_DATE_FORMAT)
     credential_scope = scope(amz_date[:8], region)
     query = [
+        *params,
         ("X-Amz-Algorithm", ALGORITHM),
         ("X-Amz-Credential", f"{access}/{credential_scope}"),
         ("X-Amz-Date", amz_date),
@@ -56,7 +70,7 @@ def presigned_put(
         ("X-Amz-SignedHeaders", "host"),
     ]
     canonical = canonical_request(
-        "PUT",
+        method,
         canonical_uri(raw_path),
         canonical_query(query),
         {"host": host},
@@ -107,29 +121,65 @@ async def upload_urls(request: web.Request) -> web.StreamResponse:
         body = await request.json()
     except ValueError:
         return _refuse(400, "send a JSON body")
-    paths = body.get("paths") if isinstance(body, dict) else None
-    if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_FILES:
-        return _refuse(400, f"paths must be a list of 1 to {MAX_FILES} relative paths")
-    problems = [p for p in map(relative_key_problem, paths) if p]
-    if problems:
-        return _refuse(400, "; ".join(problems[:5]))
+    if not isinstance(body, dict):
+        return _refuse(400, "send a JSON object")
     credential = await svc.identity.credential(session.access_key)
     if credential is None:
         return _refuse(409, "the session key is gone (session closed?)")
     region = request.config_dict[CONFIG].region
-    urls = []
-    for path in paths:
-        key = session.prefix + path
-        if len(key.encode()) > MAX_KEY_BYTES:
-            return _refuse(400, f"{path!r}: the key would be longer than {MAX_KEY_BYTES} bytes")
-        url = presigned_put(
+
+    def url(method: str, path: str, *params: tuple[str, str]) -> str:
+        return presigned(
+            method,
             request.host,
             session.bucket,
-            key,
+            session.prefix + path,
             credential.access_key,
             credential.secret_key,
             region,
             now,
+            params,
         )
-        urls.append({"path": path, "key": key, "url": url})
-    return web.json_response({"urls": urls}, headers={"Cache-Control": "no-store"})
+
+    multipart = body.get("multipart")
+    paths = [multipart.get("path")] if isinstance(multipart, dict) else body.get("paths")
+    if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_FILES:
+        return _refuse(400, f"paths must be a list of 1 to {MAX_FILES} relative paths")
+    problems = [p for p in map(relative_key_problem, paths) if p]
+    if not problems:
+        problems = [
+            f"{p!r}: the key would be longer than {MAX_KEY_BYTES} bytes"
+            for p in paths
+            if len((session.prefix + p).encode()) > MAX_KEY_BYTES
+        ]
+    if problems:
+        return _refuse(400, "; ".join(problems[:5]))
+    headers = {"Cache-Control": "no-store"}
+    if isinstance(multipart, dict):
+        # Large files go in parts: the browser retries a failed part, not the whole file.
+        path = paths[0]
+        upload_id = multipart.get("upload_id")
+        parts = multipart.get("parts")
+        if upload_id is None:
+            return web.json_response(
+                {"create": url("POST", path, ("uploads", ""))}, headers=headers
+            )
+        if not isinstance(upload_id, str) or not upload_id:
+            return _refuse(400, "upload_id must be the id CreateMultipartUpload returned")
+        if not (isinstance(parts, int) and not isinstance(parts, bool) and 1 <= parts <= MAX_PARTS):
+            return _refuse(400, f"parts must be a number from 1 to {MAX_PARTS}")
+        uid = ("uploadId", upload_id)
+        return web.json_response(
+            {
+                "parts": [
+                    url("PUT", path, ("partNumber", str(n)), uid) for n in range(1, parts + 1)
+                ],
+                "complete": url("POST", path, uid),
+                "abort": url("DELETE", path, uid),
+            },
+            headers=headers,
+        )
+    return web.json_response(
+        {"urls": [{"path": p, "key": session.prefix + p, "url": url("PUT", p)} for p in paths]},
+        headers=headers,
+    )

@@ -113,6 +113,82 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // Files above MULTIPART go in PART-sized pieces (S3's minimum part is 5 MiB): a failed part
+  // is retried alone, and no single request carries gigabytes.
+  const MULTIPART = 16 * 1024 * 1024;
+  const PART = 8 * 1024 * 1024;
+
+  async function ask(body) {
+    const response = await fetch(form.dataset.urls, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(answer.error || "the server refused (" + response.status + ")");
+    return answer;
+  }
+
+  function request(method, url, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(method, url);
+      if (onProgress) xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded));
+      xhr.addEventListener("load", () => {
+        if (xhr.status >= 200 && xhr.status < 300) return resolve(xhr);
+        const message = /<Message>([\s\S]*?)<\/Message>/.exec(xhr.responseText || "");
+        reject(new Error(message ? message[1] : "HTTP " + xhr.status));
+      });
+      xhr.addEventListener("error", () => reject(new Error("network error")));
+      xhr.send(body);
+    });
+  }
+
+  async function retried(what, attempt, note) {
+    for (let n = 1; ; n++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (n >= ATTEMPTS) throw error;
+        note.textContent = "retrying " + what + " (" + error.message + ")";
+        await new Promise((r) => setTimeout(r, 500 * n));
+      }
+    }
+  }
+
+  async function multipart(path, file, ui, onProgress) {
+    const { create } = await ask({ multipart: { path } });
+    const created = await retried("start", () => request("POST", create, null), ui.note);
+    const match = /<UploadId>([^<]+)<\/UploadId>/.exec(created.responseText);
+    if (!match) throw new Error("no upload id in the answer");
+    const count = Math.ceil(file.size / PART);
+    const urls = await ask({ multipart: { path, upload_id: match[1], parts: count } });
+    const done = new Array(count).fill(0);
+    const etags = [];
+    try {
+      for (let n = 0; n < count; n++) {
+        const piece = file.slice(n * PART, Math.min(file.size, (n + 1) * PART));
+        const xhr = await retried("part " + (n + 1), () => request("PUT", urls.parts[n], piece,
+          (loaded) => { done[n] = loaded; onProgress(done.reduce((a, b) => a + b, 0)); }), ui.note);
+        done[n] = piece.size;
+        etags.push(xhr.getResponseHeader("ETag"));
+        ui.note.textContent = "part " + (n + 1) + " of " + count;
+      }
+      const xml = "<CompleteMultipartUpload>" + etags.map((etag, n) =>
+        "<Part><PartNumber>" + (n + 1) + "</PartNumber><ETag>" + etag + "</ETag></Part>").join("") +
+        "</CompleteMultipartUpload>";
+      const completed = await retried("completion", () => request("POST", urls.complete, xml), ui.note);
+      // CompleteMultipartUpload may answer 200 with an <Error> body
+      const error = /<Error>[\s\S]*?<Message>([\s\S]*?)<\/Message>/.exec(completed.responseText);
+      if (error) throw new Error(error[1]);
+    } catch (error) {
+      // leave nothing half-done behind (best effort; the gateway forgets stale uploads anyway)
+      await request("DELETE", urls.abort, null).catch(() => {});
+      throw error;
+    }
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const files = chosen();
@@ -144,13 +220,30 @@ document.addEventListener("DOMContentLoaded", () => {
         const i = next++;
         const { file } = files[i];
         const ui = row(urls[i].key);
+        const progress = (loaded) => {
+          sent[i] = loaded;
+          ui.bar.value = file.size ? loaded / file.size : 1;
+          redraw();
+        };
+        if (file.size > MULTIPART) {
+          try {
+            await multipart(files[i].path, file, ui, progress);
+            sent[i] = file.size;
+            ui.bar.value = 1;
+            ui.note.textContent = "done";
+            ui.li.className = "done";
+          } catch (error) {
+            sent[i] = 0;
+            failed++;
+            ui.li.className = "failed";
+            ui.note.textContent = error.message;
+          }
+          redraw();
+          continue;
+        }
         for (let attempt = 1; ; attempt++) {
           try {
-            await put(urls[i].url, file, (loaded) => {
-              sent[i] = loaded;
-              ui.bar.value = file.size ? loaded / file.size : 1;
-              redraw();
-            });
+            await put(urls[i].url, file, progress);
             sent[i] = file.size;
             ui.bar.value = 1;
             ui.note.textContent = "done";

@@ -210,6 +210,12 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     ):
         row = page.locator("#objects tbody tr", has_text=PREFIX + key)
         expect(row).to_contain_text(hashlib.sha256(data).hexdigest())
+    # download one object back through the page's link
+    with page.expect_download() as got:
+        page.locator("#objects a.download", has_text=PREFIX + "plate1/notes.txt").click()
+    saved = got.value.path()
+    assert Path(saved).read_bytes() == b"plate one"
+    assert got.value.suggested_filename == "notes.txt"
     # the big file went in parts (a multipart ETag names its part count)
     head = s3(gw, gw.access_key, gw.secret_key).head_object(Bucket=BUCKET, Key=PREFIX + "BIG.bin")
     assert head["ETag"].strip('"').endswith("-3")

@@ -8,7 +8,7 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp_session import get_session, new_session
@@ -515,6 +515,43 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def download(request: web.Request) -> web.StreamResponse:
+    """One object's bytes for a signed-in user (every role may read), streamed from the store.
+
+    Always an attachment of type application/octet-stream: an uploaded .html or .svg must never
+    render as a page of this origin (it would run with the user's login cookie).
+    """
+    await require(request)
+    bucket = request.match_info["bucket"]
+    key = request.query.get("key", "")
+    if not key:
+        raise PageError(400, "Say which object: ?key=...")
+    try:
+        reader = await request.config_dict[OBJECT_STORE].open_object(bucket, key)
+    except S3Error as err:
+        if err.code in ("NoSuchKey", "NoSuchBucket"):
+            raise PageError(404, f"There is no object s3://{bucket}/{key}.") from None
+        raise PageError(502, f"The object store refused to read it: {err.code}") from None
+    try:
+        name = key.rsplit("/", 1)[-1] or "download"
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(reader.info.size),
+                # RFC 6266/5987: the UTF-8 name percent-encoded, never raw in a header
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+                "ETag": reader.info.etag,
+            }
+        )
+        await response.prepare(request)
+        async for piece in reader:
+            await response.write(piece)
+        await response.write_eof()
+        return response
+    finally:
+        await reader.aclose()
+
+
 # -- admin ---------------------------------------------------------------------------------------
 async def admin_index(request: web.Request) -> web.StreamResponse:
     await require(request, "admin")
@@ -541,6 +578,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/sessions/{id}/upload-urls", upload_urls, name="upload_urls")
     r.add_get("/data/", data_buckets, name="data")
     r.add_get("/data/{bucket}", data_bucket, name="data_bucket")
+    r.add_get("/download/{bucket}", download, name="download")
     r.add_get("/admin/", admin_index, name="admin")
     r.add_get("/admin", _to_admin)
 

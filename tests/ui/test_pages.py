@@ -309,6 +309,48 @@ def test_uploader_refused_on_admin_page(site: Gateway, page: Page) -> None:
     expect(page).to_have_url(f"{gw.endpoint}/_minimo/login")
 
 
+def test_admin_forms_and_users(site: Gateway, page: Page) -> None:
+    gw = site
+    login(page, gw, read_initial_admin(gw.data_dir)["user"], gw.admin_password)
+    page.goto(f"{gw.endpoint}/_minimo/admin/")
+    page.click("#admin-forms")
+    # a bad definition: every problem listed, the text kept for fixing
+    bad = json.dumps({"name": "survey", "title": "S", "fields": [{"name": "x", "type": "nope"}]})
+    page.fill("#form-definition", bad)
+    page.click("#form-save")
+    expect(page.locator("#form-problems")).to_contain_text("nope")
+    expect(page.locator("#form-definition")).to_have_value(bad)
+    good = {"name": "survey", "title": "Survey", "fields": [{"name": "site", "type": "text"}]}
+    page.fill("#form-definition", json.dumps(good))
+    page.click("#form-save")
+    expect(page.locator("#form-saved")).to_have_text("Saved form survey version 1.")
+    page.fill("#form-definition", json.dumps({**good, "title": "Field survey"}))
+    page.click("#form-save")
+    expect(page.locator("#form-saved")).to_have_text("Saved form survey version 2.")
+    # the original minimo's text format
+    page.fill("#import-name", "legacy")
+    page.fill("#import-text", "Legacy form\n\nsample\nSample name\ntext\n")
+    page.click("#import-save")
+    expect(page.locator("#form-saved")).to_contain_text("legacy version 1")
+    expect(page.locator("#forms")).to_contain_text("Field survey")
+
+    # users: add one (password shown once), who can then sign in
+    page.goto(f"{gw.endpoint}/_minimo/admin/users")
+    page.fill("#new-user", "dora")
+    page.select_option("#new-role", "reader")
+    page.click("#add-user")
+    password = page.locator("#new-password").inner_text()
+    row = page.locator('#users tr[data-user="dora"]')
+    expect(row).to_contain_text("dora")
+    row.locator("select[name=role]").select_option("uploader")
+    row.locator("button", has_text="Set").click()
+    expect(page.locator('#users tr[data-user="dora"] select[name=role]')).to_have_value("uploader")
+    page.click("header form.logout button")
+    login(page, gw, "dora", password)
+    expect(page.locator("h1")).to_have_text("Hello, dora")
+    expect(page.locator(".who")).to_have_text("dora (uploader)")
+
+
 def test_login_rate_limit(site: Gateway, page: Page) -> None:
     # Five failures per (user, address) are allowed; the sixth attempt waits, even when right.
     for _ in range(5):

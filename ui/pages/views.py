@@ -22,6 +22,7 @@ from policy.principal import Principal, Role
 from policy.sessions import SessionError, is_session_id, parse_where
 from policy.store.base import FieldFilter, SessionPage, SessionQuery, SessionRecord
 from ui.api.common import api_state, services
+from ui.pages import admin
 from ui.pages.common import PageError, check_csrf, render, require, safe_next
 from ui.pages.snippets import snippets
 from ui.pages.upload import upload_urls
@@ -552,18 +553,6 @@ async def download(request: web.Request) -> web.StreamResponse:
         await reader.aclose()
 
 
-# -- admin ---------------------------------------------------------------------------------------
-async def admin_index(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
-    svc = services(request)
-    policy = await svc.policies.current()
-    return await render(
-        request,
-        "admin.html",
-        {"forms": await svc.forms.list(), "rules": policy.rules},
-    )
-
-
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/", home, name="home")
@@ -579,7 +568,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/data/", data_buckets, name="data")
     r.add_get("/data/{bucket}", data_bucket, name="data_bucket")
     r.add_get("/download/{bucket}", download, name="download")
-    r.add_get("/admin/", admin_index, name="admin")
+    admin.add_routes(app)
     r.add_get("/admin", _to_admin)
 
 

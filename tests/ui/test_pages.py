@@ -364,3 +364,5 @@ def test_unknown_page_is_a_friendly_404(site: Gateway, page: Page) -> None:
     response = page.goto(f"{site.endpoint}/_minimo/no-such-page")
     assert response is not None and response.status == 404
     expect(page.locator("h1")).to_have_text("Not found")
+    page.goto(f"{site.endpoint}/_minimo")  # what people type: the home page (here: its login)
+    expect(page).to_have_url(re.compile(r"/_minimo/login\?next="))

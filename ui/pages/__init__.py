@@ -84,4 +84,11 @@ def setup_pages(app: web.Application) -> None:
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
     views.add_routes(pages)
+    # "/_minimo" itself (what people type) would otherwise be a 404: send it to the home page.
+    # Registered before the sub-app, which would answer it first.
+    app.router.add_get("/_minimo", _to_home)
     app.add_subapp("/_minimo", pages)
+
+
+async def _to_home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/_minimo/")

@@ -16,18 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import secrets
+import itertools
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.errors import S3Error
-from policy.audit import Auditor
+from policy.audit import Auditor, principal_details, principal_name
 from policy.catalog import FormService, PolicyService
 from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
 from policy.identity import IdentityService
 from policy.sessions import SessionService
-from policy.store.base import MetadataStore, ObjectRecord, WriteIntent
+from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, WriteIntent
 
 #: pieces at least this large are hashed on a worker thread (hashlib releases the GIL)
 _THREAD_HASH = 128 * 1024
@@ -38,8 +39,23 @@ def refused(refusal: Refusal, resource: str | None = None) -> S3Error:
     return S3Error(refusal.code, refusal.message, resource=resource)
 
 
+#: intent ids only need to be unique (they are never a secret or a capability): a random
+#: per-process prefix and a counter, far cheaper than asking the OS for 16 random bytes each time
+_INTENT_PREFIX = os.urandom(8).hex()
+_intent_counter = itertools.count()
+
+
 def new_intent_id() -> str:
-    return secrets.token_hex(16)
+    return f"{_INTENT_PREFIX}{next(_intent_counter):016x}"
+
+
+def _new_prefix_after_fork() -> None:
+    # a forked worker must not repeat its parent's ids (intent ids are a primary key)
+    global _INTENT_PREFIX
+    _INTENT_PREFIX = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_prefix_after_fork)
 
 
 def stamp(meta: WriteMeta, decision: Decision) -> WriteMeta:
@@ -97,23 +113,19 @@ class Write:
     async def start(self) -> None:
         """Record the intent and claim the key (write-once rules); refuse a lost claim."""
         store = self.path.store
-        bucket, key = self.intent.bucket, self.intent.key
         # Intent first: a process that dies after claiming leaves a stale intent naming the
         # claimed key, which reconcile finds and releases (a bare claim would block the key).
-        await store.begin_write(self.intent)
+        # The claim is the overwrite check: one insert under a unique index, so of two
+        # concurrent writers of a fresh key exactly one wins, and a committed object keeps its
+        # claim (no extra object-store round trip to see whether it exists). Both go to the store
+        # in one call (one transaction on sqlite); if it raises, neither was recorded.
+        write_once = self.decision.write_once
+        won = await store.start_write(self.intent, claim=write_once)
         self.started = True
-        if self.decision.write_once:
-            # The claim is the overwrite check: one insert under a unique index, so of two
-            # concurrent writers of a fresh key exactly one wins, and a committed object keeps
-            # its claim (no extra object-store round trip to see whether it exists).
-            try:
-                self.claimed = await store.claim_key(bucket, key, self.intent.id)
-            except BaseException:
-                await self.abort()
-                raise
-            if not self.claimed:
-                await self.abort()
-                raise await self.overwrite_refused()
+        self.claimed = write_once and won
+        if not won:
+            await self.abort()
+            raise await self.overwrite_refused()
 
     async def overwrite_refused(self) -> S3Error:
         refusal = await self.path.enforcer.overwrite_refusal(
@@ -149,10 +161,27 @@ class Write:
             principal=self.intent.principal,
             committed=datetime.now(UTC),
         )
-        record = await self.path.store.commit_write(self.intent.id, record)
+        # The record and the audit of the accepted write go in one store call (one transaction
+        # on sqlite); the audit stays best effort, as policy.audit's.
+        decision = self.decision
+        if decision.session_id is not None:
+            details["session"] = decision.session_id
+        event = AuditEvent(
+            time=record.committed,
+            principal=principal_name(decision.principal),
+            action=decision.op,
+            target=self.target,
+            outcome="allowed",
+            details={
+                **principal_details(decision.principal),
+                "size": size,
+                "sha256": sha256,
+                **details,
+            },
+        )
+        record = await self.path.store.finish_write(self.intent.id, record, event)
         self.started = False
         self.claimed = False  # a committed object keeps its claim
-        await self.path.accepted(self.decision, self.target, size=size, sha256=sha256, **details)
         return record
 
     async def abort(self) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -134,6 +135,9 @@ MAX_PAGE = 1000
 
 FieldOp = Literal["eq", "min", "max", "contains"]
 FieldValue = str | int | float | bool
+
+#: where a failed audit append of :meth:`MetadataStore.finish_write` is logged (as policy.audit)
+_audit_log = logging.getLogger("minimo.audit")
 
 #: field names a query may name (forms allow ``[a-z][a-z0-9_]*``); anything else could escape
 #: the JSON path (sqlite) or the dotted path (mongo) it is spliced into
@@ -433,6 +437,36 @@ class MetadataStore(ABC):
     @abstractmethod
     async def abort_write(self, intent_id: str) -> None:
         """Drop an intent (the write failed); unknown ids are ignored."""
+
+    async def start_write(self, intent: WriteIntent, *, claim: bool) -> bool:
+        """Record ``intent`` and, when ``claim``, claim its key (:meth:`claim_key`); returns
+        whether the claim was won (True when no claim was asked for). The intent is recorded
+        even when the claim is lost (the caller aborts it). If this raises, nothing is left
+        behind. Backends that can do both in one round trip override this."""
+        await self.begin_write(intent)
+        if not claim:
+            return True
+        try:
+            return await self.claim_key(intent.bucket, intent.key, intent.id)
+        except BaseException:
+            await self.abort_write(intent.id)
+            raise
+
+    async def finish_write(
+        self, intent_id: str, record: ObjectRecord, audit: AuditEvent | None = None
+    ) -> ObjectRecord:
+        """:meth:`commit_write`, then append ``audit``. Here the two are separate single-document
+        operations (decision 1) and the audit append comes after the commit; a backend with
+        cheap transactions (sqlite) does both in one. As with ``policy.audit.Auditor``, a failed
+        append is logged on ``minimo.audit`` and does not undo or fail the commit (the write
+        did happen). Returns the record as stored."""
+        stored = await self.commit_write(intent_id, record)
+        if audit is not None:
+            try:
+                await self.append_audit(audit)
+            except Exception:
+                _audit_log.exception("could not record audit event for %s", audit.target)
+        return stored
 
     @abstractmethod
     async def get_intent(self, intent_id: str) -> WriteIntent | None: ...

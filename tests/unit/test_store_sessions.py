@@ -584,6 +584,49 @@ def test_claim_key_race(open_store) -> None:
     asyncio.run(main())
 
 
+def test_concurrent_writes_fail_alone(with_store) -> None:
+    """Many writes in flight at once (sqlite commits them in groups): a lost claim or a taken
+    intent id fails only its own caller, and every awaited commit and audit event is stored."""
+
+    async def body(store: MetadataStore) -> None:
+        await store.begin_write(intent("taken", key="other"))
+        results = await asyncio.gather(
+            *(store.start_write(intent(f"w{i}", key="same"), claim=True) for i in range(8)),
+            *(store.start_write(intent(f"f{i}", key=f"f{i}"), claim=False) for i in range(8)),
+            store.start_write(intent("taken", key="again"), claim=True),
+            return_exceptions=True,
+        )
+        assert sum(r is True for r in results[:8]) == 1
+        assert results[8:16] == [True] * 8
+        assert isinstance(results[16], AlreadyExists)
+        # the failed start left nothing behind: no claim on its key, the first intent intact
+        assert await store.get_claim("raw", "again") is None
+        assert (await store.get_intent("taken")).key == "other"  # type: ignore[union-attr]
+        winner = f"w{results.index(True)}"
+        assert await store.get_claim("raw", "same") == winner
+
+        def event(key: str) -> AuditEvent:
+            return AuditEvent(now(), "alice", "PutObject", f"s3://raw/{key}", "allowed", None, {})
+
+        done = await asyncio.gather(
+            *(
+                store.finish_write(f"f{i}", record("raw", f"f{i}", i, "s1"), event(f"f{i}"))
+                for i in range(8)
+            ),
+            store.finish_write(winner, record("raw", "same", 1, "s1"), event("same")),
+        )
+        assert [r.size for r in done] == [*range(8), 1]
+        for i in range(8):
+            assert await store.get_intent(f"f{i}") is None
+            assert (await store.get_object_record("raw", f"f{i}")).size == i  # type: ignore[union-attr]
+        events, _ = await store.list_audit(action="PutObject")
+        assert sorted(e.target for e in events) == sorted(
+            [*(f"s3://raw/f{i}" for i in range(8)), "s3://raw/same"]
+        )
+
+    with_store(body)
+
+
 # -- multipart uploads ---------------------------------------------------------------------------
 def test_multipart_records(with_store) -> None:
     async def body(store: MetadataStore) -> None:

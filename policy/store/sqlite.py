@@ -338,9 +338,9 @@ class SqliteStore(MetadataStore):
         await self._migrate()
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and flusher.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(flusher, return_exceptions=True)
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
@@ -699,9 +699,12 @@ class SqliteStore(MetadataStore):
     # resolved only after COMMIT returned, so an awaited write is as durable as before. Under
     # concurrency this replaces several thread hops and WAL commits per PUT by a share of one.
     async def _batched(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, future))
-        if self._flusher is None or self._flusher.done():
+        flusher = self._flusher
+        # (a flusher of another, finished event loop never runs again: start a new one)
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
             self._flusher = asyncio.create_task(self._flush())
         return cast(_T, await future)
 

@@ -21,23 +21,23 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
 
-from policy.audit import Auditor, operator_name
-from policy.catalog import CatalogError, FormService, PolicyService
+from policy.audit import operator_name
+from policy.catalog import CatalogError
 from policy.crypto import SecretKeyError
 from policy.durations import DurationError, parse_duration
 from policy.forms import FormDefinitionError, FormValidationError
-from policy.identity import IdentityError, IdentityService
+from policy.identity import IdentityError
 from policy.principal import Principal, Role
 from policy.rules import PolicyError
-from policy.sessions import SessionError, SessionService, parse_where, session_status
-from policy.store.base import MAX_PAGE, AuditEvent, MetadataStore, SessionRecord
+from policy.services import Services
+from policy.sessions import SessionError, parse_where, session_status
+from policy.store.base import MAX_PAGE, AuditEvent, SessionRecord
 
 T = TypeVar("T")
 
@@ -75,16 +75,6 @@ def register(
     for group in (form, policy, session):
         main.add_command(group)
     main.add_command(audit)
-
-
-@dataclass
-class Services:
-    store: MetadataStore
-    identity: IdentityService
-    auditor: Auditor
-    forms: FormService
-    policies: PolicyService
-    sessions: SessionService
 
 
 class Problems(click.ClickException):
@@ -129,15 +119,10 @@ def _run(
 
     async def main() -> T:
         identity = await open_identity(config)
-        store = identity.store
         try:
-            auditor = Auditor(store)
-            forms = FormService(store, auditor)
-            policies = PolicyService(store, forms, auditor)
-            sessions = SessionService(store, identity, policies, forms, auditor)
-            return await action(Services(store, identity, auditor, forms, policies, sessions))
+            return await action(Services.build(identity))
         finally:
-            await store.close()
+            await identity.store.close()
 
     try:
         return asyncio.run(main())

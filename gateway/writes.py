@@ -24,10 +24,9 @@ from datetime import UTC, datetime
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.errors import S3Error
 from policy.audit import Auditor, principal_details, principal_name
-from policy.catalog import FormService, PolicyService
 from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
 from policy.identity import IdentityService
-from policy.sessions import SessionService
+from policy.services import Services
 from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, WriteIntent
 
 #: pieces at least this large are hashed on a worker thread (hashlib releases the GIL)
@@ -223,9 +222,7 @@ async def hash_object(
 
 def build_write_path(identity: IdentityService, public_url: str) -> WritePath:
     """The enforcement services over the identity's metadata store (gateway.server uses it)."""
-    store = identity.store
-    auditor = Auditor(store)
-    forms = FormService(store, auditor)
-    policies = PolicyService(store, forms, auditor)
-    sessions = SessionService(store, identity, policies, forms, auditor)
-    return WritePath(store, Enforcer(policies, sessions, store, auditor, public_url), auditor)
+    s = Services.build(identity)
+    return WritePath(
+        s.store, Enforcer(s.policies, s.sessions, s.store, s.auditor, public_url), s.auditor
+    )

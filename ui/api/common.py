@@ -16,15 +16,12 @@ from typing import Any, Literal
 from aiohttp import web
 
 from gateway import appkeys
-from policy.audit import Auditor
-from policy.catalog import FormService, PolicyService
 from policy.identity import IdentityService
 from policy.principal import Principal, Role
-from policy.sessions import SessionService
+from policy.services import Services
 from policy.store.base import (
     AuditEvent,
     KeyRecord,
-    MetadataStore,
     ObjectRecord,
     SessionRecord,
     UserRecord,
@@ -72,14 +69,6 @@ class Route:
 
 
 # -- services ------------------------------------------------------------------------------------
-@dataclass
-class Services:
-    store: MetadataStore
-    identity: IdentityService
-    auditor: Auditor
-    forms: FormService
-    policies: PolicyService
-    sessions: SessionService
 
 
 @dataclass
@@ -116,29 +105,9 @@ def services(request: web.Request) -> Services:
     write_key = getattr(appkeys, "WRITE_PATH", None)
     writes = request.config_dict.get(write_key) if write_key is not None else None
     enforcer = getattr(writes, "enforcer", None)
-    if enforcer is not None:
-        sessions: SessionService = enforcer.sessions
-        state.services = Services(
-            identity.store,
-            identity,
-            sessions.auditor,
-            sessions.forms,
-            sessions.policies,
-            sessions,
-        )
-    else:
-        store = identity.store
-        auditor = Auditor(store)
-        forms = FormService(store, auditor)
-        policies = PolicyService(store, forms, auditor)
-        state.services = Services(
-            store,
-            identity,
-            auditor,
-            forms,
-            policies,
-            SessionService(store, identity, policies, forms, auditor),
-        )
+    state.services = (
+        Services.around(enforcer.sessions) if enforcer is not None else Services.build(identity)
+    )
     return state.services
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -427,7 +426,6 @@ def test_sigv4_signed_requests(gw: Gateway, world: World) -> None:
     assert other_region.call("GET", "/me").status == 403
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_aws_sigv4(gw: Gateway, world: World) -> None:
     """The documented script recipe works as written."""
 

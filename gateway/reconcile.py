@@ -19,7 +19,7 @@ one of four inconsistencies, each a :data:`FindingKind`:
   record from the object when the object is stamped with a known session (else reported only).
 
 Memory stays bounded however large the stores are: objects are walked one listing page at a
-time (each looked up by key), records one session page at a time, and findings are handed to a
+time (each looked up by key), records one bucket page at a time, and findings are handed to a
 callback as they are found instead of being collected.
 
 This module lives in ``gateway`` (not ``policy``) because it needs the object store, and
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -443,40 +443,49 @@ class Reconciler:
 
     # -- (b) records without objects -----------------------------------------------------------
     async def _check_records(self) -> None:
-        """Every current record, found through the sessions that wrote it, whose object is gone.
+        """Every current record whose object is gone, walked bucket by bucket in key order.
 
-        The metadata store lists current records per session only, so records written into a
-        scratch area (no session) are not visited here.
+        Walking by bucket rather than by session is what finds records written into scratch
+        areas (no session) too; only one page of records is held at a time.
         """
         bar = self._progress("records")
+        for bucket in await self._record_buckets():
+            bar.set_description(f"records in {bucket}", refresh=False)
+            after = ""
+            while True:
+                page = await self.metadata.list_object_records(
+                    bucket, start_after=after, limit=self._page_size
+                )
+                for record in page:
+                    bar.update()
+                    self.summary.records_checked += 1
+                    await self._check_record(record)
+                if len(page) < self._page_size:
+                    break
+                # Keys, not offsets: repairs delete records behind the cursor without
+                # shifting the next page.
+                after = page[-1].key
+
+    async def _record_buckets(self) -> list[str]:
+        """The buckets whose records to walk: the object store's, plus any a session names.
+
+        A bucket deleted behind minimo's back can still hold records (all of them now missing
+        their objects); the sessions are the metadata store's own account of which buckets
+        exist. Only bucket names are kept, so memory stays bounded by the number of buckets.
+        """
+        if self.bucket is not None:
+            return [self.bucket]
+        buckets = set(await self._buckets())
         cursor: str | None = None
         while True:
             page = await self.metadata.search_sessions(
-                SessionQuery(bucket=self.bucket, limit=self._page_size, cursor=cursor)
+                SessionQuery(limit=self._page_size, cursor=cursor)
             )
-            for session in page.sessions:
-                bar.set_description(f"records of session {session.id[:12]}", refresh=False)
-                async for record in self._session_records(session.id):
-                    bar.update()
-                    if self.bucket is not None and record.bucket != self.bucket:
-                        continue
-                    self.summary.records_checked += 1
-                    await self._check_record(record)
+            buckets.update(session.bucket for session in page.sessions)
             if page.next_cursor is None or not page.sessions:
                 break
             cursor = page.next_cursor
-
-    async def _session_records(self, session_id: str) -> AsyncIterator[ObjectRecord]:
-        """The current records of one session, fetched a page at a time."""
-        cursor: str | None = None
-        while True:
-            records, cursor = await self.metadata.list_session_objects(
-                session_id, limit=self._page_size, cursor=cursor
-            )
-            for record in records:
-                yield record
-            if cursor is None or not records:
-                return
+        return sorted(buckets)
 
     async def _check_record(self, record: ObjectRecord) -> None:
         try:

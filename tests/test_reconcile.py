@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from gateway.backends.base import ObjectStore, WriteMeta
@@ -29,7 +30,7 @@ from gateway.reconcile import RECONCILE_PRINCIPAL, STAMP_KEY, Finding, Reconcile
 from policy.store import MetadataStore, open_metadata_store
 from policy.store.base import ObjectRecord, SessionRecord, WriteIntent
 from tests.contract.helpers import Bytes, pattern
-from tests.servers import REPO, Versitygw, mongo_uri
+from tests.servers import REPO, Versitygw, mongo_uri, run_gateway
 
 COMBOS = ["sqlite-local", "mongo-s3"]
 
@@ -338,6 +339,67 @@ def test_paging_and_fresh_intents(stores: Stores) -> None:
         assert gone.consistent and gone.objects_checked == 0
 
     stores.run(body)
+
+
+def test_scratch_record_without_object(stores: Stores) -> None:
+    """Records written into a scratch area belong to no session; one whose object was deleted
+    behind the gateway's back is found (with --bucket and without) and repaired all the same."""
+    bucket = f"rc-{secrets.token_hex(4)}"
+    kept, lost = pattern(1500, seed=20), pattern(700, seed=21)
+
+    # Real writes through a running gateway under the default scratch policy (no sessions).
+    with run_gateway(
+        stores.data_dir, upstream=stores.versitygw, mongo_uri=stores.mongo_uri
+    ) as gateway:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=gateway.endpoint,
+            aws_access_key_id=gateway.access_key,
+            aws_secret_access_key=gateway.secret_key,
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="tmp/kept.bin", Body=kept)
+        s3.put_object(Bucket=bucket, Key="tmp/lost.bin", Body=lost)
+
+    async def delete_behind_its_back(metadata: MetadataStore, objects: ObjectStore) -> None:
+        for key in ("tmp/kept.bin", "tmp/lost.bin"):
+            record = await metadata.get_object_record(bucket, key)
+            assert record is not None and record.session_id is None  # a scratch write
+        await objects.delete_object(bucket, "tmp/lost.bin")
+
+    stores.run(delete_behind_its_back)
+
+    code, findings, summary = stores.reconcile("--bucket", bucket)
+    assert code == 1
+    assert [(f.kind, f.key, f.session_id, f.repaired) for f in findings] == [
+        ("missing_object", "tmp/lost.bin", None, False)
+    ]
+    assert summary["records_checked"] == 2 and summary["objects_checked"] == 1
+    # A whole-store run walks this bucket's records too (other tests' buckets on the shared
+    # upstream may add findings of their own, so only ours is looked for).
+    code, findings, _ = stores.reconcile()
+    assert code == 1
+    assert [(f.kind, f.key) for f in findings if f.bucket == bucket] == [
+        ("missing_object", "tmp/lost.bin")
+    ]
+
+    code, findings, summary = stores.reconcile("--bucket", bucket, "--repair")
+    assert [(f.kind, f.key, f.repaired) for f in findings] == [
+        ("missing_object", "tmp/lost.bin", True)
+    ]
+    assert summary["remaining"] == 0
+
+    async def check_repaired(metadata: MetadataStore, objects: ObjectStore) -> None:
+        assert await metadata.get_object_record(bucket, "tmp/lost.bin") is None
+        assert len(await metadata.list_object_history(bucket, "tmp/lost.bin")) == 1
+        record = await metadata.get_object_record(bucket, "tmp/kept.bin")
+        assert record is not None and record.sha256 == hashlib.sha256(kept).hexdigest()
+
+    stores.run(check_repaired)
+    code, findings, summary = stores.reconcile("--bucket", bucket)
+    assert (code, findings) == (0, [])
+    assert summary["consistent"] is True and summary["records_checked"] == 1
 
 
 def test_text_output_and_errors(tmp_path: Path) -> None:

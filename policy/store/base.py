@@ -495,6 +495,14 @@ class MetadataStore(ABC):
         """Current records written under a session, by (bucket, key), and the next cursor."""
 
     @abstractmethod
+    async def list_object_records(
+        self, bucket: str, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[ObjectRecord]:
+        """Current records of one bucket with key > ``start_after``, in key order (UTF-8 byte
+        order, as S3 lists keys), at most ``limit`` of them. Records of every session and of
+        none (scratch areas) alike: reconcile needs all of them to find missing objects."""
+
+    @abstractmethod
     async def session_usage(self, session_id: str) -> tuple[int, int]:
         """(object count, total bytes) of the session's current records."""
 

@@ -848,6 +848,21 @@ class MongoMetadataStore(MetadataStore):
             next_cursor = encode_cursor({"b": [records[-1].bucket, records[-1].key]})
         return records, next_cursor
 
+    async def list_object_records(
+        self, bucket: str, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[ObjectRecord]:
+        if limit <= 0:
+            return []  # a Mongo limit of 0 means "no limit"
+        # BSON compares strings by their UTF-8 bytes (no collation is set), so this is S3's
+        # key order; the bucket_key_unique index serves the range and the sort.
+        found = (
+            self.db[OBJECTS]
+            .find({"bucket": bucket, "key": {"$gt": start_after}}, _NO_ID)
+            .sort([("key", ASCENDING)])
+            .limit(limit)
+        )
+        return [_object(doc) async for doc in found]
+
     async def session_usage(self, session_id: str) -> tuple[int, int]:
         # Two queries, not one $group with two accumulators: FerretDB 1.24 fills in only the
         # first accumulator of a $group (the second comes back 0). Under concurrent commits

@@ -830,6 +830,18 @@ class SqliteStore(MetadataStore):
             next_cursor = encode_cursor({"b": [records[-1].bucket, records[-1].key]})
         return records, next_cursor
 
+    async def list_object_records(
+        self, bucket: str, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[ObjectRecord]:
+        # TEXT columns use BINARY collation, i.e. UTF-8 byte order: the order S3 lists keys
+        # in, and a range scan of the (bucket, object_key) primary key.
+        rows = await self._all(
+            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND object_key > ?"
+            " ORDER BY object_key LIMIT ?",
+            (bucket, start_after, limit),
+        )
+        return [_object(row) for row in rows]
+
     async def session_usage(self, session_id: str) -> tuple[int, int]:
         row = await self._one(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE session_id = ?",

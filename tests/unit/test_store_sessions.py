@@ -529,6 +529,55 @@ def test_session_usage_and_listing(with_store) -> None:
     with_store(body)
 
 
+def test_list_object_records(with_store) -> None:
+    """Every current record of one bucket, session or scratch, in UTF-8 byte order, by page."""
+
+    async def body(store: MetadataStore) -> None:
+        assert await store.list_object_records("raw") == []
+        # Code points past the BMP sort after U+FF5E in UTF-8 (and in Python) but before it in
+        # UTF-16, so a store comparing UTF-16 units would get this order wrong.
+        keys = ["s1/a", "s1/b", "tmp/\uff5e", "tmp/\U0001f600", "tmp/\u00e9", "Z", "~", "s2/x"]
+        sessions = ["s1", "s1", None, None, None, None, None, "s2"]
+        for i, (key, sid) in enumerate(zip(keys, sessions, strict=True)):
+            await store.begin_write(intent(f"w{i}", key=key, sid=sid))
+            await store.commit_write(f"w{i}", record("raw", key, i + 1, sid))
+        # neighbours that must not leak in: another bucket, one whose name extends "raw"
+        for i, bucket in enumerate(("other", "raw2")):
+            await store.begin_write(intent(f"n{i}", bucket=bucket, key="s1/a", sid=None))
+            await store.commit_write(f"n{i}", record(bucket, "s1/a", 1, None))
+        # an overwrite leaves one current record; a deleted record is gone from the listing
+        replaced = record("raw", "s1/a", 99, None, committed=now() + timedelta(seconds=1))
+        await store.begin_write(intent("over", key="s1/a", sid=None))
+        await store.commit_write("over", replaced)
+        assert await store.delete_object_record("raw", "s2/x")
+
+        expected = sorted((k for k in keys if k != "s2/x"), key=lambda k: k.encode())
+        listed = await store.list_object_records("raw")
+        assert [r.key for r in listed] == expected
+        assert {r.bucket for r in listed} == {"raw"}
+        assert listed[expected.index("s1/a")] == replaced
+        assert [r.session_id for r in listed if r.key.startswith("tmp/")] == [None, None, None]
+
+        seen: list[str] = []
+        after = ""
+        while True:
+            page = await store.list_object_records("raw", start_after=after, limit=3)
+            assert len(page) <= 3
+            seen.extend(r.key for r in page)
+            if len(page) < 3:
+                break
+            after = page[-1].key
+        assert seen == expected
+        assert [r.key for r in await store.list_object_records("raw", start_after="s1/b")] == (
+            expected[expected.index("s1/b") + 1 :]
+        )
+        assert await store.list_object_records("raw", start_after=expected[-1]) == []
+        assert await store.list_object_records("raw", limit=0) == []
+        assert await store.list_object_records("nothing") == []
+
+    with_store(body)
+
+
 def test_stale_intents(with_store) -> None:
     async def body(store: MetadataStore) -> None:
         t = now()
@@ -771,6 +820,26 @@ def test_sqlite_search_uses_indexes(tmp_path: Path) -> None:
             ) as cur:
                 plan = " ".join(str(row[-1]) for row in await cur.fetchall())
             assert "sessions_by_created" in plan and "TEMP B-TREE" not in plan
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_sqlite_bucket_listing_uses_primary_key(tmp_path: Path) -> None:
+    """Reconcile pages through a bucket's records: a range scan, not a sort of the table."""
+
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "m.sqlite3")
+        await store.open()
+        try:
+            async with store.db.execute(
+                "EXPLAIN QUERY PLAN SELECT object_key FROM objects WHERE bucket = ?"
+                " AND object_key > ? ORDER BY object_key LIMIT ?",
+                ("raw", "", 10),
+            ) as cur:
+                plan = " ".join(str(row[-1]) for row in await cur.fetchall())
+            assert "(bucket=? AND object_key>?)" in plan and "TEMP B-TREE" not in plan
         finally:
             await store.close()
 

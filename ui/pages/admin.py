@@ -16,6 +16,7 @@ from policy.catalog import CatalogError
 from policy.forms import FormDefinitionError
 from policy.identity import IdentityError
 from ui.api.common import services
+from ui.pages import admin_tools
 from ui.pages.common import check_csrf, render, require
 
 ROLES = ("reader", "uploader", "admin")
@@ -164,3 +165,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/admin/forms", forms_submit)
     r.add_get("/admin/users", users_page, name="admin_users")
     r.add_post("/admin/users", users_submit)
+    # policy rules, access keys and the audit log live in their own module
+    admin_tools.add_routes(app)

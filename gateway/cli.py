@@ -457,11 +457,13 @@ def certs_generate(
     click.echo(f"clients trust it with e.g. aws --ca-bundle {cert}")
 
 
+from gateway.cli_adopt import register as _register_adopt  # noqa: E402
 from gateway.cli_meta import register as _register_meta  # noqa: E402 - needs the helpers above
 from gateway.cli_reconcile import register as _register_reconcile  # noqa: E402
 
 _register_meta(main, data_dir_option, _config)
 _register_reconcile(main, data_dir_option, _config)
+_register_adopt(main, data_dir_option, _config)
 
 if __name__ == "__main__":
     main(prog_name="minimo")

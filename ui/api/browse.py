@@ -8,10 +8,23 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.adopt import adopt
 from gateway.appkeys import OBJECT_STORE
 from gateway.errors import S3Error
-from ui.api.common import Route, iso, ok, query_int, services
-from ui.api.errors import ApiError, not_found
+from policy.forms import FormValidationError
+from policy.sessions import SessionError
+from ui.api.common import (
+    Route,
+    iso,
+    json_body,
+    ok,
+    principal,
+    query_int,
+    services,
+    session_json,
+    text_field,
+)
+from ui.api.errors import ApiError, bad_request, forbidden, not_found
 
 
 def _store_error(err: S3Error, bucket: str = "") -> ApiError:
@@ -66,7 +79,49 @@ async def list_bucket(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def adopt_prefix(request: web.Request) -> web.StreamResponse:
+    """Link existing data: adopt the unlinked objects under a prefix into a new session."""
+    bucket = request.match_info["bucket"]
+    data = await json_body(request)
+    prefix = text_field(data, "prefix") or ""
+    form = text_field(data, "form") or ""
+    values = data.get("values", {})
+    if not isinstance(values, dict):
+        raise bad_request("values must be an object", {"values": ["must be an object"]})
+    try:
+        result = await adopt(
+            request.config_dict[OBJECT_STORE],
+            services(request),
+            principal(request),
+            bucket,
+            prefix,
+            form,
+            values,
+        )
+    except FormValidationError as exc:
+        raise ApiError(
+            400, "invalid_values", "the values do not satisfy the form", exc.errors
+        ) from None
+    except SessionError as exc:
+        message = str(exc)
+        if message.startswith("no bucket"):
+            raise not_found(message) from None
+        if " may not " in message or message.startswith("only "):
+            raise forbidden(message) from None
+        raise bad_request(message) from None
+    except S3Error as err:
+        raise _store_error(err, bucket) from None
+    return ok(
+        {
+            "session": session_json(result.session),
+            **result.counts(),
+            "skipped": [{"key": key, "reason": why} for key, why in result.skipped],
+        }
+    )
+
+
 _STR = {"type": "string"}
+_INT = {"type": "integer"}
 
 ROUTES = [
     Route(
@@ -122,6 +177,42 @@ ROUTES = [
                     },
                 },
                 "next_start_after": {"type": ["string", "null"]},
+            },
+        },
+    ),
+    Route(
+        "POST",
+        "/buckets/{bucket}/adopt",
+        adopt_prefix,
+        "Link existing data: adopt the objects under a prefix that have no record and no "
+        "stamp into a new session (hashed, stamped, recorded)",
+        "admin",
+        "data",
+        body={
+            "type": "object",
+            "required": ["prefix", "form"],
+            "properties": {
+                "prefix": _STR,
+                "form": _STR,
+                "values": {"type": "object"},
+            },
+        },
+        response={
+            "type": "object",
+            "properties": {
+                "session": {"$ref": "#/components/schemas/Session"},
+                "adopted": _INT,
+                "skipped_recorded": _INT,
+                "skipped_stamped": _INT,
+                "skipped_busy": _INT,
+                "bytes": _INT,
+                "skipped": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"key": _STR, "reason": _STR},
+                    },
+                },
             },
         },
     ),

@@ -170,41 +170,50 @@ def guard(route: Route) -> Handler:
     return handler
 
 
-def _client_ip(request: web.Request) -> str:
+def client_ip(request: web.Request) -> str:
     # The socket's peer: X-Forwarded-For is client-controlled unless a trusted proxy sets it,
     # and trusting it would let an attacker pick a fresh "IP" for every guess.
     return request.remote or "-"
 
 
-async def login(request: web.Request) -> web.StreamResponse:
-    data = await json_body(request)
-    user = text_field(data, "user") or ""
-    password = text_field(data, "password") or ""
+class LoginRateLimited(Exception):
+    """Too many failed logins for this user from this address; retry after ``seconds``."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class LoginFailed(Exception):
+    """Wrong user name or password (never says which)."""
+
+
+async def sign_in(request: web.Request, user: str, password: str) -> tuple[Principal, str]:
+    """The one sign-in check behind the API's ``/login`` and the login page.
+
+    Rate limit per (user, address), the same password-hash cost for unknown users (no user
+    enumeration by timing), audit of every outcome, and a fresh cookie session (no fixation)
+    with a new CSRF token. Returns the principal and that token.
+    """
     state = api_state(request)
-    ip = _client_ip(request)
+    ip = client_ip(request)
     svc = services(request)
     wait = state.limiter.retry_after(user, ip)
     if wait > 0:
         await svc.auditor.refused(user or None, "login", f"user:{user}", "rate limited", ip=ip)
-        seconds = math.ceil(wait)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many failed logins for {user!r} from this address; try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+        raise LoginRateLimited(math.ceil(wait))
     known = await svc.identity.get_user(user)
+    who = None
     if known is None or not known.active:
         if state.decoy_hash is None:
             state.decoy_hash = await hash_password_async(secrets.token_urlsafe(16))
         await verify_password_async(state.decoy_hash, password)
-        who = None
     else:
         who = await svc.identity.authenticate(user, password)
     if who is None:
         state.limiter.failed(user, ip)
         await svc.auditor.refused(user or None, "login", f"user:{user}", "bad credentials", ip=ip)
-        raise ApiError(401, "bad_credentials", "wrong user name or password")
+        raise LoginFailed
     state.limiter.succeeded(user, ip)
     record = await svc.identity.get_user(who.user)
     assert record is not None  # authenticate just read it
@@ -214,7 +223,25 @@ async def login(request: web.Request) -> web.StreamResponse:
     session["pwv"] = password_fingerprint(record.password_hash)
     session["csrf"] = new_csrf_token()
     await svc.auditor.ok(who, "login", f"user:{who.user}", ip=ip)
-    return ok({"user": who.user, "role": who.role.value, "csrf_token": session["csrf"]})
+    return who, session["csrf"]
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    data = await json_body(request)
+    user = text_field(data, "user") or ""
+    password = text_field(data, "password") or ""
+    try:
+        who, csrf = await sign_in(request, user, password)
+    except LoginRateLimited as exc:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many failed logins for {user!r} from this address; try again in {exc.seconds} s",
+            headers={"Retry-After": str(exc.seconds)},
+        ) from exc
+    except LoginFailed as exc:
+        raise ApiError(401, "bad_credentials", "wrong user name or password") from exc
+    return ok({"user": who.user, "role": who.role.value, "csrf_token": csrf})
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

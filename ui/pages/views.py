@@ -5,28 +5,26 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from aiohttp_session import get_session, new_session
+from aiohttp_session import get_session
 from multidict import MultiDictProxy
 
 from gateway.appkeys import CONFIG, OBJECT_STORE
 from gateway.errors import S3Error
 from policy.forms import Field, Form, FormValidationError
-from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal, Role
 from policy.sessions import SessionError, is_session_id, parse_where
 from policy.store.base import FieldFilter, SessionPage, SessionQuery, SessionRecord
-from ui.api.common import api_state, services
+from ui.api.auth import LoginFailed, LoginRateLimited, sign_in
+from ui.api.common import services
 from ui.pages import admin
 from ui.pages.common import PageError, check_csrf, render, require, safe_next
 from ui.pages.snippets import snippets
 from ui.pages.upload import upload_urls
-from ui.security import new_csrf_token, password_fingerprint
 
 PAGE_SIZE = 25
 #: how many objects the session page lists (the API pages through all of them)
@@ -35,11 +33,6 @@ _STATES = ("open", "closed", "expired")
 # a datetime-local value: no offset (browsers send "2026-11-25T14:30" or with seconds)
 _NAIVE_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
-
-
-def _client_ip(request: web.Request) -> str:
-    # The socket's peer, as the API's login uses: X-Forwarded-For is the client's to choose.
-    return request.remote or "-"
 
 
 # -- login / logout ------------------------------------------------------------------------------
@@ -55,9 +48,6 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     user = str(form.get("user", ""))
     password = str(form.get("password", ""))
     target = safe_next(str(form.get("next", "")))
-    state = api_state(request)
-    svc = services(request)
-    ip = _client_ip(request)
 
     async def again(message: str, status: int, **headers: str) -> web.Response:
         page = await render(
@@ -69,37 +59,17 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         page.headers.update(headers)
         return page
 
-    wait = state.limiter.retry_after(user, ip)
-    if wait > 0:
-        await svc.auditor.refused(user or None, "login", f"user:{user}", "rate limited", ip=ip)
-        seconds = math.ceil(wait)
+    try:
+        await sign_in(request, user, password)
+    except LoginRateLimited as exc:
         return await again(
-            f"Too many failed sign-ins for this user from your address. Try again in {seconds} s.",
+            "Too many failed sign-ins for this user from your address. "
+            f"Try again in {exc.seconds} s.",
             429,
-            **{"Retry-After": str(seconds)},
+            **{"Retry-After": str(exc.seconds)},
         )
-    known = await svc.identity.get_user(user)
-    who = None
-    if known is None or not known.active:
-        # Same cost as a real check, so the answer's timing does not tell which users exist.
-        if state.decoy_hash is None:
-            state.decoy_hash = await hash_password_async(secrets.token_urlsafe(16))
-        await verify_password_async(state.decoy_hash, password)
-    else:
-        who = await svc.identity.authenticate(user, password)
-    if who is None:
-        state.limiter.failed(user, ip)
-        await svc.auditor.refused(user or None, "login", f"user:{user}", "bad credentials", ip=ip)
+    except LoginFailed:
         return await again("Wrong user name or password.", 401)
-    state.limiter.succeeded(user, ip)
-    record = await svc.identity.get_user(who.user)
-    assert record is not None  # authenticate just read it
-    # A fresh cookie at login (no fixation): nothing from before survives, the CSRF token neither.
-    session = await new_session(request)
-    session["user"] = who.user
-    session["pwv"] = password_fingerprint(record.password_hash)
-    session["csrf"] = new_csrf_token()
-    await svc.auditor.ok(who, "login", f"user:{who.user}", ip=ip)
     raise web.HTTPSeeOther(target)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from gateway.cli_meta import _parse_sets
-from gateway.cli_reconcile import DataDirOption, MakeConfig, s3_options
+from gateway.cli_reconcile import DataDirOption, MakeConfig, existing_stores_config, s3_options
 from gateway.config import Config
 from gateway.errors import S3Error
 from policy.forms import FormValidationError
@@ -60,19 +60,17 @@ def adopt(
     secret_key_file: Path | None,
 ) -> None:
     """Link objects under BUCKET/PREFIX that have no metadata to a new session."""
-    if s3_endpoint and not (s3_access_key and s3_secret_key):
-        raise click.UsageError("--s3-endpoint needs --s3-access-key and --s3-secret-key")
     values = _parse_sets(sets)
     assert _make_config is not None, "gateway.cli_adopt.register() was not called"
-    config = _make_config(data_dir, secret_key_file)
-    config.s3_endpoint = s3_endpoint or None
-    config.s3_access_key = s3_access_key
-    config.s3_secret_key = s3_secret_key
-    config.s3_region = s3_region
-    if not config.mongo_uri and not config.sqlite_path.is_file():
-        raise click.ClickException(
-            f"no metadata store at {config.sqlite_path}: check --data-dir (or pass --mongo-uri)"
-        )
+    config = existing_stores_config(
+        _make_config,
+        data_dir,
+        secret_key_file,
+        s3_endpoint=s3_endpoint,
+        s3_access_key=s3_access_key,
+        s3_secret_key=s3_secret_key,
+        s3_region=s3_region,
+    )
     try:
         out = asyncio.run(_adopt(config, as_user, bucket, prefix, form_name, values))
     except FormValidationError as exc:

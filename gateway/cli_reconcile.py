@@ -52,6 +52,35 @@ def s3_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def existing_stores_config(
+    make_config: MakeConfig,
+    data_dir: Path,
+    secret_key_file: Path | None,
+    *,
+    s3_endpoint: str | None,
+    s3_access_key: str | None,
+    s3_secret_key: str | None,
+    s3_region: str,
+) -> Config:
+    """The Config of a command that works on a server's existing stores (reconcile, adopt):
+    the object store options checked as a pair, and the metadata store required to exist."""
+    if s3_endpoint and not (s3_access_key and s3_secret_key):
+        raise click.UsageError("--s3-endpoint needs --s3-access-key and --s3-secret-key")
+    if not s3_endpoint and (s3_access_key or s3_secret_key):
+        raise click.UsageError("--s3-access-key/--s3-secret-key need --s3-endpoint")
+    config = make_config(data_dir, secret_key_file)
+    config.s3_endpoint = s3_endpoint or None
+    config.s3_access_key = s3_access_key
+    config.s3_secret_key = s3_secret_key
+    config.s3_region = s3_region
+    if not config.mongo_uri and not config.sqlite_path.is_file():
+        # Opening would create an empty store: every object would look unrecorded.
+        raise click.ClickException(
+            f"no metadata store at {config.sqlite_path}: check --data-dir (or pass --mongo-uri)"
+        )
+    return config
+
+
 def register(main: click.Group, data_dir_option: DataDirOption, make_config: MakeConfig) -> None:
     """Add ``reconcile`` to ``main``; ``data_dir_option``/``make_config`` are gateway.cli's."""
     global _make_config
@@ -97,21 +126,16 @@ def reconcile(
 ) -> None:
     """Compare the object store with the metadata store's records and report (or --repair)
     what disagrees."""
-    if s3_endpoint and not (s3_access_key and s3_secret_key):
-        raise click.UsageError("--s3-endpoint needs --s3-access-key and --s3-secret-key")
-    if not s3_endpoint and (s3_access_key or s3_secret_key):
-        raise click.UsageError("--s3-access-key/--s3-secret-key need --s3-endpoint")
     assert _make_config is not None, "gateway.cli_reconcile.register() was not called"
-    config = _make_config(data_dir, secret_key_file)
-    config.s3_endpoint = s3_endpoint or None
-    config.s3_access_key = s3_access_key
-    config.s3_secret_key = s3_secret_key
-    config.s3_region = s3_region
-    if not config.mongo_uri and not config.sqlite_path.is_file():
-        # Opening would create an empty store, and every object would then look unrecorded.
-        raise click.ClickException(
-            f"no metadata store at {config.sqlite_path}: check --data-dir (or pass --mongo-uri)"
-        )
+    config = existing_stores_config(
+        _make_config,
+        data_dir,
+        secret_key_file,
+        s3_endpoint=s3_endpoint,
+        s3_access_key=s3_access_key,
+        s3_secret_key=s3_secret_key,
+        s3_region=s3_region,
+    )
     try:
         summary = asyncio.run(_reconcile(config, repair, bucket, stale_after, as_json))
     except S3Error as exc:

@@ -24,6 +24,7 @@ from gateway.appkeys import CONFIG
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import views
 from ui.pages.common import Handler, Middleware, error_pages
+from ui.pages.fields import html_pattern
 from ui.security import cookie_storage
 
 UI_DIR = Path(__file__).resolve().parent.parent
@@ -81,6 +82,7 @@ def setup_pages(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["static"] = lambda name: f"/_minimo/static/{name}"
+    env.globals["html_pattern"] = html_pattern
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
     views.add_routes(pages)

@@ -134,6 +134,9 @@ class SessionRecord:
 MAX_PAGE = 1000
 
 FieldOp = Literal["eq", "min", "max", "contains"]
+#: the fixed columns a session search may sort by (``sort_field`` sorts by a field of values)
+SortColumn = Literal["created", "owner", "bucket", "form_name"]
+SORT_COLUMNS: tuple[SortColumn, ...] = ("created", "owner", "bucket", "form_name")
 FieldValue = str | int | float | bool
 
 #: where a failed audit append of :meth:`MetadataStore.finish_write` is logged (as policy.audit)
@@ -190,8 +193,11 @@ class SessionQuery:
     created_from: datetime | None = None
     created_to: datetime | None = None
     fields: tuple[FieldFilter, ...] = ()
-    #: None sorts by creation time; otherwise a field of ``values`` (ties: newest first)
+    #: a field of ``values`` to sort by (ties: newest first); None sorts by ``sort_column``
     sort_field: str | None = None
+    #: the column to sort by when ``sort_field`` is None; ties of owner, bucket or form are
+    #: broken newest first (created, then id, descending) whichever way the column runs
+    sort_column: SortColumn = "created"
     descending: bool = True
     limit: int = 50
     #: skip this many matches (for "page N" links); ignored when ``cursor`` is given
@@ -204,6 +210,8 @@ class SessionQuery:
     def __post_init__(self) -> None:
         if self.sort_field is not None:
             check_field_name(self.sort_field)
+        if self.sort_column not in SORT_COLUMNS:
+            raise ValueError(f"cannot sort sessions by {self.sort_column!r}")
         if self.state not in (None, "open", "closed", "expired"):
             raise ValueError(f"unknown session state {self.state!r}")
         if not 1 <= self.limit <= MAX_PAGE:

@@ -737,7 +737,8 @@ class MongoMetadataStore(MetadataStore):
 
         direction = DESCENDING if query.descending else ASCENDING
         offset = query.offset
-        if query.sort_field is None:
+        keyset = query.sort_field is None and query.sort_column == "created"
+        if keyset:
             # Keyset paging on (created, id): pages stay right while sessions are added.
             if query.cursor is not None:
                 stamp, last_id = _cursor_fields(query.cursor, "k")
@@ -746,13 +747,11 @@ class MongoMetadataStore(MetadataStore):
                 offset = 0
             sort = [("created", direction), ("id", direction)]
         else:
+            # Another column or a field of values: offset paging, ties newest first.
             if query.cursor is not None:
                 offset = _cursor_fields(query.cursor, "o")[0]
-            sort = [
-                (f"values.{query.sort_field}", direction),
-                ("created", DESCENDING),
-                ("id", DESCENDING),
-            ]
+            key = query.sort_column if query.sort_field is None else f"values.{query.sort_field}"
+            sort = [(key, direction), ("created", DESCENDING), ("id", DESCENDING)]
         cursor = (
             coll.find({"$and": conditions} if conditions else {}, _NO_ID)
             .sort(sort)
@@ -763,7 +762,7 @@ class MongoMetadataStore(MetadataStore):
         sessions = [_session(doc) for doc in docs[: query.limit]]
         next_cursor = None
         if len(docs) > query.limit:
-            if query.sort_field is None:
+            if keyset:
                 last = sessions[-1]
                 next_cursor = encode_cursor({"k": [last.created.isoformat(), last.id]})
             else:

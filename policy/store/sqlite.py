@@ -662,7 +662,8 @@ class SqliteStore(MetadataStore):
         page_params = list(params)
         order_params: list[Any] = []
         offset = query.offset
-        if query.sort_field is None:
+        keyset = query.sort_field is None and query.sort_column == "created"
+        if keyset:
             # Keyset paging on (created, id): pages stay right while sessions are added.
             if query.cursor is not None:
                 mark = _cursor_fields(query.cursor, "k")
@@ -671,11 +672,16 @@ class SqliteStore(MetadataStore):
                 offset = 0
             order_by = f"s.created {order}, s.id {order}"
         else:
-            # Ordering by a field of values: offset paging (there is no index to walk anyway).
+            # Another column or a field of values: offset paging, ties newest first.
             if query.cursor is not None:
                 offset = _cursor_fields(query.cursor, "o")[0]
-            order_by = f"json_extract(s.field_values, ?) {order}, s.created DESC, s.id DESC"
-            order_params.append(f'$."{query.sort_field}"')
+            if query.sort_field is None:
+                # sort_column is one of SORT_COLUMNS (checked by SessionQuery): safe to splice
+                sort_by = f"s.{query.sort_column}"
+            else:
+                sort_by = "json_extract(s.field_values, ?)"
+                order_params.append(f'$."{query.sort_field}"')
+            order_by = f"{sort_by} {order}, s.created DESC, s.id DESC"
         page_filters = (" WHERE " + " AND ".join(page_where)) if page_where else ""
         rows = await self._all(
             f"SELECT {_SESSION_COLUMNS_S}{base}{page_filters} ORDER BY {order_by} LIMIT ? OFFSET ?",
@@ -684,7 +690,7 @@ class SqliteStore(MetadataStore):
         sessions = [_session(row) for row in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
-            if query.sort_field is None:
+            if keyset:
                 last = sessions[-1]
                 next_cursor = encode_cursor({"k": [_ts(last.created), last.id]})
             else:

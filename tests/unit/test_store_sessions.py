@@ -351,6 +351,37 @@ def test_search_sort_by_field(with_store) -> None:
     with_store(body)
 
 
+def test_search_sort_by_column(with_store) -> None:
+    """Owner, bucket and form sort either way; ties stay newest first, also across pages."""
+
+    async def body(store: MetadataStore) -> None:
+        await _seed(store)
+        assert await _ids(store, sort_column="owner", descending=False) == list("ecabd")
+        assert await _ids(store, sort_column="owner") == list("dbeca")
+        assert await _ids(store, sort_column="bucket", descending=False) == list("dceba")
+        assert await _ids(store, sort_column="bucket") == list("ebadc")
+        assert await _ids(store, sort_column="form_name", descending=False) == list("cedba")
+        assert await _ids(store, sort_column="owner", owner="alice") == list("eca")
+        # a page boundary inside a tie (alice's three sessions): the cursor and offsets agree
+        walked: list[str] = []
+        cursor = None
+        while True:
+            page = await store.search_sessions(
+                SessionQuery(sort_column="owner", descending=False, limit=2, cursor=cursor)
+            )
+            walked.extend(s.id for s in page.sessions)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert walked == list("ecabd")
+        second = await store.search_sessions(
+            SessionQuery(sort_column="owner", descending=False, limit=2, offset=2)
+        )
+        assert [s.id for s in second.sessions] == ["a", "b"] and second.total == 5
+
+    with_store(body)
+
+
 def test_search_rejects_bad_input() -> None:
     with pytest.raises(ValueError):
         FieldFilter("a.b", "eq", "x")
@@ -368,6 +399,8 @@ def test_search_rejects_bad_input() -> None:
         SessionQuery(limit=0)
     with pytest.raises(ValueError):
         SessionQuery(state="gone")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        SessionQuery(sort_column="values")  # type: ignore[arg-type]
 
 
 def test_search_pagination_through_250(with_store) -> None:

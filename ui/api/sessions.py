@@ -13,7 +13,7 @@ from aiohttp import web
 from policy.catalog import CatalogError
 from policy.forms import Form, FormValidationError, validate_values
 from policy.sessions import SessionError, parse_where
-from policy.store.base import SessionQuery
+from policy.store.base import SessionQuery, SortColumn
 from ui.api.common import (
     Route,
     Schema,
@@ -98,6 +98,40 @@ async def validate_draft(request: web.Request) -> web.StreamResponse:
     return ok({"valid": True, "form": form.name, "version": form.version, "values": clean})
 
 
+#: the sort names of the fixed columns, as the page and the API spell them
+SORT_COLUMNS: dict[str, SortColumn] = {
+    "created": "created",
+    "owner": "owner",
+    "bucket": "bucket",
+    "form": "form_name",
+}
+
+
+def parse_sort(text: str) -> dict[str, Any]:
+    """The SessionQuery sort arguments a ``sort`` parameter names.
+
+    ``created``, ``owner``, ``bucket`` or ``form`` sort by that column, any other name by that
+    field of the values (``values.NAME`` always means the field, for a field called ``owner``);
+    a leading ``-`` sorts descending, ``+`` or nothing ascending.
+    """
+    descending = text.startswith("-")
+    name = text.lstrip("-+")
+    if name.startswith("values."):
+        return {"sort_field": name.removeprefix("values."), "descending": descending}
+    if name in SORT_COLUMNS:
+        return {"sort_column": SORT_COLUMNS[name], "descending": descending}
+    return {"sort_field": name, "descending": descending}
+
+
+def sort_name(field: str) -> str:
+    """How ``sort`` names a field of the values (prefixed where it shares a column's name)."""
+    return f"values.{field}" if field in SORT_COLUMNS else field
+
+
+def _is_sort_error(message: str) -> bool:
+    return "field name" in message or "cannot sort" in message
+
+
 async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
     """The search the query string asks for (shared by search and export)."""
     q = request.query
@@ -111,8 +145,6 @@ async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
         fields = tuple(parse_where(text, form) for text in q.getall("where", []))
     except SessionError as exc:
         raise bad_request(str(exc), {"where": [str(exc)]}) from None
-    sort = q.get("sort") or "-created"
-    sort_field = sort.lstrip("-+")
     try:
         query = SessionQuery(
             form_name=form_name,
@@ -122,14 +154,14 @@ async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
             created_from=query_time(request, "created_from"),
             created_to=query_time(request, "created_to"),
             fields=fields,
-            sort_field=None if sort_field == "created" else sort_field,
-            descending=sort.startswith("-"),
+            **parse_sort(q.get("sort") or "-created"),
             limit=query_int(request, "limit", 50, 1, 1000),
             offset=query_int(request, "offset", 0, 0, 10**9),
             cursor=q.get("cursor") or None,
         )
     except ValueError as exc:
-        field = "state" if "state" in str(exc) else "sort" if "field name" in str(exc) else None
+        message = str(exc)
+        field = "state" if "state" in message else "sort" if _is_sort_error(message) else None
         raise bad_request(str(exc), {field: [str(exc)]} if field else None) from None
     return query, form
 
@@ -287,7 +319,8 @@ _SEARCH_PARAMS: tuple[tuple[str, Schema, str], ...] = (
     (
         "sort",
         _STR,
-        "'created' or a field name; prefix '-' for descending (default '-created')",
+        "'created', 'owner', 'bucket', 'form' or a field name ('values.NAME' for a field named "
+        "like a column); prefix '-' for descending (default '-created'); ties newest first",
     ),
     ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
     ("offset", {"type": "integer", "minimum": 0}, "skip matches (ignored with cursor)"),

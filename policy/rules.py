@@ -13,6 +13,7 @@ The policy file is TOML, one ``[[rule]]`` table per rule, in priority order::
     delete = "deny"                # deny | owner | admin
     session_ttl = "7d"
     max_session_ttl = "30d"
+    ro_crate_on_close = true       # closing writes <prefix>ro-crate-metadata.json by default
 
     [[rule]]
     bucket = "scratch"
@@ -61,6 +62,7 @@ _RULE_KEYS = (
     "session_ttl",
     "max_session_ttl",
     "require_session",
+    "ro_crate_on_close",
 )
 # Bucket names are lowercase letters, digits, dots and hyphens; a glob may add * ? [ ] !.
 _BUCKET_GLOB = re.compile(r"[a-z0-9.\-*?\[\]!]+")
@@ -96,6 +98,8 @@ class Rule:
     session_ttl: timedelta = timedelta(days=7)
     max_session_ttl: timedelta = timedelta(days=30)
     require_session: bool = True
+    #: the default of "write the session's RO-Crate into its prefix" when a session is closed
+    ro_crate_on_close: bool = False
 
     def matches(self, bucket: str, key: str) -> bool:
         return fnmatch.fnmatchcase(bucket, self.bucket) and bool(
@@ -115,7 +119,7 @@ class Rule:
         return user in self.open_sessions or role in self.open_sessions
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "bucket": self.bucket,
             "prefix": self.prefix,
             "forms": list(self.forms),
@@ -126,6 +130,10 @@ class Rule:
             "max_session_ttl": format_duration(self.max_session_ttl),
             "require_session": self.require_session,
         }
+        # Only when on: policies without the option keep their stored form (and version).
+        if self.ro_crate_on_close:
+            data["ro_crate_on_close"] = True
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +271,10 @@ def _parse_rule(raw: object, where: str, problems: list[str]) -> Rule | None:
     if open_sessions is None:
         problem("open_sessions", "must be a list of role and/or user names")
 
+    ro_crate_on_close = raw.get("ro_crate_on_close", False)
+    if not isinstance(ro_crate_on_close, bool):
+        problem("ro_crate_on_close", "must be true or false")
+
     choices = {"overwrite": OVERWRITE_CHOICES, "delete": DELETE_CHOICES}
     for key, allowed in choices.items():
         if raw.get(key, "deny") not in allowed:
@@ -296,4 +308,5 @@ def _parse_rule(raw: object, where: str, problems: list[str]) -> Rule | None:
         session_ttl=ttls["session_ttl"],
         max_session_ttl=ttls["max_session_ttl"],
         require_session=require_session,
+        ro_crate_on_close=ro_crate_on_close,
     )

@@ -115,7 +115,7 @@ session_ttl = "40d"
     )
     assert problems_of(text) == [
         "rule 5: colour: unknown key (known: bucket, prefix, forms, open_sessions, overwrite, "
-        "delete, session_ttl, max_session_ttl, require_session)",
+        "delete, session_ttl, max_session_ttl, require_session, ro_crate_on_close)",
         "rule 5: bucket: 'Raw_Data' can never match: bucket names use only a-z, 0-9, '.', '-'",
         "rule 5: prefix: must be a string (a glob such as 'raw/*/'; '' matches every key)",
         "rule 5: require_session: must be true or false",

@@ -1,13 +1,28 @@
-"""``/forms``: list, create, new versions, version history, JSON Schema, old-format import."""
+"""``/forms``: list, create, new versions, version history, JSON Schema, old-format import, and
+the preview of a draft (what saving would store, and how values fare against it).
+
+The draft helpers (:func:`draft_from_json`, :func:`draft_from_import`, :func:`as_saved`) are
+shared with the admin forms page, so the page's live preview and this API judge drafts alike.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 
-from policy.catalog import CatalogError, FormVersion
-from policy.forms import FormDefinitionError
+from policy.catalog import CatalogError, FormService, FormVersion
+from policy.form_import import import_text as parse_old_form
+from policy.forms import (
+    Form,
+    FormDefinitionError,
+    FormValidationError,
+    parse_form,
+    validate_values,
+)
 from ui.api.common import (
     Route,
     created,
@@ -122,6 +137,113 @@ async def import_form(request: web.Request) -> web.StreamResponse:
     return created(form.to_dict())
 
 
+# -- drafts: what an admin is typing, judged without storing anything ---------------------------
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A form definition being edited: the form it makes, or every problem it has."""
+
+    form: Form | None
+    problems: list[str] = field(default_factory=list)
+
+
+def draft_from_definition(definition: object) -> Draft:
+    try:
+        return Draft(parse_form(definition))  # type: ignore[arg-type]  # parse_form checks it
+    except FormDefinitionError as exc:
+        return Draft(None, exc.problems)
+
+
+def draft_from_json(text: str) -> Draft:
+    """A draft from the JSON text of the definition box; a syntax error says where it is."""
+    try:
+        definition = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Draft(None, [f"not JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"])
+    if not isinstance(definition, dict):
+        return Draft(None, ["a form definition must be a JSON object ({...})"])
+    return draft_from_definition(definition)
+
+
+def draft_from_import(name: str, text: str) -> Draft:
+    """A draft from a form file of the original minimo (problems carry line numbers)."""
+    try:
+        return Draft(parse_old_form(name, text))
+    except FormDefinitionError as exc:  # FormImportError is one
+        return Draft(None, exc.problems)
+
+
+def _stored_shape(form: Form) -> dict[str, Any]:
+    definition = form.to_dict()
+    definition.pop("version", None)
+    return definition
+
+
+async def as_saved(forms: FormService, form: Form) -> tuple[Form, str]:
+    """The form numbered as saving it would number it, and a sentence saying so.
+
+    Saving an unchanged definition makes no new version (see FormService.update), so the draft
+    then keeps the stored version's number.
+    """
+    latest = await forms.find(form.name)
+    if latest is None:
+        return replace(form, version=1), f"Saving creates the form {form.name} (version 1)."
+    if _stored_shape(latest) == _stored_shape(form):
+        note = f"Same as the stored version {latest.version}: saving makes no new version."
+        return replace(form, version=latest.version), note
+    version = latest.version + 1
+    note = (
+        f"Saving makes version {version} of {form.name}; sessions opened with earlier "
+        "versions keep them."
+    )
+    return replace(form, version=version), note
+
+
+def value_errors(form: Form, values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What is wrong with ``values`` for ``form``, by field ({} when they are valid)."""
+    try:
+        validate_values(form, values)
+    except FormValidationError as exc:
+        return exc.errors
+    return {}
+
+
+def _preview_draft(data: Mapping[str, Any]) -> tuple[Draft, str]:
+    """The draft named by a preview body and the field its problems belong to."""
+    has_definition, has_import = "definition" in data, "import_text" in data
+    if has_definition == has_import:
+        message = "send either definition (a form definition) or import_text (and name)"
+        raise bad_request(message, {"definition": [message]})
+    if has_definition:
+        if not isinstance(data["definition"], dict):
+            raise bad_request(
+                "definition must be a JSON object", {"definition": ["must be a JSON object"]}
+            )
+        return draft_from_definition(data["definition"]), "definition"
+    text = text_field(data, "import_text") or ""
+    name = text_field(data, "name") or ""
+    return draft_from_import(name, text), "import_text"
+
+
+async def preview_form(request: web.Request) -> web.StreamResponse:
+    data = await json_body(request)
+    draft, where = _preview_draft(data)
+    values = data.get("values")
+    if values is not None and not isinstance(values, dict):
+        raise bad_request("values must be a JSON object", {"values": ["must be a JSON object"]})
+    if draft.form is None:
+        raise ApiError(
+            400,
+            "invalid_form",
+            "invalid form definition: " + "; ".join(draft.problems),
+            problems_as_fields(draft.problems, where),
+        )
+    form, _ = await as_saved(services(request).forms, draft.form)
+    errors = value_errors(form, values) if values is not None else {}
+    return ok({"form": form.to_dict(), "schema": form.json_schema(), "errors": errors})
+
+
 _NAME = ("name", {"type": "string"}, "")
 _DEFINITION = {"$ref": "#/components/schemas/FormDefinition"}
 
@@ -160,6 +282,40 @@ ROUTES = [
         },
         response=FORM_REF,
         status=201,
+    ),
+    Route(
+        "POST",
+        "/forms/preview",
+        preview_form,
+        "Preview a draft form (nothing is stored): the normalised definition, numbered as saving "
+        "would number it, its JSON Schema, and the errors of optional values; an invalid draft "
+        "is a 400 listing its problems",
+        "admin",
+        "forms",
+        body={
+            "type": "object",
+            "description": "either definition, or import_text with name (the original minimo "
+            "text format)",
+            "properties": {
+                "definition": {"type": "object", "description": "a form definition (draft)"},
+                "import_text": {"type": "string"},
+                "name": {"type": "string", "description": "the form's name, with import_text"},
+                "values": {"type": "object", "description": "values to check against the draft"},
+            },
+        },
+        response={
+            "type": "object",
+            "required": ["form", "schema", "errors"],
+            "properties": {
+                "form": FORM_REF,
+                "schema": {"type": "object", "description": "a JSON Schema document"},
+                "errors": {
+                    "type": "object",
+                    "description": "problems of the values, by field ({} when valid or none sent)",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
     ),
     Route(
         "GET",

@@ -5,18 +5,25 @@ session it belongs to, if any). Reads go to the object store through the gateway
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from gateway.adopt import adopt
 from gateway.appkeys import OBJECT_STORE
+from gateway.backends.base import ObjectInfo, ObjectStore
 from gateway.errors import S3Error
-from policy.forms import FormValidationError
+from policy.forms import Form, FormValidationError
+from policy.principal import Principal
+from policy.services import Services
 from policy.sessions import SessionError
+from policy.store.base import MetadataStore, ObjectRecord, SessionRecord
 from ui.api.common import (
     Route,
     iso,
     json_body,
+    object_json,
     ok,
     principal,
     query_int,
@@ -25,6 +32,112 @@ from ui.api.common import (
     text_field,
 )
 from ui.api.errors import ApiError, bad_request, forbidden, not_found
+
+#: how many objects under a prefix the "link existing data" preview checks for a record
+UNLINKED_SCAN = 1000
+#: how many of the unlinked keys it names
+UNLINKED_SHOWN = 10
+
+
+@dataclass
+class ObjectView:
+    """One object as the data browser shows it: what the object store says, minimo's record of
+    it and the session it was written under (each None when there is none)."""
+
+    bucket: str
+    key: str
+    #: None when the object is gone from the object store but its record is still there
+    info: ObjectInfo | None
+    record: ObjectRecord | None
+    session: SessionRecord | None
+    #: the form version the session was opened with (for the fields' labels)
+    form: Form | None
+
+    def labelled_values(self) -> list[tuple[str, str, Any]]:
+        """(name, label, value) of the session's values, labelled as the session page does."""
+        if self.session is None:
+            return []
+        labelled = []
+        for name, value in self.session.values.items():
+            spec = self.form.field(name) if self.form is not None else None
+            labelled.append((name, spec.label if spec is not None and spec.label else name, value))
+        return labelled
+
+
+async def describe_object(
+    objects: ObjectStore, svc: Services, bucket: str, key: str
+) -> ObjectView | None:
+    """The object page's facts, or None when neither the object store nor minimo knows the key.
+
+    Raises S3Error when the object store fails for another reason than a missing object.
+    """
+    record, info = await asyncio.gather(
+        svc.store.get_object_record(bucket, key), _head_or_none(objects, bucket, key)
+    )
+    if info is None and record is None:
+        return None
+    session = await svc.sessions.get(record.session_id) if record and record.session_id else None
+    form = await svc.forms.find(session.form_name, session.form_version) if session else None
+    return ObjectView(bucket, key, info, record, session, form)
+
+
+async def _head_or_none(objects: ObjectStore, bucket: str, key: str) -> ObjectInfo | None:
+    try:
+        return await objects.head_object(bucket, key)
+    except S3Error as err:
+        if err.code in ("NoSuchKey", "NoSuchBucket"):
+            return None
+        raise
+
+
+@dataclass
+class Unlinked:
+    """What "link existing data" would adopt under a prefix, from a bounded scan."""
+
+    #: objects with no record among the scanned ones
+    count: int
+    #: how many objects were checked
+    scanned: int
+    #: True when the prefix holds more objects than were checked (count is then a lower bound)
+    more: bool
+    first_keys: list[str] = field(default_factory=list)
+
+
+async def scan_unlinked(
+    objects: ObjectStore, store: MetadataStore, bucket: str, prefix: str
+) -> Unlinked:
+    """Count the objects under ``prefix`` that have no record, checking at most UNLINKED_SCAN.
+
+    Bounded so the page answers quickly on a prefix of millions; adopting itself walks all of
+    them. An object stamped but unrecorded counts here and shows up as skipped after adopting.
+    """
+    page = await objects.list_objects(bucket, prefix=prefix, max_keys=UNLINKED_SCAN)
+    records = await asyncio.gather(
+        *(store.get_object_record(bucket, info.key) for info in page.objects)
+    )
+    keys = [info.key for info, record in zip(page.objects, records, strict=True) if record is None]
+    return Unlinked(len(keys), len(page.objects), page.truncated, keys[:UNLINKED_SHOWN])
+
+
+async def allowed_forms(
+    svc: Services, who: Principal, bucket: str, prefix: str
+) -> tuple[list[Form], str | None]:
+    """The forms policy allows for a session at bucket/prefix, or the reason there are none."""
+    rule = (await svc.policies.current()).match(bucket, prefix)
+    where = f"s3://{bucket}/{prefix}"
+    if rule is None:
+        return [], f"No policy rule covers {where}, so no session can be opened there."
+    if not rule.may_open(who.user, who.role):
+        return [], f"{who.user} may not open sessions at {where}."
+    forms = [f for name in rule.forms if (f := await svc.forms.find(name)) is not None]
+    if not forms:
+        return [], f"{where} is a scratch area: its rule names no form, so there is none to fill."
+    return forms, None
+
+
+def adopt_prefix_of(raw: str) -> str:
+    """A prefix as a session scope: a folder, so "run7" means "run7/" (not "run70/...")."""
+    return raw if not raw or raw.endswith("/") else raw + "/"
 
 
 def _store_error(err: S3Error, bucket: str = "") -> ApiError:
@@ -75,6 +188,71 @@ async def list_bucket(request: web.Request) -> web.StreamResponse:
             "prefixes": page.prefixes,
             "objects": objects,
             "next_start_after": page.next_marker if page.truncated else None,
+        }
+    )
+
+
+async def show_object(request: web.Request) -> web.StreamResponse:
+    """The object page's twin: the object store's facts, its record and its session."""
+    bucket = request.match_info["bucket"]
+    key = request.query.get("key", "")
+    if not key:
+        raise bad_request("key is required", {"key": ["required"]})
+    try:
+        view = await describe_object(
+            request.config_dict[OBJECT_STORE], services(request), bucket, key
+        )
+    except S3Error as err:
+        raise _store_error(err, bucket) from None
+    if view is None:
+        raise not_found(f"there is no object s3://{bucket}/{key}")
+    info = view.info
+    return ok(
+        {
+            "bucket": bucket,
+            "key": key,
+            "object": None
+            if info is None
+            else {
+                "size": info.size,
+                "etag": info.etag,
+                "last_modified": iso(info.last_modified),
+                "content_type": info.content_type,
+            },
+            "metadata": view.session is not None,
+            "record": object_json(view.record) if view.record is not None else None,
+            "session": session_json(view.session) if view.session is not None else None,
+            "fields": [
+                {"name": name, "label": label, "value": value}
+                for name, label, value in view.labelled_values()
+            ],
+        }
+    )
+
+
+async def adopt_preview(request: web.Request) -> web.StreamResponse:
+    """The "link existing data" page's twin: what adopting under a prefix would do."""
+    bucket = request.match_info["bucket"]
+    prefix = adopt_prefix_of(request.query.get("prefix", ""))
+    if not prefix:
+        raise bad_request("prefix is required", {"prefix": ["required"]})
+    svc = services(request)
+    try:
+        await request.config_dict[OBJECT_STORE].head_bucket(bucket)
+        unlinked = await scan_unlinked(request.config_dict[OBJECT_STORE], svc.store, bucket, prefix)
+    except S3Error as err:
+        raise _store_error(err, bucket) from None
+    forms, problem = await allowed_forms(svc, principal(request), bucket, prefix)
+    return ok(
+        {
+            "bucket": bucket,
+            "prefix": prefix,
+            "unlinked": unlinked.count,
+            "scanned": unlinked.scanned,
+            "more": unlinked.more,
+            "first_keys": unlinked.first_keys,
+            "forms": [{"name": f.name, "version": f.version, "title": f.title} for f in forms],
+            "problem": problem,
         }
     )
 
@@ -177,6 +355,80 @@ ROUTES = [
                     },
                 },
                 "next_start_after": {"type": ["string", "null"]},
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/buckets/{bucket}/object",
+        show_object,
+        "One object: its size, ETag, time and content type in the object store, minimo's record "
+        "of it and its session's metadata with the fields' labels (metadata: false when it was "
+        "not written through a session)",
+        "reader",
+        "data",
+        query=(("key", _STR, "the object's key (required)"),),
+        response={
+            "type": "object",
+            "properties": {
+                "bucket": _STR,
+                "key": _STR,
+                "object": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "properties": {
+                                "size": _INT,
+                                "etag": _STR,
+                                "last_modified": {"type": "string", "format": "date-time"},
+                                "content_type": {"type": ["string", "null"]},
+                            },
+                        },
+                        {"type": "null"},
+                    ]
+                },
+                "metadata": {"type": "boolean"},
+                "record": {
+                    "oneOf": [{"$ref": "#/components/schemas/ObjectRecord"}, {"type": "null"}]
+                },
+                "session": {"oneOf": [{"$ref": "#/components/schemas/Session"}, {"type": "null"}]},
+                "fields": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"name": _STR, "label": _STR, "value": {}},
+                    },
+                },
+            },
+        },
+    ),
+    Route(
+        "GET",
+        "/buckets/{bucket}/adopt",
+        adopt_preview,
+        "Before linking existing data: how many objects under a prefix have no metadata "
+        f"(checks at most {UNLINKED_SCAN}; more: true when there are more) and which forms "
+        "policy allows there",
+        "admin",
+        "data",
+        query=(("prefix", _STR, "the prefix to adopt (required; a folder, '/' is added)"),),
+        response={
+            "type": "object",
+            "properties": {
+                "bucket": _STR,
+                "prefix": _STR,
+                "unlinked": _INT,
+                "scanned": _INT,
+                "more": {"type": "boolean"},
+                "first_keys": {"type": "array", "items": _STR},
+                "forms": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"name": _STR, "version": _INT, "title": _STR},
+                    },
+                },
+                "problem": {"type": ["string", "null"]},
             },
         },
     ),

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from gateway.adopt import AdoptResult, adopt
 from gateway.appkeys import OBJECT_STORE
 from gateway.errors import S3Error
+from policy.forms import Form, FormValidationError
+from policy.sessions import SessionError
+from policy.store.base import SessionRecord
+from ui.api.browse import (
+    UNLINKED_SCAN,
+    Unlinked,
+    adopt_prefix_of,
+    allowed_forms,
+    describe_object,
+    scan_unlinked,
+)
 from ui.api.common import services
-from ui.pages.common import PageError, render, require
+from ui.pages.common import PageError, check_csrf, render, require
+from ui.pages.fields import display_values, input_value, values_from_post
 
 DATA_PAGE = 100
 
@@ -53,11 +67,6 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
         }
         for info, record in zip(page.objects, records, strict=True)
     ]
-    # breadcrumbs: each leading part of the prefix, as (label, prefix)
-    crumbs, acc = [], ""
-    for part in prefix.split("/")[:-1]:
-        acc += part + "/"
-        crumbs.append((part, acc))
     more = None
     if page.truncated and page.next_marker:
         more = "?" + urlencode({"prefix": prefix, "start_after": page.next_marker})
@@ -67,11 +76,11 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
         {
             "bucket": bucket,
             "prefix": prefix,
-            "crumbs": crumbs,
+            "crumbs": _crumbs(prefix),
             "prefixes": page.prefixes,
             "rows": rows,
             "more": more,
-            "urlencode": lambda value: urlencode({"prefix": value}),
+            "urlencode": _prefix_query,
         },
     )
 
@@ -113,8 +122,205 @@ async def download(request: web.Request) -> web.StreamResponse:
         await reader.aclose()
 
 
+def _crumbs(prefix: str) -> list[tuple[str, str]]:
+    """Each leading folder of ``prefix`` as (label, prefix up to and including it)."""
+    crumbs, acc = [], ""
+    for part in prefix.split("/")[:-1]:
+        acc += part + "/"
+        crumbs.append((part, acc))
+    return crumbs
+
+
+def _state(session: SessionRecord | None) -> str | None:
+    # an open session past its expiry is shown as expired, as on the session page
+    if session is None:
+        return None
+    if session.state == "open" and not session.is_open(datetime.now(UTC)):
+        return "expired"
+    return session.state
+
+
+def _prefix_query(prefix: str) -> str:
+    return urlencode({"prefix": prefix})
+
+
+async def data_object(request: web.Request) -> web.StreamResponse:
+    """One object: what the object store says, its record, and its session's metadata."""
+    await require(request)
+    bucket = request.match_info["bucket"]
+    key = request.query.get("key", "")
+    if not key:
+        raise PageError(400, "Say which object: ?key=...")
+    try:
+        view = await describe_object(
+            request.config_dict[OBJECT_STORE], services(request), bucket, key
+        )
+    except S3Error as err:
+        raise PageError(502, f"The object store refused to show it: {err.code}") from None
+    if view is None:
+        raise PageError(404, f"There is no object s3://{bucket}/{key}.")
+    folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    return await render(
+        request,
+        "data_object.html",
+        {
+            "bucket": bucket,
+            "key": key,
+            "v": view,
+            "values": view.labelled_values(),
+            "session_state": _state(view.session),
+            "crumbs": _crumbs(folder),
+            "name": key[len(folder) :],
+            "folder": folder,
+            "urlencode": _prefix_query,
+            "twin": "/_minimo/api/v1/buckets/"
+            + quote(bucket, safe="")
+            + "/object?"
+            + urlencode({"key": key}),
+        },
+    )
+
+
+# -- link existing data ----------------------------------------------------------------------------
+async def _adopt_context(
+    request: web.Request, bucket: str, prefix: str
+) -> tuple[Unlinked | None, list[Form], str | None]:
+    """The preview of adopting under ``prefix``: unlinked objects and the forms allowed there."""
+    if not prefix:
+        return None, [], None
+    objects = request.config_dict[OBJECT_STORE]
+    svc = services(request)
+    try:
+        await objects.head_bucket(bucket)
+        unlinked = await scan_unlinked(objects, svc.store, bucket, prefix)
+    except S3Error as err:
+        if err.code == "NoSuchBucket":
+            raise PageError(404, f"There is no bucket {bucket}.") from None
+        raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
+    forms, problem = await allowed_forms(svc, request["minimo.page.user"], bucket, prefix)
+    return unlinked, forms, problem
+
+
+async def adopt_page(request: web.Request) -> web.StreamResponse:
+    await require(request, "admin")
+    bucket = request.match_info["bucket"]
+    prefix = adopt_prefix_of(request.query.get("prefix", ""))
+    unlinked, forms, problem = await _adopt_context(request, bucket, prefix)
+    chosen = next((f for f in forms if f.name == request.query.get("form", "")), None)
+    if chosen is None and len(forms) == 1:
+        chosen = forms[0]
+    values = {f.name: input_value(f, f.default) for f in chosen.fields} if chosen else {}
+    return await _render_adopt(request, bucket, prefix, unlinked, forms, problem, chosen, values)
+
+
+async def _render_adopt(
+    request: web.Request,
+    bucket: str,
+    prefix: str,
+    unlinked: Unlinked | None,
+    forms: list[Form],
+    problem: str | None,
+    chosen: Form | None,
+    values: dict[str, object],
+    errors: dict[str, list[str]] | None = None,
+    general: list[str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return await render(
+        request,
+        "data_adopt.html",
+        {
+            "bucket": bucket,
+            "prefix": prefix,
+            "crumbs": _crumbs(prefix),
+            "urlencode": _prefix_query,
+            "unlinked": unlinked,
+            "scan_limit": UNLINKED_SCAN,
+            "forms": forms,
+            "problem": problem,
+            "form": chosen,
+            "values": values,
+            "errors": errors or {},
+            "general_errors": general or [],
+        },
+        status=status,
+    )
+
+
+async def adopt_submit(request: web.Request) -> web.StreamResponse:
+    who = await require(request, "admin")
+    data = await request.post()
+    await check_csrf(request, data)
+    bucket = request.match_info["bucket"]
+    prefix = adopt_prefix_of(str(data.get("prefix", "")))
+    if not prefix:
+        raise PageError(400, "Say which prefix to link: a folder such as 2019/old-runs/.")
+    svc = services(request)
+    form = await svc.forms.find(str(data.get("form", "")))
+    if form is None:
+        raise PageError(400, "Choose one of the forms offered for this place.")
+    values = values_from_post(form, data)
+    errors: dict[str, list[str]] = {}
+    general: list[str] = []
+    try:
+        result = await adopt(
+            request.config_dict[OBJECT_STORE], svc, who, bucket, prefix, form.name, values
+        )
+    except FormValidationError as exc:
+        names = {f.name for f in form.fields}
+        errors = {k: v for k, v in exc.errors.items() if k in names}
+        general = [m for k, v in exc.errors.items() if k not in names for m in v]
+    except SessionError as exc:
+        if str(exc).startswith("no bucket"):
+            raise PageError(404, f"There is no bucket {bucket}.") from None
+        general = [str(exc)]
+    except S3Error as err:
+        # The session may be open already with part of the data adopted: say so, and where.
+        raise PageError(
+            502,
+            f"The object store failed while linking s3://{bucket}/{prefix} ({err.code}). "
+            "Objects linked before the failure keep their session; run it again to link the "
+            "rest (linked objects are skipped).",
+        ) from None
+    else:
+        return await _render_result(request, bucket, prefix, result)
+    unlinked, forms, problem = await _adopt_context(request, bucket, prefix)
+    return await _render_adopt(
+        request,
+        bucket,
+        prefix,
+        unlinked,
+        forms or [form],
+        problem,
+        form,
+        display_values(form, values),
+        errors,
+        general,
+        status=400,
+    )
+
+
+async def _render_result(
+    request: web.Request, bucket: str, prefix: str, result: AdoptResult
+) -> web.Response:
+    return await render(
+        request,
+        "data_adopted.html",
+        {
+            "bucket": bucket,
+            "prefix": prefix,
+            "crumbs": _crumbs(prefix),
+            "urlencode": _prefix_query,
+            "r": result,
+        },
+    )
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/data/", data_buckets, name="data")
     r.add_get("/data/{bucket}", data_bucket, name="data_bucket")
+    r.add_get("/data/{bucket}/object", data_object, name="data_object")
+    r.add_get("/data/{bucket}/adopt", adopt_page, name="data_adopt")
+    r.add_post("/data/{bucket}/adopt", adopt_submit)
     r.add_get("/download/{bucket}", download, name="download")

@@ -29,6 +29,8 @@ from policy.store.base import FormRecord, MetadataStore, PolicyRecord
 
 #: how long one process trusts the policy it read (see the module docstring)
 POLICY_CACHE_SECONDS = 2.0
+#: the largest integer either metadata store can hold
+_MAX_STORED_INT = 2**63 - 1
 
 
 class CatalogError(Exception):
@@ -103,9 +105,16 @@ class FormService:
         await self.auditor.ok(by, action, f"form:{form.name}", version=record.version, **details)
         return _form(record)
 
+    async def _record(self, name: str, version: int | None) -> FormRecord | None:
+        # Both stores keep 64-bit integers (SQLite, BSON): a larger version cannot exist, and
+        # handing it to the driver would fail with an overflow instead of "no such version".
+        if version is not None and not 1 <= version <= _MAX_STORED_INT:
+            return None
+        return await self.store.get_form(name, version)
+
     async def get(self, name: str, version: int | None = None) -> Form:
         """One version of a form (the latest when ``version`` is None); CatalogError if absent."""
-        record = await self.store.get_form(name, version)
+        record = await self._record(name, version)
         if record is None:
             if version is not None and await self.store.get_form(name) is not None:
                 raise CatalogError(f"form {name} has no version {version}")
@@ -113,7 +122,7 @@ class FormService:
         return _form(record)
 
     async def find(self, name: str, version: int | None = None) -> Form | None:
-        record = await self.store.get_form(name, version)
+        record = await self._record(name, version)
         return _form(record) if record is not None else None
 
     async def exists(self, name: str) -> bool:

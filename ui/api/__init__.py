@@ -8,6 +8,7 @@ describes the same list.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -39,6 +40,42 @@ def all_routes() -> list[Route]:
         routes.extend(module.ROUTES)
     routes.append(openapi_route(routes))
     return routes
+
+
+_PARAM_SEGMENT = re.compile(r"\{([A-Za-z_]+)\}")
+
+
+def _shape(segments: list[str]) -> list[str]:
+    """Path segments with every parameter alike, to compare paths whatever the names."""
+    return ["{}" if segment.startswith("{") else segment for segment in segments]
+
+
+def router_path(route: Route, routes: list[Route]) -> str:
+    """``route.path`` in aiohttp syntax, each parameter refusing its fixed-path siblings.
+
+    Without that, ``/sessions/{id}`` also matched ``/sessions/validate``: OPTIONS there answered
+    405 with ``Allow: GET, POST``, offering the GET of a session called "validate" that the
+    document does not have. Now that URL has exactly the methods the document lists.
+    """
+    segments = route.path.split("/")
+    for index, segment in enumerate(segments):
+        param = _PARAM_SEGMENT.fullmatch(segment)
+        if param is None:
+            continue
+        parent = _shape(segments[:index])
+        literals = sorted(
+            {
+                other[index]
+                for other in (r.path.split("/") for r in routes)
+                if len(other) > index
+                and _shape(other[:index]) == parent
+                and not other[index].startswith("{")
+            }
+        )
+        if literals:
+            reserved = "|".join(re.escape(literal) for literal in literals)
+            segments[index] = f"{{{param.group(1)}:(?!(?:{reserved})(?:/|$))[^/]+}}"
+    return "/".join(segments)
 
 
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -80,6 +117,7 @@ def setup_api(app: web.Application) -> None:
     )
     api[API_STATE] = ApiState()
     api.on_response_prepare.append(_harden)
-    for route in all_routes():
-        api.router.add_route(route.method, route.path, guard(route))
+    routes = all_routes()
+    for route in routes:
+        api.router.add_route(route.method, router_path(route, routes), guard(route))
     app.add_subapp(API_PREFIX, api)

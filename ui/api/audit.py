@@ -10,6 +10,9 @@ from ui.api.errors import bad_request
 
 async def list_audit(request: web.Request) -> web.StreamResponse:
     q = request.query
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise bad_request("order must be asc or desc", {"order": ["must be asc or desc"]})
     try:
         events, cursor = await services(request).auditor.events(
             since=query_time(request, "since"),
@@ -18,7 +21,7 @@ async def list_audit(request: web.Request) -> web.StreamResponse:
             action=q.get("action") or None,
             limit=query_int(request, "limit", 100, 1, 1000),
             cursor=q.get("cursor") or None,
-            descending=q.get("order", "desc") != "asc",
+            descending=order == "desc",
         )
     except ValueError as exc:
         raise bad_request(str(exc), {"cursor": [str(exc)]}) from None

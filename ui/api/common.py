@@ -138,11 +138,16 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def text_field(data: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = data.get(name)
-    if value is None:
+    """``data[name]`` as a string; None when it is optional and absent.
+
+    An explicit ``null`` is refused like any other non-string: the document promises strings,
+    and reading null as "absent" would, e.g., quietly generate a password nobody asked for.
+    """
+    if name not in data:
         if required:
             raise bad_request(f"{name} is required", {name: ["required"]})
         return None
+    value = data[name]
     if not isinstance(value, str):
         raise bad_request(f"{name} must be a string", {name: ["must be a string"]})
     return value
@@ -164,7 +169,7 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 
 def query_time(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))

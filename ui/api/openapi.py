@@ -12,7 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from policy.forms import FIELD_TYPES
+from policy.forms import FIELD_NAME, FIELD_TYPES, FORM_NAME
+
+# the very patterns the services check names with, so the document cannot promise other ones
+from policy.identity import _USER_NAME as USER_NAME
+from policy.passwords import MIN_PASSWORD_LENGTH
+from policy.sessions import _BUCKET as BUCKET_NAME
+from policy.sessions import SESSION_ID
 from ui.api.common import API_PREFIX, Route, Schema
 from ui.security import COOKIE_NAME, CSRF_HEADER, SAFE_METHODS
 
@@ -20,6 +26,30 @@ _PARAM = re.compile(r"\{([A-Za-z_]+)(?::[^}]*)?\}")
 _DT = {"type": "string", "format": "date-time"}
 _DT_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 _STR = {"type": "string"}
+
+
+def anchored(pattern: re.Pattern[str]) -> Schema:
+    """A string schema matching what ``pattern.fullmatch`` accepts (JSON Schema patterns
+    search, so they need anchors)."""
+    return {"type": "string", "pattern": f"^(?:{pattern.pattern})$"}
+
+
+FORM_NAME_SCHEMA = anchored(FORM_NAME)
+USER_NAME_SCHEMA = anchored(USER_NAME)
+PASSWORD_SCHEMA = {"type": "string", "minLength": MIN_PASSWORD_LENGTH}
+
+#: path parameters by (tag, name): what the handlers accept, so generated requests (and
+#: readers of the document) know an id from a name
+_PATH_PARAMS: dict[tuple[str, str], Schema] = {
+    ("forms", "name"): FORM_NAME_SCHEMA,
+    ("forms", "version"): {"type": "integer", "minimum": 1},
+    ("users", "name"): USER_NAME_SCHEMA,
+    ("sessions", "id"): anchored(SESSION_ID),
+    ("data", "bucket"): anchored(BUCKET_NAME),
+    ("objects", "bucket"): anchored(BUCKET_NAME),
+    ("objects", "key"): {"type": "string", "minLength": 1},
+    ("keys", "access_key"): {"type": "string", "minLength": 1},
+}
 
 COMPONENT_SCHEMAS: dict[str, Schema] = {
     "Role": {"enum": ["admin", "uploader", "reader"]},
@@ -47,7 +77,7 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["name", "type"],
         "properties": {
-            "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            "name": anchored(FIELD_NAME),
             "label": _STR,
             "type": {"enum": list(FIELD_TYPES)},
             "required": {"type": "boolean"},
@@ -64,7 +94,7 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["name", "fields"],
         "properties": {
-            "name": _STR,
+            "name": FORM_NAME_SCHEMA,
             "title": _STR,
             "description": _STR,
             "fields": {"type": "array", "items": {"$ref": "#/components/schemas/Field"}},
@@ -194,7 +224,12 @@ def _operation(route: Route) -> dict[str, Any]:
         "x-minimo-role": route.access,
     }
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _PATH_PARAMS.get((route.tag, name), _STR),
+        }
         for name in _PARAM.findall(route.path)
     ]
     for name, schema, description in route.query:
@@ -223,6 +258,9 @@ def _operation(route: Route) -> dict[str, Any]:
         },
         "400": {"description": "bad input", "content": _ERROR},
     }
+    if route.body is not None:
+        responses["413"] = {"description": "the body is too large", "content": _ERROR}
+        responses["415"] = {"description": "the body is not application/json", "content": _ERROR}
     if route.access == "public":
         op["security"] = []
         if route.path == "/login":

@@ -20,6 +20,7 @@ from ui.api.common import (
     user_json,
 )
 from ui.api.errors import ApiError, bad_request, not_found
+from ui.api.openapi import PASSWORD_SCHEMA, USER_NAME_SCHEMA
 
 USER_REF = {"$ref": "#/components/schemas/User"}
 
@@ -130,9 +131,9 @@ ROUTES = [
             "type": "object",
             "required": ["name", "role"],
             "properties": {
-                "name": {"type": "string"},
+                "name": USER_NAME_SCHEMA,
                 "role": {"$ref": "#/components/schemas/Role"},
-                "password": {"type": "string", "minLength": 8},
+                "password": PASSWORD_SCHEMA,
             },
         },
         response={
@@ -154,8 +155,10 @@ ROUTES = [
             "type": "object",
             "properties": {
                 "role": {"$ref": "#/components/schemas/Role"},
-                "password": {"type": "string"},
+                "password": PASSWORD_SCHEMA,
             },
+            # one of them at least: an empty change is refused
+            "anyOf": [{"required": ["role"]}, {"required": ["password"]}],
         },
         response=_ONE_USER,
     ),

@@ -246,7 +246,10 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     expect(page.locator("#total")).to_have_text("1")
     expect(page.locator("table.list")).to_contain_text(session_id)
     # a field's value finds it too, and the form's fields become sortable columns
-    page.fill("#filter-where", "operator~lovelace")
+    condition = page.locator("#conditions .condition").first
+    condition.locator(".where-field").select_option("operator")
+    condition.locator(".where-op").select_option("~")
+    condition.locator(".where-value").fill("lovelace")
     page.click("#apply-filters")
     expect(page.locator("#total")).to_have_text("1")
     expect(page.locator("#sessions thead")).to_contain_text("Operator")
@@ -254,10 +257,14 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     page.click('a.sort[data-sort="samples"]')
     expect(page).to_have_url(re.compile(r"sort=-samples"))
     expect(page.locator("#total")).to_have_text("1")
-    page.fill("#filter-where", "samples>=13")
+    condition.locator(".where-field").select_option("samples")
+    condition.locator(".where-op").select_option(">=")
+    condition.locator(".where-value").fill("13")
     page.click("#apply-filters")
     expect(page.locator("#total")).to_have_text("0")
-    page.fill("#filter-where", "operator~lovelace")
+    condition.locator(".where-field").select_option("operator")
+    condition.locator(".where-op").select_option("~")
+    condition.locator(".where-value").fill("lovelace")
     page.click("#apply-filters")
     csv_href = page.locator("#export-csv").get_attribute("href") or ""
     exported = page.request.get(gw.endpoint + csv_href)

@@ -1,28 +1,116 @@
-"""The metadata browser: sessions filtered, sorted and paged on the server, with export links."""
+"""The metadata browser: sessions filtered, sorted and paged on the server, with export links.
+
+Field conditions come as repeatable rows (field, operator, value). A submitted filter form sends
+each row as ``where_field`` / ``where_op`` / ``where_value``; every link the page makes (pages,
+sorts, exports) carries them as repeated ``where=FIELD<op>VALUE``, as the JSON API takes them, so
+a link copied from the page works against the API too.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from multidict import MultiMapping
 
+from policy.forms import Form
 from policy.sessions import SessionError, parse_where
 from policy.store.base import FieldFilter, SessionPage, SessionQuery
 from ui.api.common import services
+from ui.api.sessions import parse_sort, sort_name
 from ui.pages.common import render, require
 
 PAGE_SIZE = 25
 _STATES = ("open", "closed", "expired")
+#: the operators a condition row offers, with what the chooser shows
+OPERATORS = (("=", "is"), ("~", "contains"), (">=", "at least"), ("<=", "at most"))
+#: empty rows offered below the conditions in use, so the page works without JavaScript
+SPARE_ROWS = 2
+#: the most conditions one search takes (a bound on the work one request can ask for)
+MAX_CONDITIONS = 20
+_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
+
+
+@dataclass
+class ConditionRow:
+    """One field condition as the page shows it, and what is wrong with it (if anything)."""
+
+    field: str = ""
+    op: str = "="
+    value: str = ""
+    error: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.field}{self.op}{self.value}"
+
+
+def _rows_from_query(q: MultiMapping[str]) -> list[ConditionRow]:
+    """The conditions asked for: ``where=`` texts (links, API style) then submitted rows."""
+    rows: list[ConditionRow] = []
+    for text in q.getall("where", []):
+        if not text.strip():
+            continue
+        match = _CONDITION.fullmatch(text)
+        if match is None:
+            rows.append(ConditionRow(field=text.strip(), error="use FIELD=VALUE, >=, <= or ~"))
+        else:
+            rows.append(ConditionRow(match[1], match[2], match[3].strip()))
+    fields, ops, values = (q.getall(f"where_{part}", []) for part in ("field", "op", "value"))
+    for index, name in enumerate(fields):
+        op = ops[index] if index < len(ops) else "="
+        value = values[index] if index < len(values) else ""
+        row = ConditionRow(name.strip(), op, value.strip())
+        if not row.field and not row.value:
+            continue  # an unused row
+        if op not in dict(OPERATORS):
+            row.op, row.error = "=", f"unknown operator {op!r}"
+        elif not row.field:
+            row.error = "choose a field"
+        elif not row.value:
+            row.error = "enter a value"
+        rows.append(row)
+    return rows
+
+
+def _field_filters(rows: list[ConditionRow], form: Form | None) -> tuple[FieldFilter, ...]:
+    """The search conditions of the rows; a row that does not parse gets its error instead."""
+    filters: list[FieldFilter] = []
+    for row in rows:
+        if row.error:
+            continue
+        try:
+            filters.append(parse_where(row.where, form))
+        except SessionError as exc:
+            # the message names the whole condition; beside its row the field is implied
+            row.error = str(exc).removeprefix(f"form {form.name} " if form else "")
+    for row in rows[MAX_CONDITIONS:]:
+        row.error = row.error or f"at most {MAX_CONDITIONS} conditions"
+    return tuple(filters)
+
+
+def _sort_problem(sort: str, form: Form | None) -> str | None:
+    """Why the page cannot sort by ``sort`` (a field of no chosen form), or None."""
+    field = parse_sort(sort).get("sort_field")
+    if field is None:
+        return None
+    if form is None:
+        return f"Choose a form to sort by its field {field!r}."
+    if form.field(field) is None:
+        return f"Form {form.name} has no field {field!r} to sort by."
+    return None
 
 
 async def browse_sessions(request: web.Request) -> web.StreamResponse:
     await require(request)
     q = request.query
     svc = services(request)
-    names = ("form", "owner", "bucket", "state", "created_from", "created_to", "where", "sort")
+    names = ("form", "owner", "bucket", "state", "created_from", "created_to", "sort")
     filters = {name: q.get(name, "").strip() for name in names}
     if filters["state"] not in ("", *_STATES):
         filters["state"] = ""
@@ -35,17 +123,18 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
     problems: list[str] = []
     if filters["form"] and form is None:
         problems.append(f"There is no form {filters['form']}.")
-    fields: tuple[FieldFilter, ...] = ()
-    if filters["where"]:
-        try:
-            fields = (parse_where(filters["where"], form),)
-        except SessionError as exc:
-            problems.append(str(exc))
+    rows = _rows_from_query(q)
+    fields = _field_filters(rows, form)
+    bad_rows = sum(1 for row in rows if row.error)
+    if bad_rows:
+        problems.append(
+            "Fix the condition marked below." if bad_rows == 1 else
+            f"Fix the {bad_rows} conditions marked below."
+        )  # fmt: skip
     sort = filters["sort"] or "-created"
-    sort_field = sort.lstrip("-")
-    if sort_field != "created" and (form is None or form.field(sort_field) is None):
-        problems.append(f"Choose a form to sort by its field {sort_field!r}.")
-        sort, sort_field = "-created", "created"
+    if (why := _sort_problem(sort, form)) is not None:
+        problems.append(why)
+        sort = filters["sort"] = "-created"
     result = SessionPage([], 0)
     if not problems:
         try:
@@ -57,8 +146,7 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
                 created_from=_day(filters["created_from"], end=False),
                 created_to=_day(filters["created_to"], end=True),
                 fields=fields,
-                sort_field=None if sort_field == "created" else sort_field,
-                descending=sort.startswith("-"),
+                **parse_sort(sort),
                 limit=PAGE_SIZE,
                 offset=(page_no - 1) * PAGE_SIZE,
             )
@@ -66,23 +154,30 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
         except (ValueError, SessionError) as exc:
             problems.append(str(exc))
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
-    active = {k: v for k, v in filters.items() if v}
+    active: dict[str, Any] = {k: v for k, v in filters.items() if v}
+    wheres = [row.where for row in rows if not row.error]
+    if wheres:
+        active["where"] = wheres
+
+    def link(params: dict[str, Any]) -> str:
+        return "?" + urlencode(params, doseq=True)
 
     def page_url(n: int) -> str:
-        return "?" + urlencode({**active, "page": n})
+        return link({**active, "page": n})
 
     def sort_url(name: str) -> str:
         # a second click on the sorted column flips the order; a new column starts descending
         flipped = name if sort == f"-{name}" else f"-{name}"
-        return "?" + urlencode({**active, "sort": flipped})
+        return link({**active, "sort": flipped})
 
     def export_url(fmt: str) -> str:
         wanted = {k: v for k, v in active.items() if k not in ("created_from", "created_to")}
         for bound in ("created_from", "created_to"):
             if (day := _day(filters[bound], end=bound == "created_to")) is not None:
                 wanted[bound] = day.isoformat().replace("+00:00", "Z")
-        return "/_minimo/api/v1/sessions/export?" + urlencode({**wanted, "format": fmt})
+        return "/_minimo/api/v1/sessions/export?" + urlencode({**wanted, "format": fmt}, doseq=True)
 
+    spare = max(SPARE_ROWS, 3 - len(rows))
     return await render(
         request,
         "sessions.html",
@@ -91,12 +186,17 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
             "states": _STATES,
             "forms": forms,
             "form": form,
+            "form_fields": {f.name: [[x.name, x.label or x.name] for x in f.fields] for f in forms},
+            "all_fields": sorted({x.name for f in forms for x in f.fields}),
+            "rows": [*rows, *(ConditionRow() for _ in range(spare))],
+            "operators": OPERATORS,
             "problems": problems,
             "sessions": result.sessions,
             "total": result.total,
             "page": page_no,
             "pages": pages,
             "sort": sort,
+            "sort_name": sort_name,
             "page_url": page_url,
             "sort_url": sort_url,
             "export_url": export_url,

@@ -1,0 +1,90 @@
+// Metadata browser: add and remove field-condition rows, and offer the chosen form's fields.
+// Without this file the page still works: it always renders a few empty rows, and a row is
+// removed by clearing it.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const box = document.getElementById("conditions");
+  const addButton = document.getElementById("add-condition");
+  const formChooser = document.getElementById("filter-form");
+  const fieldsHolder = document.getElementById("form-fields");
+  if (!box || !addButton) return;
+  const fieldsByForm = JSON.parse(fieldsHolder ? fieldsHolder.dataset.fields : "{}");
+
+  function rows() {
+    return Array.from(box.querySelectorAll(".condition"));
+  }
+
+  function isEmpty(row) {
+    return !row.querySelector(".where-field").value && !row.querySelector(".where-value").value;
+  }
+
+  // A field chooser for the chosen form: a list of its fields; with no form, free text
+  // suggesting every field any form has.
+  function fieldChooser(current) {
+    const fields = fieldsByForm[formChooser ? formChooser.value : ""];
+    let chooser;
+    if (fields) {
+      chooser = document.createElement("select");
+      chooser.append(new Option("—", ""));
+      for (const [name, label] of fields) chooser.append(new Option(label, name));
+      if (current && !fields.some(([name]) => name === current)) {
+        chooser.append(new Option(current, current));
+      }
+    } else {
+      chooser = document.createElement("input");
+      chooser.setAttribute("list", "all-fields");
+      chooser.autocomplete = "off";
+    }
+    chooser.name = "where_field";
+    chooser.className = "where-field";
+    chooser.value = current;
+    return chooser;
+  }
+
+  function wire(row) {
+    const remove = row.querySelector(".remove-condition");
+    remove.hidden = false;
+    remove.addEventListener("click", () => {
+      if (rows().length > 1) {
+        row.remove();
+      } else {
+        // keep one row to type into: clear it instead
+        row.querySelector(".where-field").value = "";
+        row.querySelector(".where-value").value = "";
+      }
+    });
+  }
+
+  function addRow() {
+    const template = rows()[0];
+    const row = template.cloneNode(true);
+    row.classList.remove("invalid");
+    for (const error of row.querySelectorAll(".condition-error")) error.remove();
+    row.querySelector(".where-field").replaceWith(fieldChooser(""));
+    row.querySelector(".where-op").selectedIndex = 0;
+    row.querySelector(".where-value").value = "";
+    box.insertBefore(row, addButton);
+    wire(row);
+    return row;
+  }
+
+  // With JavaScript, rows are added on demand: keep the used ones and a single empty row.
+  const empty = rows().filter(isEmpty);
+  for (const row of empty.slice(rows().length > empty.length ? 0 : 1)) row.remove();
+  for (const row of rows()) wire(row);
+  if (rows().every((row) => !isEmpty(row))) addRow();
+  addButton.hidden = false;
+  addButton.addEventListener("click", () => {
+    addRow().querySelector(".where-field").focus();
+  });
+
+  if (formChooser) {
+    formChooser.addEventListener("change", () => {
+      for (const row of rows()) {
+        const old = row.querySelector(".where-field");
+        old.replaceWith(fieldChooser(old.value));
+      }
+    });
+  }
+});

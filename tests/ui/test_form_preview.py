@@ -30,6 +30,20 @@ DRAFT = {
         {"name": "depth_m", "label": "Depth (m)", "type": "integer", "min": 0, "max": 60},
     ],
 }  # fmt: skip
+EVERY_TYPE = {
+    "name": "every",
+    "fields": [
+        {"name": "line", "type": "text", "pattern": "^[A-Z]"},
+        {"name": "note", "type": "textarea", "max_length": 50},
+        {"name": "kind", "type": "choice", "choices": ["a", "b"]},
+        {"name": "tags", "type": "multichoice", "choices": ["a", "b"], "max": 2},
+        {"name": "count", "type": "integer"},
+        {"name": "ratio", "type": "number", "min": 0.5},
+        {"name": "flag", "type": "boolean"},
+        {"name": "day", "type": "date", "min": "2026-01-01"},
+        {"name": "when", "type": "datetime"},
+    ],
+}
 OLD_FORMAT = (
     "Imaging run\n\nSample ID\nWhich sample was imaged?\ntext\n\n"
     "Objective\nWhich objective?\ndropdown\n10x\n63x oil\n"
@@ -246,3 +260,20 @@ def test_only_admins_get_a_preview(site: Gateway, page: Page) -> None:
     answer = api.post(url, form=form, headers={"X-CSRF-Token": token})
     assert answer.status == 200
     assert re.search(r'id="preview-title">Dive log', answer.text())
+    # every field type renders, keeps what was typed, and is checked
+    every_type = {**form, "_definition": pretty(EVERY_TYPE), "_keep": "1", "_check": "1",
+                  "_tz": "+02:00", "count": "x", "when": "2026-11-25T14:30", "flag": "on",
+                  "tags": "b"}  # fmt: skip
+    answer = api.post(url, form=every_type, headers={"X-CSRF-Token": token})
+    assert answer.status == 200
+    html = answer.text()
+    for name, tag in (("note", "textarea"), ("kind", "select"), ("tags", "fieldset")):
+        assert f'<{tag} id="f-{name}"' in html or f'<{tag} class="choices" id="f-{name}"' in html
+    assert 'id="f-when" name="when" type="datetime-local" value="2026-11-25T14:30' in html
+    assert 'name="flag" value="true" checked' in html
+    assert 'name="tags" value="b" checked' in html
+    assert "must be a whole number" in html  # count = "x"
+    # nested too deeply for any form: a problem, not a crash
+    deep = {**form, "_definition": "[" * 100_000}
+    answer = api.post(url, form=deep, headers={"X-CSRF-Token": token})
+    assert answer.status == 200 and "nested too deeply" in answer.text()

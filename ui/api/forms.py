@@ -161,6 +161,8 @@ def draft_from_json(text: str) -> Draft:
         definition = json.loads(text)
     except json.JSONDecodeError as exc:
         return Draft(None, [f"not JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"])
+    except RecursionError:  # thousands of nested brackets: no form is like that
+        return Draft(None, ["not JSON that a form could be: nested too deeply"])
     if not isinstance(definition, dict):
         return Draft(None, ["a form definition must be a JSON object ({...})"])
     return draft_from_definition(definition)

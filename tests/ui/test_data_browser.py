@@ -136,7 +136,8 @@ def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page
     page.click("#link-existing")
     expect(page).to_have_url(re.compile(r"/_minimo/data/legacy-ui/adopt\?prefix=2019%2Fold"))
     expect(page.locator("#what-happens")).to_contain_text("SHA-256")
-    expect(page.locator("#what-happens")).to_contain_text("minimo adopt")
+    cli = "minimo adopt --bucket legacy-ui --prefix '2019/old runs/'"  # quoted for a shell
+    expect(page.locator("#adopt-cli")).to_contain_text(cli)
     expect(page.locator("#unlinked-count")).to_contain_text("3 of 3 objects")
     for old_key in OLD:
         expect(page.locator("#unlinked-keys")).to_contain_text(old_key)
@@ -144,6 +145,7 @@ def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page
     # the server (the browser's own check switched off) with the error beside that field
     page.select_option("#f-instrument", "widefield")
     page.fill("#f-samples", "4")
+    screenshot(page, "link-existing-data")
     page.eval_on_selector("#adopt-form", "form => { form.noValidate = true; }")
     page.click("#adopt-submit")
     expect(field(page, "operator").locator(".field-errors")).to_be_visible()
@@ -152,7 +154,6 @@ def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page
     expect(page.locator("#f-samples")).to_have_value("4")
     expect(page.locator("#unlinked-count")).to_contain_text("3 of 3 objects")  # nothing adopted
     page.fill("#f-operator", "Grace Hopper")
-    screenshot(page, "link-existing-data")
     page.click("#adopt-submit")
     expect(page.locator("#adopted-count")).to_have_text("3 objects")
     expect(page.locator("#adopted-bytes")).to_have_text(str(sum(len(b) for b in OLD.values())))

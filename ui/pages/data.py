@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
@@ -236,6 +237,8 @@ async def _render_adopt(
             "urlencode": _prefix_query,
             "unlinked": unlinked,
             "scan_limit": UNLINKED_SCAN,
+            # pasted into a shell: a folder name with spaces or quotes stays one argument
+            "shell_prefix": shlex.quote(prefix) if prefix else "PREFIX",
             "forms": forms,
             "problem": problem,
             "form": chosen,

@@ -208,6 +208,21 @@ def test_import_preview(site: Gateway, page: Page) -> None:
     expect(page.locator("#forms")).not_to_contain_text("imaging")
 
 
+def test_preview_beside_the_box_or_under_it(site: Gateway, page: Page) -> None:
+    admin_login(page, site)
+    page.goto(f"{site.endpoint}/_minimo/admin/forms")
+    box, pane = page.locator("#form-definition"), page.locator("#form-preview")
+    expect(page.locator("#preview-title")).to_be_visible()
+    wide_box, wide_pane = box.bounding_box(), pane.bounding_box()
+    assert wide_box and wide_pane
+    assert wide_pane["x"] >= wide_box["x"] + wide_box["width"], "beside the box"
+    page.set_viewport_size({"width": 600, "height": 1000})
+    expect(page.locator("#preview-title")).to_be_visible()
+    narrow_box, narrow_pane = box.bounding_box(), pane.bounding_box()
+    assert narrow_box and narrow_pane
+    assert narrow_pane["y"] >= narrow_box["y"] + narrow_box["height"], "under it"
+
+
 def test_preview_without_javascript(site: Gateway, page_without_js: Page) -> None:
     gw, page = site, page_without_js
     admin_login(page, gw)

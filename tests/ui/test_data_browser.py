@@ -222,6 +222,22 @@ def test_unknown_object_and_bucket_are_friendly(site: Gateway, page: Page) -> No
     expect(page.locator(".error-page")).to_contain_text("There is no bucket no-such-bucket")
     response = page.goto(f"{gw.endpoint}/_minimo/data/{BUCKET}/object")
     assert response is not None and response.status == 400
+    for bad in ("Not_A_Bucket", "no-such-bucket"):
+        response = page.goto(f"{gw.endpoint}/_minimo/data/{bad}/object?key=a")
+        assert response is not None and response.status == 404
+        response = page.goto(f"{gw.endpoint}/_minimo/data/{bad}")
+        assert response is not None and response.status == 404
+        expect(page.locator(".error-page")).to_contain_text(f"There is no bucket {bad}")
+
+    # at a bucket's top the link asks for a prefix first
+    page.goto(f"{gw.endpoint}/_minimo/data/{BUCKET}")
+    page.click("#link-existing")
+    expect(page.locator("#unlinked")).to_have_count(0)
+    expect(page.locator("#adopt-form")).to_have_count(0)
+    page.fill("#prefix", "2020/kept")
+    page.click("#what-happens button[type=submit]")
+    expect(page.locator("#unlinked-count")).to_contain_text("1 of 1 object under 2020/kept/ has")
+    expect(page.locator("#unlinked-keys")).to_contain_text(ELSEWHERE)
 
 
 def test_uploader_sees_no_link_and_may_not_adopt(site: Gateway, page: Page) -> None:

@@ -85,7 +85,7 @@ async def _head_or_none(objects: ObjectStore, bucket: str, key: str) -> ObjectIn
     try:
         return await objects.head_object(bucket, key)
     except S3Error as err:
-        if err.code in ("NoSuchKey", "NoSuchBucket"):
+        if err.code in ("NoSuchKey", "NoSuchBucket", "InvalidBucketName"):
             return None
         raise
 
@@ -141,7 +141,8 @@ def adopt_prefix_of(raw: str) -> str:
 
 
 def _store_error(err: S3Error, bucket: str = "") -> ApiError:
-    if err.code == "NoSuchBucket":
+    # a name no bucket can have is simply not there (the local store checks names first)
+    if err.code in ("NoSuchBucket", "InvalidBucketName"):
         return not_found(f"no bucket {bucket}")
     return ApiError(502, "object_store", f"the object store refused: {err.code}")
 

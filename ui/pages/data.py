@@ -28,6 +28,8 @@ from ui.pages.common import PageError, check_csrf, render, require
 from ui.pages.fields import display_values, input_value, values_from_post
 
 DATA_PAGE = 100
+#: object store errors that mean "there is no such bucket" (a name no bucket can have is one)
+NO_BUCKET = ("NoSuchBucket", "InvalidBucketName")
 
 
 async def data_buckets(request: web.Request) -> web.StreamResponse:
@@ -49,7 +51,7 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
             bucket, prefix=prefix, delimiter="/", start_after=start_after, max_keys=DATA_PAGE
         )
     except S3Error as err:
-        if err.code == "NoSuchBucket":
+        if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
     svc = services(request)
@@ -100,7 +102,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         reader = await request.config_dict[OBJECT_STORE].open_object(bucket, key)
     except S3Error as err:
-        if err.code in ("NoSuchKey", "NoSuchBucket"):
+        if err.code in ("NoSuchKey", *NO_BUCKET):
             raise PageError(404, f"There is no object s3://{bucket}/{key}.") from None
         raise PageError(502, f"The object store refused to read it: {err.code}") from None
     try:
@@ -195,7 +197,7 @@ async def _adopt_context(
         await objects.head_bucket(bucket)
         unlinked = await scan_unlinked(objects, svc.store, bucket, prefix)
     except S3Error as err:
-        if err.code == "NoSuchBucket":
+        if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
     forms, problem = await allowed_forms(svc, request["minimo.page.user"], bucket, prefix)

@@ -6,7 +6,9 @@ servers run on them (forms and sessions at once, the policy within 2 s: see
 files its changes in the audit log as ``cli:<OS user>``. Two options name minimo users instead:
 ``session open --owner USER`` opens a session *for* USER, and USER must be allowed to open
 sessions there by the policy (the CLI does not hand out write rights the policy does not give);
-``session close --as USER`` closes as USER (only the owner or an admin may).
+``session close --as USER`` closes as USER (only the owner or an admin may); ``--ro-crate``
+first writes the session's RO-Crate into its prefix (:mod:`gateway.session_crate`), which needs
+the server's object store (the ``--s3-*`` options when it is S3).
 
 Problems print one line each (``temp_c: must be at most 50``) and exit with status 1.
 
@@ -27,6 +29,9 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from gateway.cli_reconcile import existing_stores_config, s3_options
+from gateway.errors import S3Error
+from gateway.session_crate import CloseResult
 from policy.audit import operator_name
 from policy.catalog import CatalogError
 from policy.crypto import SecretKeyError
@@ -112,10 +117,13 @@ def _run(
     data_dir: Path, secret_key_file: Path | None, action: Callable[[Services], Awaitable[T]]
 ) -> T:
     """Open the stores, build the services, run ``action``; known errors become clean lines."""
-    from gateway.server import ServeError, open_identity
-
     assert _make_config is not None, "gateway.cli_meta.register() was not called"
-    config = _make_config(data_dir, secret_key_file)
+    return _run_config(_make_config(data_dir, secret_key_file), action)
+
+
+def _run_config(config: Any, action: Callable[[Services], Awaitable[T]]) -> T:
+    """:func:`_run` with a configuration made by the caller (one with object store options)."""
+    from gateway.server import ServeError, open_identity
 
     async def main() -> T:
         identity = await open_identity(config)
@@ -441,17 +449,83 @@ def session_open(
 @session.command("close")
 @click.argument("session_id", metavar="ID")
 @click.option("--as", "as_user", help="Close as this user (only the owner or an admin may).")
+@click.option(
+    "--ro-crate/--no-ro-crate",
+    default=None,
+    help="Write PREFIX/ro-crate-metadata.json into the session's prefix first (default: the "
+    "ro_crate_on_close of the policy rule covering its scope).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the session and ro_crate).")
+@s3_options
 def session_close(
-    session_id: str, as_user: str | None, data_dir: Path, secret_key_file: Path | None
+    session_id: str,
+    as_user: str | None,
+    ro_crate: bool | None,
+    as_json: bool,
+    s3_endpoint: str | None,
+    s3_access_key: str | None,
+    s3_secret_key: str | None,
+    s3_region: str,
+    data_dir: Path,
+    secret_key_file: Path | None,
 ) -> None:
-    """Close session ID and revoke its key (servers refuse it within 5 s)."""
+    """Close session ID and revoke its key (servers refuse it within 5 s).
 
-    async def action(s: Services) -> SessionRecord:
+    With an RO-Crate the crate is written into the object store first, so the object store
+    options must name the server's (--s3-endpoint... when it keeps objects in S3).
+    """
+    assert _make_config is not None, "gateway.cli_meta.register() was not called"
+    config = existing_stores_config(
+        _make_config,
+        data_dir,
+        secret_key_file,
+        s3_endpoint=s3_endpoint,
+        s3_access_key=s3_access_key,
+        s3_secret_key=s3_secret_key,
+        s3_region=s3_region,
+    )
+
+    async def action(s: Services) -> CloseResult:
+        from gateway.backends import open_object_store
+        from gateway.session_crate import close_with_crate
+        from gateway.writes import WritePath
+        from policy.enforce import Enforcer
+
         principal = await _user_principal(s, as_user) if as_user else _operator()
-        return await s.sessions.close(principal, session_id)
+        writes = WritePath(
+            s.store,
+            Enforcer(s.policies, s.sessions, s.store, s.auditor, config.base_url),
+            s.auditor,
+        )
+        objects = open_object_store(config)
+        await objects.start()
+        try:
+            return await close_with_crate(s, writes, objects, principal, session_id, ro_crate)
+        except S3Error as exc:
+            where = config.s3_endpoint or config.objects_dir
+            hint = " (does the server keep its objects there? see --s3-endpoint)"
+            raise SessionError(
+                f"the RO-Crate could not be written to the object store at {where}: "
+                f"{exc.code}: {exc.message}{hint if exc.code == 'NoSuchBucket' else ''}; the "
+                "session is still open"
+            ) from None
+        finally:
+            await objects.close()
 
-    record = _run(data_dir, secret_key_file, action)
+    result = _run_config(config, action)
+    record = result.session
+    if as_json:
+        out = _session_json(record)
+        out["ro_crate"] = (
+            {"url": result.crate, "written": result.crate_written} if result.crate else None
+        )
+        click.echo(json.dumps(out, indent=2))
+        return
     click.echo(f"closed session {record.id} ({_when(record.closed)} by {record.closed_by})")
+    if result.crate_written:
+        click.echo(f"RO-Crate written to {result.crate}")
+    elif result.crate:
+        click.echo(f"RO-Crate (written earlier): {result.crate}")
 
 
 @_uses_store

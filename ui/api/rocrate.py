@@ -6,12 +6,19 @@ closing a session can also write it into the session's prefix (:mod:`gateway.ses
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from gateway.appkeys import OBJECT_STORE, WRITE_PATH
+from gateway.errors import S3Error
+from gateway.session_crate import CloseResult, CrateConflict, close_with_crate
+from policy.principal import Principal
 from policy.rocrate import MEDIA_TYPE, METADATA_FILE, session_crate
+from policy.sessions import SessionError
 from policy.store.base import ObjectRecord
-from ui.api.common import Route, services
-from ui.api.errors import not_found
+from ui.api.common import Route, json_body, services, session_json
+from ui.api.errors import ApiError, bad_request, forbidden, not_found
 
 _PAGE = 1000
 
@@ -37,6 +44,95 @@ async def get_crate(request: web.Request) -> web.StreamResponse:
             "Cache-Control": "no-store",
         },
     )
+
+
+# -- closing, optionally writing the crate into the prefix (used by the API and the page) --------
+async def close_option(request: web.Request) -> bool | None:
+    """``ro_crate`` of an optional JSON body ``{"ro_crate": true|false}``; None = the policy's
+    default (also for no body at all)."""
+    if not request.can_read_body:
+        return None
+    data = await json_body(request)
+    value = data.get("ro_crate")
+    if value is not None and not isinstance(value, bool):
+        raise bad_request("ro_crate must be true or false", {"ro_crate": ["must be true or false"]})
+    return value
+
+
+async def close_session(
+    request: web.Request, who: Principal, session_id: str, ro_crate: bool | None
+) -> CloseResult:
+    """Close (see :func:`gateway.session_crate.close_with_crate`); refusals as ApiError."""
+    writes = request.config_dict.get(WRITE_PATH)
+    objects = request.config_dict.get(OBJECT_STORE)
+    if writes is None or objects is None:
+        raise ApiError(503, "unavailable", "this server has no object store to write into")
+    try:
+        return await close_with_crate(services(request), writes, objects, who, session_id, ro_crate)
+    except CrateConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except SessionError as exc:
+        message = str(exc)
+        if message.startswith("no session"):
+            raise not_found(message) from None
+        if " may not " in message or message.startswith("only "):
+            raise forbidden(message) from None
+        raise bad_request(message) from None
+    except S3Error as exc:
+        raise ApiError(
+            502,
+            "object_store",
+            f"the object store refused the RO-Crate ({exc.code}: {exc.message}); the session "
+            "is still open",
+        ) from None
+
+
+def close_json(result: CloseResult) -> dict[str, Any]:
+    """The closed session, and where its crate is (``ro_crate``: null when it has none)."""
+    crate = (
+        {"url": result.crate, "written": result.crate_written} if result.crate is not None else None
+    )
+    return {**session_json(result.session), "ro_crate": crate}
+
+
+#: the close route's response (ui.api.sessions declares the route)
+CLOSE_RESPONSE = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Session"},
+        {
+            "type": "object",
+            "required": ["ro_crate"],
+            "properties": {
+                "ro_crate": {
+                    "description": "where the session's RO-Crate is (null: none was written); "
+                    "written = whether this request wrote it",
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["url", "written"],
+                            "properties": {
+                                "url": {"type": "string"},
+                                "written": {"type": "boolean"},
+                            },
+                        },
+                    ],
+                }
+            },
+        },
+    ]
+}
+CLOSE_BODY = {
+    "type": "object",
+    "properties": {
+        "ro_crate": {
+            "type": "boolean",
+            "description": "write <prefix>ro-crate-metadata.json into the session's prefix "
+            "before closing (default: the ro_crate_on_close of the policy rule covering the "
+            "session's scope)",
+        }
+    },
+}
 
 
 ROUTES = [

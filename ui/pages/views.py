@@ -8,12 +8,16 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from gateway.appkeys import CONFIG
+from gateway.session_crate import crate_default
 from policy.forms import Form, FormValidationError
 from policy.principal import Principal, Role
+from policy.rocrate import crate_key
 from policy.sessions import SessionError, is_session_id
 from policy.store.base import SessionRecord
+from ui.api import rocrate
 from ui.api.auth import LoginFailed, LoginRateLimited, sign_in
 from ui.api.common import services
+from ui.api.errors import ApiError
 from ui.pages import admin, data, metadata
 from ui.pages.common import PageError, check_csrf, render, require, safe_next
 from ui.pages.fields import display_values, input_value, values_from_post
@@ -199,6 +203,19 @@ async def _session_or_404(request: web.Request) -> SessionRecord:
 async def session_page(request: web.Request) -> web.StreamResponse:
     who = await require(request)
     session = await _session_or_404(request)
+    return await _session_view(request, who, session)
+
+
+async def _session_view(
+    request: web.Request,
+    who: Principal,
+    session: SessionRecord,
+    *,
+    close_error: str | None = None,
+    ro_crate_ticked: bool | None = None,
+    status: int = 200,
+) -> web.Response:
+    """The session page; after a refused close, with the reason next to the Close button."""
     svc = services(request)
     records, more = await svc.sessions.objects(session.id, OBJECTS_SHOWN)
     count, size = await svc.sessions.usage(session.id)
@@ -208,10 +225,19 @@ async def session_page(request: web.Request) -> web.StreamResponse:
         del login["new_key"]  # shown once
     else:
         key = None
+    closed_crate = login.get("closed_crate")
+    if isinstance(closed_crate, dict) and closed_crate.get("session") == session.id:
+        del login["closed_crate"]  # the close's result, shown once
+    else:
+        closed_crate = None
     endpoint = str(request.url.origin())
     form = await svc.forms.find(session.form_name, session.form_version)
     now = datetime.now(UTC)
     mine = who.role is Role.ADMIN or who.user == session.owner
+    may_close = session.state == "open" and mine
+    if may_close and ro_crate_ticked is None:
+        ro_crate_ticked = session.is_open(now) and await crate_default(svc, session)
+    crate = await svc.store.get_object_record(session.bucket, crate_key(session))
     return await render(
         request,
         "session.html",
@@ -230,9 +256,17 @@ async def session_page(request: web.Request) -> web.StreamResponse:
             if key
             else None,
             "endpoint": endpoint,
-            "may_close": session.state == "open" and mine,
+            "may_close": may_close,
             "may_upload": session.is_open(now) and mine,
+            # a crate can only be written into a session that still takes writes
+            "may_write_crate": session.is_open(now),
+            "ro_crate_ticked": ro_crate_ticked,
+            "crate_target": f"s3://{session.bucket}/{crate_key(session)}",
+            "crate": crate if crate is not None and crate.session_id == session.id else None,
+            "closed_crate": closed_crate,
+            "close_error": close_error,
         },
+        status=status,
     )
 
 
@@ -241,10 +275,24 @@ async def close_session(request: web.Request) -> web.StreamResponse:
     data = await request.post()
     await check_csrf(request, data)
     session = await _session_or_404(request)
+    # An unticked checkbox sends nothing: the page always says what it wants.
+    ro_crate = data.get("ro_crate") == "on"
     try:
-        await services(request).sessions.close(who, session.id)
-    except SessionError as exc:
-        raise PageError(403 if " may not " in str(exc) else 400, str(exc)) from None
+        result = await rocrate.close_session(request, who, session.id, ro_crate)
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            raise PageError(exc.status, exc.message) from None
+        return await _session_view(
+            request,
+            who,
+            session,
+            close_error=exc.message,
+            ro_crate_ticked=ro_crate,
+            status=exc.status if exc.status < 500 else 502,
+        )
+    if result.crate_written:
+        login = await get_session(request)
+        login["closed_crate"] = {"session": session.id, "url": result.crate}
     raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
 
 

@@ -14,6 +14,7 @@ from policy.catalog import CatalogError
 from policy.forms import Form, FormValidationError, validate_values
 from policy.sessions import SessionError, parse_where
 from policy.store.base import SessionQuery, SortColumn
+from ui.api import rocrate
 from ui.api.common import (
     Route,
     Schema,
@@ -195,13 +196,11 @@ async def get_session(request: web.Request) -> web.StreamResponse:
 
 
 async def close_session(request: web.Request) -> web.StreamResponse:
-    try:
-        session = await services(request).sessions.close(
-            principal(request), request.match_info["id"]
-        )
-    except SessionError as exc:
-        raise _session_error(exc) from None
-    return ok(session_json(session))
+    ro_crate = await rocrate.close_option(request)
+    result = await rocrate.close_session(
+        request, principal(request), request.match_info["id"], ro_crate
+    )
+    return ok(rocrate.close_json(result))
 
 
 async def session_objects(request: web.Request) -> web.StreamResponse:
@@ -440,10 +439,14 @@ ROUTES = [
         "POST",
         "/sessions/{id}/close",
         close_session,
-        "Close a session (owner or admin); its key stops working",
+        "Close a session (owner or admin); its key stops working. With ro_crate (default: "
+        "the policy rule's ro_crate_on_close), <prefix>ro-crate-metadata.json is first written "
+        "into the session's prefix as an object of the session (409 when a file of that name "
+        "that minimo did not generate is there; the session then stays open)",
         "uploader",
         "sessions",
-        response=SESSION_REF,
+        body=rocrate.CLOSE_BODY,
+        response=rocrate.CLOSE_RESPONSE,
     ),
     Route(
         "GET",

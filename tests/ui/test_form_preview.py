@@ -292,3 +292,8 @@ def test_only_admins_get_a_preview(site: Gateway, page: Page) -> None:
     deep = {**form, "_definition": "[" * 100_000}
     answer = api.post(url, form=deep, headers={"X-CSRF-Token": token})
     assert answer.status == 200 and "nested too deeply" in answer.text()
+    saved = api.post(
+        f"{gw.endpoint}/_minimo/admin/forms",
+        form={"csrf_token": token, "action": "save", "definition": "[" * 100_000},
+    )
+    assert saved.status == 400 and "nested too deeply" in saved.text()

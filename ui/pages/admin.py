@@ -228,6 +228,8 @@ async def forms_submit(request: web.Request) -> web.StreamResponse:
         definition = json.loads(text)
     except ValueError as exc:
         return await _forms_page(request, 400, problems=[f"not JSON: {exc}"], definition=text)
+    except RecursionError:  # thousands of nested brackets
+        return await _forms_page(request, 400, problems=["not JSON: nested too deeply"])
     if not isinstance(definition, dict):
         return await _forms_page(request, 400, problems=["give a JSON object"], definition=text)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,8 +19,8 @@ import boto3
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.servers import Gateway, read_initial_admin
-from tests.test_adopt import Setup
+from tests.servers import Gateway, read_initial_admin, run_gateway, run_versitygw
+from tests.test_adopt import Setup, cli
 from tests.ui.conftest import screenshot
 
 BUCKET = "legacy-ui"
@@ -293,3 +294,40 @@ def test_object_written_through_a_session_shows_its_metadata(site: Gateway, page
     expect(page.locator('#values dt[data-field="instrument"]')).to_have_text("Instrument")
     page.click("#record-session")
     expect(page).to_have_url(f"{gw.endpoint}/_minimo/sessions/{session_id}")
+
+
+def test_object_store_down_is_a_clear_page(
+    browser: Any, page: Page, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """minimo in front of a real S3 server that then stops: every page says so, none fails."""
+    upstream_stack = ExitStack()
+    try:
+        upstream = upstream_stack.enter_context(
+            run_versitygw(tmp_path_factory.mktemp("down-upstream") / "root")
+        )
+        data_dir = tmp_path_factory.mktemp("down-gw")
+        (data_dir / "form.json").write_text(json.dumps(FORM))
+        # the form exists before serve puts the policy naming it in force
+        cli(data_dir, "form", "create", "--file", str(data_dir / "form.json"))
+        with run_gateway(data_dir, upstream=upstream, policy=POLICY) as gw:
+            s3(gw, gw.access_key, gw.secret_key).create_bucket(Bucket=BUCKET)
+            login(page, gw, read_initial_admin(gw.data_dir)["user"], gw.admin_password)
+            page.goto(f"{gw.endpoint}/_minimo/data/{BUCKET}/adopt?prefix=old/")
+            expect(page.locator("#adopt-form")).to_be_visible()
+            upstream_stack.close()  # the S3 server goes away
+
+            for path in (f"data/{BUCKET}/object?key=old/a.bin", f"data/{BUCKET}", "data/"):
+                response = page.goto(f"{gw.endpoint}/_minimo/{path}")
+                assert response is not None and response.status == 502
+                expect(page.locator(".error-page")).to_contain_text("The object store")
+            page.goto(f"{gw.endpoint}/_minimo/")
+            csrf = page.locator("header form.logout input[name=csrf_token]").get_attribute("value")
+            response = page.request.post(
+                f"{gw.endpoint}/_minimo/data/{BUCKET}/adopt",
+                form={"csrf_token": csrf or "", "prefix": "old/", "form": "imaging",
+                      "operator": "Ada", "instrument": "confocal"},
+            )  # fmt: skip
+            assert response.status == 502
+            assert "The object store failed while linking" in response.text()
+    finally:
+        upstream_stack.close()

@@ -95,6 +95,8 @@ def test_login_bad_input(gw: Gateway) -> None:
     assert reply.status == 400 and "not valid JSON" in reply.error["message"]
     reply = browser.call("POST", "/login", raw=b"[1]")
     assert reply.status == 400 and reply.error["message"] == "the body must be a JSON object"
+    reply = browser.call("POST", "/login", raw=b"[" * 100_000 + b"]" * 100_000)
+    assert reply.status == 400 and "nested too deeply" in reply.error["message"]
 
 
 def test_wrong_password_is_rate_limited(gw: Gateway, world: World) -> None:

@@ -132,6 +132,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json.loads recurses once per nesting level; thousands of "[" would otherwise be a 500
+        raise bad_request("the body is nested too deeply to be a request") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
     return data

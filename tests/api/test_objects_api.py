@@ -104,6 +104,8 @@ def test_object_bad_input(admin: Browser, uploader: Browser) -> None:
     assert missing.status == 404 and "no object" in missing.error["message"]
     no_bucket = uploader.call("GET", object_path("a.csv", bucket="no-such-bucket"))
     assert no_bucket.status == 404
+    impossible = uploader.call("GET", object_path("a/../b"))
+    assert impossible.status == 404
     no_key = uploader.call("GET", f"/buckets/{BUCKET}/object")
     assert no_key.status == 400 and no_key.error["fields"] == {"key": ["required"]}
 

@@ -223,6 +223,10 @@ def test_unknown_object_and_bucket_are_friendly(site: Gateway, page: Page) -> No
     expect(page.locator(".error-page")).to_contain_text("There is no bucket no-such-bucket")
     response = page.goto(f"{gw.endpoint}/_minimo/data/{BUCKET}/object")
     assert response is not None and response.status == 400
+    # a key no object can have (a ".." part) is not there either, on the page and in download
+    for path in ("data/" + BUCKET + "/object", "download/" + BUCKET):
+        response = page.goto(f"{gw.endpoint}/_minimo/{path}?key=a/../b")
+        assert response is not None and response.status == 404
     for bad in ("Not_A_Bucket", "no-such-bucket"):
         response = page.goto(f"{gw.endpoint}/_minimo/data/{bad}/object?key=a")
         assert response is not None and response.status == 404

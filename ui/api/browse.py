@@ -33,6 +33,16 @@ from ui.api.common import (
 )
 from ui.api.errors import ApiError, bad_request, forbidden, not_found
 
+#: object store errors that mean the object is not there: a bucket or key name that no object
+#: can have (the local store checks names first) is simply not there either
+NOT_THERE = (
+    "NoSuchKey",
+    "NoSuchBucket",
+    "InvalidBucketName",
+    "InvalidObjectName",
+    "KeyTooLongError",
+)
+
 #: how many objects under a prefix the "link existing data" preview checks for a record
 UNLINKED_SCAN = 1000
 #: how many of the unlinked keys it names
@@ -85,7 +95,7 @@ async def _head_or_none(objects: ObjectStore, bucket: str, key: str) -> ObjectIn
     try:
         return await objects.head_object(bucket, key)
     except S3Error as err:
-        if err.code in ("NoSuchKey", "NoSuchBucket", "InvalidBucketName"):
+        if err.code in NOT_THERE:
             return None
         raise
 

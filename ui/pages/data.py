@@ -16,6 +16,7 @@ from policy.forms import Form, FormValidationError
 from policy.sessions import SessionError
 from policy.store.base import SessionRecord
 from ui.api.browse import (
+    NOT_THERE,
     UNLINKED_SCAN,
     Unlinked,
     adopt_prefix_of,
@@ -102,7 +103,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         reader = await request.config_dict[OBJECT_STORE].open_object(bucket, key)
     except S3Error as err:
-        if err.code in ("NoSuchKey", *NO_BUCKET):
+        if err.code in NOT_THERE:
             raise PageError(404, f"There is no object s3://{bucket}/{key}.") from None
         raise PageError(502, f"The object store refused to read it: {err.code}") from None
     try:

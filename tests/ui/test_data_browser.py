@@ -234,6 +234,15 @@ def test_unknown_object_and_bucket_are_friendly(site: Gateway, page: Page) -> No
         assert response is not None and response.status == 404
         expect(page.locator(".error-page")).to_contain_text(f"There is no bucket {bad}")
 
+    csrf = page.locator("header form.logout input[name=csrf_token]").get_attribute("value")
+    for bad in ("Not_A_Bucket", "no-such-bucket"):
+        answer = page.request.post(
+            f"{gw.endpoint}/_minimo/data/{bad}/adopt",
+            form={"csrf_token": csrf or "", "prefix": "x/", "form": "imaging",
+                  "operator": "Ada", "instrument": "confocal"},
+        )  # fmt: skip
+        assert answer.status == 404 and f"There is no bucket {bad}" in answer.text()
+
     # at a bucket's top the link asks for a prefix first
     page.goto(f"{gw.endpoint}/_minimo/data/{BUCKET}")
     page.click("#link-existing")

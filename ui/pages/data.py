@@ -281,6 +281,8 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         general = [str(exc)]
     except S3Error as err:
+        if err.code in NO_BUCKET:
+            raise PageError(404, f"There is no bucket {bucket}.") from None
         # The session may be open already with part of the data adopted: say so, and where.
         raise PageError(
             502,

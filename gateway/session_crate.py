@@ -21,8 +21,9 @@ Decisions:
   document is spooled (in memory up to ``SPOOL_IN_MEMORY`` bytes, then a temporary file), so its
   size is known before the upload starts, as the object stores need.
 * An object committed under the session between the crate's write and the close (the session key
-  is still valid then) is not in the crate: after closing, the crate is compared with the
-  session's records and regenerated once if they differ.
+  is still valid then) would be missing from the crate: after closing, the session's object count
+  and bytes are compared with what the crate describes, and the crate is regenerated once if
+  they differ (best effort: the close already happened).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,6 +47,8 @@ from policy.rocrate import MEDIA_TYPE, CrateLayout, crate_key
 from policy.services import Services
 from policy.sessions import SessionError
 from policy.store.base import MAX_PAGE, ObjectRecord, SessionRecord
+
+log = logging.getLogger("minimo.crate")
 
 #: user metadata that marks an object as a crate minimo wrote (with the session stamp)
 GENERATED_META = "minimo-generated"
@@ -118,7 +122,12 @@ async def close_with_crate(
     if await services.sessions.usage(session_id) != written.usage:
         # Something was committed under the session between the crate and the close: write the
         # crate again, now that nothing more can join (same decision: it was taken while open).
-        written = await _put(services, writes, objects, written.decision, closed, replace=True)
+        # The session is closed by now, so a failure here must not turn the close into an error:
+        # the crate written before stays, and the log says why it is not newer.
+        try:
+            written = await _put(services, writes, objects, written.decision, closed, replace=True)
+        except Exception:
+            log.exception("could not rewrite the RO-Crate of session %s after closing", session_id)
     record = written.record
     return CloseResult(closed, s3_url(record.bucket, record.key), crate_written=True)
 
@@ -210,7 +219,15 @@ async def _put(
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         size, sha256, (count, total) = await _spool(services, layout, spool)
         write = writes.begin(decision, session.bucket, key)
-        await write.start()
+        try:
+            await write.start()
+        except S3Error as exc:
+            if exc.code == "AccessDenied":  # the write-once claim is held: another writer
+                raise CrateConflict(
+                    f"{s3_url(session.bucket, key)} is being written by another request right "
+                    "now; close again in a moment"
+                ) from None
+            raise
         try:
             try:
                 # A fresh crate must not land on a file written since the check above.

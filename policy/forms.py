@@ -55,6 +55,8 @@ MAX_NAME_LENGTH = 64
 MAX_LABEL_LENGTH = 200
 
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: field names the web pages need for themselves (a field so named would lose its value there)
+RESERVED_FIELD_NAMES = frozenset({"csrf_token"})
 # Form names appear in URLs, CLI arguments and policy files; hyphens are common there.
 FORM_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
@@ -505,6 +507,8 @@ def _check_name(value: object, pattern: re.Pattern[str], what: str) -> str | Non
     if not pattern.fullmatch(value):
         allowed = "a-z, 0-9, _ and -" if pattern is FORM_NAME else "a-z, 0-9 and _"
         return f"{what} {value!r} must start with a lowercase letter and use only {allowed}"
+    if pattern is FIELD_NAME and value in RESERVED_FIELD_NAMES:
+        return f"{what} {value!r} is reserved for the web pages; choose another"
     return None
 
 

@@ -209,6 +209,7 @@ def test_title_defaults_to_name_and_hyphenated_names_are_allowed() -> None:
         ({"name": "1st"}, "name '1st' must start with a lowercase letter"),
         ({"name": "a-b"}, "name 'a-b' must start with a lowercase letter"),
         ({"name": "x" * 65}, "name must be at most 64 characters"),
+        ({"name": "csrf_token"}, "name 'csrf_token' is reserved for the web pages"),
         ({"type": "text", "requried": True}, "(x): requried: unknown key"),
         ({"type": None}, "type: None is not one of"),
         ({"type": "text", "choices": ["a"]}, "choices: not allowed for type text"),

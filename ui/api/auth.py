@@ -38,6 +38,7 @@ from policy.principal import Principal
 from ui.api.common import (
     AUTH_VIA,
     PRINCIPAL,
+    ROUTE,
     Route,
     api_state,
     json_body,
@@ -127,6 +128,7 @@ def guard(route: Route) -> Handler:
     """The route's handler behind authentication, the session-key rule, CSRF and the role."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        request[ROUTE] = route
         if route.access == "public":
             return await route.handler(request)
         if _signed(request):
@@ -291,6 +293,7 @@ ROUTES = [
             "type": "object",
             "required": ["user", "password"],
             "properties": {"user": {"type": "string"}, "password": {"type": "string"}},
+            "additionalProperties": False,
         },
         response={
             "type": "object",

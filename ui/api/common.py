@@ -113,6 +113,8 @@ def services(request: web.Request) -> Services:
 
 # -- the request ---------------------------------------------------------------------------------
 PRINCIPAL = "minimo.api.principal"
+#: the Route being served (set by the guard), so json_body knows the documented body
+ROUTE = "minimo.api.route"
 #: "cookie" or "sigv4"
 AUTH_VIA = "minimo.api.via"
 
@@ -137,7 +139,22 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise bad_request("the body is nested too deeply to be a request") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
+    route: Route | None = request.get(ROUTE)
+    if route is not None and route.body is not None:
+        _refuse_unknown_properties(route.body, data)
     return data
+
+
+def _refuse_unknown_properties(schema: Schema, data: dict[str, Any]) -> None:
+    """A 400 for properties a closed body schema does not list: a misspelt optional field
+    ("pasword") must not be silently ignored (here: a generated password instead)."""
+    if schema.get("additionalProperties") is not False:
+        return
+    unknown = sorted(set(data) - set(schema.get("properties", {})))
+    if unknown:
+        allowed = ", ".join(schema.get("properties", {})) or "none"
+        message = f"unknown field(s) {', '.join(unknown)}; allowed: {allowed}"
+        raise bad_request(message, {name: ["unknown field"] for name in unknown})
 
 
 def text_field(data: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:

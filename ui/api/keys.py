@@ -88,7 +88,11 @@ ROUTES = [
         "uploader",
         "keys",
         status=201,
-        body={"type": "object", "properties": {"user": {"type": "string"}}},
+        body={
+            "type": "object",
+            "properties": {"user": {"type": "string", "description": "admins only"}},
+            "additionalProperties": False,
+        },
         response={
             "type": "object",
             "required": ["access_key", "secret_key", "owner"],

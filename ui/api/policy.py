@@ -66,7 +66,12 @@ ROUTES = [
         "Replace the policy (TOML)",
         "admin",
         "policy",
-        body={"type": "object", "required": ["toml"], "properties": {"toml": {"type": "string"}}},
+        body={
+            "type": "object",
+            "required": ["toml"],
+            "properties": {"toml": {"type": "string"}},
+            "additionalProperties": False,
+        },
         response=_POLICY,
     ),
 ]

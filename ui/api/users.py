@@ -135,6 +135,7 @@ ROUTES = [
                 "role": {"$ref": "#/components/schemas/Role"},
                 "password": PASSWORD_SCHEMA,
             },
+            "additionalProperties": False,
         },
         response={
             "type": "object",
@@ -159,6 +160,7 @@ ROUTES = [
             },
             # one of them at least: an empty change is refused
             "anyOf": [{"required": ["role"]}, {"required": ["password"]}],
+            "additionalProperties": False,
         },
         response=_ONE_USER,
     ),

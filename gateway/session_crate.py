@@ -247,32 +247,38 @@ async def _put(
     return _Written(record, decision, (count + 1, total + size))
 
 
+async def crate_pieces(
+    services: Services, layout: CrateLayout, counts: list[int] | None = None
+) -> AsyncIterator[bytes]:
+    """The crate's bytes, piece by piece, read from the store a page at a time: two passes over
+    the records (refs, then entities) keep memory bounded by one page. ``counts``, when given,
+    gets [files, their bytes] added as the entities go by."""
+    yield layout.head
+    first = True
+    async for record in _records(services, layout):
+        yield layout.ref(record) if first else b", " + layout.ref(record)
+        first = False
+    yield layout.middle
+    async for record in _records(services, layout):
+        if counts is not None:
+            counts[0] += 1
+            counts[1] += record.size
+        yield layout.file(record)
+    yield layout.tail
+
+
 async def _spool(
     services: Services, layout: CrateLayout, out: IO[bytes]
 ) -> tuple[int, str, tuple[int, int]]:
-    """Write the crate into ``out``; (size, hex SHA-256, (files, their bytes)). Two passes over
-    the records (refs, then entities) keep memory bounded by one page."""
+    """Write the crate into ``out``; (size, hex SHA-256, (files, their bytes))."""
     digest = hashlib.sha256()
-
-    def emit(piece: bytes) -> None:
+    counts = [0, 0]
+    async for piece in crate_pieces(services, layout, counts):
         digest.update(piece)
         out.write(piece)
-
-    emit(layout.head)
-    first = True
-    async for record in _records(services, layout):
-        emit(layout.ref(record) if first else b", " + layout.ref(record))
-        first = False
-    emit(layout.middle)
-    count = total = 0
-    async for record in _records(services, layout):
-        emit(layout.file(record))
-        count += 1
-        total += record.size
-    emit(layout.tail)
     size = out.tell()
     out.seek(0)
-    return size, digest.hexdigest(), (count, total)
+    return size, digest.hexdigest(), (counts[0], counts[1])
 
 
 async def _records(services: Services, layout: CrateLayout) -> AsyncIterator[ObjectRecord]:

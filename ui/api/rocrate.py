@@ -1,7 +1,9 @@
 """``GET /sessions/{id}/ro-crate``: a session as an RO-Crate 1.1 ``ro-crate-metadata.json``.
 
-The document is built by :func:`policy.rocrate.session_crate` (what it holds is described there);
-closing a session can also write it into the session's prefix (:mod:`gateway.session_crate`).
+The document is the one :func:`policy.rocrate.session_crate` describes, streamed in the pieces
+of :class:`policy.rocrate.CrateLayout` while the records are read a page at a time. Closing a
+session can also write it into the session's prefix (:mod:`gateway.session_crate`); the close
+helpers both the API route and the session page use are here too.
 """
 
 from __future__ import annotations
@@ -12,15 +14,12 @@ from aiohttp import web
 
 from gateway.appkeys import OBJECT_STORE, WRITE_PATH
 from gateway.errors import S3Error
-from gateway.session_crate import CloseResult, CrateConflict, close_with_crate
+from gateway.session_crate import CloseResult, CrateConflict, close_with_crate, crate_pieces
 from policy.principal import Principal
-from policy.rocrate import MEDIA_TYPE, METADATA_FILE, session_crate
+from policy.rocrate import MEDIA_TYPE, METADATA_FILE, CrateLayout
 from policy.sessions import SessionError
-from policy.store.base import ObjectRecord
 from ui.api.common import Route, json_body, services, session_json
 from ui.api.errors import ApiError, bad_request, forbidden, not_found
-
-_PAGE = 1000
 
 
 async def get_crate(request: web.Request) -> web.StreamResponse:
@@ -29,21 +28,24 @@ async def get_crate(request: web.Request) -> web.StreamResponse:
     if session is None:
         raise not_found(f"no session {request.match_info['id']}")
     form = await svc.forms.find(session.form_name, session.form_version)
-    objects: list[ObjectRecord] = []
-    cursor: str | None = None
-    while True:
-        page, cursor = await svc.sessions.objects(session.id, _PAGE, cursor)
-        objects.extend(page)
-        if cursor is None:
-            break
-    return web.json_response(
-        session_crate(session, form, objects),
-        content_type=MEDIA_TYPE,
+    # Streamed as the store pages in (DESIGN.md decision 3): a session of millions of objects
+    # never has its whole crate in memory.
+    response = web.StreamResponse(
         headers={
+            "Content-Type": MEDIA_TYPE,
             "Content-Disposition": f'attachment; filename="{METADATA_FILE}"',
             "Cache-Control": "no-store",
-        },
+        }
     )
+    pieces = crate_pieces(svc, CrateLayout.build(session, form))
+    # The first piece comes before the headers go out, so a failing store is still an error reply.
+    first = await anext(pieces)
+    await response.prepare(request)
+    await response.write(first)
+    async for piece in pieces:
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 # -- closing, optionally writing the crate into the prefix (used by the API and the page) --------

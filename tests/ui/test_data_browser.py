@@ -184,6 +184,9 @@ def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page
     assert body["metadata"] is True
     assert body["record"]["sha256"] == hashlib.sha256(OLD[key]).hexdigest()
     assert {"name": "operator", "label": "Operator", "value": "Grace Hopper"} in body["fields"]
+    record_href = page.locator("#record-json").get_attribute("href") or ""
+    record = page.request.get(gw.endpoint + record_href)
+    assert record.ok and record.json()["sha256"] == body["record"]["sha256"]
 
     # -- download from the object page gives the bytes
     with page.expect_download() as got:

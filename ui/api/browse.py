@@ -378,7 +378,8 @@ ROUTES = [
         "not written through a session)",
         "reader",
         "data",
-        query=(("key", _STR, "the object's key (required)"),),
+        query=(("key", {"type": "string", "minLength": 1}, "the object's key"),),
+        required_query=("key",),
         response={
             "type": "object",
             "properties": {
@@ -422,7 +423,14 @@ ROUTES = [
         "policy allows there",
         "admin",
         "data",
-        query=(("prefix", _STR, "the prefix to adopt (required; a folder, '/' is added)"),),
+        query=(
+            (
+                "prefix",
+                {"type": "string", "minLength": 1},
+                "the prefix to adopt (a folder, '/' is added)",
+            ),
+        ),
+        required_query=("prefix",),
         response={
             "type": "object",
             "properties": {

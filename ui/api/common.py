@@ -57,11 +57,15 @@ class Route:
     tag: str
     #: JSON request body schema (None: no body)
     body: Schema | None = None
+    #: whether the handler also works without any body
+    body_optional: bool = False
     #: JSON schema of the success response
     response: Schema = field(default_factory=lambda: {"type": "object"})
     status: int = 200
     #: (name, schema, description) of query parameters
     query: tuple[tuple[str, Schema, str], ...] = ()
+    #: names of the query parameters the handler refuses to go without
+    required_query: tuple[str, ...] = ()
     #: whether a session key may call it (only for its own session)
     session_key_ok: bool = False
     #: media types of the success response

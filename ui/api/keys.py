@@ -93,6 +93,7 @@ ROUTES = [
             "properties": {"user": {"type": "string", "description": "admins only"}},
             "additionalProperties": False,
         },
+        body_optional=True,
         response={
             "type": "object",
             "required": ["access_key", "secret_key", "owner"],

@@ -233,7 +233,12 @@ def _operation(route: Route) -> dict[str, Any]:
         for name in _PARAM.findall(route.path)
     ]
     for name, schema, description in route.query:
-        param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in route.required_query,
+            "schema": schema,
+        }
         if description:
             param["description"] = description
         if schema.get("type") == "array":
@@ -243,9 +248,7 @@ def _operation(route: Route) -> dict[str, Any]:
         op["parameters"] = params
     if route.body is not None:
         op["requestBody"] = {
-            "required": route.method not in ("POST",)
-            or "required" in route.body
-            or "$ref" in route.body,
+            "required": not route.body_optional,
             "content": {"application/json": {"schema": route.body}},
         }
     responses: dict[str, Any] = {

@@ -1,0 +1,228 @@
+"""schemathesis against the OpenAPI document the gateway serves: every operation, positive and
+negative data, all default checks, signed in as an admin; then a signed-out pass in which every
+protected operation answers 401 with a JSON error, whatever it is sent.
+
+The gateway is real (``minimo serve``). It starts with state (a form, a policy, a bucket, an open
+session with one object, a second user with a personal key) and half of the positive cases name
+those in their path, so generated requests reach the handlers' success paths, not only "not
+found".
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from tests.api.client import API, Browser
+from tests.api.conftest import POLICY, RUN_FORM
+from tests.servers import Gateway, run_gateway
+from ui.api import all_routes
+from ui.api.openapi import build_document
+
+#: the admin the fuzzer signs in as. Not the gateway's first admin: that one prepares the state.
+#: The API refuses an admin's change of their own role and their own deletion (it answers 400);
+#: a change of their own password would end the fuzzer's login, so call() never lets a case
+#: name the fuzzer in PATCH /users/{name} (the victim takes its place).
+FUZZER = "fuzzer"
+#: a user the fuzzer may change, delete, and whose key it may revoke
+VICTIM = "victim"
+PASSWORD = "fuzz-password-1234"
+OBJECT_KEY = "fuzz/data.txt"
+#: per operation; ~35 operations, positive and negative cases: about a minute on CI
+MAX_EXAMPLES = 12
+
+#: Operations whose input has rules JSON Schema cannot state: a form definition's consistency
+#: (choices only for choice fields, min <= max, ...), policy TOML, values checked against the
+#: form a session names, search conditions on that form's fields, opaque page cursors, a session
+#: that is already closed. For them a schema-valid request may rightly get a 400 (its body still
+#: has to be the documented JSON error); every other operation must accept whatever its schema
+#: allows.
+SEMANTIC_400 = (
+    "create_form",
+    "update_form",
+    "import_form",
+    "set_policy",
+    "open_session",
+    "preview_form",
+    "close_session",
+    "adopt_prefix",
+    "search_sessions",
+    "export_sessions",
+    "list_audit",
+    "session_objects",
+)
+_WITH_400 = '["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]'
+
+CONFIG = f"""
+[generation]
+mode = "all"
+max-examples = {MAX_EXAMPLES}
+deterministic = true
+# the cookie and the CSRF header are the test's own (see call); generated credentials would only
+# replace them with junk (the signed-out pass covers requests without them)
+with-security-parameters = false
+""" + "".join(
+    f"""
+[[operations]]
+include-operation-id = "{operation_id}"
+checks.positive_data_acceptance.expected-statuses = {_WITH_400}
+"""
+    for operation_id in SEMANTIC_400
+)
+
+
+def _document() -> dict[str, Any]:
+    """The document the gateway serves, built from the same route list it serves.
+
+    schemathesis parametrizes at collection time, before any gateway runs, so it reads the
+    document from the code; test_the_fuzzed_document_is_the_served_one proves it is the same.
+    (schemathesis.pytest.from_fixture would load it from the server, but fails under pytest 9.)
+    """
+    return json.loads(json.dumps(build_document(all_routes())))
+
+
+schema = schemathesis.openapi.from_dict(
+    _document(), config=schemathesis.config.SchemathesisConfig.from_str(CONFIG)
+)
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@dataclass
+class Fuzzing:
+    gw: Gateway
+    cookies: dict[str, str]
+    csrf: str
+    #: path parameter -> a value naming something that exists
+    known: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def fuzz_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with run_gateway(tmp_path_factory.mktemp("fuzz-gw")) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def fuzzing(fuzz_gw: Gateway) -> Fuzzing:
+    admin = Browser(fuzz_gw.endpoint)
+    assert admin.login("admin", fuzz_gw.admin_password).status == 200
+    assert admin.call("POST", "/forms", RUN_FORM).status == 201
+    assert admin.call("PUT", "/policy", {"toml": POLICY}).status == 200
+    for name, role in ((FUZZER, "admin"), (VICTIM, "uploader")):
+        reply = admin.call("POST", "/users", {"name": name, "role": role, "password": PASSWORD})
+        assert reply.status == 201, reply.body
+    victim_key = admin.call("POST", "/keys", {"user": VICTIM})
+    assert victim_key.status == 201, victim_key.body
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=fuzz_gw.endpoint,
+        aws_access_key_id=fuzz_gw.access_key,
+        aws_secret_access_key=fuzz_gw.secret_key,
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket="raw")
+    opened = admin.call(
+        "POST",
+        "/sessions",
+        {"form": "run", "bucket": "raw", "prefix": "fuzz/", "values": {"sample": "S1"}},
+    )
+    assert opened.status == 201, opened.body
+    session_s3 = boto3.client(
+        "s3",
+        endpoint_url=fuzz_gw.endpoint,
+        aws_access_key_id=opened.body["session_key"]["access_key"],
+        aws_secret_access_key=opened.body["session_key"]["secret_key"],
+        region_name="us-east-1",
+    )
+    session_s3.put_object(Bucket="raw", Key=OBJECT_KEY, Body=b"fuzzed")
+    # requests, not the urllib Browser: the fuzzer's cookie goes to every case explicitly, so a
+    # generated POST /logout (its Set-Cookie clears the cookie) cannot sign the fuzzer out
+    login = requests.post(
+        fuzz_gw.endpoint + API + "/login", json={"user": FUZZER, "password": PASSWORD}, timeout=30
+    )
+    assert login.status_code == 200, login.text
+    known = {
+        "id": opened.body["session"]["id"],
+        "bucket": "raw",
+        "key": OBJECT_KEY,
+        "access_key": victim_key.body["access_key"],
+        "version": "1",
+    }
+    return Fuzzing(fuzz_gw, dict(login.cookies), login.json()["csrf_token"], known)
+
+
+_positive_cases: defaultdict[str, itertools.count] = defaultdict(itertools.count)
+
+
+def _name_known_things(case: schemathesis.Case, fuzzing: Fuzzing) -> None:
+    """Every other positive case of an operation names existing things in its path.
+
+    Random names almost never exist, so without this the fuzzer would only ever see "not found"
+    from the handlers of /forms/{name}, /sessions/{id}, /users/{name} and the like.
+    """
+    params = case.path_parameters
+    if not params:
+        return
+    if case.path.startswith(f"{API}/users/") and params.get("name") == FUZZER:
+        params["name"] = VICTIM  # see FUZZER
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return  # a negative case must keep its invalid value
+    if next(_positive_cases[case.operation.label]) % 2:
+        return
+    for name in params:
+        if name == "name":
+            params[name] = VICTIM if case.path.startswith(f"{API}/users/") else "run"
+        elif name in fuzzing.known:
+            params[name] = fuzzing.known[name]
+
+
+def test_the_fuzzed_document_is_the_served_one(fuzzing: Fuzzing) -> None:
+    served = requests.get(fuzzing.gw.endpoint + API + "/openapi.json", timeout=30)
+    assert served.status_code == 200
+    assert served.json() == _document()
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_every_operation_signed_in(case: schemathesis.Case, fuzzing: Fuzzing) -> None:
+    _name_known_things(case, fuzzing)
+    case.call_and_validate(
+        base_url=fuzzing.gw.endpoint,
+        headers={"X-CSRF-Token": fuzzing.csrf},
+        cookies=fuzzing.cookies,
+    )
+
+
+#: the two operations anyone may call: signing in, and reading this document
+PUBLIC = ["login", "openapi"]
+
+
+@schema.exclude(operation_id=PUBLIC).parametrize()
+@settings(FUZZ_SETTINGS, max_examples=4)
+def test_every_operation_signed_out(case: schemathesis.Case, fuzzing: Fuzzing) -> None:
+    # Authentication comes before everything else: even a malformed request learns nothing
+    # but "sign in" (and the answer is the documented JSON error).
+    response = case.call(base_url=fuzzing.gw.endpoint)
+    # (negative cases include other methods than the operation's: those are not served at all)
+    served = case.method.upper() == case.operation.method.upper()
+    assert response.status_code == (401 if served else 405), response.text
+    assert response.headers["content-type"][0].startswith("application/json")
+    code = response.json()["error"]["code"]
+    assert code == ("unauthenticated" if served else "method_not_allowed")
+    case.validate_response(response)

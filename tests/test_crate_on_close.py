@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,3 +286,39 @@ def test_cli_names_a_users_file_in_the_way(world: World, tmp_path: Path) -> None
     assert done.returncode == 1
     assert "never overwrites" in done.stderr
     assert world.state(session_id) == "open"
+
+
+def test_an_expired_session_gets_no_crate(world: World) -> None:
+    prefix = f"auto/expiring-{secrets.token_hex(3)}/"
+    reply = world.admin.call(
+        "POST",
+        "/sessions",
+        {
+            "form": "imaging",
+            "bucket": world.bucket,
+            "prefix": prefix,
+            "values": {"operator": "ada"},
+            "ttl": "1s",
+        },
+    )
+    assert reply.status == 201, reply.body
+    session_id = reply.body["session"]["id"]
+    for _ in range(300):  # its 1 s lifetime runs out (expiry is judged on the clock)
+        if world.state(session_id) == "expired":
+            break
+        time.sleep(0.1)
+    assert world.state(session_id) == "expired"
+
+    # asked for explicitly: refused, and the session is not closed
+    asked = world.close(session_id, {"ro_crate": True})
+    assert asked.status == 400
+    assert "expired" in asked.error["message"]
+    assert world.state(session_id) == "expired"
+
+    # the policy's default (on under auto/) does not apply to expired sessions: it just closes
+    reply = world.close(session_id)
+    assert reply.status == 200, reply.body
+    assert reply.body["state"] == "closed"
+    assert reply.body["ro_crate"] is None
+    with pytest.raises(ClientError):
+        world.s3.head_object(Bucket=world.bucket, Key=prefix + CRATE)

@@ -182,6 +182,13 @@ def test_close_writes_the_crate_as_an_object_of_the_session(world: World) -> Non
     audit = world.admin.call("GET", "/audit?action=PutObject&limit=1000").body["events"]
     assert any(e["target"] == crate_url and e["outcome"] == "allowed" for e in audit)
 
+    # -- reconcile finds the crate stamped and recorded like every other object --------------------
+    done = world.gw.cli(
+        "reconcile", "--bucket", world.bucket, "--json", *world.store_args(), check=False
+    )
+    summary = json.loads(done.stdout.splitlines()[-1])["summary"]
+    assert summary["consistent"], done.stdout
+
     # -- the session is closed: its key is refused ------------------------------------------------
     with pytest.raises(ClientError) as refused:
         as_session.put_object(Bucket=world.bucket, Key=prefix + "late.bin", Body=b"late")

@@ -57,8 +57,14 @@ def _new_prefix_after_fork() -> None:
 os.register_at_fork(after_in_child=_new_prefix_after_fork)
 
 
+#: user metadata only minimo itself sets (gateway.session_crate marks the crates it writes)
+GENERATED_META = "minimo-generated"
+
+
 def stamp(meta: WriteMeta, decision: Decision) -> WriteMeta:
     """Put the session stamp on (or, for scratch writes, keep any stray one off) the metadata."""
+    # A client must not pass its file off as one minimo generated (it could then be replaced).
+    meta.metadata.pop(GENERATED_META, None)
     if decision.session_id is not None:
         meta.metadata[SESSION_META] = decision.session_id
     else:

@@ -40,7 +40,7 @@ from typing import IO
 
 from gateway.backends.base import ObjectStore, WriteMeta
 from gateway.errors import S3Error
-from gateway.writes import WritePath, stamp
+from gateway.writes import GENERATED_META, WritePath, stamp
 from policy.enforce import SESSION_META, Decision, Refusal, s3_url
 from policy.principal import Principal, Role
 from policy.rocrate import MEDIA_TYPE, CrateLayout, crate_key
@@ -50,8 +50,7 @@ from policy.store.base import MAX_PAGE, ObjectRecord, SessionRecord
 
 log = logging.getLogger("minimo.crate")
 
-#: user metadata that marks an object as a crate minimo wrote (with the session stamp)
-GENERATED_META = "minimo-generated"
+#: the mark of a crate minimo wrote (with the session stamp); clients cannot set it
 GENERATED_VALUE = "ro-crate"
 #: crates up to this size stay in memory while being built; larger ones spill to a temp file
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -207,9 +206,8 @@ async def _put(
         decision = dataclasses.replace(
             decision, rule=dataclasses.replace(decision.rule, overwrite="allow")
         )
-    meta = stamp(
-        WriteMeta(content_type=MEDIA_TYPE, metadata={GENERATED_META: GENERATED_VALUE}), decision
-    )
+    meta = stamp(WriteMeta(content_type=MEDIA_TYPE), decision)
+    meta.metadata[GENERATED_META] = GENERATED_VALUE  # after stamp(), which drops clients' marks
     form = await services.forms.find(session.form_name, session.form_version)
     # Written just before the close: its publication date is now, not the session's creation.
     described = (

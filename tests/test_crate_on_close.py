@@ -205,7 +205,15 @@ def test_a_users_own_crate_file_is_never_overwritten(world: World) -> None:
     prefix = f"own-{secrets.token_hex(3)}/"
     session_id, as_session = world.open(prefix, operator="grace")
     mine = b'{"mine": "hand-written crate"}'
-    put = as_session.put_object(Bucket=world.bucket, Key=prefix + CRATE, Body=mine)
+    # even one claiming to be generated: that mark is minimo's to set, and it is dropped
+    put = as_session.put_object(
+        Bucket=world.bucket,
+        Key=prefix + CRATE,
+        Body=mine,
+        Metadata={"minimo-generated": "ro-crate"},
+    )
+    head = world.s3.head_object(Bucket=world.bucket, Key=prefix + CRATE)
+    assert head["Metadata"] == {"minimo-session": session_id}
 
     reply = world.close(session_id, {"ro_crate": True})
     assert reply.status == 409, reply.body

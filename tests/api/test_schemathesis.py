@@ -175,10 +175,9 @@ def _name_known_things(case: schemathesis.Case, fuzzing: Fuzzing) -> None:
     Random names almost never exist, so without this the fuzzer would only ever see "not found"
     from the handlers of /forms/{name}, /sessions/{id}, /users/{name} and the like.
     """
-    params = case.path_parameters
-    if not params:
-        return
-    if case.path.startswith(f"{API}/users/") and params.get("name") == FUZZER:
+    params = case.path_parameters or {}
+    users = case.path.startswith(f"{API}/users/")
+    if users and params.get("name") == FUZZER:
         params["name"] = VICTIM  # see FUZZER
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
@@ -187,9 +186,18 @@ def _name_known_things(case: schemathesis.Case, fuzzing: Fuzzing) -> None:
         return
     for name in params:
         if name == "name":
-            params[name] = VICTIM if case.path.startswith(f"{API}/users/") else "run"
+            params[name] = VICTIM if users else "run"
         elif name in fuzzing.known:
             params[name] = fuzzing.known[name]
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("form"), str):
+        # a session (or a draft, or adopted data) on the real form and bucket, with values
+        # that satisfy it: the success paths of POST /sessions and friends
+        body["form"] = "run"
+        if "bucket" in body:
+            body["bucket"] = "raw"
+        if "values" in body:
+            body["values"] = {"sample": "fuzz"}
 
 
 def test_the_fuzzed_document_is_the_served_one(fuzzing: Fuzzing) -> None:

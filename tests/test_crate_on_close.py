@@ -239,6 +239,9 @@ def test_bad_close_options_are_refused_clearly(world: World) -> None:
     reply = world.close(session_id, {"ro_crate": "yes"})
     assert reply.status == 400
     assert reply.error["fields"] == {"ro_crate": ["must be true or false"]}
+    misspelt = world.close(session_id, {"rocrate": True})
+    assert misspelt.status == 400
+    assert misspelt.error["fields"] == {"rocrate": ["unknown field"]}
     assert world.state(session_id) == "open"
 
 

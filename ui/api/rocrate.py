@@ -134,6 +134,7 @@ CLOSE_BODY = {
             "session's scope)",
         }
     },
+    "additionalProperties": False,
 }
 
 

@@ -283,10 +283,7 @@ async def export_sessions(request: web.Request) -> web.StreamResponse:
         buffer.truncate()
         if page.next_cursor is None:
             break
-        # the total is known: counting again would read every match once per chunk
-        page = await sessions.search(
-            dataclasses.replace(query, cursor=page.next_cursor, count=False)
-        )
+        page = await sessions.search(dataclasses.replace(query, cursor=page.next_cursor))
     if fmt == "json":
         await response.write(b"]}")
     await response.write_eof()

@@ -206,6 +206,9 @@ class SessionQuery:
     cursor: str | None = None
     #: the time "open"/"expired" are judged at (default: the time of the search)
     now: datetime | None = None
+    #: False skips counting all matches (``SessionPage.total`` is then -1): for the later pages
+    #: of a walk that already knows the total, since counting reads every match each time
+    count: bool = True
 
     def __post_init__(self) -> None:
         if self.sort_field is not None:
@@ -223,7 +226,7 @@ class SessionQuery:
 @dataclass(frozen=True, slots=True)
 class SessionPage:
     sessions: list[SessionRecord]
-    #: how many sessions match the query in all (not just this page)
+    #: how many sessions match the query in all (not just this page); -1 when not counted
     total: int
     #: pass as ``SessionQuery.cursor`` for the next page; None on the last page
     next_cursor: str | None = None

@@ -730,10 +730,12 @@ class MongoMetadataStore(MetadataStore):
         # The count command, not count_documents: the latter is an aggregation that FerretDB
         # 1.x runs by decoding every document (3x slower at 10,000 sessions). Exact here: the
         # metadata database is never sharded.
-        counted = await self.db.command(
-            "count", SESSIONS, query={"$and": conditions} if conditions else {}
-        )
-        total = int(counted["n"])
+        total = -1
+        if query.count:
+            counted = await self.db.command(
+                "count", SESSIONS, query={"$and": conditions} if conditions else {}
+            )
+            total = int(counted["n"])
 
         direction = DESCENDING if query.descending else ASCENDING
         offset = query.offset

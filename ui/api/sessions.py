@@ -283,7 +283,10 @@ async def export_sessions(request: web.Request) -> web.StreamResponse:
         buffer.truncate()
         if page.next_cursor is None:
             break
-        page = await sessions.search(dataclasses.replace(query, cursor=page.next_cursor))
+        # the total is known: counting again would read every match once per chunk
+        page = await sessions.search(
+            dataclasses.replace(query, cursor=page.next_cursor, count=False)
+        )
     if fmt == "json":
         await response.write(b"]}")
     await response.write_eof()

@@ -132,8 +132,10 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
             f"Fix the {bad_rows} conditions marked below."
         )  # fmt: skip
     sort = filters["sort"] or "-created"
-    if (why := _sort_problem(sort, form)) is not None:
-        problems.append(why)
+    # not a reason to show nothing (e.g. the form was changed under a field sort): say so and
+    # sort newest first instead
+    sort_problem = _sort_problem(sort, form)
+    if sort_problem is not None:
         sort = filters["sort"] = "-created"
     result = SessionPage([], 0)
     if not problems:
@@ -153,6 +155,8 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
             result = await svc.sessions.search(query)
         except (ValueError, SessionError) as exc:
             problems.append(str(exc))
+    if sort_problem is not None:
+        problems.append(sort_problem)
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
     active: dict[str, Any] = {k: v for k, v in filters.items() if v}
     wheres = [row.where for row in rows if not row.error]

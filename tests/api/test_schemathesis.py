@@ -16,11 +16,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import boto3
 import pytest
 import requests
 import schemathesis
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from hypothesis import HealthCheck, settings
 
 from tests.api.client import API, Browser
@@ -215,6 +219,50 @@ def test_every_operation_signed_in(case: schemathesis.Case, fuzzing: Fuzzing) ->
         headers={"X-CSRF-Token": fuzzing.csrf},
         cookies=fuzzing.cookies,
     )
+
+
+class SigV4(requests.auth.AuthBase):
+    """Signs each request as a script does (botocore's signer, service s3), after schemathesis
+    has built it: whatever odd query string or body a case carries is what gets signed."""
+
+    def __init__(self, access_key: str, secret_key: str) -> None:
+        self.credentials = Credentials(access_key, secret_key)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        # requests writes a space in the query as "+"; botocore signs the query exactly as it
+        # finds it in the URL, so give it the URL a SigV4 client sends (RFC 3986 escapes)
+        url = urlsplit(request.url or "")
+        pairs = parse_qsl(url.query, keep_blank_values=True)
+        request.url = urlunsplit(url._replace(query=urlencode(pairs, quote_via=quote)))
+        body = request.body or b""
+        aws = AWSRequest(
+            method=request.method,
+            url=request.url,
+            data=body.encode() if isinstance(body, str) else body,
+            headers={
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in ("cookie", "x-csrf-token")
+            },
+        )
+        S3SigV4Auth(self.credentials, "s3", "us-east-1").add_auth(aws)
+        request.headers.update(dict(aws.headers.items()))
+        return request
+
+
+@schema.parametrize()
+@settings(FUZZ_SETTINGS, max_examples=6)
+def test_every_operation_signed_with_sigv4(case: schemathesis.Case, fuzzing: Fuzzing) -> None:
+    """The same as an admin script: a personal key signing every request."""
+    _name_known_things(case, fuzzing)
+    gw = fuzzing.gw
+    response = case.call_and_validate(
+        base_url=gw.endpoint, auth=SigV4(gw.access_key, gw.secret_key)
+    )
+    # a refused signature would pass the checks (403 is documented), but here it is a bug: the
+    # gateway and botocore canonicalised the same request differently
+    if response.status_code == 403:
+        assert response.json()["error"]["code"] != "invalid_signature", response.text
 
 
 #: the two operations anyone may call: signing in, and reading this document

@@ -26,7 +26,9 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
 async def create_key(request: web.Request) -> web.StreamResponse:
     who = principal(request)
     owner = who.user
-    if request.can_read_body:
+    # body_exists, not can_read_body: a SigV4 check has already read (hashed) the body, and
+    # can_read_body is False once it is read, which silently dropped {"user": ...}
+    if request.body_exists:
         data = await json_body(request)
         owner = text_field(data, "user", required=False) or who.user
     if owner != who.user and who.role != Role.ADMIN:

@@ -27,7 +27,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from hypothesis import HealthCheck, settings
 
-from tests.api.client import API, Browser
+from tests.api.client import API, Browser, Signer
 from tests.api.conftest import POLICY, RUN_FORM
 from tests.servers import Gateway, run_gateway
 from ui.api import all_routes
@@ -208,6 +208,17 @@ def test_the_fuzzed_document_is_the_served_one(fuzzing: Fuzzing) -> None:
     served = requests.get(fuzzing.gw.endpoint + API + "/openapi.json", timeout=30)
     assert served.status_code == 200
     assert served.json() == _document()
+
+
+def test_a_signed_admin_creates_a_key_for_another_user(fuzzing: Fuzzing) -> None:
+    """What the SigV4 pass found: the signature check reads the body, and the handler then
+    took the body for absent, so the key went to the signer instead of the user named."""
+    gw = fuzzing.gw
+    script = Signer(gw.endpoint, gw.access_key, gw.secret_key)
+    reply = script.call("POST", "/keys", {"user": FUZZER})
+    assert reply.status == 201, reply.body
+    assert reply.body["owner"] == FUZZER
+    assert script.call("POST", "/keys", {"user": FUZZER, "owner": "x"}).status == 400
 
 
 @schema.parametrize()

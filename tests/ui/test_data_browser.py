@@ -241,7 +241,7 @@ def test_unknown_object_and_bucket_are_friendly(site: Gateway, page: Page) -> No
     for bad in ("Not_A_Bucket", "no-such-bucket"):
         answer = page.request.post(
             f"{gw.endpoint}/_minimo/data/{bad}/adopt",
-            form={"csrf_token": csrf or "", "prefix": "x/", "form": "imaging",
+            form={"csrf_token": csrf or "", "_prefix": "x/", "_form": "imaging",
                   "operator": "Ada", "instrument": "confocal"},
         )  # fmt: skip
         assert answer.status == 404 and f"There is no bucket {bad}" in answer.text()
@@ -277,7 +277,7 @@ def test_uploader_sees_no_link_and_may_not_adopt(site: Gateway, page: Page) -> N
     # a well-formed POST with this login's own CSRF token is refused all the same
     refused = page.request.post(
         adopt_url,
-        form={"csrf_token": csrf or "", "prefix": "2020/kept/", "form": "imaging",
+        form={"csrf_token": csrf or "", "_prefix": "2020/kept/", "_form": "imaging",
               "operator": "Uma", "instrument": "confocal"},
     )  # fmt: skip
     assert refused.status == 403
@@ -340,7 +340,7 @@ def test_object_store_down_is_a_clear_page(
             csrf = page.locator("header form.logout input[name=csrf_token]").get_attribute("value")
             response = page.request.post(
                 f"{gw.endpoint}/_minimo/data/{BUCKET}/adopt",
-                form={"csrf_token": csrf or "", "prefix": "old/", "form": "imaging",
+                form={"csrf_token": csrf or "", "_prefix": "old/", "_form": "imaging",
                       "operator": "Ada", "instrument": "confocal"},
             )  # fmt: skip
             assert response.status == 502

@@ -258,11 +258,11 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
     data = await request.post()
     await check_csrf(request, data)
     bucket = request.match_info["bucket"]
-    prefix = adopt_prefix_of(str(data.get("prefix", "")))
+    prefix = adopt_prefix_of(str(data.get("_prefix", "")))
     if not prefix:
         raise PageError(400, "Say which prefix to link: a folder such as 2019/old-runs/.")
     svc = services(request)
-    form = await svc.forms.find(str(data.get("form", "")))
+    form = await svc.forms.find(str(data.get("_form", "")))
     if form is None:
         raise PageError(400, "Choose one of the forms offered for this place.")
     values = values_from_post(form, data)

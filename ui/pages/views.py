@@ -16,6 +16,7 @@ from policy.sessions import SessionError, is_session_id
 from policy.store.base import SessionRecord
 from ui.api import rocrate
 from ui.api.auth import LoginFailed, LoginRateLimited, sign_in
+from ui.api.browse import allowed_forms
 from ui.api.common import services
 from ui.api.errors import ApiError
 from ui.pages import admin, data, metadata
@@ -89,23 +90,6 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 
 # -- new session ---------------------------------------------------------------------------------
-async def _allowed_forms(
-    request: web.Request, who: Principal, bucket: str, prefix: str
-) -> tuple[list[Form], str | None]:
-    """The forms policy allows at bucket/prefix, or a reason there are none."""
-    svc = services(request)
-    policy = await svc.policies.current()
-    rule = policy.match(bucket, prefix)
-    if rule is None:
-        return [], f"No policy rule covers s3://{bucket}/{prefix}, so nothing can be written there."
-    if not rule.may_open(who.user, who.role):
-        return [], f"{who.user} may not open sessions at s3://{bucket}/{prefix}."
-    forms = [f for name in rule.forms if (f := await svc.forms.find(name)) is not None]
-    if not forms:
-        return [], f"s3://{bucket}/{prefix} is a scratch area: upload there without a session."
-    return forms, None
-
-
 async def new_session_page(request: web.Request) -> web.StreamResponse:
     who = await require(request, "uploader")
     q = request.query
@@ -113,7 +97,7 @@ async def new_session_page(request: web.Request) -> web.StreamResponse:
     forms: list[Form] = []
     problem = None
     if bucket:
-        forms, problem = await _allowed_forms(request, who, bucket, prefix)
+        forms, problem = await allowed_forms(services(request), who, bucket, prefix)
     chosen = next((f for f in forms if f.name == form_name), None)
     if chosen is None and len(forms) == 1:
         chosen = forms[0]
@@ -146,10 +130,10 @@ async def new_session_submit(request: web.Request) -> web.StreamResponse:
     who = await require(request, "uploader")
     data = await request.post()
     await check_csrf(request, data)
-    bucket = str(data.get("bucket", ""))
-    prefix = str(data.get("prefix", ""))
+    bucket = str(data.get("_bucket", ""))
+    prefix = str(data.get("_prefix", ""))
     svc = services(request)
-    form = await svc.forms.find(str(data.get("form", "")))
+    form = await svc.forms.find(str(data.get("_form", "")))
     if form is None:
         raise PageError(400, "Choose one of the forms offered for this place.")
     values = values_from_post(form, data)

@@ -72,7 +72,8 @@ async def adopt(
     form: str,
     values: Mapping[str, Any],
 ) -> AdoptResult:
-    """Open a new session over ``bucket``/``prefix`` and link every unlinked object under it.
+    """Open a new session over ``bucket``/``prefix``, link every unlinked object under it and
+    close the session (also when linking stops halfway: what was linked stays linked).
 
     Raises SessionError (not an admin, bucket missing, policy refusals) or FormValidationError
     from opening the session; S3Error when the object store fails.
@@ -93,16 +94,21 @@ async def adopt(
         principal, form, bucket, prefix, values, None
     )
     result = AdoptResult(session)
-    after = ""
-    while True:
-        page = await objects.list_objects(
-            bucket, prefix=prefix, start_after=after, max_keys=MAX_PAGE
-        )
-        for info in page.objects:
-            await _adopt_one(objects, services, principal, bucket, info.key, result)
-        if not page.truncated or not page.objects:
-            break
-        after = page.next_marker or page.objects[-1].key
+    try:
+        after = ""
+        while True:
+            page = await objects.list_objects(
+                bucket, prefix=prefix, start_after=after, max_keys=MAX_PAGE
+            )
+            for info in page.objects:
+                await _adopt_one(objects, services, principal, bucket, info.key, result)
+            if not page.truncated or not page.objects:
+                break
+            after = page.next_marker or page.objects[-1].key
+    finally:
+        # Nobody ever received this session's key, so nothing else can be written under it:
+        # closed, it says "this is what was there" and leaves no stray open session behind.
+        result.session = await services.sessions.close(principal, session.id)
     await services.auditor.ok(
         principal,
         "session.adopt",

@@ -171,6 +171,8 @@ def test_adopt_cli_and_api(world: tuple[Gateway, Setup]) -> None:
     api_session = reply.body["session"]["id"]
     assert reply.body["session"]["owner"] == "admin"
     assert reply.body["session"]["values"] == {"operator": "grace"}
+    # nobody ever held its key: the session is closed once the data is linked
+    assert reply.body["session"]["state"] == "closed"
 
     # -- records with the right SHA-256, owned by the admin ---------------------------------------
     for session_id, prefix in ((cli_session, "old/a/"), (api_session, "old/b/")):

@@ -169,7 +169,7 @@ def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page
     expect(page.locator("#record-principal")).to_have_text(read_initial_admin(gw.data_dir)["user"])
     expect(page.locator("#session-form")).to_contain_text("imaging v1")
     expect(page.locator("#session-scope")).to_have_text(f"s3://{BUCKET}/2019/old runs/")
-    expect(page.locator("#session-state")).to_have_text("open")
+    expect(page.locator("#session-state")).to_have_text("closed")
     expect(page.locator('#values dt[data-field="operator"]')).to_have_text("Operator")
     expect(page.locator('#values dd[data-field="operator"]')).to_have_text("Grace Hopper")
     expect(page.locator('#values dd[data-field="samples"]')).to_have_text("4")

@@ -34,6 +34,7 @@ from ui.api.common import (
     text_field,
 )
 from ui.api.errors import ApiError, bad_request, not_found, problems_as_fields
+from ui.api.openapi import FORM_NAME_SCHEMA
 
 FORM_REF = {"$ref": "#/components/schemas/Form"}
 
@@ -280,7 +281,8 @@ ROUTES = [
         body={
             "type": "object",
             "required": ["name", "text"],
-            "properties": {"name": {"type": "string"}, "text": {"type": "string"}},
+            "properties": {"name": FORM_NAME_SCHEMA, "text": {"type": "string"}},
+            "additionalProperties": False,
         },
         response=FORM_REF,
         status=201,

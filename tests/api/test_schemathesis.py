@@ -42,6 +42,8 @@ FUZZER = "fuzzer"
 VICTIM = "victim"
 PASSWORD = "fuzz-password-1234"
 OBJECT_KEY = "fuzz/data.txt"
+#: values that satisfy RUN_FORM
+RUN = {"sample": "S1"}
 #: per operation; ~35 operations, positive and negative cases: about a minute on CI
 MAX_EXAMPLES = 12
 
@@ -219,6 +221,24 @@ def test_a_signed_admin_creates_a_key_for_another_user(fuzzing: Fuzzing) -> None
     assert reply.status == 201, reply.body
     assert reply.body["owner"] == FUZZER
     assert script.call("POST", "/keys", {"user": FUZZER, "owner": "x"}).status == 400
+
+
+def test_a_signed_close_reads_its_body(fuzzing: Fuzzing) -> None:
+    """The same reading of an already-read body on POST /sessions/{id}/close: a signed
+    {"ro_crate": ...} was ignored, even when it was not a boolean."""
+    gw = fuzzing.gw
+    admin = Browser(gw.endpoint)
+    assert admin.login("admin", gw.admin_password).status == 200
+    opened = admin.call("POST", "/sessions", {"form": "run", "bucket": "raw", "values": RUN})
+    assert opened.status == 201, opened.body
+    close = f"/sessions/{opened.body['session']['id']}/close"
+    script = Signer(gw.endpoint, gw.access_key, gw.secret_key)
+    refused = script.call("POST", close, {"ro_crate": "yes"})
+    assert refused.status == 400, refused.body
+    assert refused.error["fields"] == {"ro_crate": ["must be true or false"]}
+    closed = script.call("POST", close, {"ro_crate": False})
+    assert closed.status == 200, closed.body
+    assert closed.body["state"] == "closed"
 
 
 @schema.parametrize()

@@ -52,7 +52,9 @@ async def get_crate(request: web.Request) -> web.StreamResponse:
 async def close_option(request: web.Request) -> bool | None:
     """``ro_crate`` of an optional JSON body ``{"ro_crate": true|false}``; None = the policy's
     default (also for no body at all)."""
-    if not request.can_read_body:
+    # body_exists, not can_read_body: a SigV4 check has already read (hashed) the body, and
+    # can_read_body is False once it is read, which silently dropped {"ro_crate": ...}
+    if not request.body_exists:
         return None
     data = await json_body(request)
     value = data.get("ro_crate")

@@ -32,7 +32,7 @@ import click
 from gateway.cli_reconcile import existing_stores_config, s3_options
 from gateway.errors import S3Error
 from gateway.session_crate import CloseResult
-from policy.audit import operator_name
+from policy.audit import event_json, operator_name
 from policy.catalog import CatalogError
 from policy.crypto import SecretKeyError
 from policy.durations import DurationError, parse_duration
@@ -43,6 +43,7 @@ from policy.rules import PolicyError
 from policy.services import Services
 from policy.sessions import SessionError, parse_where, session_status
 from policy.store.base import MAX_PAGE, AuditEvent, SessionRecord
+from policy.timestamps import utc_text_or_none
 
 T = TypeVar("T")
 
@@ -174,10 +175,6 @@ def _read_json(path: Path) -> Any:
 
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def _parse_time(text: str, option: str, *, end: bool = False) -> datetime:
@@ -348,7 +345,7 @@ def policy_show(
     if as_json:
         document = {
             "version": stored.version,
-            "created": _iso(stored.created),
+            "created": utc_text_or_none(stored.created),
             "created_by": stored.created_by,
             **stored.policy.to_dict(),
         }
@@ -393,9 +390,9 @@ def _session_json(record: SessionRecord, usage: tuple[int, int] | None = None) -
         "scope": f"s3://{record.bucket}/{record.prefix}",
         "owner": record.owner,
         "state": session_status(record),
-        "created": _iso(record.created),
-        "expires": _iso(record.expires),
-        "closed": _iso(record.closed),
+        "created": utc_text_or_none(record.created),
+        "expires": utc_text_or_none(record.expires),
+        "closed": utc_text_or_none(record.closed),
         "closed_by": record.closed_by,
         "access_key": record.access_key,
     }
@@ -639,16 +636,6 @@ def session_show(
 
 
 # -- audit ---------------------------------------------------------------------------------------
-def _event_json(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "time": _iso(event.time),
-        "principal": event.principal,
-        "action": event.action,
-        "target": event.target,
-        "outcome": event.outcome,
-        "reason": event.reason,
-        "details": event.details,
-    }
 
 
 @_uses_store
@@ -693,7 +680,7 @@ def audit(
     events = _run(data_dir, secret_key_file, fetch)
     if as_json:
         for event in events:
-            click.echo(json.dumps(_event_json(event)))
+            click.echo(json.dumps(event_json(event)))
         return
     for e in events:
         reason = f"  {e.reason}" if e.reason else ""

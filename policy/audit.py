@@ -20,6 +20,7 @@ from typing import Any
 
 from policy.principal import Principal
 from policy.store.base import AuditEvent, AuditOutcome, MetadataStore
+from policy.timestamps import utc_text
 
 log = logging.getLogger("minimo.audit")
 
@@ -132,3 +133,16 @@ class Auditor:
             cursor=cursor,
             descending=descending,
         )
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    """An audit event as JSON, as the API serves it and ``minimo audit --json`` prints it."""
+    return {
+        "time": utc_text(event.time),
+        "principal": event.principal,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "details": event.details,
+    }

@@ -35,10 +35,12 @@ import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
+
+from policy.timestamps import utc_text
 
 FIELD_TYPES: tuple[str, ...] = (
     "text",
@@ -281,10 +283,6 @@ def _parse_datetime(value: object) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 # jsonschema's own "date-time" checker needs the optional rfc3339-validator package and silently
 # passes everything without it, so both formats get checkers written here.
 FORMAT_CHECKER = FormatChecker(formats=())
@@ -382,9 +380,9 @@ def _coerce(f: Field, value: Any) -> Any:
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 raise _BadValue(_DATETIME_MESSAGE)
-            return _utc_text(value)
+            return utc_text(value)
         parsed = _parse_datetime(text)
-        return _utc_text(parsed) if parsed is not None else (text if text is not None else value)
+        return utc_text(parsed) if parsed is not None else (text if text is not None else value)
     return value  # text, textarea: kept exactly as typed
 
 
@@ -553,7 +551,7 @@ def _parse_bound(ftype: str, value: object) -> tuple[Any, str | None]:
     parsed_dt = _parse_datetime(value)
     if parsed_dt is None:
         return None, "must be an ISO 8601 date-time with a timezone"
-    return _utc_text(parsed_dt), None
+    return utc_text(parsed_dt), None
 
 
 def _bound_key(ftype: str, value: Any) -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ui.api.common import Route, audit_json, ok, query_int, query_time, services
+from policy.audit import event_json
+from ui.api.common import Route, ok, query_int, query_time, services
 from ui.api.errors import bad_request
 
 
@@ -25,7 +26,7 @@ async def list_audit(request: web.Request) -> web.StreamResponse:
         )
     except ValueError as exc:
         raise bad_request(str(exc), {"cursor": [str(exc)]}) from None
-    return ok({"events": [audit_json(e) for e in events], "next_cursor": cursor})
+    return ok({"events": [event_json(e) for e in events], "next_cursor": cursor})
 
 
 _DT = {"type": "string", "format": "date-time"}

@@ -20,12 +20,12 @@ from policy.identity import IdentityService
 from policy.principal import Principal, Role
 from policy.services import Services
 from policy.store.base import (
-    AuditEvent,
     KeyRecord,
     ObjectRecord,
     SessionRecord,
     UserRecord,
 )
+from policy.timestamps import utc_text_or_none
 from ui.api.errors import ApiError, bad_request
 from ui.security import LoginLimiter
 
@@ -212,10 +212,8 @@ def ok(body: Any) -> web.Response:
 
 
 # -- records as JSON -----------------------------------------------------------------------------
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+#: an instant as the API writes it (RFC 3339, UTC, "Z"); None stays null
+iso = utc_text_or_none
 
 
 def session_json(session: SessionRecord, now: datetime | None = None) -> dict[str, Any]:
@@ -271,16 +269,4 @@ def key_json(key: KeyRecord) -> dict[str, Any]:
         "revoked": iso(key.revoked),
         "session_id": key.session_id,
         "active": key.revoked is None,
-    }
-
-
-def audit_json(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "time": iso(event.time),
-        "principal": event.principal,
-        "action": event.action,
-        "target": event.target,
-        "outcome": event.outcome,
-        "reason": event.reason,
-        "details": event.details,
     }

@@ -13,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from policy.audit import event_json
 from policy.identity import IdentityError
 from policy.principal import Role
 from policy.rules import PolicyError
-from ui.api.common import audit_json, role_allows, services
+from ui.api.common import role_allows, services
 from ui.pages.common import check_csrf, render, require
 
 #: audit events per page; the store pages with an opaque cursor, so only "next" is cheap
@@ -167,7 +168,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
             problems.append(str(exc))
         else:
             # the API's JSON form: times as ISO strings in UTC, the outcome as its plain value
-            events = [audit_json(e) for e in page]
+            events = [event_json(e) for e in page]
             if cursor is not None:
                 next_url = str(request.rel_url.with_query({**kept, "cursor": cursor}))
     context = {

@@ -26,6 +26,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from hypothesis import HealthCheck, settings
+from jsonschema import Draft202012Validator
 
 from tests.api.client import API, Browser, Signer
 from tests.api.conftest import POLICY, RUN_FORM
@@ -210,6 +211,26 @@ def test_the_fuzzed_document_is_the_served_one(fuzzing: Fuzzing) -> None:
     served = requests.get(fuzzing.gw.endpoint + API + "/openapi.json", timeout=30)
     assert served.status_code == 200
     assert served.json() == _document()
+
+
+def _schemas(node: object) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("schema"), dict):
+            yield node["schema"]
+        for value in node.values():
+            yield from _schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas(value)
+
+
+def test_the_document_is_valid_openapi() -> None:
+    schema.validate()  # against the OpenAPI 3.1 meta-schema schemathesis ships
+    document = _document()
+    found = [*_schemas(document["paths"]), *document["components"]["schemas"].values()]
+    assert len(found) > 100
+    for one in found:
+        Draft202012Validator.check_schema(one)
 
 
 def test_a_signed_admin_creates_a_key_for_another_user(fuzzing: Fuzzing) -> None:

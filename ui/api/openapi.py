@@ -283,6 +283,11 @@ def _operation(route: Route) -> dict[str, Any]:
         responses["404"] = {"description": "not found", "content": _ERROR}
     if route.method in ("POST", "PUT"):
         responses["409"] = {"description": "conflict", "content": _ERROR}
+    # never a traceback: the same JSON error, its details only in the server's log
+    responses["5XX"] = {
+        "description": "a server fault, or a store (metadata, objects) unreachable",
+        "content": _ERROR,
+    }
     op["responses"] = responses
     return op
 

@@ -32,6 +32,7 @@ from ui.api.common import (
     text_field,
 )
 from ui.api.errors import ApiError, bad_request, forbidden, not_found
+from ui.api.openapi import FORM_NAME_SCHEMA
 
 #: object store errors that mean the object is not there: a bucket or key name that no object
 #: can have (the local store checks names first) is simply not there either
@@ -463,10 +464,11 @@ ROUTES = [
             "type": "object",
             "required": ["prefix", "form"],
             "properties": {
-                "prefix": _STR,
-                "form": _STR,
+                "prefix": {"type": "string", "minLength": 1},
+                "form": FORM_NAME_SCHEMA,
                 "values": {"type": "object"},
             },
+            "additionalProperties": False,
         },
         response={
             "type": "object",

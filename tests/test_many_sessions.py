@@ -258,3 +258,24 @@ def test_csv_export_of_a_filtered_set(site: Site) -> None:
     assert [r["id"] for r in rows] == [s.id for s in wanted]
     assert {(r["operator"], r["owner"], r["form"]) for r in rows} == {("Cleo", "bob", "imaging")}
     assert [int(r["samples"]) for r in rows] == [s.values["samples"] for s in wanted]
+
+
+def test_bad_search_input_is_explained(site: Site) -> None:
+    too_many = site.browser.call(
+        "GET", "/sessions?" + urlencode({"where": ["samples>=1"] * 21}, doseq=True)
+    )
+    assert too_many.status == 400 and "where" in too_many.error["fields"]
+    for sort in ("-", "values.", "sessions;drop"):
+        bad = site.browser.call("GET", "/sessions?" + urlencode({"sort": sort}))
+        assert bad.status == 400 and "sort" in bad.error["fields"], (sort, bad.body)
+    # on the page: the bad row says why beside itself, the good one stays, nothing is listed
+    page = site.page(form="assay", where_field=["samples", "operator"], where_op=[">=", "="],
+                     where_value=["lots", "Ann"])  # fmt: skip
+    assert re.search(
+        r'class="condition-error" role="alert">samples: &#39;lots&#39; is not a number', page
+    )
+    assert 'value="Ann"' in page and total_shown(page) == 0 and listed(page) == []
+    # a field sort the chosen form cannot do falls back to newest first, and says so
+    page = site.page(form="assay", sort="objective")
+    assert "Form assay has no field &#39;objective&#39; to sort by." in page
+    assert total_shown(page) == len(site.sessions) // 2

@@ -99,6 +99,9 @@ async def validate_draft(request: web.Request) -> web.StreamResponse:
     return ok({"valid": True, "form": form.name, "version": form.version, "values": clean})
 
 
+#: the most field conditions one search takes (the metadata browser page has the same bound)
+MAX_CONDITIONS = 20
+
 #: the sort names of the fixed columns, as the page and the API spell them
 SORT_COLUMNS: dict[str, SortColumn] = {
     "created": "created",
@@ -142,8 +145,13 @@ async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
         form = await services(request).forms.find(form_name)
         if form is None:
             raise bad_request(f"no form {form_name}", {"form": ["no such form"]})
+    wheres = q.getall("where", [])
+    if len(wheres) > MAX_CONDITIONS:
+        # every condition is evaluated on every candidate session: bound the work one call asks
+        message = f"at most {MAX_CONDITIONS} where conditions"
+        raise bad_request(message, {"where": [message]})
     try:
-        fields = tuple(parse_where(text, form) for text in q.getall("where", []))
+        fields = tuple(parse_where(text, form) for text in wheres)
     except SessionError as exc:
         raise bad_request(str(exc), {"where": [str(exc)]}) from None
     try:

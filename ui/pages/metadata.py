@@ -22,7 +22,7 @@ from policy.forms import Form
 from policy.sessions import SessionError, parse_where
 from policy.store.base import FieldFilter, SessionPage, SessionQuery
 from ui.api.common import services
-from ui.api.sessions import parse_sort, sort_name
+from ui.api.sessions import MAX_CONDITIONS, parse_sort, sort_name
 from ui.pages.common import render, require
 
 PAGE_SIZE = 25
@@ -31,8 +31,6 @@ _STATES = ("open", "closed", "expired")
 OPERATORS = (("=", "is"), ("~", "contains"), (">=", "at least"), ("<=", "at most"))
 #: empty rows offered below the conditions in use, so the page works without JavaScript
 SPARE_ROWS = 2
-#: the most conditions one search takes (a bound on the work one request can ask for)
-MAX_CONDITIONS = 20
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
 
 

@@ -1,11 +1,12 @@
 """schemathesis against the OpenAPI document the gateway serves: every operation, positive and
-negative data, all default checks, signed in as an admin; then a signed-out pass in which every
-protected operation answers 401 with a JSON error, whatever it is sent.
+negative data, all default checks, three times: signed in as an admin (login cookie + CSRF
+header), signed with SigV4 like a script, and signed out (every protected operation answers 401
+with a JSON error, whatever it is sent).
 
 The gateway is real (``minimo serve``). It starts with state (a form, a policy, a bucket, an open
 session with one object, a second user with a personal key) and half of the positive cases name
-those in their path, so generated requests reach the handlers' success paths, not only "not
-found".
+those in their path and body, so generated requests reach the handlers' success paths, not only
+"not found".
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from ui.api.openapi import build_document
 
 #: the admin the fuzzer signs in as. Not the gateway's first admin: that one prepares the state.
 #: The API refuses an admin's change of their own role and their own deletion (it answers 400);
-#: a change of their own password would end the fuzzer's login, so call() never lets a case
-#: name the fuzzer in PATCH /users/{name} (the victim takes its place).
+#: a change of their own password would end the fuzzer's login, so _name_known_things never
+#: lets a case name the fuzzer in /users/{name} (the victim takes its place).
 FUZZER = "fuzzer"
 #: a user the fuzzer may change, delete, and whose key it may revoke
 VICTIM = "victim"
@@ -45,7 +46,7 @@ PASSWORD = "fuzz-password-1234"
 OBJECT_KEY = "fuzz/data.txt"
 #: values that satisfy RUN_FORM
 RUN = {"sample": "S1"}
-#: per operation; ~35 operations, positive and negative cases: about a minute on CI
+#: per operation and pass; ~35 operations, positive and negative: well under a minute on CI
 MAX_EXAMPLES = 12
 
 #: Operations whose input has rules JSON Schema cannot state: a form definition's consistency
@@ -101,8 +102,9 @@ schema = schemathesis.openapi.from_dict(
 )
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
+    deadline=None,  # a real server on a shared CI box: its speed is not what is tested
+    derandomize=True,  # the same cases on every run, so a red CI run can be replayed
+    # "too slow" and "filters too much" are about the generator, not findings about the API
     suppress_health_check=list(HealthCheck),
 )
 

@@ -323,8 +323,8 @@ _SEARCH_PARAMS: tuple[tuple[str, Schema, str], ...] = (
     ("created_to", {"type": "string", "format": "date-time"}, "inclusive"),
     (
         "where",
-        {"type": "array", "items": _STR},
-        "repeatable field condition: FIELD=V, FIELD>=V, FIELD<=V or FIELD~TEXT",
+        {"type": "array", "items": _STR, "maxItems": MAX_CONDITIONS},
+        "repeatable field condition (all must hold): FIELD=V, FIELD>=V, FIELD<=V or FIELD~TEXT",
     ),
     (
         "sort",

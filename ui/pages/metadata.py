@@ -1,9 +1,9 @@
 """The metadata browser: sessions filtered, sorted and paged on the server, with export links.
 
-Field conditions come as repeatable rows (field, operator, value). A submitted filter form sends
-each row as ``where_field`` / ``where_op`` / ``where_value``; every link the page makes (pages,
-sorts, exports) carries them as repeated ``where=FIELD<op>VALUE``, as the JSON API takes them, so
-a link copied from the page works against the API too.
+Field conditions come as repeatable rows (field, operator, value). Every link the page makes
+(pages, sorts, exports) carries them as repeated ``where=FIELD<op>VALUE``, as the JSON API takes
+them, and so does the filter form with JavaScript (metadata.js); without it the form sends each
+row as ``where_field`` / ``where_op`` / ``where_value``, and the page takes both.
 """
 
 from __future__ import annotations

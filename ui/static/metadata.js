@@ -79,6 +79,26 @@ document.addEventListener("DOMContentLoaded", () => {
     addRow().querySelector(".where-field").focus();
   });
 
+  // Send each complete row as one where=FIELD<op>VALUE, as the page's own links and the JSON
+  // API spell conditions, so the address after "Filter" is the one a script would use. A half
+  // filled row goes as it is, so the server can say beside it what is missing.
+  box.closest("form").addEventListener("formdata", (event) => {
+    const data = event.formData;
+    for (const name of ["where_field", "where_op", "where_value"]) data.delete(name);
+    for (const row of rows()) {
+      const field = row.querySelector(".where-field").value.trim();
+      const op = row.querySelector(".where-op").value;
+      const value = row.querySelector(".where-value").value.trim();
+      if (field && value) {
+        data.append("where", field + op + value);
+      } else if (field || value) {
+        data.append("where_field", field);
+        data.append("where_op", op);
+        data.append("where_value", value);
+      }
+    }
+  });
+
   if (formChooser) {
     formChooser.addEventListener("change", () => {
       for (const row of rows()) {

@@ -61,6 +61,9 @@ FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
 RESERVED_FIELD_NAMES = frozenset({"csrf_token"})
 # Form names appear in URLs, CLI arguments and policy files; hyphens are common there.
 FORM_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+#: form names the JSON API uses as fixed paths (/forms/import, /forms/preview): a form so named
+#: could never be read at /forms/{name}
+RESERVED_FORM_NAMES = frozenset({"import", "preview"})
 
 _FORM_KEYS = frozenset({"name", "title", "description", "fields", "version"})
 _FIELD_KEYS = frozenset(
@@ -507,6 +510,8 @@ def _check_name(value: object, pattern: re.Pattern[str], what: str) -> str | Non
         return f"{what} {value!r} must start with a lowercase letter and use only {allowed}"
     if pattern is FIELD_NAME and value in RESERVED_FIELD_NAMES:
         return f"{what} {value!r} is reserved for the web pages; choose another"
+    if pattern is FORM_NAME and value in RESERVED_FORM_NAMES:
+        return f"{what} {value!r} is reserved for the API's /forms/{value}; choose another"
     return None
 
 

@@ -8,7 +8,6 @@ describes the same list.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -28,7 +27,7 @@ from ui.api import (
     users,
 )
 from ui.api.auth import guard
-from ui.api.common import API_PREFIX, API_STATE, ApiState, Route
+from ui.api.common import API_PREFIX, API_STATE, ApiState, Route, router_path
 from ui.api.errors import Handler, error_middleware
 from ui.api.openapi import openapi_route
 from ui.security import cookie_storage
@@ -40,42 +39,6 @@ def all_routes() -> list[Route]:
         routes.extend(module.ROUTES)
     routes.append(openapi_route(routes))
     return routes
-
-
-_PARAM_SEGMENT = re.compile(r"\{([A-Za-z_]+)\}")
-
-
-def _shape(segments: list[str]) -> list[str]:
-    """Path segments with every parameter alike, to compare paths whatever the names."""
-    return ["{}" if segment.startswith("{") else segment for segment in segments]
-
-
-def router_path(route: Route, routes: list[Route]) -> str:
-    """``route.path`` in aiohttp syntax, each parameter refusing its fixed-path siblings.
-
-    Without that, ``/sessions/{id}`` also matched ``/sessions/validate``: OPTIONS there answered
-    405 with ``Allow: GET, POST``, offering the GET of a session called "validate" that the
-    document does not have. Now that URL has exactly the methods the document lists.
-    """
-    segments = route.path.split("/")
-    for index, segment in enumerate(segments):
-        param = _PARAM_SEGMENT.fullmatch(segment)
-        if param is None:
-            continue
-        parent = _shape(segments[:index])
-        literals = sorted(
-            {
-                other[index]
-                for other in (r.path.split("/") for r in routes)
-                if len(other) > index
-                and _shape(other[:index]) == parent
-                and not other[index].startswith("{")
-            }
-        )
-        if literals:
-            reserved = "|".join(re.escape(literal) for literal in literals)
-            segments[index] = f"{{{param.group(1)}:(?!(?:{reserved})(?:/|$))[^/]+}}"
-    return "/".join(segments)
 
 
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]

@@ -8,6 +8,7 @@ the very same list, so the document cannot drift from what is served.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +71,42 @@ class Route:
     session_key_ok: bool = False
     #: media types of the success response
     media: tuple[str, ...] = ("application/json",)
+
+
+_PARAM_SEGMENT = re.compile(r"\{([A-Za-z_]+)\}")
+
+
+def _shape(segments: list[str]) -> list[str]:
+    """Path segments with every parameter alike, to compare paths whatever the names."""
+    return ["{}" if segment.startswith("{") else segment for segment in segments]
+
+
+def router_path(route: Route, routes: list[Route]) -> str:
+    """``route.path`` in aiohttp syntax, each parameter refusing its fixed-path siblings.
+
+    Without that, ``/sessions/{id}`` also matched ``/sessions/validate``: OPTIONS there answered
+    405 with ``Allow: GET, POST``, offering the GET of a session called "validate" that the
+    document does not have. Now that URL has exactly the methods the document lists.
+    """
+    segments = route.path.split("/")
+    for index, segment in enumerate(segments):
+        param = _PARAM_SEGMENT.fullmatch(segment)
+        if param is None:
+            continue
+        parent = _shape(segments[:index])
+        literals = sorted(
+            {
+                other[index]
+                for other in (r.path.split("/") for r in routes)
+                if len(other) > index
+                and _shape(other[:index]) == parent
+                and not other[index].startswith("{")
+            }
+        )
+        if literals:
+            reserved = "|".join(re.escape(literal) for literal in literals)
+            segments[index] = f"{{{param.group(1)}:(?!(?:{reserved})(?:/|$))[^/]+}}"
+    return "/".join(segments)
 
 
 # -- services ------------------------------------------------------------------------------------

@@ -12,14 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from policy.forms import FIELD_NAME, FIELD_TYPES, FORM_NAME
+from policy.forms import FIELD_NAME, FIELD_TYPES, FORM_NAME, MAX_NAME_LENGTH, RESERVED_FORM_NAMES
 
 # the very patterns the services check names with, so the document cannot promise other ones
 from policy.identity import _USER_NAME as USER_NAME
 from policy.passwords import MIN_PASSWORD_LENGTH
 from policy.sessions import _BUCKET as BUCKET_NAME
 from policy.sessions import SESSION_ID
-from ui.api.common import API_PREFIX, Route, Schema
+from ui.api.common import API_PREFIX, Route, Schema, router_path
 from ui.security import COOKIE_NAME, CSRF_HEADER, SAFE_METHODS
 
 _PARAM = re.compile(r"\{([A-Za-z_]+)(?::[^}]*)?\}")
@@ -34,7 +34,11 @@ def anchored(pattern: re.Pattern[str]) -> Schema:
     return {"type": "string", "pattern": f"^(?:{pattern.pattern})$"}
 
 
-FORM_NAME_SCHEMA = anchored(FORM_NAME)
+FORM_NAME_SCHEMA = {
+    **anchored(FORM_NAME),
+    "maxLength": MAX_NAME_LENGTH,
+    "not": {"enum": sorted(RESERVED_FORM_NAMES)},
+}
 USER_NAME_SCHEMA = anchored(USER_NAME)
 PASSWORD_SCHEMA = {"type": "string", "minLength": MIN_PASSWORD_LENGTH}
 
@@ -77,7 +81,7 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["name", "type"],
         "properties": {
-            "name": anchored(FIELD_NAME),
+            "name": {**anchored(FIELD_NAME), "maxLength": MAX_NAME_LENGTH},
             "label": _STR,
             "type": {"enum": list(FIELD_TYPES)},
             "required": {"type": "boolean"},
@@ -216,7 +220,7 @@ def openapi_path(route: Route) -> str:
     return API_PREFIX + _PARAM.sub(lambda m: "{" + m.group(1) + "}", route.path)
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _operation(route: Route, routes: list[Route]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.handler.__name__,
         "summary": route.summary,
@@ -283,6 +287,13 @@ def _operation(route: Route) -> dict[str, Any]:
         responses["404"] = {"description": "not found", "content": _ERROR}
     if route.method in ("POST", "PUT"):
         responses["409"] = {"description": "conflict", "content": _ERROR}
+    if router_path(route, routes) != route.path:
+        # a parameter taking the name of a fixed sibling path reaches that path instead
+        responses["405"] = {
+            "description": "the path names a fixed resource (e.g. /forms/preview) that does not "
+            "allow this method",
+            "content": _ERROR,
+        }
     # never a traceback: the same JSON error, its details only in the server's log
     responses["5XX"] = {
         "description": "a server fault, or a store (metadata, objects) unreachable",
@@ -295,7 +306,7 @@ def _operation(route: Route) -> dict[str, Any]:
 def build_document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(openapi_path(route), {})[route.method.lower()] = _operation(route)
+        paths.setdefault(openapi_path(route), {})[route.method.lower()] = _operation(route, routes)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -40,6 +40,7 @@ FORM_NAME_SCHEMA = {
     "not": {"enum": sorted(RESERVED_FORM_NAMES)},
 }
 USER_NAME_SCHEMA = anchored(USER_NAME)
+BUCKET_NAME_SCHEMA = anchored(BUCKET_NAME)
 PASSWORD_SCHEMA = {"type": "string", "minLength": MIN_PASSWORD_LENGTH}
 
 #: path parameters by (tag, name): what the handlers accept, so generated requests (and
@@ -49,8 +50,8 @@ _PATH_PARAMS: dict[tuple[str, str], Schema] = {
     ("forms", "version"): {"type": "integer", "minimum": 1},
     ("users", "name"): USER_NAME_SCHEMA,
     ("sessions", "id"): anchored(SESSION_ID),
-    ("data", "bucket"): anchored(BUCKET_NAME),
-    ("objects", "bucket"): anchored(BUCKET_NAME),
+    ("data", "bucket"): BUCKET_NAME_SCHEMA,
+    ("objects", "bucket"): BUCKET_NAME_SCHEMA,
     ("objects", "key"): {"type": "string", "minLength": 1},
     ("keys", "access_key"): {"type": "string", "minLength": 1},
 }

@@ -30,6 +30,7 @@ from ui.api.common import (
     text_field,
 )
 from ui.api.errors import ApiError, bad_request, forbidden, not_found
+from ui.api.openapi import BUCKET_NAME_SCHEMA, FORM_NAME_SCHEMA
 
 SESSION_REF = {"$ref": "#/components/schemas/Session"}
 OBJECT_REF = {"$ref": "#/components/schemas/ObjectRecord"}
@@ -84,6 +85,8 @@ async def validate_draft(request: web.Request) -> web.StreamResponse:
     data = await json_body(request)
     name = text_field(data, "form") or ""
     version = data.get("version")
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # JSON has one number type: 2.0 is the integer 2
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise bad_request("version must be an integer", {"version": ["must be an integer"]})
     try:
@@ -306,12 +309,13 @@ _OPEN_BODY = {
     "type": "object",
     "required": ["form", "bucket", "values"],
     "properties": {
-        "form": _STR,
-        "bucket": _STR,
+        "form": FORM_NAME_SCHEMA,
+        "bucket": BUCKET_NAME_SCHEMA,
         "prefix": {"type": "string", "description": "default: '<session id>/'"},
         "values": {"type": "object"},
         "ttl": {"type": "string", "description": "e.g. '8h', '2d'; at most the rule's maximum"},
     },
+    "additionalProperties": False,
 }
 
 _SEARCH_PARAMS: tuple[tuple[str, Schema, str], ...] = (
@@ -371,10 +375,11 @@ ROUTES = [
             "type": "object",
             "required": ["form"],
             "properties": {
-                "form": _STR,
-                "version": {"type": "integer"},
+                "form": FORM_NAME_SCHEMA,
+                "version": {"type": "integer", "minimum": 1},
                 "values": {"type": "object"},
             },
+            "additionalProperties": False,
         },
         response={
             "type": "object",

@@ -41,7 +41,6 @@ from policy.store.base import (
     MAX_PAGE,
     MetadataStore,
     ObjectRecord,
-    SessionQuery,
     SessionRecord,
     WriteIntent,
 )
@@ -467,24 +466,22 @@ class Reconciler:
                 after = page[-1].key
 
     async def _record_buckets(self) -> list[str]:
-        """The buckets whose records to walk: the object store's, plus any a session names.
+        """The buckets whose records to walk: the object store's, plus any holding records.
 
         A bucket deleted behind minimo's back can still hold records (all of them now missing
-        their objects); the sessions are the metadata store's own account of which buckets
-        exist. Only bucket names are kept, so memory stays bounded by the number of buckets.
+        their objects), whether a session names it or its writes went to a scratch area. Only
+        bucket names are kept, so memory stays bounded by the number of buckets.
         """
         if self.bucket is not None:
             return [self.bucket]
         buckets = set(await self._buckets())
-        cursor: str | None = None
+        after = ""
         while True:
-            page = await self.metadata.search_sessions(
-                SessionQuery(limit=self._page_size, cursor=cursor)
-            )
-            buckets.update(session.bucket for session in page.sessions)
-            if page.next_cursor is None or not page.sessions:
+            page = await self.metadata.list_record_buckets(start_after=after, limit=self._page_size)
+            buckets.update(page)
+            if len(page) < self._page_size:
                 break
-            cursor = page.next_cursor
+            after = page[-1]
         return sorted(buckets)
 
     async def _check_record(self, record: ObjectRecord) -> None:

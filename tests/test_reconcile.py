@@ -402,6 +402,40 @@ def test_scratch_record_without_object(stores: Stores) -> None:
     assert summary["consistent"] is True and summary["records_checked"] == 1
 
 
+def test_records_of_a_bucket_deleted_behind_its_back(stores: Stores) -> None:
+    """A scratch bucket (no session names it) deleted straight in the object store: a
+    whole-store reconcile still walks its records and reports every one as missing."""
+    bucket = f"rc-gone-{secrets.token_hex(4)}"
+    with run_gateway(
+        stores.data_dir, upstream=stores.versitygw, mongo_uri=stores.mongo_uri
+    ) as gateway:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=gateway.endpoint,
+            aws_access_key_id=gateway.access_key,
+            aws_secret_access_key=gateway.secret_key,
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket=bucket)
+        for name in ("a.bin", "b.bin"):
+            s3.put_object(Bucket=bucket, Key=f"tmp/{name}", Body=pattern(300, seed=len(name)))
+
+    async def delete_bucket_behind_its_back(metadata: MetadataStore, objects: ObjectStore) -> None:
+        for name in ("a.bin", "b.bin"):
+            await objects.delete_object(bucket, f"tmp/{name}")
+        await objects.delete_bucket(bucket)
+        assert bucket not in [b.name for b in await objects.list_buckets()]
+        assert bucket in await metadata.list_record_buckets()
+
+    stores.run(delete_bucket_behind_its_back)
+    code, findings, _ = stores.reconcile()
+    assert code == 1
+    assert sorted((f.kind, f.key) for f in findings if f.bucket == bucket) == [
+        ("missing_object", "tmp/a.bin"),
+        ("missing_object", "tmp/b.bin"),
+    ]
+
+
 def test_text_output_and_errors(tmp_path: Path) -> None:
     """Without --json: a line per finding and a summary; a wrong data dir is a clear error."""
     data_dir = tmp_path / "data"

@@ -514,6 +514,15 @@ class MetadataStore(ABC):
         none (scratch areas) alike: reconcile needs all of them to find missing objects."""
 
     @abstractmethod
+    async def list_record_buckets(
+        self, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[str]:
+        """The names of buckets holding current records, after ``start_after``, in byte order.
+
+        Reconcile walks these (with the object store's buckets) so that a bucket deleted behind
+        minimo's back still has its records checked, whether or not a session names it."""
+
+    @abstractmethod
     async def session_usage(self, session_id: str) -> tuple[int, int]:
         """(object count, total bytes) of the session's current records."""
 

@@ -875,6 +875,16 @@ class MongoMetadataStore(MetadataStore):
         )
         return [_object(doc) async for doc in found]
 
+    async def list_record_buckets(
+        self, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[str]:
+        if limit <= 0:
+            return []
+        # distinct answers from the bucket_key_unique index on MongoDB; the list is as long as
+        # the number of buckets, which S3 keeps small.
+        names = await self.db[OBJECTS].distinct("bucket", {"bucket": {"$gt": start_after}})
+        return sorted((str(n) for n in names), key=lambda n: n.encode())[:limit]
+
     async def session_usage(self, session_id: str) -> tuple[int, int]:
         # Two queries, not one $group with two accumulators: FerretDB 1.24 fills in only the
         # first accumulator of a $group (the second comes back 0). Under concurrent commits

@@ -864,6 +864,23 @@ class SqliteStore(MetadataStore):
         )
         return [_object(row) for row in rows]
 
+    async def list_record_buckets(
+        self, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[str]:
+        # One primary-key seek per bucket ("the first bucket after X"), not a DISTINCT over
+        # every record: the cost follows the number of buckets, not of objects.
+        buckets: list[str] = []
+        after = start_after
+        while len(buckets) < limit:
+            row = await self._one(
+                "SELECT bucket FROM objects WHERE bucket > ? ORDER BY bucket LIMIT 1", (after,)
+            )
+            if row is None:
+                break
+            after = row[0]
+            buckets.append(after)
+        return buckets
+
     async def session_usage(self, session_id: str) -> tuple[int, int]:
         row = await self._one(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE session_id = ?",

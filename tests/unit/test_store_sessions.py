@@ -616,6 +616,36 @@ def test_list_object_records(with_store) -> None:
     with_store(body)
 
 
+def test_list_record_buckets(with_store) -> None:
+    """The buckets holding current records, in byte order, by page; emptied buckets drop out."""
+
+    async def body(store: MetadataStore) -> None:
+        assert await store.list_record_buckets() == []
+        names = ["raw", "raw2", "a-first", "zz", "cold"]
+        for i, bucket in enumerate(names):
+            for j in range(3):  # several records per bucket: each bucket is listed once
+                await store.begin_write(intent(f"w{i}-{j}", bucket=bucket, key=f"k{j}", sid=None))
+                await store.commit_write(f"w{i}-{j}", record(bucket, f"k{j}", 1, None))
+        for j in range(3):
+            assert await store.delete_object_record("zz", f"k{j}")
+        expected = sorted(set(names) - {"zz"})
+        assert await store.list_record_buckets() == expected
+        seen: list[str] = []
+        after = ""
+        while True:
+            page = await store.list_record_buckets(start_after=after, limit=2)
+            assert len(page) <= 2
+            seen.extend(page)
+            if len(page) < 2:
+                break
+            after = page[-1]
+        assert seen == expected
+        assert await store.list_record_buckets(start_after="raw") == ["raw2"]
+        assert await store.list_record_buckets(limit=0) == []
+
+    with_store(body)
+
+
 def test_stale_intents(with_store) -> None:
     async def body(store: MetadataStore) -> None:
         t = now()

@@ -398,3 +398,31 @@ def _names_no_route(case: schemathesis.Case) -> bool:
     path = case.meta.components.get(ParameterLocation.PATH) if case.meta else None
     values = (case.path_parameters or {}).values()
     return path is not None and path.mode.is_negative and bool(RESERVED_FORM_NAMES & {*values})
+
+
+def test_a_body_too_large_is_the_documented_413(fuzzing: Fuzzing) -> None:
+    """What schemathesis does not send: a body beyond the API's limit (1 MiB), signed in,
+    signed with SigV4 and on the public login."""
+    huge = {"toml": "#" * (2 * 1024 * 1024)}
+    gw = fuzzing.gw
+    replies = [
+        requests.put(
+            gw.endpoint + API + "/policy",
+            json=huge,
+            cookies=fuzzing.cookies,
+            headers={"X-CSRF-Token": fuzzing.csrf},
+            timeout=30,
+        ),
+        requests.put(
+            gw.endpoint + API + "/policy",
+            json=huge,
+            auth=SigV4(gw.access_key, gw.secret_key),
+            timeout=30,
+        ),
+        requests.post(gw.endpoint + API + "/login", json={**huge, "user": "x"}, timeout=30),
+    ]
+    for reply in replies:
+        assert reply.status_code == 413, reply.text
+        assert reply.json()["error"]["code"] == "payload_too_large"
+        operation = schema[reply.request.path_url.split("?")[0]][reply.request.method]
+        operation.validate_response(reply)

@@ -4,26 +4,19 @@ adopted into a new session with ``minimo adopt`` and with the JSON API, against 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 
-from gateway.backends.base import WriteMeta
-from gateway.backends.local import LocalObjectStore
 from gateway.reconcile import STAMP_KEY
 from tests.api.client import Browser
-from tests.contract.helpers import Bytes, pattern
-from tests.servers import REPO, Gateway, Versitygw, run_gateway
+from tests.contract.helpers import pattern
+from tests.helpers import Setup, cli, s3_client
+from tests.servers import Gateway, run_gateway
 
 FORM = {
     "name": "imaging",
@@ -36,89 +29,6 @@ bucket = "*"
 prefix = ""
 forms = ["imaging"]
 """
-
-
-def _s3(endpoint: str, access_key: str, secret_key: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
-
-
-class Setup:
-    """Puts objects into the object store behind minimo's back."""
-
-    def __init__(self, data_dir: Path, upstream: Versitygw | None) -> None:
-        self.data_dir = data_dir
-        self.upstream = upstream
-
-    def put(self, bucket: str, key: str, data: bytes, metadata: dict[str, str]) -> None:
-        if self.upstream is not None:
-            gw = self.upstream
-            _s3(gw.endpoint, gw.access_key, gw.secret_key).put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                ContentType="application/x-run",
-                CacheControl="no-cache",
-                Metadata=metadata,
-            )
-            return
-
-        async def main() -> None:
-            store = LocalObjectStore(self.data_dir / "objects")
-            await store.start()
-            try:
-                meta = WriteMeta(
-                    content_type="application/x-run",
-                    metadata=dict(metadata),
-                    headers={"cache-control": "no-cache"},
-                )
-                await store.put_object(bucket, key, Bytes(data), meta)
-            finally:
-                await store.close()
-
-        asyncio.run(main())
-
-    def create_bucket(self, bucket: str) -> None:
-        if self.upstream is not None:
-            gw = self.upstream
-            _s3(gw.endpoint, gw.access_key, gw.secret_key).create_bucket(Bucket=bucket)
-            return
-
-        async def main() -> None:
-            store = LocalObjectStore(self.data_dir / "objects")
-            await store.start()
-            try:
-                await store.create_bucket(bucket)
-            finally:
-                await store.close()
-
-        asyncio.run(main())
-
-    def store_args(self) -> list[str]:
-        if self.upstream is None:
-            return []
-        gw = self.upstream
-        return [
-            "--s3-endpoint", gw.endpoint,
-            "--s3-access-key", gw.access_key,
-            "--s3-secret-key", gw.secret_key,
-        ]  # fmt: skip
-
-
-def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        check=check,
-        cwd=REPO,
-    )
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -185,7 +95,7 @@ def test_adopt_cli_and_api(world: tuple[Gateway, Setup]) -> None:
         assert {o["content_type"] for o in objects} == {"application/x-run"}
 
     # -- HeadObject shows the stamp, and the object kept its content type and metadata -----------
-    s3 = _s3(gw.endpoint, gw.access_key, gw.secret_key)
+    s3 = s3_client(gw)
     head = s3.head_object(Bucket=bucket, Key="old/a/one.bin")
     assert head["Metadata"] == {"instrument": "scope-7", STAMP_KEY: cli_session}
     assert head["ContentType"] == "application/x-run"

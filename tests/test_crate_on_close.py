@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from tests.api.client import Browser
 from tests.contract.helpers import pattern
+from tests.helpers import s3_client, store_args
 from tests.servers import Gateway, Versitygw, run_gateway
 
 CRATE = "ro-crate-metadata.json"
@@ -46,17 +45,6 @@ forms = ["imaging"]
 """
 
 
-def _s3(endpoint: str, access_key: str, secret_key: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
-
-
 @dataclass
 class World:
     gw: Gateway
@@ -66,17 +54,10 @@ class World:
 
     @property
     def s3(self) -> Any:
-        return _s3(self.gw.endpoint, self.gw.access_key, self.gw.secret_key)
+        return s3_client(self.gw)
 
     def store_args(self) -> list[str]:
-        if self.upstream is None:
-            return []
-        up = self.upstream
-        return [
-            "--s3-endpoint", up.endpoint,
-            "--s3-access-key", up.access_key,
-            "--s3-secret-key", up.secret_key,
-        ]  # fmt: skip
+        return store_args(self.upstream)
 
     def open(self, prefix: str, **values: Any) -> tuple[str, Any]:
         """A new session under ``prefix``: its id and a boto3 client with its session key."""
@@ -87,9 +68,7 @@ class World:
         )
         assert reply.status == 201, reply.body
         key = reply.body["session_key"]
-        return reply.body["session"]["id"], _s3(
-            self.gw.endpoint, key["access_key"], key["secret_key"]
-        )
+        return reply.body["session"]["id"], s3_client(self.gw, key["access_key"], key["secret_key"])
 
     def close(self, session_id: str, body: dict[str, Any] | None = None) -> Any:
         return self.admin.call("POST", f"/sessions/{session_id}/close", body)
@@ -120,7 +99,7 @@ def world(
         admin = Browser(gw.endpoint)
         assert admin.login("admin", gw.admin_password).status == 200
         bucket = f"crate-{secrets.token_hex(4)}"
-        _s3(gw.endpoint, gw.access_key, gw.secret_key).create_bucket(Bucket=bucket)
+        s3_client(gw).create_bucket(Bucket=bucket)
         yield World(gw, upstream, bucket, admin)
 
 

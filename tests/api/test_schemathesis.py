@@ -375,6 +375,16 @@ def test_every_operation_signed_with_sigv4(case: schemathesis.Case, fuzzing: Fuz
 PUBLIC = ["login", "openapi"]
 
 
+def test_only_login_and_the_document_are_public() -> None:
+    public = [
+        operation["operationId"]
+        for item in _document()["paths"].values()
+        for operation in item.values()
+        if operation["security"] == []
+    ]
+    assert sorted(public) == PUBLIC
+
+
 @schema.exclude(operation_id=PUBLIC).parametrize()
 @settings(FUZZ_SETTINGS, max_examples=4)
 def test_every_operation_signed_out(case: schemathesis.Case, fuzzing: Fuzzing) -> None:

@@ -5,6 +5,7 @@ the object store behind minimo's back (data that was there before minimo)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,14 @@ def s3_client(
         region_name="us-east-1",
         config=BotoConfig(s3={"addressing_style": "path"}),
     )
+
+
+def policy_rule(bucket: str, forms: list[str], prefix: str = "", **settings: Any) -> str:
+    """One ``[[rule]]`` of a policy as TOML (rules are joined with blank lines between them);
+    ``settings`` are the rule's other keys, e.g. ``open_sessions=["uploader"]``."""
+    keys = {"bucket": bucket, "prefix": prefix, "forms": forms, **settings}
+    # JSON's strings, lists of strings and booleans are spelt the same in TOML
+    return "[[rule]]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
 
 
 def store_args(upstream: Versitygw | None) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from gateway.reconcile import STAMP_KEY
 from tests.api.client import Browser
 from tests.contract.helpers import pattern
-from tests.helpers import Setup, cli, s3_client
+from tests.helpers import Setup, cli, policy_rule, s3_client
 from tests.servers import Gateway, run_gateway
 
 FORM = {
@@ -23,12 +23,7 @@ FORM = {
     "title": "Imaging run",
     "fields": [{"name": "operator", "type": "text", "required": True}],
 }
-POLICY = """\
-[[rule]]
-bucket = "*"
-prefix = ""
-forms = ["imaging"]
-"""
+POLICY = policy_rule("*", ["imaging"])
 
 
 @pytest.fixture(params=["local", "s3"])

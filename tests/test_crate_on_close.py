@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from tests.api.client import Browser
 from tests.contract.helpers import pattern
-from tests.helpers import s3_client, store_args
+from tests.helpers import policy_rule, s3_client, store_args
 from tests.servers import Gateway, Versitygw, run_gateway
 
 CRATE = "ro-crate-metadata.json"
@@ -31,18 +31,10 @@ FORM = {
     ],
 }
 # Sessions under auto/ get a crate when closed without saying; elsewhere only when asked.
-POLICY = """\
-[[rule]]
-bucket = "*"
-prefix = "auto/"
-forms = ["imaging"]
-ro_crate_on_close = true
-
-[[rule]]
-bucket = "*"
-prefix = ""
-forms = ["imaging"]
-"""
+POLICY = "\n".join([
+    policy_rule("*", ["imaging"], prefix="auto/", ro_crate_on_close=True),
+    policy_rule("*", ["imaging"]),
+])  # fmt: skip
 
 
 @dataclass

@@ -8,10 +8,11 @@ mirror, not necessarily Playwright's CDN.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from playwright.sync_api import Page
 
 from tests.servers import Gateway, run_gateway
 
@@ -25,7 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,43 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-def screenshot(page: object, name: str) -> None:
-    """Save docs/screenshots/NAME.png, only when MINIMO_SCREENSHOTS=1 (the committed ones are
-    refreshed on purpose, not by every test run)."""
-    if os.environ.get("MINIMO_SCREENSHOTS") != "1":
-        return
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Callable[..., Page]]:
+    """Opens pages, each in a fresh context (its own cookies): ``new_page(width=1300)``,
+    ``new_page(javascript=False)``. At teardown every page's Content-Security-Policy violations
+    (collected in ``page.csp_errors``) must be none, so no browser test can forget that check."""
+    opened: list[Page] = []
+
+    def open_page(width: int = 1200, height: int = 900, javascript: bool = True) -> Page:
+        context = browser.new_context(
+            viewport={"width": width, "height": height},
+            java_script_enabled=javascript,
+            accept_downloads=True,
+        )
+        page = context.new_page()
+        page.csp_errors = []  # type: ignore[attr-defined]
+        # A CSP violation shows up only as a console error: collect them.
+        page.on(
+            "console",
+            lambda msg: "Content Security Policy" in msg.text and page.csp_errors.append(msg.text),  # type: ignore[attr-defined]
+        )
+        # Pages ask "are you sure?" before closing a session or revoking a key: say yes.
+        page.on("dialog", lambda dialog: dialog.accept())
+        opened.append(page)
+        return page
+
+    yield open_page
+    violations = {page.url: page.csp_errors for page in opened if page.csp_errors}  # type: ignore[attr-defined]
+    for page in opened:
+        page.context.close()
+    assert not violations, f"Content-Security-Policy violations, by page: {violations}"
+
+
+@pytest.fixture
+def page(new_page: Callable[..., Page]) -> Page:
+    return new_page()
+
+
+@pytest.fixture
+def page_without_js(new_page: Callable[..., Page]) -> Page:
+    return new_page(javascript=False)

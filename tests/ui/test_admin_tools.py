@@ -7,27 +7,20 @@ is refused on the admin pages but manages their own keys.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from playwright.sync_api import Page, expect
 
+from tests.helpers import policy_rule
 from tests.servers import Gateway, read_initial_admin
+from tests.ui.helpers import admin_login, login, prepare, s3
 
 BUCKET = "raw-admin"
 FORM = {"name": "runs", "title": "Runs", "fields": [{"name": "operator", "type": "text"}]}
-GOOD_POLICY = f"""\
-[[rule]]
-bucket = "{BUCKET}"
-prefix = "incoming/"
-forms = ["runs"]
-open_sessions = ["uploader"]
-"""
+GOOD_POLICY = policy_rule(BUCKET, ["runs"], prefix="incoming/", open_sessions=["uploader"])
 # a key no rule has
 BAD_POLICY = f"""\
 [[rule]]
@@ -41,56 +34,8 @@ UPLOADER = ("erin", "erin-password-for-tests")
 
 
 @pytest.fixture(scope="module")
-def site(ui_gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Gateway:
-    gw = ui_gateway
-    work = tmp_path_factory.mktemp("admin-setup")
-    (work / "form.json").write_text(json.dumps(FORM))
-    gw.cli("form", "create", "--file", str(work / "form.json"))
-    gw.cli("user", "add", UPLOADER[0], "--role", "uploader", "--password-stdin",
-           input=UPLOADER[1] + "\n")  # fmt: skip
-    return gw
-
-
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    csp_errors: list[str] = []
-    # A Content-Security-Policy violation shows up as a console error: none may happen.
-    page.on(
-        "console",
-        lambda msg: "Content Security Policy" in msg.text and csp_errors.append(msg.text),
-    )
-    # the revoke button asks for confirmation (static/minimo.js): say yes
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    assert csp_errors == []
-    context.close()
-
-
-def s3(gw: Gateway, access: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=gw.endpoint,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-    )
-
-
-def login(page: Page, gw: Gateway, user: str, password: str) -> None:
-    page.goto(f"{gw.endpoint}/_minimo/")
-    expect(page).to_have_url(re.compile(r"/_minimo/login\?next="))
-    page.fill("#user", user)
-    page.fill("#password", password)
-    page.click("button[type=submit].primary")
-    expect(page.locator(".who")).to_contain_text(user)
-
-
-def admin_login(page: Page, gw: Gateway) -> str:
-    admin = read_initial_admin(gw.data_dir)["user"]
-    login(page, gw, admin, gw.admin_password)
-    return admin
+def site(ui_gateway: Gateway) -> Gateway:
+    return prepare(ui_gateway, forms=[FORM], uploaders=[UPLOADER])
 
 
 def create_key(page: Page) -> tuple[str, str]:

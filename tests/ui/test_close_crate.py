@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.helpers import policy_rule
 from tests.servers import Gateway
-from tests.ui.conftest import screenshot
+from tests.ui.helpers import admin_login, prepare, s3, screenshot
 
 BUCKET = "crate-ui"
 CRATE = "ro-crate-metadata.json"
@@ -25,53 +24,15 @@ FORM = {
     "title": "Imaging run",
     "fields": [{"name": "operator", "label": "Operator", "type": "text", "required": True}],
 }
-POLICY = f"""\
-[[rule]]
-bucket = "{BUCKET}"
-prefix = "auto/"
-forms = ["imaging"]
-ro_crate_on_close = true
-
-[[rule]]
-bucket = "{BUCKET}"
-prefix = ""
-forms = ["imaging"]
-"""
-
-
-def _s3(gw: Gateway, access: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=gw.endpoint,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-    )
+POLICY = "\n".join([
+    policy_rule(BUCKET, ["imaging"], prefix="auto/", ro_crate_on_close=True),
+    policy_rule(BUCKET, ["imaging"]),
+])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def site(ui_gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Gateway:
-    gw = ui_gateway
-    _s3(gw, gw.access_key, gw.secret_key).create_bucket(Bucket=BUCKET)
-    work = tmp_path_factory.mktemp("crate-ui-setup")
-    (work / "form.json").write_text(json.dumps(FORM))
-    gw.cli("form", "create", "--file", str(work / "form.json"))
-    (work / "policy.toml").write_text(POLICY)
-    gw.cli("policy", "set", str(work / "policy.toml"))
-    return gw
-
-
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.csp_errors = []  # type: ignore[attr-defined]
-    page.on(
-        "console",
-        lambda msg: "Content Security Policy" in msg.text and page.csp_errors.append(msg.text),
-    )
-    yield page
-    context.close()
+def site(ui_gateway: Gateway) -> Gateway:
+    return prepare(ui_gateway, buckets=[BUCKET], forms=[FORM], policy=POLICY)
 
 
 def _open(gw: Gateway, prefix: str) -> tuple[str, Any]:
@@ -81,20 +42,11 @@ def _open(gw: Gateway, prefix: str) -> tuple[str, Any]:
         "--set", "operator=Ada", "--json",
     )  # fmt: skip
     out = json.loads(done.stdout)
-    return out["id"], _s3(gw, out["access_key"], out["secret_key"])
-
-
-def _login(page: Page, gw: Gateway) -> None:
-    page.goto(f"{gw.endpoint}/_minimo/login")
-    page.fill("#user", "admin")
-    page.fill("#password", gw.admin_password)
-    page.click("button[type=submit].primary")
-    expect(page).to_have_url(re.compile(r"/_minimo/$"))
+    return out["id"], s3(gw, out["access_key"], out["secret_key"])
 
 
 def _close(page: Page) -> None:
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.click("#close-session")
+    page.click("#close-session")  # it asks first: the page fixture says yes
 
 
 def test_close_with_crate_from_the_session_page(site: Gateway, page: Page, tmp_path: Path) -> None:
@@ -103,7 +55,7 @@ def test_close_with_crate_from_the_session_page(site: Gateway, page: Page, tmp_p
     data = {"run1/a.tif": b"\x00\x01 pixels", "run1/notes/b.txt": b"notes"}
     for key, body in data.items():
         as_session.put_object(Bucket=BUCKET, Key=key, Body=body)
-    _login(page, gw)
+    admin_login(page, gw)
 
     # -- the box names where the crate goes; off by default under this rule
     page.goto(f"{gw.endpoint}/_minimo/sessions/{session_id}")
@@ -138,12 +90,11 @@ def test_close_with_crate_from_the_session_page(site: Gateway, page: Page, tmp_p
         assert files[key.removeprefix("run1/")]["sha256"] == hashlib.sha256(body).hexdigest()
     values = [e for e in crate["@graph"] if e["@type"] == "PropertyValue"]
     assert [(v["name"], v["value"]) for v in values] == [("Operator", "Ada")]
-    assert not page.csp_errors  # type: ignore[attr-defined]
 
 
 def test_policy_ticks_the_box_and_a_users_file_is_kept(site: Gateway, page: Page) -> None:
     gw = site
-    _login(page, gw)
+    admin_login(page, gw)
 
     # -- ro_crate_on_close = true pre-ticks the box
     auto_id, _ = _open(gw, "auto/run2/")
@@ -159,7 +110,7 @@ def test_policy_ticks_the_box_and_a_users_file_is_kept(site: Gateway, page: Page
     expect(page.locator("#close-error")).to_contain_text("never overwrites")
     expect(page.locator("#session-state")).to_have_text("open")
     expect(page.locator("#close-ro-crate")).to_be_checked()
-    got = _s3(gw, gw.access_key, gw.secret_key).get_object(Bucket=BUCKET, Key=f"own/{CRATE}")
+    got = s3(gw).get_object(Bucket=BUCKET, Key=f"own/{CRATE}")
     assert got["Body"].read() == b'{"mine": true}'
 
     # -- unticked, it closes without a crate

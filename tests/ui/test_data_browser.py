@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import boto3
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.helpers import Setup, cli, policy_rule
 from tests.servers import Gateway, read_initial_admin, run_gateway, run_versitygw
-from tests.test_adopt import Setup, cli
-from tests.ui.conftest import screenshot
+from tests.ui.helpers import admin_login, browse_to, field, login, prepare, s3, screenshot
 
 BUCKET = "legacy-ui"
 FORM = {
@@ -34,13 +33,7 @@ FORM = {
         {"name": "samples", "label": "Samples", "type": "integer", "min": 1},
     ],
 }  # fmt: skip
-POLICY = f"""\
-[[rule]]
-bucket = "{BUCKET}"
-prefix = ""
-forms = ["imaging"]
-open_sessions = ["uploader"]
-"""
+POLICY = policy_rule(BUCKET, ["imaging"], open_sessions=["uploader"])
 UPLOADER = ("uma", "uma-password-for-tests")
 # keys as people name folders: spaces, non-ASCII letters, nested folders
 OLD = {
@@ -51,57 +44,14 @@ OLD = {
 ELSEWHERE = "2020/kept/unlinked.bin"
 
 
-def s3(gw: Gateway, access: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=gw.endpoint,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-    )
-
-
 @pytest.fixture(scope="module")
-def site(ui_gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Gateway:
-    gw = ui_gateway
-    s3(gw, gw.access_key, gw.secret_key).create_bucket(Bucket=BUCKET)
-    work = tmp_path_factory.mktemp("data-browser-setup")
-    (work / "form.json").write_text(json.dumps(FORM))
-    gw.cli("form", "create", "--file", str(work / "form.json"))
-    (work / "policy.toml").write_text(POLICY)
-    gw.cli("policy", "set", str(work / "policy.toml"))
-    gw.cli("user", "add", UPLOADER[0], "--role", "uploader", "--password-stdin",
-           input=UPLOADER[1] + "\n")  # fmt: skip
+def site(ui_gateway: Gateway) -> Gateway:
+    gw = prepare(ui_gateway, buckets=[BUCKET], forms=[FORM], policy=POLICY, uploaders=[UPLOADER])
     # straight into the local object store: no record, no session stamp
     behind_our_back = Setup(gw.data_dir, None)
     for key, body in {**OLD, ELSEWHERE: b"left alone"}.items():
         behind_our_back.put(BUCKET, key, body, {"origin": "old-lab-server"})
     return gw
-
-
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.csp_errors = []  # type: ignore[attr-defined]
-    page.on(
-        "console",
-        lambda msg: "Content Security Policy" in msg.text and page.csp_errors.append(msg.text),
-    )
-    yield page
-    context.close()
-
-
-def login(page: Page, gw: Gateway, user: str, password: str) -> None:
-    page.goto(f"{gw.endpoint}/_minimo/login")
-    page.fill("#user", user)
-    page.fill("#password", password)
-    page.click("button[type=submit].primary")
-    expect(page.locator("h1")).to_have_text(f"Hello, {user}")
-
-
-def field(page: Page, name: str) -> Any:
-    return page.locator(f'.field[data-field="{name}"]')
 
 
 def object_url(gw: Gateway, key: str) -> str:
@@ -110,15 +60,11 @@ def object_url(gw: Gateway, key: str) -> str:
 
 def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page) -> None:
     gw = site
-    login(page, gw, read_initial_admin(gw.data_dir)["user"], gw.admin_password)
+    admin_login(page, gw)
     key = "2019/old runs/a b.bin"
 
     # -- Data -> bucket -> prefixes -> the object: it has no metadata
-    page.click('header nav a:text-is("Data")')
-    page.click(f'#buckets a:text-is("{BUCKET}")')
-    page.click('#listing a:text-is("2019/")')
-    page.click('#listing a:text-is("old runs/")')
-    expect(page.locator("#crumbs")).to_contain_text(f"Data / {BUCKET} / 2019 / old runs")
+    browse_to(page, BUCKET, "2019/old runs/")
     row = page.locator(f'#listing tr.object[data-key="{key}"]')
     expect(row).to_contain_text("no metadata")
     row.locator("a.object-link").click()
@@ -211,12 +157,11 @@ def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page
     page.click("#adopt-submit")
     expect(page.locator("#adopted-count")).to_have_text("0 objects")
     expect(page.locator("#skipped")).to_contain_text("already recorded")
-    assert not page.csp_errors  # type: ignore[attr-defined]
 
 
 def test_unknown_object_and_bucket_are_friendly(site: Gateway, page: Page) -> None:
     gw = site
-    login(page, gw, read_initial_admin(gw.data_dir)["user"], gw.admin_password)
+    admin_login(page, gw)
     response = page.goto(object_url(gw, "2019/no such thing.bin"))
     assert response is not None and response.status == 404
     expect(page.locator("h1")).to_have_text("Not found")
@@ -326,8 +271,8 @@ def test_object_store_down_is_a_clear_page(
         # the form exists before serve puts the policy naming it in force
         cli(data_dir, "form", "create", "--file", str(data_dir / "form.json"))
         with run_gateway(data_dir, upstream=upstream, policy=POLICY) as gw:
-            s3(gw, gw.access_key, gw.secret_key).create_bucket(Bucket=BUCKET)
-            login(page, gw, read_initial_admin(gw.data_dir)["user"], gw.admin_password)
+            s3(gw).create_bucket(Bucket=BUCKET)
+            admin_login(page, gw)
             page.goto(f"{gw.endpoint}/_minimo/data/{BUCKET}/adopt?prefix=old/")
             expect(page.locator("#adopt-form")).to_be_visible()
             upstream_stack.close()  # the S3 server goes away

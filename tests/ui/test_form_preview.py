@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.servers import Gateway, read_initial_admin
-from tests.ui.conftest import screenshot
+from tests.servers import Gateway
+from tests.ui.helpers import admin_login, field, login, prepare, screenshot
 
 UPLOADER = ("uma", "uma-password-for-tests")
 DRAFT = {
@@ -56,52 +57,12 @@ def pretty(definition: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def site(ui_gateway: Gateway) -> Gateway:
-    ui_gateway.cli("user", "add", UPLOADER[0], "--role", "uploader", "--password-stdin",
-                   input=UPLOADER[1] + "\n")  # fmt: skip
-    return ui_gateway
-
-
-def new_page(browser: Any, **options: Any) -> tuple[Any, Page, list[str]]:
-    context = browser.new_context(viewport={"width": 1300, "height": 1000}, **options)
-    page = context.new_page()
-    csp_errors: list[str] = []
-    # A Content-Security-Policy violation shows up as a console error: none may happen.
-    page.on(
-        "console",
-        lambda msg: "Content Security Policy" in msg.text and csp_errors.append(msg.text),
-    )
-    return context, page, csp_errors
+    return prepare(ui_gateway, uploaders=[UPLOADER])
 
 
 @pytest.fixture
-def page(browser: Any) -> Any:
-    context, page, csp_errors = new_page(browser)
-    yield page
-    assert csp_errors == []
-    context.close()
-
-
-@pytest.fixture
-def page_without_js(browser: Any) -> Any:
-    context, page, _ = new_page(browser, java_script_enabled=False)
-    yield page
-    context.close()
-
-
-def login(page: Page, gw: Gateway, user: str, password: str) -> None:
-    page.goto(f"{gw.endpoint}/_minimo/login")
-    page.fill("#user", user)
-    page.fill("#password", password)
-    page.click("button[type=submit].primary")
-    expect(page.locator(".who")).to_contain_text(user)
-
-
-def admin_login(page: Page, gw: Gateway) -> None:
-    login(page, gw, read_initial_admin(gw.data_dir)["user"], gw.admin_password)
-
-
-def field(page: Page, name: str) -> Any:
-    return page.locator(f'#preview-form .field[data-field="{name}"]')
+def page(new_page: Callable[..., Page]) -> Page:
+    return new_page(width=1300, height=1000)  # room for the preview beside the definition
 
 
 def test_live_preview_while_typing(site: Gateway, page: Page) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import csv
 import io
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from playwright.sync_api import Page, expect
 from policy.store import open_metadata_store
 from tests.servers import Gateway
 from tests.test_many_sessions import newest_first, planted, populate, sorted_by
-from tests.ui.conftest import screenshot
+from tests.ui.helpers import admin_login, screenshot
 
 COUNT = 400
 PAGE = 25
@@ -39,24 +40,8 @@ def site(ui_gateway: Gateway) -> Gateway:
 
 
 @pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1300, "height": 900})
-    page = context.new_page()
-    page.csp_errors = []  # type: ignore[attr-defined]
-    page.on(
-        "console",
-        lambda msg: "Content Security Policy" in msg.text and page.csp_errors.append(msg.text),
-    )
-    yield page
-    context.close()
-
-
-def login(page: Page, gw: Gateway) -> None:
-    page.goto(f"{gw.endpoint}/_minimo/sessions")
-    page.fill("#user", "admin")
-    page.fill("#password", gw.admin_password)
-    page.click("button[type=submit].primary")
-    expect(page).to_have_url(re.compile(r"/_minimo/sessions$"))
+def page(new_page: Callable[..., Page]) -> Page:
+    return new_page(width=1300)  # the table with the form's field columns
 
 
 def listed(page: Page) -> list[str]:
@@ -80,7 +65,7 @@ def test_two_conditions_sort_page_and_export(site: Gateway, page: Page) -> None:
         if s.form_name == "assay" and "n" in s.values["operator"] and s.values["samples"] >= 300
     ]
     assert len(matching) > 2 * PAGE  # enough for a second page
-    login(page, gw)
+    admin_login(page, gw, start="sessions")
 
     # -- choosing a form turns the field boxes into lists of its fields
     page.select_option("#filter-form", "assay")
@@ -134,4 +119,3 @@ def test_two_conditions_sort_page_and_export(site: Gateway, page: Page) -> None:
     assert [r["id"] for r in table] == ascending
     assert all(r["form"] == "assay" and "n" in r["operator"] for r in table)
     assert min(int(r["samples"]) for r in table) >= 300
-    assert page.csp_errors == []  # type: ignore[attr-defined]

@@ -13,15 +13,23 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from playwright.sync_api import Page, expect
 
+from tests.helpers import policy_rule
 from tests.servers import Gateway, read_initial_admin
-from tests.ui.conftest import screenshot
+from tests.ui.helpers import (
+    admin_login,
+    browse_to,
+    field,
+    login,
+    prepare,
+    s3,
+    screenshot,
+    submit_login,
+)
 
 BUCKET = "raw-ui"
 PREFIX = "2026/run7/"
@@ -44,65 +52,14 @@ FORM = {
         {"name": "started", "type": "datetime"},
     ],
 }  # fmt: skip
-POLICY = f"""\
-[[rule]]
-bucket = "{BUCKET}"
-prefix = ""
-forms = ["imaging"]
-open_sessions = ["uploader"]
-"""
+POLICY = policy_rule(BUCKET, ["imaging"], open_sessions=["uploader"])
 UPLOADER = ("carol", "carol-password-for-tests")
 BIG = os.urandom(20 * 1024 * 1024 + 1)  # over the 16 MiB multipart threshold: 3 parts
 
 
 @pytest.fixture(scope="module")
-def site(ui_gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Gateway:
-    gw = ui_gateway
-    s3(gw, gw.access_key, gw.secret_key).create_bucket(Bucket=BUCKET)
-    work = tmp_path_factory.mktemp("ui-setup")
-    (work / "form.json").write_text(json.dumps(FORM))
-    gw.cli("form", "create", "--file", str(work / "form.json"))
-    (work / "policy.toml").write_text(POLICY)
-    gw.cli("policy", "set", str(work / "policy.toml"))
-    gw.cli("user", "add", UPLOADER[0], "--role", "uploader", "--password-stdin",
-           input=UPLOADER[1] + "\n")  # fmt: skip
-    return gw
-
-
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.csp_errors = []  # type: ignore[attr-defined]
-    # A Content-Security-Policy violation shows up as a console error: none may happen.
-    page.on(
-        "console",
-        lambda msg: "Content Security Policy" in msg.text and page.csp_errors.append(msg.text),
-    )
-    yield page
-    context.close()
-
-
-def s3(gw: Gateway, access: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=gw.endpoint,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-    )
-
-
-def login(page: Page, gw: Gateway, user: str, password: str) -> None:
-    page.goto(f"{gw.endpoint}/_minimo/")
-    expect(page).to_have_url(re.compile(r"/_minimo/login\?next="))
-    page.fill("#user", user)
-    page.fill("#password", password)
-    page.click("button[type=submit].primary")
-
-
-def field(page: Page, name: str) -> Any:
-    return page.locator(f'.field[data-field="{name}"]')
+def site(ui_gateway: Gateway) -> Gateway:
+    return prepare(ui_gateway, buckets=[BUCKET], forms=[FORM], policy=POLICY, uploaders=[UPLOADER])
 
 
 def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: Path) -> None:
@@ -112,7 +69,7 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     # -- sign in: a wrong password is refused on the page, then the right one lands on home
     page.goto(f"{gw.endpoint}/_minimo/")
     screenshot(page, "login")
-    login(page, gw, admin, "not-the-password")
+    submit_login(page, gw, admin, "not-the-password")
     expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
     expect(page.locator("#user")).to_have_value(admin)
     login(page, gw, admin, gw.admin_password)
@@ -217,7 +174,7 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     assert Path(saved).read_bytes() == b"plate one"
     assert got.value.suggested_filename == "notes.txt"
     # the big file went in parts (a multipart ETag names its part count)
-    head = s3(gw, gw.access_key, gw.secret_key).head_object(Bucket=BUCKET, Key=PREFIX + "BIG.bin")
+    head = s3(gw).head_object(Bucket=BUCKET, Key=PREFIX + "BIG.bin")
     assert head["ETag"].strip('"').endswith("-3")
     # a key outside the scope cannot even be asked for
     refused = page.request.post(
@@ -228,11 +185,7 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     assert refused.status == 400
 
     # -- the data browser walks bucket -> prefixes -> the object, and back to its session
-    page.click('header nav a:text-is("Data")')
-    page.click(f'#buckets a:text-is("{BUCKET}")')
-    page.click('#listing a:text-is("2026/")')
-    page.click('#listing a:text-is("run7/")')
-    expect(page.locator("#crumbs")).to_contain_text(f"Data / {BUCKET} / 2026 / run7")
+    browse_to(page, BUCKET, PREFIX)
     obj = page.locator(f'#listing tr.object[data-key="{PREFIX}image-001.tif"]')
     expect(obj).to_contain_text(hashlib.sha256(body).hexdigest())
     obj.locator("a.session-link").click()
@@ -280,8 +233,7 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
 
     # -- close it (the page asks first); the key stops working
     page.goto(f"{gw.endpoint}/_minimo/sessions/{session_id}")
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.click("#close-session")
+    page.click("#close-session")  # the page fixture says yes
     expect(page.locator("#session-state")).to_have_text("closed")
     expect(page.locator("#close-session")).to_have_count(0)
     with pytest.raises(ClientError) as refused_write:
@@ -291,7 +243,6 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     # -- a POST without the form's CSRF token is refused
     refused = page.request.post(f"{gw.endpoint}/_minimo/logout", form={"csrf_token": "forged"})
     assert refused.status == 403
-    assert not page.csp_errors  # type: ignore[attr-defined]
 
     # -- sign out: back to the login page, and pages need a login again
     page.click("header form.logout button")
@@ -318,7 +269,7 @@ def test_uploader_refused_on_admin_page(site: Gateway, page: Page) -> None:
 
 def test_admin_forms_and_users(site: Gateway, page: Page) -> None:
     gw = site
-    login(page, gw, read_initial_admin(gw.data_dir)["user"], gw.admin_password)
+    admin_login(page, gw)
     page.goto(f"{gw.endpoint}/_minimo/admin/")
     page.click("#admin-forms")
     # a bad definition: every problem listed, the text kept for fixing
@@ -361,9 +312,9 @@ def test_admin_forms_and_users(site: Gateway, page: Page) -> None:
 def test_login_rate_limit(site: Gateway, page: Page) -> None:
     # Five failures per (user, address) are allowed; the sixth attempt waits, even when right.
     for _ in range(5):
-        login(page, site, UPLOADER[0] + "x", "wrong")
+        submit_login(page, site, UPLOADER[0] + "x", "wrong")
         expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
-    login(page, site, UPLOADER[0] + "x", "wrong")
+    submit_login(page, site, UPLOADER[0] + "x", "wrong")
     expect(page.locator("#login-error")).to_contain_text("Too many failed sign-ins")
 
 

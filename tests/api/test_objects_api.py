@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from tests.api.client import Browser
+from tests.helpers import Setup
 from tests.servers import Gateway
-from tests.test_adopt import Setup
 
 BUCKET = "legacy-api"
 FORM = {

@@ -436,3 +436,15 @@ def test_a_body_too_large_is_the_documented_413(fuzzing: Fuzzing) -> None:
         assert reply.json()["error"]["code"] == "payload_too_large"
         operation = schema[reply.request.path_url.split("?")[0]][reply.request.method]
         operation.validate_response(reply)
+
+
+def test_a_version_that_is_no_ascii_number_is_a_400(fuzzing: Fuzzing) -> None:
+    """ "²" passes str.isdigit() but not int(): the version check answered 500."""
+    for version in ("²", "٣", "0"):
+        reply = requests.get(
+            f"{fuzzing.gw.endpoint}{API}/forms/run/versions/{version}",
+            cookies=fuzzing.cookies,
+            timeout=30,
+        )
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"]["fields"] == {"version": ["not a number"]}

@@ -45,7 +45,8 @@ def _definition_error(exc: FormDefinitionError) -> ApiError:
 
 def _version(request: web.Request) -> int:
     raw = request.match_info["version"]
-    if not raw.isdigit() or int(raw) < 1:
+    # isascii too: str.isdigit() is also true for "²", which int() refuses (that was a 500)
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise bad_request("the version must be a positive integer", {"version": ["not a number"]})
     return int(raw)
 

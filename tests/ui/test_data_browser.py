@@ -90,9 +90,9 @@ def test_walk_to_an_object_link_existing_data_and_back(site: Gateway, page: Page
         expect(page.locator("#unlinked-keys")).to_contain_text(old_key)
     # the only form policy allows there is chosen; a required field left empty is refused by
     # the server (the browser's own check switched off) with the error beside that field
+    screenshot(page, "link-existing-data")
     page.select_option("#f-instrument", "widefield")
     page.fill("#f-samples", "4")
-    screenshot(page, "link-existing-data")
     page.eval_on_selector("#adopt-form", "form => { form.noValidate = true; }")
     page.click("#adopt-submit")
     expect(field(page, "operator").locator(".field-errors")).to_be_visible()

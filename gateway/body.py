@@ -58,7 +58,7 @@ def _parse_length(value: str | None, header: str) -> int | None:
     if value is None:
         return None
     value = value.strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit()
         raise S3Error("InvalidArgument", f"The {header} header must be a non-negative integer.")
     return int(value)
 

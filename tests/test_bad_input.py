@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from unittest import mock
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import pytest
 from awscrt import checksums as crt_checksums
@@ -893,3 +893,17 @@ def test_upload_part_without_length(raw: Client, s3, bucket: str) -> None:
     s3_error(reply, "MissingContentLength", 411)
     assert s3.list_parts(Bucket=bucket, Key=key, UploadId=upload).get("Parts", []) == []
     s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+
+
+def test_non_ascii_digits_are_no_numbers(raw: Client, s3, bucket: str) -> None:
+    """A "²" passes str.isdigit() but not int(): presign lifetimes and Expires answered 500."""
+    key = new_key()
+    s3.put_object(Bucket=bucket, Key=key, Body=b"readable")
+    v4 = presign(raw, "GET", f"/{bucket}/{key}", expires=300).replace(
+        "X-Amz-Expires=300", "X-Amz-Expires=%C2%B2"
+    )
+    s3_error(raw.send("GET", v4, {}), "AuthorizationQueryParametersError", 400)
+    path, _, query = presign_v2(raw, "GET", f"/{bucket}/{key}", expires=300).partition("?")
+    params = [(k, "\u00b2" if k == "Expires" else v) for k, v in parse_qsl(query)]
+    v2 = f"{path}?{urlencode(params)}"
+    s3_error(raw.send("GET", v2, {}), "AccessDenied", 403)

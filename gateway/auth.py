@@ -432,7 +432,8 @@ async def _presigned_v4(
 
 def _parse_expires(value: str, error: str) -> int:
     # isascii: str.isdigit() is also true for "²", which int() refuses (that was a 500)
-    if not (value.isascii() and value.isdigit()):
+    # (and int() refuses more than 4300 digits: a week fits in far fewer)
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
         raise S3Error(error, "X-Amz-Expires should be a number of seconds.")
     expires = int(value)
     if expires > MAX_PRESIGN_EXPIRES:
@@ -488,7 +489,7 @@ async def _presigned_v2(
 ) -> AuthContext:
     params = dict(raw_query_pairs(request))
     expires = params.get("Expires", "")
-    if not (expires.isascii() and expires.isdigit()):
+    if not (expires.isascii() and expires.isdigit()) or len(expires) > 20:
         raise S3Error(
             "AccessDenied",
             "Query-string authentication requires the Signature, Expires and AWSAccessKeyId "

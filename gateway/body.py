@@ -58,7 +58,8 @@ def _parse_length(value: str | None, header: str) -> int | None:
     if value is None:
         return None
     value = value.strip()
-    if not (value.isascii() and value.isdigit()):  # "²" is a digit to isdigit()
+    # "²" is a digit to isdigit(), and int() refuses more than 4300 digits
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
         raise S3Error("InvalidArgument", f"The {header} header must be a non-negative integer.")
     return int(value)
 

@@ -448,3 +448,10 @@ def test_a_version_that_is_no_ascii_number_is_a_400(fuzzing: Fuzzing) -> None:
         )
         assert reply.status_code == 400, reply.text
         assert reply.json()["error"]["fields"] == {"version": ["not a number"]}
+    # more digits than int() reads (4300) is simply no such version
+    reply = requests.get(
+        f"{fuzzing.gw.endpoint}{API}/forms/run/versions/{'9' * 5000}",
+        cookies=fuzzing.cookies,
+        timeout=30,
+    )
+    assert reply.status_code == 404, reply.text

@@ -46,9 +46,11 @@ def _definition_error(exc: FormDefinitionError) -> ApiError:
 def _version(request: web.Request) -> int:
     raw = request.match_info["version"]
     # isascii too: str.isdigit() is also true for "²", which int() refuses (that was a 500)
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw[:20]) < 1:
         raise bad_request("the version must be a positive integer", {"version": ["not a number"]})
-    return int(raw)
+    # int() refuses more than 4300 digits (a 500); no store holds a version past 64 bits, and
+    # the catalog answers "no such version" for one
+    return int(raw) if len(raw) <= 20 else 2**64
 
 
 def _version_json(version: FormVersion) -> dict[str, Any]:

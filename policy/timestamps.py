@@ -13,3 +13,18 @@ def utc_text(value: datetime) -> str:
 def utc_text_or_none(value: datetime | None) -> str | None:
     """:func:`utc_text`, with None for "never" (a session not closed, a key not revoked)."""
     return None if value is None else utc_text(value)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 date or date-time as an aware datetime in UTC (no zone: UTC).
+
+    ValueError for anything else, including instants that exist only in their own zone
+    (``0001-01-01T00:00+14:00`` is before year 1 in UTC; converting it overflows).
+    """
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text} is out of range in UTC") from None

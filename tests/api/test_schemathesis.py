@@ -455,3 +455,28 @@ def test_a_version_that_is_no_ascii_number_is_a_400(fuzzing: Fuzzing) -> None:
         timeout=30,
     )
     assert reply.status_code == 404, reply.text
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/audit", "since"),
+        ("/audit", "until"),
+        ("/sessions", "created_from"),
+        ("/sessions/export", "created_to"),
+    ],
+)
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_an_instant_outside_utc_years_is_a_400(
+    fuzzing: Fuzzing, path: str, name: str, instant: str
+) -> None:
+    """Valid RFC 3339, but before year 1 or after 9999 once in UTC: converting it overflowed
+    (a 500)."""
+    reply = requests.get(
+        fuzzing.gw.endpoint + API + path,
+        params={name: instant},
+        cookies=fuzzing.cookies,
+        timeout=30,
+    )
+    assert reply.status_code == 400, reply.text
+    assert list(reply.json()["error"]["fields"]) == [name]

@@ -26,7 +26,7 @@ from policy.store.base import (
     SessionRecord,
     UserRecord,
 )
-from policy.timestamps import utc_text_or_none
+from policy.timestamps import parse_instant, utc_text_or_none
 from ui.api.errors import ApiError, bad_request
 from ui.security import LoginLimiter
 
@@ -233,11 +233,12 @@ def query_time(request: web.Request, name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_instant(raw)
     except ValueError:
-        message = "must be an ISO 8601 date or date-time, e.g. 2026-01-31T12:00:00Z"
+        message = (
+            "must be an ISO 8601 date or date-time in years 1-9999 (UTC), e.g. 2026-01-31T12:00:00Z"
+        )
         raise bad_request(f"{name} {message}", {name: [message]}) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def created(body: Any) -> web.Response:

@@ -8,7 +8,7 @@ so a change made on a page is indistinguishable from one made with a script.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from policy.audit import event_json
 from policy.identity import IdentityError
 from policy.principal import Role
 from policy.rules import PolicyError
+from policy.timestamps import parse_instant
 from ui.api.common import role_allows, services
 from ui.pages.common import check_csrf, render, require
 
@@ -134,12 +135,11 @@ def _parse_time(name: str, raw: str, problems: list[str]) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        # a time without a zone is read as UTC, the zone the table shows
+        return parse_instant(raw)
     except ValueError:
         problems.append(f"{name}: give an ISO 8601 date or date-time, e.g. 2026-01-31T12:00")
         return None
-    # a time without a zone is read as UTC, the zone the table shows
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def audit_page(request: web.Request) -> web.StreamResponse:

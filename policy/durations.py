@@ -28,14 +28,19 @@ def parse_duration(text: str) -> timedelta:
             f"bad duration {text!r}: use whole numbers with units d, h, m, s, e.g. '7d', '12h', "
             "'1d12h'"
         )
-    seconds = sum(
-        int(group) * factor
-        for group, factor in zip(match.groups(), _UNITS.values(), strict=True)
-        if group is not None
-    )
-    if seconds <= 0:
-        raise DurationError(f"bad duration {text!r}: must be longer than zero")
-    return timedelta(seconds=seconds)
+    try:
+        seconds = sum(
+            int(group) * factor
+            for group, factor in zip(match.groups(), _UNITS.values(), strict=True)
+            if group is not None
+        )
+        if seconds <= 0:
+            raise DurationError(f"bad duration {text!r}: must be longer than zero")
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError) as exc:  # beyond timedelta, or int()'s 4300 digits
+        if isinstance(exc, DurationError):
+            raise
+        raise DurationError(f"bad duration {text!r}: far too long") from None
 
 
 def format_duration(value: timedelta) -> str:

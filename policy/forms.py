@@ -35,7 +35,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
@@ -283,7 +283,14 @@ def _parse_datetime(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip().upper())
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        # values are compared and stored in UTC: 0001-01-01T00:00+14:00 has no UTC instant
+        parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+    return parsed
 
 
 # jsonschema's own "date-time" checker needs the optional rfc3339-validator package and silently

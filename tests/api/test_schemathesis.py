@@ -480,3 +480,17 @@ def test_an_instant_outside_utc_years_is_a_400(
     )
     assert reply.status_code == 400, reply.text
     assert list(reply.json()["error"]["fields"]) == [name]
+
+
+@pytest.mark.parametrize("ttl", ["99999999999d", "9" * 5000 + "h"])
+def test_a_ttl_beyond_any_clock_is_a_400(fuzzing: Fuzzing, ttl: str) -> None:
+    """Well-formed but past timedelta (or int()'s 4300 digits): opening answered 500."""
+    reply = requests.post(
+        fuzzing.gw.endpoint + API + "/sessions",
+        json={"form": "run", "bucket": "raw", "values": RUN, "ttl": ttl},
+        cookies=fuzzing.cookies,
+        headers={"X-CSRF-Token": fuzzing.csrf},
+        timeout=30,
+    )
+    assert reply.status_code == 400, reply.text
+    assert "far too long" in reply.json()["error"]["message"]

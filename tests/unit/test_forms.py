@@ -576,6 +576,9 @@ DATE_CASES: list[Case] = [
     (DATETIME, datetime(2026, 5, 1, 8), NEED_ZONE),
     (DATETIME, "2026-11-25", NEED_ZONE),
     (DATETIME, "2026-11-25T25:00Z", NEED_ZONE),
+    # valid ISO 8601, but no instant in UTC (before year 1 / after 9999): was an OverflowError
+    (DATETIME, "0001-01-01T00:00:00+14:00", NEED_ZONE),
+    (DATETIME, "9999-12-31T23:59:59-14:00", NEED_ZONE),
     (DATETIME, "2027-01-01T00:30:00+01:00", "2026-12-31T23:30:00Z"),
     (DATETIME, "2027-01-01T00:30:00Z", err("must be on or before 2026-12-31T23:59:59Z")),
     (DATETIME, "2026-01-01T00:30:00+01:00", err("must be on or after 2026-01-01T00:00:00Z")),

@@ -427,6 +427,8 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
         "0s",
         "0d0h",
         "1d 2h",
+        "99999999999d",  # beyond timedelta: was an OverflowError
+        "1" * 5000 + "s",  # beyond int()'s 4300 digits: was a ValueError of another kind
     ],
 )
 def test_parse_duration_refuses(text: str) -> None:

@@ -552,6 +552,17 @@ class MetadataStore(ABC):
     async def delete_multipart(self, upload_id: str) -> bool:
         """Forget a completed or aborted upload; returns whether it was known."""
 
+    # -- ended logins (sign-out of the browser login cookie) ------------------------------------
+    @abstractmethod
+    async def end_login(self, login_id: str, user: str, expires: datetime) -> None:
+        """Record that the login ``login_id`` of ``user`` was signed out; its cookie dies by
+        itself at ``expires``, after which the record may be purged. Ending an ended login
+        again changes nothing. Each call also purges records whose ``expires`` has passed."""
+
+    @abstractmethod
+    async def login_ended(self, login_id: str) -> bool:
+        """Whether ``login_id`` was signed out (and its record not yet purged)."""
+
     # -- audit ---------------------------------------------------------------------------------
     @abstractmethod
     async def append_audit(self, event: AuditEvent) -> AuditEvent:

@@ -93,6 +93,8 @@ OBJECT_HISTORY = "object_history"
 KEY_CLAIMS = "key_claims"
 MULTIPART_UPLOADS = "multipart_uploads"
 AUDIT = "audit"
+#: one document per signed-out login, unique by login id; purged once the cookie has expired
+ENDED_LOGINS = "ended_logins"
 
 #: how often a versioned insert retries after losing to a concurrent writer; each loss means
 #: another writer took a version, so this bounds concurrent editors of one form, not time
@@ -461,6 +463,12 @@ class MongoMetadataStore(MetadataStore):
         await db[MULTIPART_UPLOADS].create_index(
             [("upload_id", ASCENDING)], unique=True, name="upload_id_unique"
         )
+        await db[ENDED_LOGINS].create_index(
+            [("login_id", ASCENDING)], unique=True, name="login_id_unique"
+        )
+        # Purged by end_login rather than a TTL index: FerretDB on SQLite has no TTL monitor to
+        # rely on, and the purge is one indexed delete.
+        await db[ENDED_LOGINS].create_index([("expires", ASCENDING)], name="expires")
         await db[AUDIT].create_index([("time", ASCENDING), ("_id", ASCENDING)], name="time")
         for name in ("principal", "action"):
             await db[AUDIT].create_index(
@@ -941,6 +949,23 @@ class MongoMetadataStore(MetadataStore):
     async def delete_multipart(self, upload_id: str) -> bool:
         result = await self.db[MULTIPART_UPLOADS].delete_one({"upload_id": upload_id})
         return result.deleted_count > 0
+
+    # -- ended logins --------------------------------------------------------------------------
+    async def end_login(self, login_id: str, user: str, expires: datetime) -> None:
+        logins = self.db[ENDED_LOGINS]
+        await logins.delete_many({"expires": {"$lt": datetime.now(UTC)}})
+        # An upsert that only sets on insert: ending an ended login again changes nothing. Two
+        # processes upserting at once may both try to insert; the loser's duplicate is the same
+        # fact, so it is not an error.
+        with contextlib.suppress(DuplicateKeyError):
+            await logins.update_one(
+                {"login_id": login_id},
+                {"$setOnInsert": {"login_id": login_id, "user": user, "expires": _utc(expires)}},
+                upsert=True,
+            )
+
+    async def login_ended(self, login_id: str) -> bool:
+        return await self.db[ENDED_LOGINS].find_one({"login_id": login_id}, _NO_ID) is not None
 
     # -- audit ---------------------------------------------------------------------------------
     async def append_audit(self, event: AuditEvent) -> AuditEvent:

@@ -190,6 +190,16 @@ MIGRATIONS: list[Sequence[str]] = [
             f"CREATE INDEX sessions_by_{name}_newest ON sessions ({column}, created DESC, id DESC)",
         )
     ),
+    # Signed-out logins: a copied login cookie is refused once its login id is here. Rows are
+    # purged once the cookie would have expired anyway (the index makes that purge cheap).
+    (
+        """CREATE TABLE ended_logins (
+            login_id TEXT NOT NULL PRIMARY KEY,
+            user TEXT NOT NULL,
+            expires TEXT NOT NULL
+        )""",
+        "CREATE INDEX ended_logins_by_expires ON ended_logins (expires)",
+    ),
 ]
 
 _USER_COLUMNS = "name, role, password_hash, created, deleted"
@@ -936,6 +946,21 @@ class SqliteStore(MetadataStore):
         row = await self._one(
             "DELETE FROM multipart_uploads WHERE upload_id = ? RETURNING 1", (upload_id,)
         )
+        return row is not None
+
+    # -- ended logins --------------------------------------------------------------------------
+    async def end_login(self, login_id: str, user: str, expires: datetime) -> None:
+        await self.db.execute(
+            "DELETE FROM ended_logins WHERE expires < ?", (_ts(datetime.now(UTC)),)
+        )
+        await self.db.execute(
+            "INSERT INTO ended_logins (login_id, user, expires) VALUES (?, ?, ?)"
+            " ON CONFLICT (login_id) DO NOTHING",
+            (login_id, user, _ts(expires)),
+        )
+
+    async def login_ended(self, login_id: str) -> bool:
+        row = await self._one("SELECT 1 FROM ended_logins WHERE login_id = ?", (login_id,))
         return row is not None
 
     # -- audit ---------------------------------------------------------------------------------

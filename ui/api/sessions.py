@@ -122,7 +122,7 @@ def parse_sort(text: str) -> dict[str, Any]:
     a leading ``-`` sorts descending, ``+`` or nothing ascending.
     """
     descending = text.startswith("-")
-    name = text.lstrip("-+")
+    name = text[1:] if text[:1] in ("-", "+") else text  # one sign: "--created" is no name
     if name.startswith("values."):
         return {"sort_field": name.removeprefix("values."), "descending": descending}
     if name in SORT_COLUMNS:
@@ -327,14 +327,19 @@ _SEARCH_PARAMS: tuple[tuple[str, Schema, str], ...] = (
     ("created_to", {"type": "string", "format": "date-time"}, "inclusive"),
     (
         "where",
-        {"type": "array", "items": _STR, "maxItems": MAX_CONDITIONS},
+        {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*(>=|<=|=|~)"},
+            "maxItems": MAX_CONDITIONS,
+        },
         "repeatable field condition (all must hold): FIELD=V, FIELD>=V, FIELD<=V or FIELD~TEXT",
     ),
     (
         "sort",
-        _STR,
+        {"type": "string", "pattern": r"^([-+]?(values\.)?[a-z][a-z0-9_]*)?$"},
         "'created', 'owner', 'bucket', 'form' or a field name ('values.NAME' for a field named "
-        "like a column); prefix '-' for descending (default '-created'); ties newest first",
+        "like a column); prefix '-' for descending (absent or empty: '-created'); ties newest "
+        "first",
     ),
     ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
     ("offset", {"type": "integer", "minimum": 0}, "skip matches (ignored with cursor)"),

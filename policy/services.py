@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from policy.audit import Auditor
 from policy.catalog import FormService, PolicyService
 from policy.identity import IdentityService
+from policy.logins import LoginService
 from policy.sessions import SessionService
 from policy.store.base import MetadataStore
 
@@ -24,6 +25,7 @@ class Services:
     forms: FormService
     policies: PolicyService
     sessions: SessionService
+    logins: LoginService
 
     @classmethod
     def build(cls, identity: IdentityService) -> Services:
@@ -33,7 +35,7 @@ class Services:
         forms = FormService(store, auditor)
         policies = PolicyService(store, forms, auditor)
         sessions = SessionService(store, identity, policies, forms, auditor)
-        return cls(store, identity, auditor, forms, policies, sessions)
+        return cls(store, identity, auditor, forms, policies, sessions, LoginService(store))
 
     @classmethod
     def around(cls, sessions: SessionService) -> Services:
@@ -45,4 +47,7 @@ class Services:
             sessions.forms,
             sessions.policies,
             sessions,
+            # Sign-outs are not the write path's business: this process's one login cache lives
+            # in the Services the API keeps (ui.api.common.services builds this once).
+            LoginService(sessions.store),
         )

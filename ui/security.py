@@ -8,10 +8,15 @@
   box or the other way round. The cookie is HttpOnly, SameSite=Lax, Secure when minimo serves
   TLS, scoped to ``/_minimo/``, and dies ``LOGIN_MAX_AGE_SECONDS`` after login (Fernet's TTL is
   checked server-side, whatever the browser does with Max-Age).
-- **Stateless logout caveat**: the cookie is the whole session (DESIGN.md decision 2: nothing
-  only in process memory), so logging out clears the browser's copy; a stolen copy stays valid
-  until it expires, unless the user's password changes (the cookie carries a fingerprint of the
-  password hash, checked on every request) or the user is deleted or loses the role.
+- **Sign-out**: every login gets a random login id (``policy.logins``), kept inside the
+  cookie. Signing out records the id as ended in the metadata store (DESIGN.md decision 2:
+  nothing only in process memory), and every cookie-authenticated request refuses an ended login
+  like an expired one, so a copied cookie stops working too. Bound: other gateway processes
+  cache "not ended" for at most 2 s per login, so they refuse it within 2 s; the process that
+  signed out refuses it at once. Cookies without a login id (minted before this existed) are
+  refused: sign in again. A login also ends when the user's password changes (the cookie
+  carries a fingerprint of the password hash, checked on every request) or the user is deleted
+  or loses the role.
 - **CSRF**: a random token is minted at login and kept inside the encrypted cookie; every
   state-changing request authenticated by the cookie must echo it in ``X-CSRF-Token``. Requests
   signed with SigV4 carry no cookie authority and need no token.
@@ -36,11 +41,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from policy.crypto import load_or_create_key
+from policy.logins import LOGIN_MAX_AGE_SECONDS
 
 COOKIE_NAME = "minimo_login"
 COOKIE_PATH = "/_minimo/"
-#: a login lasts a working day; then the user signs in again
-LOGIN_MAX_AGE_SECONDS = 12 * 3600
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_SECONDS = 60.0

@@ -33,6 +33,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway import appkeys
 from gateway.auth import authenticate
 from gateway.errors import S3Error
+from policy.logins import new_login_id
 from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal
 from ui.api.common import (
@@ -107,12 +108,23 @@ async def _from_signature(request: web.Request) -> Principal:
     return auth.principal
 
 
+#: the cookie's key for the login id (see policy.logins): what signing out ends
+LOGIN_ID = "login"
+
+
 async def _from_cookie(request: web.Request) -> Principal | None:
     session = await get_session(request)
     name = session.get("user")
     if not isinstance(name, str):
         return None
-    user = await services(request).identity.get_user(name)
+    svc = services(request)
+    login_id = session.get(LOGIN_ID)
+    # A cookie without a login id predates sign-out records and could never be ended: refused
+    # like an expired one (its user simply signs in again).
+    if not isinstance(login_id, str) or not login_id or await svc.logins.is_ended(login_id):
+        session.invalidate()
+        return None
+    user = await svc.identity.get_user(name)
     # Read the user every time: a deleted user, a new role or a new password applies at once.
     if (
         user is None
@@ -122,6 +134,21 @@ async def _from_cookie(request: web.Request) -> Principal | None:
         session.invalidate()
         return None
     return Principal(user=user.name, role=user.role)
+
+
+async def sign_out(request: web.Request, who: Principal) -> None:
+    """End the cookie's login on every gateway process, audit it and clear the cookie.
+
+    The one sign-out behind the API's ``/logout`` and the page's Sign out button. A cookie
+    without a login id or an ended one never gets here (:func:`_from_cookie` refuses it), and
+    ending an ended login again is harmless anyway.
+    """
+    session = await get_session(request)
+    login_id = session.get(LOGIN_ID)
+    if isinstance(login_id, str) and login_id:
+        await services(request).logins.end(login_id, who.user)
+    session.invalidate()
+    await services(request).auditor.ok(who, "logout", "ui")
 
 
 def guard(route: Route) -> Handler:
@@ -224,6 +251,7 @@ async def sign_in(request: web.Request, user: str, password: str) -> tuple[Princ
     session["user"] = who.user
     session["pwv"] = password_fingerprint(record.password_hash)
     session["csrf"] = new_csrf_token()
+    session[LOGIN_ID] = new_login_id()
     await svc.auditor.ok(who, "login", f"user:{who.user}", ip=ip)
     return who, session["csrf"]
 
@@ -248,9 +276,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     if request.get(AUTH_VIA) == "cookie":
-        session = await get_session(request)
-        session.invalidate()
-        await services(request).auditor.ok(principal(request), "logout", "ui")
+        await sign_out(request, principal(request))
     return ok({"logged_out": True})
 
 
@@ -309,7 +335,8 @@ ROUTES = [
         "POST",
         "/logout",
         logout,
-        "Sign out (clears the login cookie)",
+        "Sign out: ends this login on every gateway (a copy of the cookie is refused too, "
+        "within 2 s on other gateway processes) and clears the login cookie",
         "reader",
         "auth",
         response={"type": "object", "properties": {"logged_out": {"type": "boolean"}}},

@@ -15,12 +15,12 @@ from policy.rocrate import crate_key
 from policy.sessions import SessionError, is_session_id
 from policy.store.base import SessionRecord
 from ui.api import rocrate
-from ui.api.auth import LoginFailed, LoginRateLimited, sign_in
+from ui.api.auth import LoginFailed, LoginRateLimited, sign_in, sign_out
 from ui.api.browse import allowed_forms
 from ui.api.common import services
 from ui.api.errors import ApiError
 from ui.pages import admin, data, metadata
-from ui.pages.common import PageError, check_csrf, render, require, safe_next
+from ui.pages.common import PageError, check_csrf, current_user, render, require, safe_next
 from ui.pages.fields import display_values, input_value, values_from_post
 from ui.pages.snippets import snippets
 from ui.pages.upload import upload_urls
@@ -68,12 +68,15 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
-    await check_csrf(request, form)
-    who = await require(request)
-    (await get_session(request)).invalidate()
-    await services(request).auditor.ok(who, "logout", "ui")
-    raise web.HTTPSeeOther(str(request.app.router["login"].url_for()))
+    login_page_url = str(request.app.router["login"].url_for())
+    who = await current_user(request)
+    if who is None:
+        # Signed out already (another tab, or the login was ended elsewhere): nothing to end, so
+        # no CSRF check is needed, and the user lands where signing out would have taken them.
+        raise web.HTTPSeeOther(login_page_url)
+    await check_csrf(request, await request.post())
+    await sign_out(request, who)
+    raise web.HTTPSeeOther(login_page_url)
 
 
 # -- home ----------------------------------------------------------------------------------------

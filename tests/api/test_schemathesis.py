@@ -160,8 +160,8 @@ def fuzzing(fuzz_gw: Gateway) -> Fuzzing:
         region_name="us-east-1",
     )
     session_s3.put_object(Bucket="raw", Key=OBJECT_KEY, Body=b"fuzzed")
-    # requests, not the urllib Browser: the fuzzer's cookie goes to every case explicitly, so a
-    # generated POST /logout (its Set-Cookie clears the cookie) cannot sign the fuzzer out
+    # requests, not the urllib Browser: the fuzzer's cookie goes to every case explicitly; a
+    # generated POST /logout ends this login on the server, so _restore_state signs in again
     login = requests.post(
         fuzz_gw.endpoint + API + "/login", json={"user": FUZZER, "password": PASSWORD}, timeout=30
     )
@@ -217,13 +217,32 @@ _RESTORE = {
 }
 
 
+def _sign_in_again(fuzzing: Fuzzing) -> None:
+    """A generated POST /logout that succeeded ended the fuzzer's login on the server (every
+    copy of its cookie is refused after it): the cases after it need a fresh login."""
+    if requests.get(fuzzing.gw.endpoint + API + "/me", cookies=fuzzing.cookies, timeout=30).ok:
+        return
+    login = requests.post(
+        fuzzing.gw.endpoint + API + "/login",
+        json={"user": FUZZER, "password": PASSWORD},
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    fuzzing.cookies = dict(login.cookies)
+    fuzzing.csrf = login.json()["csrf_token"]
+
+
 def _restore_state(case: schemathesis.Case, fuzzing: Fuzzing) -> None:
     """Put back the policy and the form "run" after a case replaced them.
 
     Otherwise the first accepted PUT /policy (an empty TOML is a valid policy: no rules) leaves
     every later POST /sessions refused, and their success paths unfuzzed.
     """
-    restore = _RESTORE.get(case.operation.definition.raw.get("operationId", ""))
+    operation = case.operation.definition.raw.get("operationId", "")
+    if operation == "logout":
+        _sign_in_again(fuzzing)
+        return
+    restore = _RESTORE.get(operation)
     if restore is None:
         return
     method, path, body = restore

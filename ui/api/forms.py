@@ -309,6 +309,8 @@ ROUTES = [
                 "name": {"type": "string", "description": "the form's name, with import_text"},
                 "values": {"type": "object", "description": "values to check against the draft"},
             },
+            "oneOf": [{"required": ["definition"]}, {"required": ["import_text", "name"]}],
+            "additionalProperties": False,
         },
         response={
             "type": "object",

@@ -49,7 +49,9 @@ def test_adopt_cli_and_api(world: tuple[Gateway, Setup]) -> None:
         "old/b/three.bin": pattern(5000, seed=3),
     }
     for key, body in data.items():
-        setup.put(bucket, key, body, {"instrument": "scope-7"})
+        # one carries the mark of a crate minimo generated, which only minimo may set
+        forged = {"minimo-generated": "ro-crate"} if key == "old/a/two.bin" else {}
+        setup.put(bucket, key, body, {"instrument": "scope-7", **forged})
     store_args = setup.store_args()
 
     # -- the CLI adopts old/a/ -------------------------------------------------------------------
@@ -95,6 +97,8 @@ def test_adopt_cli_and_api(world: tuple[Gateway, Setup]) -> None:
     assert head["Metadata"] == {"instrument": "scope-7", STAMP_KEY: cli_session}
     assert head["ContentType"] == "application/x-run"
     assert head["CacheControl"] == "no-cache"
+    forged = s3.head_object(Bucket=bucket, Key="old/a/two.bin")
+    assert forged["Metadata"] == {"instrument": "scope-7", STAMP_KEY: cli_session}
     got = s3.get_object(Bucket=bucket, Key="old/b/three.bin")
     assert got["Body"].read() == data["old/b/three.bin"]
     assert got["Metadata"][STAMP_KEY] == api_session

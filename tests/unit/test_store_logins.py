@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from policy.logins import LoginService, new_login_id
 from policy.store import MetadataStore
 from tests.unit import test_store as contract
 
@@ -82,5 +83,32 @@ def test_another_process_sees_an_ended_login(
             assert await other.login_ended(mine)
         finally:
             await other.close()
+
+    with_store(body)
+
+
+def test_the_login_service_ends_at_once_here_and_caches_not_ended_briefly(
+    open_store: contract.Opener, with_store: RunStoreTest
+) -> None:
+    async def body(store: MetadataStore) -> None:
+        here = LoginService(store)
+        other_store = await open_store()
+        try:
+            # another process that trusts "not ended" for an hour, to see the cache at work
+            patient = LoginService(other_store, cache_seconds=3600)
+            eager = LoginService(other_store, cache_seconds=0)
+            mine = new_login_id()
+            assert len(mine) >= 22  # >= 128 bits of url-safe base64
+            assert not await here.is_ended(mine)
+            assert not await patient.is_ended(mine)
+            await here.end(mine, "alice")
+            await here.end(mine, "alice")  # twice: harmless
+            # the process that ended it forgets its cached "not ended" at once
+            assert await here.is_ended(mine)
+            # another process re-reads the store once its cached answer is too old
+            assert await eager.is_ended(mine)
+            assert not await patient.is_ended(mine)
+        finally:
+            await other_store.close()
 
     with_store(body)

@@ -26,7 +26,7 @@ from ui.api.browse import (
 )
 from ui.api.common import services
 from ui.pages.common import PageError, check_csrf, render, require
-from ui.pages.fields import display_values, input_value, values_from_post
+from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 
 DATA_PAGE = 100
 #: object store errors that mean "there is no such bucket" (a name no bucket can have is one)
@@ -273,9 +273,7 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
             request.config_dict[OBJECT_STORE], svc, who, bucket, prefix, form.name, values
         )
     except FormValidationError as exc:
-        names = {f.name for f in form.fields}
-        errors = {k: v for k, v in exc.errors.items() if k in names}
-        general = [m for k, v in exc.errors.items() if k not in names for m in v]
+        errors, general = split_errors(form, exc)
     except SessionError as exc:
         if str(exc).startswith("no bucket"):
             raise PageError(404, f"There is no bucket {bucket}.") from None

@@ -11,7 +11,7 @@ from typing import Any
 
 from multidict import MultiDictProxy
 
-from policy.forms import Field, Form
+from policy.forms import Field, Form, FormValidationError
 
 # a datetime-local value: no offset (browsers send "2026-11-25T14:30" or with seconds)
 _NAIVE_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
@@ -67,3 +67,11 @@ def display_values(form: Form, values: dict[str, Any]) -> dict[str, Any]:
             value = value[:19]
         shown[field.name] = value
     return shown
+
+
+def split_errors(form: Form, exc: FormValidationError) -> tuple[dict[str, list[str]], list[str]]:
+    """A validation failure as (errors shown beside each field, messages for the whole form)."""
+    names = {f.name for f in form.fields}
+    beside = {k: v for k, v in exc.errors.items() if k in names}
+    general = [m for k, v in exc.errors.items() if k not in names for m in v]
+    return beside, general

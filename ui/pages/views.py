@@ -21,7 +21,7 @@ from ui.api.common import services
 from ui.api.errors import ApiError
 from ui.pages import admin, data, metadata
 from ui.pages.common import PageError, check_csrf, current_user, render, require, safe_next
-from ui.pages.fields import display_values, input_value, values_from_post
+from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 from ui.pages.snippets import snippets
 from ui.pages.upload import upload_urls
 
@@ -147,9 +147,7 @@ async def new_session_submit(request: web.Request) -> web.StreamResponse:
             who, form.name, bucket, prefix or None, values
         )
     except FormValidationError as exc:
-        names = {f.name for f in form.fields}
-        errors = {k: v for k, v in exc.errors.items() if k in names}
-        general = [m for k, v in exc.errors.items() if k not in names for m in v]
+        errors, general = split_errors(form, exc)
     except SessionError as exc:
         general = [str(exc)]
     else:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -267,7 +268,7 @@ def test_uploader_refused_on_admin_page(site: Gateway, page: Page) -> None:
     expect(page).to_have_url(f"{gw.endpoint}/_minimo/login")
 
 
-def test_admin_forms_and_users(site: Gateway, page: Page) -> None:
+def test_admin_forms_and_users(site: Gateway, page: Page, new_page: Callable[..., Page]) -> None:
     gw = site
     admin_login(page, gw)
     page.goto(f"{gw.endpoint}/_minimo/admin/")
@@ -301,12 +302,26 @@ def test_admin_forms_and_users(site: Gateway, page: Page) -> None:
     row = page.locator('#users tr[data-user="dora"]')
     expect(row).to_contain_text("dora")
     row.locator("select[name=role]").select_option("uploader")
-    row.locator("button", has_text="Set").click()
+    row.get_by_role("button", name="Set", exact=True).click()
     expect(page.locator('#users tr[data-user="dora"] select[name=role]')).to_have_value("uploader")
     page.click("header form.logout button")
     login(page, gw, "dora", password)
     expect(page.locator("h1")).to_have_text("Hello, dora")
     expect(page.locator(".who")).to_have_text("dora (uploader)")
+
+    # the admin resets dora's password from another browser: the new one is shown once, dora's
+    # login made with the old one ends, and only the new password signs in
+    admin_page = new_page()
+    admin_login(admin_page, gw, "admin/users")
+    admin_page.locator('#users tr[data-user="dora"] button.reset-password').click()
+    new_password = admin_page.locator("#reset-password").inner_text()
+    assert new_password and new_password != password
+    expect(admin_page.locator("#user-reset")).to_contain_text("dora")
+    page.reload()
+    expect(page).to_have_url(re.compile(r"/_minimo/login\?next="))
+    submit_login(page, gw, "dora", password)
+    expect(page.locator("#login-error")).to_be_visible()
+    login(page, gw, "dora", new_password)
 
 
 def test_login_rate_limit(site: Gateway, page: Page) -> None:

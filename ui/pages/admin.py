@@ -25,6 +25,7 @@ from multidict import MultiDictProxy
 from policy.catalog import CatalogError
 from policy.forms import Form, FormDefinitionError
 from policy.identity import IdentityError
+from policy.passwords import generate_password
 from ui.api.common import services
 from ui.api.forms import Draft, as_saved, draft_from_import, draft_from_json, value_errors
 from ui.pages import admin_tools
@@ -252,6 +253,7 @@ async def _users_page(
         "roles": ROLES,
         "problem": None,
         "created": None,
+        "reset": None,
         "name": "",
     }
     return await render(request, "admin_users.html", {**base, **context}, status)
@@ -283,6 +285,13 @@ async def users_submit(request: web.Request) -> web.StreamResponse:
         elif action == "delete":
             await svc.identity.delete_user(name)
             await svc.auditor.ok(who, "user.delete", f"user:{name}")
+        elif action == "reset":
+            # a new generated password, shown on this answer only; the user's logins end with
+            # the old password (the login cookie carries its fingerprint)
+            password = generate_password()
+            await svc.identity.set_password(name, password)
+            await svc.auditor.ok(who, "user.password", f"user:{name}")
+            return await _users_page(request, reset={"name": name, "password": password})
         else:
             raise IdentityError("unknown action")
     except (IdentityError, ValueError) as exc:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
+from gateway.cli_stores import S3Options, s3_options
 from gateway.config import Config
 from policy.crypto import SecretKeyError
 from policy.identity import IdentityError, IdentityService
@@ -147,10 +148,7 @@ def main() -> None:
     envvar="MINIMO_REGION",
     help="The region clients sign for.",
 )
-@click.option("--s3-endpoint", envvar="MINIMO_S3_ENDPOINT", help="Store objects at this S3 URL.")
-@click.option("--s3-access-key", envvar="MINIMO_S3_ACCESS_KEY")
-@click.option("--s3-secret-key", envvar="MINIMO_S3_SECRET_KEY")
-@click.option("--s3-region", default="us-east-1", show_default=True, envvar="MINIMO_S3_REGION")
+@s3_options("Store objects at this S3 URL.")
 @click.option("--tls", is_flag=True, envvar="MINIMO_TLS", help="Serve HTTPS.")
 @click.option(
     "--tls-cert",
@@ -205,10 +203,7 @@ def serve(
     secret_key_file: Path | None,
     listen: str,
     region: str,
-    s3_endpoint: str | None,
-    s3_access_key: str | None,
-    s3_secret_key: str | None,
-    s3_region: str,
+    s3: S3Options,
     tls: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -227,10 +222,7 @@ def serve(
         host, port = parse_listen(listen)
     except ServeError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
-    if s3_endpoint and not (s3_access_key and s3_secret_key):
-        raise click.UsageError("--s3-endpoint needs --s3-access-key and --s3-secret-key")
-    if not s3_endpoint and (s3_access_key or s3_secret_key):
-        raise click.UsageError("--s3-access-key/--s3-secret-key need --s3-endpoint")
+    s3.check()
     if (tls_cert or tls_key) and not tls:
         tls = True  # giving a certificate can only mean HTTPS
     config = Config(
@@ -238,10 +230,10 @@ def serve(
         listen_host=host,
         listen_port=port,
         region=region,
-        s3_endpoint=s3_endpoint or None,
-        s3_access_key=s3_access_key,
-        s3_secret_key=s3_secret_key,
-        s3_region=s3_region,
+        s3_endpoint=s3.endpoint or None,
+        s3_access_key=s3.access_key,
+        s3_secret_key=s3.secret_key,
+        s3_region=s3.region,
         tls=tls,
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -14,7 +14,13 @@ from pathlib import Path
 import click
 
 from gateway.cli_meta import _parse_sets
-from gateway.cli_reconcile import DataDirOption, MakeConfig, existing_stores_config, s3_options
+from gateway.cli_stores import (
+    DataDirOption,
+    MakeConfig,
+    S3Options,
+    existing_stores_config,
+    s3_options,
+)
 from gateway.config import Config
 from gateway.errors import S3Error
 from policy.forms import FormValidationError
@@ -44,7 +50,7 @@ def register(main: click.Group, data_dir_option: DataDirOption, make_config: Mak
     help="The admin who owns the new session and is recorded as the objects' principal.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (session id and counts).")
-@s3_options
+@s3_options()
 def adopt(
     bucket: str,
     prefix: str,
@@ -52,25 +58,14 @@ def adopt(
     sets: tuple[str, ...],
     as_user: str,
     as_json: bool,
-    s3_endpoint: str | None,
-    s3_access_key: str | None,
-    s3_secret_key: str | None,
-    s3_region: str,
+    s3: S3Options,
     data_dir: Path,
     secret_key_file: Path | None,
 ) -> None:
     """Link objects under BUCKET/PREFIX that have no metadata to a new session."""
     values = _parse_sets(sets)
     assert _make_config is not None, "gateway.cli_adopt.register() was not called"
-    config = existing_stores_config(
-        _make_config,
-        data_dir,
-        secret_key_file,
-        s3_endpoint=s3_endpoint,
-        s3_access_key=s3_access_key,
-        s3_secret_key=s3_secret_key,
-        s3_region=s3_region,
-    )
+    config = existing_stores_config(_make_config, data_dir, secret_key_file, s3)
     try:
         out = asyncio.run(_adopt(config, as_user, bucket, prefix, form_name, values))
     except FormValidationError as exc:

@@ -29,7 +29,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from gateway.cli_reconcile import existing_stores_config, s3_options
+from gateway.cli_stores import S3Options, existing_stores_config, s3_options
 from gateway.errors import S3Error
 from gateway.session_crate import CloseResult
 from policy.audit import event_json, operator_name
@@ -453,16 +453,13 @@ def session_open(
     "ro_crate_on_close of the policy rule covering its scope).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the session and ro_crate).")
-@s3_options
+@s3_options()
 def session_close(
     session_id: str,
     as_user: str | None,
     ro_crate: bool | None,
     as_json: bool,
-    s3_endpoint: str | None,
-    s3_access_key: str | None,
-    s3_secret_key: str | None,
-    s3_region: str,
+    s3: S3Options,
     data_dir: Path,
     secret_key_file: Path | None,
 ) -> None:
@@ -472,15 +469,7 @@ def session_close(
     options must name the server's (--s3-endpoint... when it keeps objects in S3).
     """
     assert _make_config is not None, "gateway.cli_meta.register() was not called"
-    config = existing_stores_config(
-        _make_config,
-        data_dir,
-        secret_key_file,
-        s3_endpoint=s3_endpoint,
-        s3_access_key=s3_access_key,
-        s3_secret_key=s3_secret_key,
-        s3_region=s3_region,
-    )
+    config = existing_stores_config(_make_config, data_dir, secret_key_file, s3)
 
     async def action(s: Services) -> CloseResult:
         from gateway.backends import open_object_store

@@ -19,66 +19,25 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from gateway.cli_stores import (
+    DataDirOption,
+    MakeConfig,
+    S3Options,
+    existing_stores_config,
+    s3_options,
+)
 from gateway.config import Config
 from gateway.errors import S3Error
 from gateway.reconcile import FINDING_KINDS, Finding, Reconciler, Summary
 from policy.durations import DurationError, parse_duration
 
-DataDirOption = Callable[[Callable[..., Any]], Callable[..., Any]]
-MakeConfig = Callable[[Path, Path | None], Config]
-
 _make_config: MakeConfig | None = None
-
-
-def s3_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--s3-endpoint/--s3-access-key/--s3-secret-key/--s3-region``, as ``serve`` has them, for
-    commands that must reach the same object store as the server."""
-    f = click.option(
-        "--s3-region", default="us-east-1", show_default=True, envvar="MINIMO_S3_REGION"
-    )(f)
-    f = click.option("--s3-secret-key", envvar="MINIMO_S3_SECRET_KEY")(f)
-    f = click.option("--s3-access-key", envvar="MINIMO_S3_ACCESS_KEY")(f)
-    return click.option(
-        "--s3-endpoint",
-        envvar="MINIMO_S3_ENDPOINT",
-        help="The S3 object store the server uses (default: DATA_DIR/objects).",
-    )(f)
-
-
-def existing_stores_config(
-    make_config: MakeConfig,
-    data_dir: Path,
-    secret_key_file: Path | None,
-    *,
-    s3_endpoint: str | None,
-    s3_access_key: str | None,
-    s3_secret_key: str | None,
-    s3_region: str,
-) -> Config:
-    """The Config of a command that works on a server's existing stores (reconcile, adopt):
-    the object store options checked as a pair, and the metadata store required to exist."""
-    if s3_endpoint and not (s3_access_key and s3_secret_key):
-        raise click.UsageError("--s3-endpoint needs --s3-access-key and --s3-secret-key")
-    if not s3_endpoint and (s3_access_key or s3_secret_key):
-        raise click.UsageError("--s3-access-key/--s3-secret-key need --s3-endpoint")
-    config = make_config(data_dir, secret_key_file)
-    config.s3_endpoint = s3_endpoint or None
-    config.s3_access_key = s3_access_key
-    config.s3_secret_key = s3_secret_key
-    config.s3_region = s3_region
-    if not config.mongo_uri and not config.sqlite_path.is_file():
-        # Opening would create an empty store: every object would look unrecorded.
-        raise click.ClickException(
-            f"no metadata store at {config.sqlite_path}: check --data-dir (or pass --mongo-uri)"
-        )
-    return config
 
 
 def register(main: click.Group, data_dir_option: DataDirOption, make_config: MakeConfig) -> None:
@@ -111,31 +70,20 @@ def _stale_after(ctx: click.Context, param: click.Parameter, value: str) -> time
     help="Intents older than this are writes that never finished (e.g. 30m, 1h, 2d).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (no progress bar).")
-@s3_options
+@s3_options()
 def reconcile(
     repair: bool,
     bucket: str | None,
     stale_after: timedelta,
     as_json: bool,
-    s3_endpoint: str | None,
-    s3_access_key: str | None,
-    s3_secret_key: str | None,
-    s3_region: str,
+    s3: S3Options,
     data_dir: Path,
     secret_key_file: Path | None,
 ) -> None:
     """Compare the object store with the metadata store's records and report (or --repair)
     what disagrees."""
     assert _make_config is not None, "gateway.cli_reconcile.register() was not called"
-    config = existing_stores_config(
-        _make_config,
-        data_dir,
-        secret_key_file,
-        s3_endpoint=s3_endpoint,
-        s3_access_key=s3_access_key,
-        s3_secret_key=s3_secret_key,
-        s3_region=s3_region,
-    )
+    config = existing_stores_config(_make_config, data_dir, secret_key_file, s3)
     try:
         summary = asyncio.run(_reconcile(config, repair, bucket, stale_after, as_json))
     except S3Error as exc:

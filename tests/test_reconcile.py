@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from gateway.backends.base import ObjectStore, WriteMeta
@@ -30,6 +29,7 @@ from gateway.reconcile import RECONCILE_PRINCIPAL, STAMP_KEY, Finding, Reconcile
 from policy.store import MetadataStore, open_metadata_store
 from policy.store.base import ObjectRecord, SessionRecord, WriteIntent
 from tests.contract.helpers import Bytes, pattern
+from tests.helpers import s3_client
 from tests.servers import REPO, Versitygw, mongo_uri, run_gateway
 
 COMBOS = ["sqlite-local", "mongo-s3"]
@@ -351,13 +351,7 @@ def test_scratch_record_without_object(stores: Stores) -> None:
     with run_gateway(
         stores.data_dir, upstream=stores.versitygw, mongo_uri=stores.mongo_uri
     ) as gateway:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=gateway.endpoint,
-            aws_access_key_id=gateway.access_key,
-            aws_secret_access_key=gateway.secret_key,
-            region_name="us-east-1",
-        )
+        s3 = s3_client(gateway)
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="tmp/kept.bin", Body=kept)
         s3.put_object(Bucket=bucket, Key="tmp/lost.bin", Body=lost)
@@ -409,13 +403,7 @@ def test_records_of_a_bucket_deleted_behind_its_back(stores: Stores) -> None:
     with run_gateway(
         stores.data_dir, upstream=stores.versitygw, mongo_uri=stores.mongo_uri
     ) as gateway:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=gateway.endpoint,
-            aws_access_key_id=gateway.access_key,
-            aws_secret_access_key=gateway.secret_key,
-            region_name="us-east-1",
-        )
+        s3 = s3_client(gateway)
         s3.create_bucket(Bucket=bucket)
         for name in ("a.bin", "b.bin"):
             s3.put_object(Bucket=bucket, Key=f"tmp/{name}", Body=pattern(300, seed=len(name)))

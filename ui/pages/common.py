@@ -81,13 +81,15 @@ async def require(request: web.Request, access: Access = "reader") -> Principal:
     if who is None:
         login = request.app.router["login"].url_for().with_query(next=request.path_qs)
         raise web.HTTPFound(str(login))
+    # Set before the role check: a refused user's 403 page still has the header naming them,
+    # with Sign out and the pages they may use (not a page that looks signed out).
+    request["minimo.page.user"] = who
     if not role_allows(who.role, access):
         raise PageError(
             403,
             f"You are signed in as {who.user}, who has the {who.role.value} role; this page "
             f"needs the {access} role. Ask an admin if you need it.",
         )
-    request["minimo.page.user"] = who
     return who
 
 

@@ -1,0 +1,367 @@
+"""Every page route under /_minimo/ enforces sign-in, its role and CSRF, checked for all of them.
+
+The routes come from the real pages application (the router ``setup_pages`` builds), so a page
+added later is swept without anyone remembering it; it only has to get a line in ``NEEDS``
+(its minimum role, and for a POST a body that would change something), and the first test fails
+until it has one. Then, against a real ``minimo serve`` and with plain HTTP as a browser sends it:
+
+* signed out, a GET is sent to the login page (with ``next=``) and a POST is refused;
+* signed in with the role just below the route's, the answer is a friendly 403 page;
+* a POST with a valid login but a missing or wrong CSRF token is refused with 403;
+* whatever a refused POST carried, nothing changed (users, forms, policy, keys, sessions);
+* every answer carries the hardening headers, and nothing in the sweep is a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+from aiohttp import web
+
+from gateway.appkeys import CONFIG
+from gateway.config import Config
+from tests.api.client import Browser
+from tests.servers import Gateway, read_initial_admin, run_gateway
+from tests.ui.helpers import prepare, s3
+from ui import setup_ui
+
+PAGES = "/_minimo"
+PASSWORD = "correct horse battery"
+#: who is one step too weak for each role ("reader" is any signed-in user: none is weaker)
+BELOW = {"public": None, "reader": None, "uploader": "reader", "admin": "uploader"}
+WRONG_TOKEN = "x" * 43
+WHO = {"reader": "rita", "uploader": "ulla"}
+#: stands for the real admin password in a body (known once the gateway runs)
+ADMIN_PASSWORD = "<the admin's password>"
+
+POLICY = """\
+[[rule]]
+bucket = "raw"
+prefix = ""
+forms = ["run"]
+
+[[rule]]
+bucket = "*"
+prefix = ""
+require_session = false
+overwrite = "allow"
+delete = "admin"
+"""
+RUN_FORM = {
+    "name": "run",
+    "title": "Experiment run",
+    "fields": [
+        {"name": "sample", "type": "text", "required": True},
+        {"name": "temp_c", "type": "number", "min": -80, "max": 200},
+    ],
+}
+#: a form whose saving the CSRF and role checks must prevent
+PROBE_FORM = {"name": "probe", "title": "Probe", "fields": [{"name": "x", "type": "text"}]}
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a route legitimately needs: its minimum role, and how to call it for real."""
+
+    role: str
+    #: answered to static/*.js fetch calls: JSON errors and the X-CSRF-Token header
+    fetch: bool = False
+    query: str = ""
+    #: a POST body that would change something if the checks let it through
+    body: dict[str, str] = field(default_factory=dict)
+    json_body: dict[str, Any] | None = None
+
+
+#: (method, route as the router spells it) -> what it needs. A route missing here fails the
+#: first test: a new page forces a decision about who may use it.
+NEEDS: dict[tuple[str, str], Need] = {
+    ("GET", "/_minimo/login"): Need("public"),
+    ("POST", "/_minimo/login"): Need("public", body={"user": "admin", "password": ADMIN_PASSWORD}),
+    ("GET", "/_minimo/static"): Need("public", query=""),
+    ("GET", "/_minimo/admin"): Need("public"),  # a bare redirect to /_minimo/admin/
+    ("POST", "/_minimo/logout"): Need("reader"),
+    ("GET", "/_minimo/"): Need("reader"),
+    ("GET", "/_minimo/sessions"): Need("reader"),
+    ("GET", "/_minimo/sessions/{id}"): Need("reader"),
+    ("GET", "/_minimo/data/"): Need("reader"),
+    ("GET", "/_minimo/data/{bucket}"): Need("reader"),
+    ("GET", "/_minimo/data/{bucket}/object"): Need("reader", query="key=old/a.txt"),
+    ("GET", "/_minimo/download/{bucket}"): Need("reader", query="key=old/a.txt"),
+    ("GET", "/_minimo/keys"): Need("reader"),
+    ("GET", "/_minimo/sessions/new"): Need("uploader"),
+    ("POST", "/_minimo/sessions/new"): Need(
+        "uploader",
+        body={"_bucket": "raw", "_prefix": "probe/", "_form": "run", "sample": "S9"},
+    ),
+    ("POST", "/_minimo/sessions/{id}/close"): Need("uploader", body={"ro_crate": "on"}),
+    ("POST", "/_minimo/sessions/{id}/upload-urls"): Need(
+        "uploader", fetch=True, json_body={"files": [{"path": "a.bin", "size": 1}]}
+    ),
+    ("POST", "/_minimo/keys"): Need("uploader", body={"action": "create"}),
+    ("GET", "/_minimo/data/{bucket}/adopt"): Need("admin", query="prefix=old/"),
+    ("POST", "/_minimo/data/{bucket}/adopt"): Need(
+        "admin", body={"_prefix": "old/", "_form": "run", "sample": "S0"}
+    ),
+    ("GET", "/_minimo/admin/"): Need("admin"),
+    ("GET", "/_minimo/admin/forms"): Need("admin"),
+    ("POST", "/_minimo/admin/forms"): Need(
+        "admin", body={"action": "save", "definition": json.dumps(PROBE_FORM)}
+    ),
+    ("POST", "/_minimo/admin/forms/preview"): Need(
+        "admin", fetch=True, body={"definition": json.dumps(PROBE_FORM)}
+    ),
+    ("GET", "/_minimo/admin/users"): Need("admin"),
+    ("POST", "/_minimo/admin/users"): Need(
+        "admin", body={"action": "add", "name": "mallory", "role": "admin"}
+    ),
+    ("GET", "/_minimo/admin/policy"): Need("admin"),
+    ("POST", "/_minimo/admin/policy"): Need("admin", body={"toml": ""}),
+    ("GET", "/_minimo/admin/audit"): Need("admin"),
+}
+_PARAM = re.compile(r"\{(\w+)[^}]*\}")
+_CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def page_routes() -> set[tuple[str, str]]:
+    """(method, path) of every route the pages sub-app serves, read from its router.
+
+    HEAD is aiohttp's twin of each GET (same handler): the GET's line covers it.
+    """
+    app = web.Application()
+    app[CONFIG] = Config()
+    setup_ui(app)
+    (pages,) = [
+        r._app for r in app.router.resources() if getattr(r, "_app", None) and r.canonical == PAGES
+    ]
+    routes = set()
+    for route in pages.router.routes():
+        if route.method == "HEAD":
+            continue
+        info = route.resource.get_info()
+        routes.add((route.method, info.get("path") or info.get("formatter") or info["prefix"]))
+    return routes
+
+
+# -- the site: a gateway, one user per role, a real session, bucket, object and form ------------
+@dataclass
+class Site:
+    gw: Gateway
+    admin_api: Browser
+    people: dict[str, requests.Session]
+    session_id: str
+    samples: dict[str, str]
+
+    def url(self, path: str, need: Need) -> str:
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            assert name in self.samples, f"no sample value for path parameter {{{name}}}"
+            return self.samples[name]
+
+        concrete = _PARAM.sub(fill, path)
+        if concrete.endswith("/static"):
+            concrete += "/minimo.css"
+        return self.gw.endpoint + concrete + (f"?{need.query}" if need.query else "")
+
+    def state(self) -> dict[str, Any]:
+        """What any of the POSTs would change, as the admin's API shows it."""
+        paths = ("/users", "/forms", "/policy", "/keys", "/sessions?limit=200")
+        replies = {path: self.admin_api.call("GET", path) for path in paths}
+        assert all(r.status == 200 for r in replies.values()), replies
+        return {path: reply.body for path, reply in replies.items()}
+
+
+def signed_in(gw: Gateway, user: str, password: str) -> requests.Session:
+    """A browser's cookie jar after the login page, carrying its CSRF token as ``.csrf``."""
+    browser = requests.Session()
+    page = browser.get(gw.endpoint + "/_minimo/login")
+    token = _CSRF_FIELD.search(page.text)
+    assert token, page.text
+    reply = browser.post(
+        gw.endpoint + "/_minimo/login",
+        data={"user": user, "password": password, "csrf_token": token.group(1)},
+        allow_redirects=False,
+    )
+    assert reply.status_code == 303, reply.text
+    home = browser.get(gw.endpoint + "/_minimo/")
+    assert home.status_code == 200 and user in home.text
+    browser.csrf = _CSRF_FIELD.search(home.text).group(1)  # type: ignore[attr-defined]
+    return browser
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with run_gateway(tmp_path_factory.mktemp("page-routes")) as gw:
+        prepare(
+            gw,
+            buckets=["raw", "scratch"],
+            forms=[RUN_FORM],
+            policy=POLICY,
+            uploaders=[("ulla", PASSWORD)],
+        )
+        gw.cli("user", "add", "rita", "--role", "reader", "--password-stdin",
+               input=PASSWORD + "\n")  # fmt: skip
+        s3(gw).put_object(Bucket="scratch", Key="old/a.txt", Body=b"an old file")
+        admin_name = read_initial_admin(gw.data_dir)["user"]
+        admin_api = Browser(gw.endpoint)
+        assert admin_api.login(admin_name, gw.admin_password).status == 200
+        uploader_api = Browser(gw.endpoint)
+        assert uploader_api.login("ulla", PASSWORD).status == 200
+        opened = uploader_api.call(
+            "POST", "/sessions", {"form": "run", "bucket": "raw", "values": {"sample": "S1"}}
+        )
+        assert opened.status == 201, opened.body
+        people = {
+            "reader": signed_in(gw, "rita", PASSWORD),
+            "uploader": signed_in(gw, "ulla", PASSWORD),
+            "admin": signed_in(gw, admin_name, gw.admin_password),
+        }
+        session_id = opened.body["session"]["id"]
+        samples = {"id": session_id, "bucket": "scratch", "name": "run", "form": "run"}
+        yield Site(gw, admin_api, people, session_id, samples)
+
+
+def sweep(method: str) -> list[tuple[str, Need]]:
+    return [(path, need) for (m, path), need in sorted(NEEDS.items()) if m == method]
+
+
+def send(
+    browser: requests.Session, method: str, url: str, need: Need, token: str | None
+) -> requests.Response:
+    """The request a page (form post) or static/*.js (fetch) makes, with ``token`` as CSRF."""
+    headers = {}
+    data: dict[str, str] | None = None
+    password = getattr(browser, "admin_password", None)
+    body: bytes | None = None
+    if method == "POST":
+        if need.fetch:
+            if token is not None:
+                headers["X-CSRF-Token"] = token
+            if need.json_body is not None:
+                body = json.dumps(need.json_body).encode()
+                headers["Content-Type"] = "application/json"
+            else:
+                data = dict(need.body)
+        else:
+            data = {k: password if v == ADMIN_PASSWORD and password else v
+                    for k, v in need.body.items()}  # fmt: skip
+            if token is not None:
+                data["csrf_token"] = token
+    reply = browser.request(
+        method, url, data=data if body is None else body, headers=headers, allow_redirects=False
+    )
+    check_answer(reply, method, url)
+    return reply
+
+
+def check_answer(reply: requests.Response, method: str, url: str) -> None:
+    """What every answer of the sweep must have, whoever asked."""
+    assert reply.status_code < 500, (method, url, reply.status_code, reply.text[:500])
+    assert "Traceback" not in reply.text, (method, url)
+    headers = reply.headers
+    assert "default-src 'none'" in headers.get("Content-Security-Policy", ""), (method, url)
+    assert headers.get("X-Content-Type-Options") == "nosniff", (method, url)
+    if "/_minimo/static/" not in url:
+        assert headers.get("Cache-Control") == "no-store", (method, url, dict(headers))
+
+
+def goes_to_login(reply: requests.Response) -> bool:
+    location = reply.headers.get("Location", "")
+    return reply.status_code in (302, 303) and location.startswith("/_minimo/login")
+
+
+def friendly_403(reply: requests.Response, need: Need, who: str) -> None:
+    """The site's error page saying who is signed in and which role the page needs."""
+    assert reply.status_code == 403, reply.text[:300]
+    if need.fetch and reply.headers["Content-Type"].startswith("application/json"):
+        assert reply.json()["error"]
+        return
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert "Not allowed" in reply.text
+    assert f"You are signed in as {who}" in reply.text
+    assert f"needs the {need.role} role" in reply.text
+    # still the site around it: the header names the user and offers Sign out and the pages
+    assert f'<span class="who">{who} (' in reply.text
+    assert 'action="/_minimo/logout"' in reply.text
+
+
+# -- the tests ----------------------------------------------------------------------------------
+def test_every_page_route_has_a_decided_role() -> None:
+    served = page_routes()
+    missing = sorted(served - NEEDS.keys())
+    gone = sorted(NEEDS.keys() - served)
+    assert not missing, f"page routes without a line in NEEDS (decide their role): {missing}"
+    assert not gone, f"NEEDS names routes the pages no longer serve: {gone}"
+    assert len(served) >= 25
+
+
+def test_signed_out_gets_the_login_page_or_a_refusal(site: Site) -> None:
+    stranger = requests.Session()
+    before = site.state()
+    checked = 0
+    for method in ("GET", "POST"):
+        for path, need in sweep(method):
+            if need.role == "public":
+                continue
+            url = site.url(path, need)
+            reply = send(stranger, method, url, need, token=None)
+            if method == "GET":
+                assert goes_to_login(reply), (path, reply.status_code)
+                assert "next=" in reply.headers["Location"], (path, reply.headers["Location"])
+            elif need.fetch:
+                assert reply.status_code == 401 or goes_to_login(reply), (path, reply.status_code)
+            else:
+                assert goes_to_login(reply) or reply.status_code in (401, 403), (path, reply)
+            checked += 1
+    assert site.state() == before
+    assert checked >= 20
+
+
+def test_one_role_too_weak_gets_a_friendly_403(site: Site) -> None:
+    before = site.state()
+    checked = 0
+    for method in ("GET", "POST"):
+        for path, need in sweep(method):
+            weaker = BELOW[need.role]
+            if weaker is None:
+                continue
+            browser = site.people[weaker]
+            # a valid CSRF token: what refuses the request must be the role
+            reply = send(browser, method, site.url(path, need), need, token=browser.csrf)
+            friendly_403(reply, need, WHO[weaker])
+            checked += 1
+    assert site.state() == before
+    assert checked >= 15
+
+
+def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(site: Site) -> None:
+    before = site.state()
+    checked = 0
+    for path, need in sweep("POST"):
+        browser = requests.Session() if need.role == "public" else site.people[need.role]
+        browser.admin_password = site.gw.admin_password  # type: ignore[attr-defined]
+        for token in (None, WRONG_TOKEN):
+            reply = send(browser, "POST", site.url(path, need), need, token=token)
+            assert reply.status_code == 403, (path, token, reply.status_code, reply.text[:300])
+            if not need.fetch:
+                assert "CSRF" in reply.text, path
+            checked += 1
+    assert site.state() == before
+    # the refused logout did not end anyone's login
+    for role, browser in site.people.items():
+        assert browser.get(site.gw.endpoint + "/_minimo/").status_code == 200, role
+    session = site.admin_api.call("GET", f"/sessions/{site.session_id}")
+    assert session.body["state"] == "open", session.body
+    assert checked >= 20
+
+
+def test_every_get_answers_its_own_role_without_an_error(site: Site) -> None:
+    for path, need in sweep("GET"):
+        browser = site.people.get(need.role, site.people["reader"])
+        reply = send(browser, "GET", site.url(path, need), need, token=None)
+        assert reply.status_code in (200, 302), (path, reply.status_code, reply.text[:300])

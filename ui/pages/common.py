@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
+from yarl import URL
 
 from policy.principal import Principal, Role
 from ui.api.auth import _from_cookie  # one definition of "the cookie's user", shared with the API
@@ -75,11 +76,27 @@ def safe_next(target: str | None) -> str:
     return PAGES_ROOT
 
 
+def _back_to(request: web.Request) -> str:
+    """Where the login page sends the user once signed in again: where they were going.
+
+    For a form posted after the login ended that is the page the form was on (its Referer,
+    sent within the site), never the form's target: that answers POST only, and a GET of it
+    after signing in would be a 405 page. The posted values are lost either way.
+    """
+    if request.method in ("GET", "HEAD"):
+        return request.path_qs
+    try:
+        came_from = URL(request.headers.get("Referer", "")).path_qs
+    except ValueError:
+        came_from = ""
+    return safe_next(came_from)
+
+
 async def require(request: web.Request, access: Access = "reader") -> Principal:
     """The signed-in user with at least ``access``; else a redirect to login or a 403 page."""
     who = await current_user(request)
     if who is None:
-        login = request.app.router["login"].url_for().with_query(next=request.path_qs)
+        login = request.app.router["login"].url_for().with_query(next=_back_to(request))
         raise web.HTTPFound(str(login))
     # Set before the role check: a refused user's 403 page still has the header naming them,
     # with Sign out and the pages they may use (not a page that looks signed out).

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -247,10 +248,15 @@ def sweep(method: str) -> list[tuple[str, Need]]:
 
 
 def send(
-    browser: requests.Session, method: str, url: str, need: Need, token: str | None
+    browser: requests.Session,
+    method: str,
+    url: str,
+    need: Need,
+    token: str | None,
+    referer: str | None = None,
 ) -> requests.Response:
     """The request a page (form post) or static/*.js (fetch) makes, with ``token`` as CSRF."""
-    headers = {}
+    headers = {"Referer": referer} if referer else {}
     data: dict[str, str] | None = None
     password = getattr(browser, "admin_password", None)
     body: bytes | None = None
@@ -316,8 +322,15 @@ def test_every_page_route_has_a_decided_role() -> None:
     assert len(served) >= 25
 
 
+def next_of(location: str) -> str | None:
+    (value,) = parse_qs(urlsplit(location).query).get("next", [None])
+    return value
+
+
 def test_signed_out_gets_the_login_page_or_a_refusal(site: Site) -> None:
     stranger = requests.Session()
+    form_page_path = f"/_minimo/sessions/{site.session_id}"
+    form_page = site.gw.endpoint + form_page_path
     before = site.state()
     checked = 0
     for method in ("GET", "POST"):
@@ -325,15 +338,24 @@ def test_signed_out_gets_the_login_page_or_a_refusal(site: Site) -> None:
             if need.role == "public":
                 continue
             url = site.url(path, need)
-            reply = send(stranger, method, url, need, token=None)
+            reply = send(stranger, method, url, need, token=None, referer=form_page)
+            location = reply.headers.get("Location", "")
             if method == "GET":
                 assert goes_to_login(reply), (path, reply.status_code)
-                assert "next=" in reply.headers["Location"], (path, reply.headers["Location"])
+                assert next_of(location) == url.removeprefix(site.gw.endpoint), location
             elif need.fetch:
                 assert reply.status_code == 401 or goes_to_login(reply), (path, reply.status_code)
             else:
-                assert goes_to_login(reply) or reply.status_code in (401, 403), (path, reply)
+                assert goes_to_login(reply), (path, reply.status_code)
+                # signed in again, the user is back on the page the form was on: the form's
+                # target itself answers POST only (a GET of it would be a 405 page)
+                assert next_of(location) in (form_page_path, None), (path, location)
             checked += 1
+    # no Referer (a privacy setting): the start page, still not the form's target
+    close = NEEDS[("POST", "/_minimo/sessions/{id}/close")]
+    url = site.url("/_minimo/sessions/{id}/close", close)
+    reply = send(stranger, "POST", url, close, token=None)
+    assert goes_to_login(reply) and next_of(reply.headers["Location"]) == "/_minimo/"
     assert site.state() == before
     assert checked >= 20
 

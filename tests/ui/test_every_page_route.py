@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -84,6 +84,8 @@ class Need:
     #: a POST body that would change something if the checks let it through
     body: dict[str, str] = field(default_factory=dict)
     json_body: dict[str, Any] | None = None
+    #: more bodies the same route takes (other actions of one form target), refused alike
+    variants: tuple[dict[str, str], ...] = ()
     #: what the admin's API shows changed once the POST is let through (see Site.state)
     changes: str = ""
 
@@ -133,7 +135,15 @@ NEEDS: dict[tuple[str, str], Need] = {
     ),
     ("GET", "/_minimo/admin/users"): Need("admin"),
     ("POST", "/_minimo/admin/users"): Need(
-        "admin", body={"action": "add", "name": "mallory", "role": "admin"}, changes="/users"
+        "admin",
+        body={"action": "add", "name": "mallory", "role": "admin"},
+        # reset-password would end rita's login, checked after the refusals
+        variants=(
+            {"action": "reset", "name": "rita"},
+            {"action": "role", "name": "rita", "role": "admin"},
+            {"action": "delete", "name": "rita"},
+        ),
+        changes="/users",
     ),
     ("GET", "/_minimo/admin/policy"): Need("admin"),
     ("POST", "/_minimo/admin/policy"): Need(
@@ -243,8 +253,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(gw, admin_api, people, session_id, samples)
 
 
-def sweep(method: str) -> list[tuple[str, Need]]:
-    return [(path, need) for (m, path), need in sorted(NEEDS.items()) if m == method]
+def sweep(method: str, variants: bool = True) -> list[tuple[str, Need]]:
+    """The routes of ``method``, each POST once per body it takes (unless ``variants`` is off)."""
+    calls = []
+    for (m, path), need in sorted(NEEDS.items()):
+        if m == method:
+            calls.append((path, need))
+            if variants:
+                calls += [(path, replace(need, body=body)) for body in need.variants]
+    return calls
 
 
 def send(
@@ -383,7 +400,9 @@ def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(site: S
     for path, need in sweep("POST"):
         browser = requests.Session() if need.role == "public" else site.people[need.role]
         browser.admin_password = site.gw.admin_password  # type: ignore[attr-defined]
-        for token in (None, WRONG_TOKEN):
+        # none, a made-up one, and a real one of someone else's login
+        other = site.people["reader" if need.role == "admin" else "admin"].csrf
+        for token in (None, WRONG_TOKEN, other):
             reply = send(browser, "POST", site.url(path, need), need, token=token)
             assert reply.status_code == 403, (path, token, reply.status_code, reply.text[:300])
             if not need.fetch:
@@ -421,7 +440,7 @@ def test_the_same_posts_with_the_token_and_role_do_their_work(site: Site) -> Non
         "uploader": "ulla",
         "admin": read_initial_admin(site.gw.data_dir)["user"],
     }
-    for path, need in sweep("POST"):
+    for path, need in sweep("POST", variants=False):
         if need.role == "public":
             browser = requests.Session()
             page = browser.get(site.gw.endpoint + "/_minimo/login")

@@ -93,4 +93,8 @@ def setup_pages(app: web.Application) -> None:
 
 
 async def _to_home(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/_minimo/")
+    home = web.HTTPFound("/_minimo/")
+    # This route lives on the gateway app, outside the pages' on_response_prepare: the same
+    # headers as every page, by hand.
+    await _harden(request, home)
+    raise home

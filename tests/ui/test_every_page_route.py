@@ -479,3 +479,16 @@ def test_the_wrong_method_is_a_friendly_405_for_every_route(site: Site) -> None:
             assert set(served) <= set(reply.headers["Allow"].split(",")), (method, path)
             checked += 1
     assert checked >= 15
+
+
+def test_the_bare_prefix_and_an_unknown_page_are_hardened_too(site: Site) -> None:
+    """Two answers outside the router's routes: ``/_minimo`` (what people type; the gateway
+    app sends it home) and a page that does not exist."""
+    bare = requests.get(site.gw.endpoint + "/_minimo", allow_redirects=False)
+    check_answer(bare, "GET", bare.url)
+    assert bare.status_code == 302 and bare.headers["Location"] == "/_minimo/"
+    nothing = site.people["reader"].get(site.gw.endpoint + "/_minimo/no-such-page")
+    check_answer(nothing, "GET", nothing.url)
+    assert (
+        nothing.status_code == 404 and "There is no page at /_minimo/no-such-page" in nothing.text
+    )

@@ -5,10 +5,14 @@ added later is swept without anyone remembering it; it only has to get a line in
 (its minimum role, and for a POST a body that would change something), and the first test fails
 until it has one. Then, against a real ``minimo serve`` and with plain HTTP as a browser sends it:
 
-* signed out, a GET is sent to the login page (with ``next=``) and a POST is refused;
-* signed in with the role just below the route's, the answer is a friendly 403 page;
-* a POST with a valid login but a missing or wrong CSRF token is refused with 403;
-* whatever a refused POST carried, nothing changed (users, forms, policy, keys, sessions);
+* signed out, a GET is sent to the login page (``next=`` that page) and a POST is refused
+  (``next=`` the page the form was on, never its POST-only target);
+* signed in with the role just below the route's, the answer is a friendly 403 page that still
+  names the user and offers Sign out;
+* a POST with a valid login but a missing, made-up or another login's CSRF token gets a 403;
+* whatever a refused POST carried, nothing changed (users, forms, policy, keys, sessions), and
+  the control: the same bodies with token and role do change what they should;
+* the wrong method is a friendly 405 page;
 * every answer carries the hardening headers, and nothing in the sweep is a 5xx.
 """
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from policy.crypto import SecretBox
+from policy.expiring import ExpiringCache
 from policy.passwords import (
     MIN_PASSWORD_LENGTH,
     generate_password,
@@ -34,8 +35,6 @@ from policy.store.base import AlreadyExists, KeyRecord, MetadataStore, NotFound,
 
 #: how long one process trusts a looked-up credential (see the module docstring)
 CREDENTIAL_CACHE_SECONDS = 2.0
-#: the cache is dropped whole when it grows past this many keys (bounded memory, no LRU needed)
-_CACHE_MAX_ENTRIES = 10_000
 
 ACCESS_KEY_PREFIX = "MK"
 ACCESS_KEY_LENGTH = 20
@@ -109,22 +108,19 @@ class IdentityService:
     ) -> None:
         self.store = store
         self._box = box
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Credential | None]] = {}
+        self._cache: ExpiringCache[str, Credential | None] = ExpiringCache(cache_seconds)
 
     # -- what every S3 request asks ------------------------------------------------------------
     async def credential(self, access_key: str) -> Credential | None:
-        now = time.monotonic()
-        hit = self._cache.get(access_key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        read_at = time.monotonic()
+        hit, cached = self._cache.get(access_key)
+        if hit:
+            return cached
         known, credential = await self._lookup(access_key)
         if known:
-            if len(self._cache) >= _CACHE_MAX_ENTRIES:
-                self._cache.clear()
-            self._cache[access_key] = (now + self._cache_seconds, credential)
+            self._cache.put(access_key, credential, read_at=read_at)
         else:
-            self._cache.pop(access_key, None)
+            self._cache.forget(access_key)
         return credential
 
     async def _lookup(self, access_key: str) -> tuple[bool, Credential | None]:
@@ -144,10 +140,7 @@ class IdentityService:
 
     def forget(self, access_key: str | None = None) -> None:
         """Drop this process's cached answer for one key (or all), e.g. after revoking here."""
-        if access_key is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(access_key, None)
+        self._cache.forget(access_key)
 
     # -- users ---------------------------------------------------------------------------------
     async def add_user(

@@ -14,17 +14,15 @@ cached for as long as the entry lives.
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import UTC, datetime, timedelta
 
+from policy.expiring import FOREVER, ExpiringCache
 from policy.store.base import MetadataStore
 
 #: a login lasts a working day; then the user signs in again (the cookie's max age, ui.security)
 LOGIN_MAX_AGE_SECONDS = 12 * 3600
 #: how long one process trusts "this login was not signed out" (see the module docstring)
 LOGIN_CACHE_SECONDS = 2.0
-#: the cache is dropped whole past this many entries (bounded memory, no LRU needed)
-_CACHE_MAX_ENTRIES = 10_000
 #: kept past the cookie's own expiry before purging, for clocks of gateways that disagree a little
 #: (Fernet itself accepts tokens up to 60 s from the future)
 _CLOCK_MARGIN = timedelta(minutes=10)
@@ -47,9 +45,8 @@ class LoginService:
     ) -> None:
         self.store = store
         self._max_age = max_age
-        self._cache_seconds = cache_seconds
-        #: login id -> (monotonic deadline, ended?)
-        self._cache: dict[str, tuple[float, bool]] = {}
+        #: login id -> ended? ("ended" is final, so it is kept for as long as the entry lives)
+        self._cache: ExpiringCache[str, bool] = ExpiringCache(cache_seconds)
 
     async def end(self, login_id: str, user: str) -> None:
         """Sign out ``login_id`` everywhere; ending it again is harmless."""
@@ -57,18 +54,12 @@ class LoginService:
         # that the record is useless and may be purged.
         expires = datetime.now(UTC) + self._max_age + _CLOCK_MARGIN
         await self.store.end_login(login_id, user, expires)
-        self._remember(login_id, ended=True)
+        self._cache.put(login_id, True, seconds=FOREVER)
 
     async def is_ended(self, login_id: str) -> bool:
-        now = time.monotonic()
-        hit = self._cache.get(login_id)
-        if hit is not None and (hit[1] or hit[0] > now):
-            return hit[1]
+        hit, cached = self._cache.get(login_id)
+        if hit:
+            return bool(cached)
         ended = await self.store.login_ended(login_id)
-        self._remember(login_id, ended=ended)
+        self._cache.put(login_id, ended, seconds=FOREVER if ended else None)
         return ended
-
-    def _remember(self, login_id: str, *, ended: bool) -> None:
-        if len(self._cache) >= _CACHE_MAX_ENTRIES:
-            self._cache.clear()
-        self._cache[login_id] = (time.monotonic() + self._cache_seconds, ended)

@@ -40,6 +40,7 @@ from typing import Any, Literal
 from policy.audit import Auditor
 from policy.catalog import FormService, PolicyService
 from policy.durations import DurationError, format_duration, parse_duration
+from policy.expiring import ExpiringCache
 from policy.forms import Form, FormValidationError, validate_values
 from policy.identity import IdentityError, IdentityService
 from policy.principal import Credential, Principal, Role
@@ -58,7 +59,6 @@ from policy.store.base import (
 
 #: how long one process trusts a looked-up session (see the module docstring)
 SESSION_CACHE_SECONDS = 2.0
-_CACHE_MAX_ENTRIES = 10_000
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _TIME_CHARS = 10  # 50 bits: milliseconds until the year 37648
@@ -209,8 +209,7 @@ class SessionService:
         self.policies = policies
         self.forms = forms
         self.auditor = auditor
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, SessionRecord]] = {}
+        self._cache: ExpiringCache[str, SessionRecord] = ExpiringCache(cache_seconds)
         self._clock = clock or (lambda: datetime.now(UTC))
 
     # -- open ----------------------------------------------------------------------------------
@@ -382,7 +381,7 @@ class SessionService:
             session = await self.store.close_session(session_id, self._clock(), principal.user)
         except NotFound:
             raise SessionError(f"no session {session_id}") from None
-        self._cache.pop(session_id, None)
+        self._cache.forget(session_id)
         if session.access_key is not None:
             # IdentityError: the key was never stored (an open that failed halfway).
             with contextlib.suppress(IdentityError):
@@ -407,24 +406,19 @@ class SessionService:
     async def lookup(self, session_id: str) -> SessionRecord | None:
         """The session for the write path: cached for at most ``cache_seconds`` (see the module
         docstring). Judge openness with ``session.is_open(now)``."""
-        now = time.monotonic()
-        hit = self._cache.get(session_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        read_at = time.monotonic()
+        hit, cached = self._cache.get(session_id)
+        if hit:
+            return cached
         session = await self.get(session_id)
         if session is None:
-            self._cache.pop(session_id, None)
+            self._cache.forget(session_id)
             return None
-        if len(self._cache) >= _CACHE_MAX_ENTRIES:
-            self._cache.clear()
-        self._cache[session_id] = (now + self._cache_seconds, session)
+        self._cache.put(session_id, session, read_at=read_at)
         return session
 
     def forget(self, session_id: str | None = None) -> None:
-        if session_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(session_id, None)
+        self._cache.forget(session_id)
 
     async def search(self, query: SessionQuery | None = None, **filters: Any) -> SessionPage:
         """One page of matching sessions: pass a SessionQuery, or its fields as keywords."""

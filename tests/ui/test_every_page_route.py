@@ -32,6 +32,7 @@ from aiohttp import web
 from gateway.appkeys import CONFIG
 from gateway.config import Config
 from tests.api.client import Browser
+from tests.api.conftest import POLICY, RUN_FORM
 from tests.servers import Gateway, read_initial_admin, run_gateway
 from tests.ui.helpers import prepare, s3
 from ui import setup_ui
@@ -45,27 +46,6 @@ WHO = {"reader": "rita", "uploader": "ulla"}
 #: stands for the real admin password in a body (known once the gateway runs)
 ADMIN_PASSWORD = "<the admin's password>"
 
-POLICY = """\
-[[rule]]
-bucket = "raw"
-prefix = ""
-forms = ["run"]
-
-[[rule]]
-bucket = "*"
-prefix = ""
-require_session = false
-overwrite = "allow"
-delete = "admin"
-"""
-RUN_FORM = {
-    "name": "run",
-    "title": "Experiment run",
-    "fields": [
-        {"name": "sample", "type": "text", "required": True},
-        {"name": "temp_c", "type": "number", "min": -80, "max": 200},
-    ],
-}
 #: a rule more, so a saved policy differs from the one in force and still lets runs open
 EXTRA_RULE = """
 [[rule]]

@@ -31,7 +31,7 @@ from ui.api.common import (
     session_json,
     text_field,
 )
-from ui.api.errors import ApiError, bad_request, forbidden, not_found
+from ui.api.errors import ApiError, bad_request, not_found, session_refusal
 from ui.api.openapi import FORM_NAME_SCHEMA
 
 #: object store errors that mean the object is not there: a bucket or key name that no object
@@ -293,12 +293,7 @@ async def adopt_prefix(request: web.Request) -> web.StreamResponse:
             400, "invalid_values", "the values do not satisfy the form", exc.errors
         ) from None
     except SessionError as exc:
-        message = str(exc)
-        if message.startswith("no bucket"):
-            raise not_found(message) from None
-        if " may not " in message or message.startswith("only "):
-            raise forbidden(message) from None
-        raise bad_request(message) from None
+        raise session_refusal(exc) from None
     except S3Error as err:
         raise _store_error(err, bucket) from None
     return ok(

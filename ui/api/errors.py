@@ -42,6 +42,18 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
 
 
+def session_refusal(exc: Exception) -> ApiError:
+    """A ``policy.sessions.SessionError`` as the API answers it: something named that does not
+    exist is a 404, a refusal by policy or ownership (about who asks, not what they sent) a 403,
+    anything else a 400."""
+    message = str(exc)
+    if message.startswith(("no session", "no bucket")):
+        return not_found(message)
+    if " may not " in message or message.startswith("only "):
+        return forbidden(message)
+    return bad_request(message)
+
+
 def problems_as_fields(problems: list[str], default: str) -> dict[str, list[str]]:
     """``["fields[0].name: bad", "oops"]`` -> ``{"fields[0].name": ["bad"], default: ["oops"]}``."""
     fields: dict[str, list[str]] = {}

@@ -19,7 +19,7 @@ from policy.principal import Principal
 from policy.rocrate import MEDIA_TYPE, METADATA_FILE, CrateLayout
 from policy.sessions import SessionError
 from ui.api.common import Route, json_body, services, session_json
-from ui.api.errors import ApiError, bad_request, forbidden, not_found
+from ui.api.errors import ApiError, bad_request, not_found, session_refusal
 
 
 async def get_crate(request: web.Request) -> web.StreamResponse:
@@ -76,12 +76,7 @@ async def close_session(
     except CrateConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     except SessionError as exc:
-        message = str(exc)
-        if message.startswith("no session"):
-            raise not_found(message) from None
-        if " may not " in message or message.startswith("only "):
-            raise forbidden(message) from None
-        raise bad_request(message) from None
+        raise session_refusal(exc) from None
     except S3Error as exc:
         raise ApiError(
             502,

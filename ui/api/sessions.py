@@ -29,21 +29,11 @@ from ui.api.common import (
     session_json,
     text_field,
 )
-from ui.api.errors import ApiError, bad_request, forbidden, not_found
+from ui.api.errors import ApiError, bad_request, not_found, session_refusal
 from ui.api.openapi import BUCKET_NAME_SCHEMA, FORM_NAME_SCHEMA
 
 SESSION_REF = {"$ref": "#/components/schemas/Session"}
 OBJECT_REF = {"$ref": "#/components/schemas/ObjectRecord"}
-
-
-def _session_error(exc: SessionError) -> ApiError:
-    message = str(exc)
-    if message.startswith("no session"):
-        return not_found(message)
-    # Refusals by policy or ownership are about who asks, not what they sent.
-    if " may not " in message or message.startswith("only "):
-        return forbidden(message)
-    return bad_request(message)
 
 
 def _values(data: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +58,7 @@ async def open_session(request: web.Request) -> web.StreamResponse:
             400, "invalid_values", "the values do not satisfy the form", exc.errors
         ) from None
     except SessionError as exc:
-        raise _session_error(exc) from None
+        raise session_refusal(exc) from None
     return created(
         {
             "session": session_json(session),

@@ -159,16 +159,25 @@ def draft_from_definition(definition: object) -> Draft:
         return Draft(None, exc.problems)
 
 
-def draft_from_json(text: str) -> Draft:
-    """A draft from the JSON text of the definition box; a syntax error says where it is."""
+def definition_from_json(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON text of the definition box as an object, or the problem with it (a syntax
+    error says where it is)."""
     try:
         definition = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Draft(None, [f"not JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"])
+        return None, f"not JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
     except RecursionError:  # thousands of nested brackets: no form is like that
-        return Draft(None, ["not JSON that a form could be: nested too deeply"])
+        return None, "not JSON that a form could be: nested too deeply"
     if not isinstance(definition, dict):
-        return Draft(None, ["a form definition must be a JSON object ({...})"])
+        return None, "a form definition must be a JSON object ({...})"
+    return definition, None
+
+
+def draft_from_json(text: str) -> Draft:
+    """A draft from the JSON text of the definition box."""
+    definition, problem = definition_from_json(text)
+    if definition is None:
+        return Draft(None, [problem or "no definition"])
     return draft_from_definition(definition)
 
 

@@ -27,7 +27,14 @@ from policy.forms import Form, FormDefinitionError
 from policy.identity import IdentityError
 from policy.passwords import generate_password
 from ui.api.common import services
-from ui.api.forms import Draft, as_saved, draft_from_import, draft_from_json, value_errors
+from ui.api.forms import (
+    Draft,
+    as_saved,
+    definition_from_json,
+    draft_from_import,
+    draft_from_json,
+    value_errors,
+)
 from ui.pages import admin_tools
 from ui.pages.common import check_csrf, render, require
 from ui.pages.fields import display_values, input_value, values_from_post
@@ -225,14 +232,9 @@ async def forms_submit(request: web.Request) -> web.StreamResponse:
             )
         return await _forms_page(request, saved=form)
     text = str(data.get("definition", ""))
-    try:
-        definition = json.loads(text)
-    except ValueError as exc:
-        return await _forms_page(request, 400, problems=[f"not JSON: {exc}"], definition=text)
-    except RecursionError:  # thousands of nested brackets
-        return await _forms_page(request, 400, problems=["not JSON: nested too deeply"])
-    if not isinstance(definition, dict):
-        return await _forms_page(request, 400, problems=["give a JSON object"], definition=text)
+    definition, problem = definition_from_json(text)
+    if definition is None:
+        return await _forms_page(request, 400, problems=[problem], definition=text)
     try:
         # a known name makes a new version: forms are never edited in place
         name = definition.get("name")

@@ -133,7 +133,8 @@ def _number(text: str) -> int | float | None:
     return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
-_WHERE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
+#: a search condition: FIELD, an operator, the value (the metadata page splits rows with it too)
+WHERE_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
 _OPS: dict[str, Literal["eq", "min", "max", "contains"]] = {
     "=": "eq",
     ">=": "min",
@@ -151,7 +152,7 @@ def parse_where(text: str, form: Form | None = None) -> FieldFilter:
     as a number is a number, ``true``/``false`` a boolean, anything else text. ``~`` is always a
     case-insensitive substring.
     """
-    match = _WHERE.fullmatch(text)
+    match = WHERE_CONDITION.fullmatch(text)
     if match is None:
         raise SessionError(
             f"bad condition {text!r}: use FIELD=VALUE, FIELD>=VALUE, FIELD<=VALUE or FIELD~TEXT"

@@ -9,7 +9,6 @@ row as ``where_field`` / ``where_op`` / ``where_value``, and the page takes both
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from policy.forms import Form
-from policy.sessions import SessionError, parse_where
+from policy.sessions import WHERE_CONDITION, SessionError, parse_where
 from policy.store.base import FieldFilter, SessionPage, SessionQuery
 from ui.api.common import services
 from ui.api.sessions import MAX_CONDITIONS, parse_sort, sort_name
@@ -31,7 +30,6 @@ _STATES = ("open", "closed", "expired")
 OPERATORS = (("=", "is"), ("~", "contains"), (">=", "at least"), ("<=", "at most"))
 #: empty rows offered below the conditions in use, so the page works without JavaScript
 SPARE_ROWS = 2
-_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
 
 
 @dataclass
@@ -54,7 +52,7 @@ def _rows_from_query(q: MultiMapping[str]) -> list[ConditionRow]:
     for text in q.getall("where", []):
         if not text.strip():
             continue
-        match = _CONDITION.fullmatch(text)
+        match = WHERE_CONDITION.fullmatch(text)
         if match is None:
             rows.append(ConditionRow(field=text.strip(), error="use FIELD=VALUE, >=, <= or ~"))
         else:

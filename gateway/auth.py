@@ -27,6 +27,7 @@ from aiohttp import web
 from gateway import sigv2, sigv4
 from gateway.chunked import ChunkSigner
 from gateway.errors import S3Error
+from gateway.uint import parse_uint
 from policy.identity import Identity
 from policy.principal import Credential, Principal
 
@@ -431,11 +432,9 @@ async def _presigned_v4(
 
 
 def _parse_expires(value: str, error: str) -> int:
-    # isascii: str.isdigit() is also true for "²", which int() refuses (that was a 500)
-    # (and int() refuses more than 4300 digits: a week fits in far fewer)
-    if not (value.isascii() and value.isdigit()) or len(value) > 20:
+    expires = parse_uint(value)
+    if expires is None:
         raise S3Error(error, "X-Amz-Expires should be a number of seconds.")
-    expires = int(value)
     if expires > MAX_PRESIGN_EXPIRES:
         raise S3Error(error, "X-Amz-Expires must be less than a week (in seconds) that is 604800.")
     return expires
@@ -489,13 +488,14 @@ async def _presigned_v2(
 ) -> AuthContext:
     params = dict(raw_query_pairs(request))
     expires = params.get("Expires", "")
-    if not (expires.isascii() and expires.isdigit()) or len(expires) > 20:
+    expires_at = parse_uint(expires)
+    if expires_at is None:
         raise S3Error(
             "AccessDenied",
             "Query-string authentication requires the Signature, Expires and AWSAccessKeyId "
             "parameters; Expires must be a Unix time.",
         )
-    if now.timestamp() > int(expires):
+    if now.timestamp() > expires_at:
         raise S3Error("AccessDenied", "Request has expired.")
     credential = await _lookup(identity, params["AWSAccessKeyId"])
     _verify_v2(request, credential, params["Signature"], expires, _v2_paths(request, domain))

@@ -40,6 +40,7 @@ from gateway.checksums import (
 )
 from gateway.chunked import AwsChunkedDecoder
 from gateway.errors import S3Error
+from gateway.uint import parse_uint
 
 #: pieces smaller than this are hashed inline: a thread hop costs more than it saves
 THREAD_MIN = 128 * 1024
@@ -57,11 +58,10 @@ _TRAILER_VARIANTS = (sigv4.STREAMING_SIGNED_TRAILER, sigv4.STREAMING_UNSIGNED_TR
 def _parse_length(value: str | None, header: str) -> int | None:
     if value is None:
         return None
-    value = value.strip()
-    # "²" is a digit to isdigit(), and int() refuses more than 4300 digits
-    if not (value.isascii() and value.isdigit()) or len(value) > 20:
+    length = parse_uint(value.strip())
+    if length is None:
         raise S3Error("InvalidArgument", f"The {header} header must be a non-negative integer.")
-    return int(value)
+    return length
 
 
 class _Digests:

@@ -34,12 +34,13 @@ def parse_duration(text: str) -> timedelta:
             for group, factor in zip(match.groups(), _UNITS.values(), strict=True)
             if group is not None
         )
-        if seconds <= 0:
-            raise DurationError(f"bad duration {text!r}: must be longer than zero")
+    except ValueError:  # int() refuses more than 4300 digits
+        raise DurationError(f"bad duration {text!r}: far too long") from None
+    if seconds <= 0:
+        raise DurationError(f"bad duration {text!r}: must be longer than zero")
+    try:
         return timedelta(seconds=seconds)
-    except (OverflowError, ValueError) as exc:  # beyond timedelta, or int()'s 4300 digits
-        if isinstance(exc, DurationError):
-            raise
+    except OverflowError:  # beyond timedelta's 999999999 days
         raise DurationError(f"bad duration {text!r}: far too long") from None
 
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from gateway.appkeys import CONFIG
+from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import views
 from ui.pages.common import Handler, Middleware, error_pages
@@ -83,6 +84,8 @@ def setup_pages(app: web.Application) -> None:
     )
     env.globals["static"] = lambda name: f"/_minimo/static/{name}"
     env.globals["html_pattern"] = html_pattern
+    # "expired" is derived (an open session past its expiry): one rule for every page
+    env.globals["session_status"] = session_status
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
     views.add_routes(pages)

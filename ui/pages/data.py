@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -13,8 +12,7 @@ from gateway.adopt import AdoptResult, adopt
 from gateway.appkeys import OBJECT_STORE
 from gateway.errors import S3Error
 from policy.forms import Form, FormValidationError
-from policy.sessions import SessionError
-from policy.store.base import SessionRecord
+from policy.sessions import SessionError, session_status
 from ui.api.browse import (
     NOT_THERE,
     UNLINKED_SCAN,
@@ -135,15 +133,6 @@ def _crumbs(prefix: str) -> list[tuple[str, str]]:
     return crumbs
 
 
-def _state(session: SessionRecord | None) -> str | None:
-    # an open session past its expiry is shown as expired, as on the session page
-    if session is None:
-        return None
-    if session.state == "open" and not session.is_open(datetime.now(UTC)):
-        return "expired"
-    return session.state
-
-
 def _prefix_query(prefix: str) -> str:
     return urlencode({"prefix": prefix})
 
@@ -172,7 +161,7 @@ async def data_object(request: web.Request) -> web.StreamResponse:
             "key": key,
             "v": view,
             "values": view.labelled_values(),
-            "session_state": _state(view.session),
+            "session_state": session_status(view.session) if view.session else None,
             "crumbs": _crumbs(folder),
             "name": key[len(folder) :],
             "folder": folder,

@@ -12,7 +12,7 @@ from gateway.session_crate import crate_default
 from policy.forms import Form, FormValidationError
 from policy.principal import Principal, Role
 from policy.rocrate import crate_key
-from policy.sessions import SessionError, is_session_id
+from policy.sessions import SessionError, is_session_id, session_status
 from policy.store.base import SessionRecord
 from ui.api import rocrate
 from ui.api.auth import LoginFailed, LoginRateLimited, sign_in, sign_out
@@ -228,9 +228,7 @@ async def _session_view(
         "session.html",
         {
             "s": session,
-            "state": "expired"
-            if session.state == "open" and not session.is_open(now)
-            else session.state,
+            "state": session_status(session, now),
             "form": form,
             "objects": records,
             "more_objects": more is not None,

@@ -44,6 +44,9 @@ NOT_THERE = (
     "KeyTooLongError",
 )
 
+#: object store errors that mean "there is no such bucket" (a name no bucket can have is one)
+NO_BUCKET = ("NoSuchBucket", "InvalidBucketName")
+
 #: how many objects under a prefix the "link existing data" preview checks for a record
 UNLINKED_SCAN = 1000
 #: how many of the unlinked keys it names
@@ -152,8 +155,7 @@ def adopt_prefix_of(raw: str) -> str:
 
 
 def _store_error(err: S3Error, bucket: str = "") -> ApiError:
-    # a name no bucket can have is simply not there (the local store checks names first)
-    if err.code in ("NoSuchBucket", "InvalidBucketName"):
+    if err.code in NO_BUCKET:
         return not_found(f"no bucket {bucket}")
     return ApiError(502, "object_store", f"the object store refused: {err.code}")
 

@@ -14,6 +14,7 @@ from gateway.errors import S3Error
 from policy.forms import Form, FormValidationError
 from policy.sessions import SessionError, session_status
 from ui.api.browse import (
+    NO_BUCKET,
     NOT_THERE,
     UNLINKED_SCAN,
     Unlinked,
@@ -27,8 +28,6 @@ from ui.pages.common import PageError, check_csrf, render, require
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 
 DATA_PAGE = 100
-#: object store errors that mean "there is no such bucket" (a name no bucket can have is one)
-NO_BUCKET = ("NoSuchBucket", "InvalidBucketName")
 
 
 async def data_buckets(request: web.Request) -> web.StreamResponse:

@@ -179,6 +179,13 @@ def test_cancelled_write_leaves_nothing(tmp_path: Path) -> None:
     async def t(store: LocalObjectStore, root: Path) -> None:
         task = asyncio.create_task(store.put_object(BUCKET, "k", Stalls(b""), WriteMeta()))
         await started.wait()
+        # the batch is handed to a worker thread, which creates the temp file when it starts:
+        # cancel once it has, or the loop below may see "no file" before the file exists
+        for _ in range(1000):
+            if tmp_entries(root):
+                break
+            await asyncio.sleep(0.01)
+        assert tmp_entries(root), "the first batch never reached the disk"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

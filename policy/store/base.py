@@ -275,6 +275,26 @@ class MultipartRecord:
     created: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """A running gateway process, so recovery can tell a dead writer's intents from a live
+    one's (gateway.recovery). ``id`` is the process's intent id prefix: every intent id the
+    process makes starts with it."""
+
+    id: str
+    #: where the process runs: host name, kernel boot id and PID namespace, so a process on the
+    #: same host (and namespace) can check whether ``process`` still exists
+    host: str
+    #: ``PID:START`` (START: the process's start time in clock ticks since boot, from
+    #: /proc/PID/stat), so a reused PID is not mistaken for the same process
+    process: str
+    started: datetime
+    #: the last heartbeat
+    heartbeat: datetime
+    #: seconds between heartbeats: the instance counts as dead once several are missed
+    every: float
+
+
 AuditOutcome = Literal["allowed", "refused", "ok", "error"]
 
 
@@ -493,6 +513,13 @@ class MetadataStore(ABC):
         """Intents started before ``older_than`` (writes that never finished), oldest first."""
 
     @abstractmethod
+    async def list_intents(
+        self, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[WriteIntent]:
+        """Intents with id > ``start_after``, in id order (ids start with the writing process's
+        instance id, so one process's intents come together)."""
+
+    @abstractmethod
     async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
         """The current record of an object."""
 
@@ -546,6 +573,13 @@ class MetadataStore(ABC):
     async def get_claim(self, bucket: str, key: str) -> str | None:
         """The intent id holding the key's claim, if any (for reconcile)."""
 
+    @abstractmethod
+    async def list_claims(
+        self, *, start_after: tuple[str, str] = ("", ""), limit: int = MAX_PAGE
+    ) -> list[tuple[str, str, str]]:
+        """Write-once claims as (bucket, key, intent id), with (bucket, key) > ``start_after``,
+        in (bucket, key) order (for reconcile: claims left without intent or record)."""
+
     # -- multipart uploads ---------------------------------------------------------------------
     @abstractmethod
     async def create_multipart(self, upload: MultipartRecord) -> None:
@@ -557,6 +591,32 @@ class MetadataStore(ABC):
     @abstractmethod
     async def delete_multipart(self, upload_id: str) -> bool:
         """Forget a completed or aborted upload; returns whether it was known."""
+
+    @abstractmethod
+    async def list_multiparts(
+        self, *, created_before: datetime, limit: int = MAX_PAGE
+    ) -> list[MultipartRecord]:
+        """Uploads begun before ``created_before``, oldest first (for their expiry)."""
+
+    # -- gateway instances and leases (crash recovery, gateway.recovery) -------------------------
+    @abstractmethod
+    async def heartbeat_instance(self, instance: InstanceRecord) -> None:
+        """Register ``instance`` or refresh its record (the whole record is replaced)."""
+
+    @abstractmethod
+    async def list_instances(self) -> list[InstanceRecord]:
+        """Every registered instance, by id."""
+
+    @abstractmethod
+    async def remove_instance(self, instance_id: str) -> bool:
+        """Forget an instance; returns whether it was registered."""
+
+    @abstractmethod
+    async def take_lease(self, name: str, term: int, holder: str) -> bool:
+        """Take lease ``name`` for ``term`` (a number that grows with time, e.g. the minute):
+        an insert under a unique (name, term) index, so exactly one of any number of
+        concurrent takers wins each term. Records of terms older than ``term - 100`` are
+        purged."""
 
     # -- ended logins (sign-out of the browser login cookie) ------------------------------------
     @abstractmethod

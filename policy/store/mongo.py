@@ -51,6 +51,7 @@ from policy.store.base import (
     AuditEvent,
     FieldFilter,
     FormRecord,
+    InstanceRecord,
     KeyRecord,
     MetadataStore,
     MultipartRecord,
@@ -95,6 +96,10 @@ MULTIPART_UPLOADS = "multipart_uploads"
 AUDIT = "audit"
 #: one document per signed-out login, unique by login id; purged once the cookie has expired
 ENDED_LOGINS = "ended_logins"
+#: running gateway processes and their last heartbeat (crash recovery), unique by id
+INSTANCES = "instances"
+#: one document per (lease name, term), never updated: the unique index picks one holder
+LEASES = "leases"
 
 #: how often a versioned insert retries after losing to a concurrent writer; each loss means
 #: another writer took a version, so this bounds concurrent editors of one form, not time
@@ -475,6 +480,13 @@ class MongoMetadataStore(MetadataStore):
         )
         await db[MULTIPART_UPLOADS].create_index(
             [("upload_id", ASCENDING)], unique=True, name="upload_id_unique"
+        )
+        await db[MULTIPART_UPLOADS].create_index(
+            [("created", ASCENDING), ("upload_id", ASCENDING)], name="created"
+        )
+        await db[INSTANCES].create_index([("id", ASCENDING)], unique=True, name="id_unique")
+        await db[LEASES].create_index(
+            [("name", ASCENDING), ("term", ASCENDING)], unique=True, name="name_term_unique"
         )
         await db[ENDED_LOGINS].create_index(
             [("login_id", ASCENDING)], unique=True, name="login_id_unique"
@@ -871,6 +883,19 @@ class MongoMetadataStore(MetadataStore):
         )
         return [_intent(doc) async for doc in cursor]
 
+    async def list_intents(
+        self, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[WriteIntent]:
+        if limit <= 0:
+            return []
+        cursor = (
+            self.db[WRITE_INTENTS]
+            .find({"id": {"$gt": start_after}}, _NO_ID)
+            .sort([("id", ASCENDING)])
+            .limit(limit)
+        )
+        return [_intent(doc) async for doc in cursor]
+
     async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
         doc = await self.db[OBJECTS].find_one({"bucket": bucket, "key": key}, _NO_ID)
         return _object(doc) if doc else None
@@ -967,6 +992,19 @@ class MongoMetadataStore(MetadataStore):
         doc = await self.db[KEY_CLAIMS].find_one({"bucket": bucket, "key": key}, _NO_ID)
         return doc["intent_id"] if doc else None
 
+    async def list_claims(
+        self, *, start_after: tuple[str, str] = ("", ""), limit: int = MAX_PAGE
+    ) -> list[tuple[str, str, str]]:
+        if limit <= 0:
+            return []
+        found = (
+            self.db[KEY_CLAIMS]
+            .find(_after(("bucket", "key"), list(start_after), False), _NO_ID)
+            .sort([("bucket", ASCENDING), ("key", ASCENDING)])
+            .limit(limit)
+        )
+        return [(doc["bucket"], doc["key"], doc["intent_id"]) async for doc in found]
+
     # -- multipart uploads ---------------------------------------------------------------------
     async def create_multipart(self, upload: MultipartRecord) -> None:
         doc = {
@@ -989,6 +1027,63 @@ class MongoMetadataStore(MetadataStore):
     async def delete_multipart(self, upload_id: str) -> bool:
         result = await self.db[MULTIPART_UPLOADS].delete_one({"upload_id": upload_id})
         return result.deleted_count > 0
+
+    async def list_multiparts(
+        self, *, created_before: datetime, limit: int = MAX_PAGE
+    ) -> list[MultipartRecord]:
+        if limit <= 0:
+            return []
+        found = (
+            self.db[MULTIPART_UPLOADS]
+            .find({"created": {"$lt": _utc(created_before)}}, _NO_ID)
+            .sort([("created", ASCENDING), ("upload_id", ASCENDING)])
+            .limit(limit)
+        )
+        return [_multipart(doc) async for doc in found]
+
+    # -- gateway instances and leases ------------------------------------------------------------
+    async def heartbeat_instance(self, instance: InstanceRecord) -> None:
+        doc = {
+            "id": instance.id,
+            "host": instance.host,
+            "process": instance.process,
+            "started": _utc(instance.started),
+            "heartbeat": _utc(instance.heartbeat),
+            "every": float(instance.every),
+        }
+        # Only the instance itself writes its document, so there is no race to lose; a
+        # duplicate on the first upsert can only be its own earlier attempt.
+        try:
+            await self.db[INSTANCES].replace_one({"id": instance.id}, doc, upsert=True)
+        except DuplicateKeyError:
+            await self.db[INSTANCES].replace_one({"id": instance.id}, doc)
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        found = self.db[INSTANCES].find({}, _NO_ID).sort([("id", ASCENDING)])
+        return [
+            InstanceRecord(
+                doc["id"],
+                doc["host"],
+                doc["process"],
+                doc["started"],
+                doc["heartbeat"],
+                float(doc["every"]),
+            )
+            async for doc in found
+        ]
+
+    async def remove_instance(self, instance_id: str) -> bool:
+        result = await self.db[INSTANCES].delete_one({"id": instance_id})
+        return result.deleted_count > 0
+
+    async def take_lease(self, name: str, term: int, holder: str) -> bool:
+        leases = self.db[LEASES]
+        await leases.delete_many({"name": name, "term": {"$lt": term - 100}})
+        try:
+            await leases.insert_one({"name": name, "term": term, "holder": holder})
+        except DuplicateKeyError:
+            return False
+        return True
 
     # -- ended logins --------------------------------------------------------------------------
     async def end_login(self, login_id: str, user: str, expires: datetime) -> None:

@@ -28,6 +28,7 @@ from policy.store.base import (
     AuditEvent,
     FieldFilter,
     FormRecord,
+    InstanceRecord,
     KeyRecord,
     MetadataStore,
     MultipartRecord,
@@ -199,6 +200,25 @@ MIGRATIONS: list[Sequence[str]] = [
         )""",
         "CREATE INDEX ended_logins_by_expires ON ended_logins (expires)",
     ),
+    # Crash recovery (gateway.recovery): running gateway processes and their heartbeats, the
+    # lease that lets one of them run recovery per period, and uploads by age for their expiry.
+    (
+        """CREATE TABLE instances (
+            id TEXT NOT NULL PRIMARY KEY,
+            host TEXT NOT NULL,
+            process TEXT NOT NULL,
+            started TEXT NOT NULL,
+            heartbeat TEXT NOT NULL,
+            every REAL NOT NULL
+        )""",
+        """CREATE TABLE leases (
+            name TEXT NOT NULL,
+            term INTEGER NOT NULL,
+            holder TEXT NOT NULL,
+            PRIMARY KEY (name, term)
+        )""",
+        "CREATE INDEX multipart_uploads_by_created ON multipart_uploads (created, upload_id)",
+    ),
 ]
 
 _USER_COLUMNS = "name, role, password_hash, created, deleted"
@@ -294,6 +314,20 @@ def _object(row: Any) -> ObjectRecord:
 
 def _multipart(row: Any) -> MultipartRecord:
     return MultipartRecord(*row[:5], created=datetime.fromisoformat(row[5]))
+
+
+def _instance(row: Any) -> InstanceRecord:
+    return InstanceRecord(
+        row[0],
+        row[1],
+        row[2],
+        datetime.fromisoformat(row[3]),
+        datetime.fromisoformat(row[4]),
+        float(row[5]),
+    )
+
+
+_INSTANCE_COLUMNS = "id, host, process, started, heartbeat, every"
 
 
 def _audit(row: Any) -> AuditEvent:
@@ -805,6 +839,15 @@ class SqliteStore(MetadataStore):
         )
         return [_intent(row) for row in rows]
 
+    async def list_intents(
+        self, *, start_after: str = "", limit: int = MAX_PAGE
+    ) -> list[WriteIntent]:
+        rows = await self._all(
+            f"SELECT {_INTENT_COLUMNS} FROM write_intents WHERE id > ? ORDER BY id LIMIT ?",
+            (start_after, limit),
+        )
+        return [_intent(row) for row in rows]
+
     async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
         row = await self._one(
             f"SELECT {_OBJECT_COLUMNS}, intent_id FROM objects WHERE bucket = ? AND object_key = ?",
@@ -894,6 +937,16 @@ class SqliteStore(MetadataStore):
         )
         return row[0] if row else None
 
+    async def list_claims(
+        self, *, start_after: tuple[str, str] = ("", ""), limit: int = MAX_PAGE
+    ) -> list[tuple[str, str, str]]:
+        rows = await self._all(
+            "SELECT bucket, object_key, intent_id FROM key_claims"
+            " WHERE (bucket, object_key) > (?, ?) ORDER BY bucket, object_key LIMIT ?",
+            (*start_after, limit),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
     # -- multipart uploads ---------------------------------------------------------------------
     async def create_multipart(self, upload: MultipartRecord) -> None:
         try:
@@ -923,6 +976,57 @@ class SqliteStore(MetadataStore):
             "DELETE FROM multipart_uploads WHERE upload_id = ? RETURNING 1", (upload_id,)
         )
         return row is not None
+
+    async def list_multiparts(
+        self, *, created_before: datetime, limit: int = MAX_PAGE
+    ) -> list[MultipartRecord]:
+        rows = await self._all(
+            f"SELECT {_MULTIPART_COLUMNS} FROM multipart_uploads WHERE created < ?"
+            " ORDER BY created, upload_id LIMIT ?",
+            (_ts(created_before), limit),
+        )
+        return [_multipart(row) for row in rows]
+
+    # -- gateway instances and leases ------------------------------------------------------------
+    async def heartbeat_instance(self, instance: InstanceRecord) -> None:
+        await self._batched(
+            lambda conn: conn.execute(
+                f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    instance.id,
+                    instance.host,
+                    instance.process,
+                    _ts(instance.started),
+                    _ts(instance.heartbeat),
+                    instance.every,
+                ),
+            ).close()
+        )
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        rows = await self._all(f"SELECT {_INSTANCE_COLUMNS} FROM instances ORDER BY id")
+        return [_instance(row) for row in rows]
+
+    async def remove_instance(self, instance_id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "DELETE FROM instances WHERE id = ? RETURNING 1", (instance_id,)
+            ).fetchone()
+            return row is not None
+
+        return await self._batched(op)
+
+    async def take_lease(self, name: str, term: int, holder: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM leases WHERE name = ? AND term < ?", (name, term - 100))
+            row = conn.execute(
+                "INSERT INTO leases (name, term, holder) VALUES (?, ?, ?)"
+                " ON CONFLICT (name, term) DO NOTHING RETURNING 1",
+                (name, term, holder),
+            ).fetchone()
+            return row is not None
+
+        return await self._batched(op)
 
     # -- ended logins --------------------------------------------------------------------------
     async def end_login(self, login_id: str, user: str, expires: datetime) -> None:

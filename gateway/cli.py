@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -132,6 +132,15 @@ def main() -> None:
 
 
 # -- serve ---------------------------------------------------------------------------------------
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    from policy.durations import DurationError, parse_duration
+
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
 @main.command()
 @data_dir_option
 @click.option(
@@ -198,6 +207,30 @@ def main() -> None:
     envvar="MINIMO_ACCESS_LOG",
     help="Log every request (costs throughput).",
 )
+@click.option(
+    "--multipart-expiry",
+    default="7d",
+    show_default=True,
+    envvar="MINIMO_MULTIPART_EXPIRY",
+    callback=_duration,
+    help="Abort multipart uploads left unfinished for this long (e.g. 7d, 36h).",
+)
+@click.option(
+    "--recovery-interval",
+    default="60s",
+    show_default=True,
+    envvar="MINIMO_RECOVERY_INTERVAL",
+    callback=_duration,
+    help="How often crash recovery runs (one gateway of those sharing the stores runs it).",
+)
+@click.option(
+    "--heartbeat-interval",
+    default="10s",
+    show_default=True,
+    envvar="MINIMO_HEARTBEAT_INTERVAL",
+    callback=_duration,
+    help="How often this gateway tells the others it is alive (dead after 3 missed + 5s).",
+)
 def serve(
     data_dir: Path,
     secret_key_file: Path | None,
@@ -214,6 +247,9 @@ def serve(
     public_url: str | None,
     policy_file: Path | None,
     access_log: bool,
+    multipart_expiry: timedelta,
+    recovery_interval: timedelta,
+    heartbeat_interval: timedelta,
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
     from gateway.server import ServeError, parse_listen, run
@@ -245,6 +281,9 @@ def serve(
         secret_key_file=secret_key_file,
         mongo_uri=_mongo_uri(),
         policy_file=policy_file,
+        heartbeat_interval=heartbeat_interval.total_seconds(),
+        recovery_interval=recovery_interval.total_seconds(),
+        multipart_expiry=multipart_expiry,
     )
     try:
         run(config, access_log=access_log)

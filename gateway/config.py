@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -38,6 +39,12 @@ class Config:
     mongo_uri: str | None = None
     #: a policy file (TOML) put in force at start; unchanged files make no new version
     policy_file: Path | None = None
+    #: crash recovery (gateway.recovery): seconds between this process's heartbeats (it counts
+    #: as dead after 3 missed ones + 5 s), seconds between recovery runs, and the age at which
+    #: unfinished multipart uploads are aborted
+    heartbeat_interval: float = 10.0
+    recovery_interval: float = 60.0
+    multipart_expiry: timedelta = timedelta(days=7)
 
     @property
     def objects_dir(self) -> Path:

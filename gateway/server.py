@@ -193,6 +193,17 @@ def _create_app(config: Config, object_store: Any, identity: IdentityService) ->
     return create_app(config, object_store, identity, build_write_path(identity, config.base_url))
 
 
+def _recovery_service(config: Config, object_store: Any, store: MetadataStore) -> Any:
+    from gateway.recovery import RecoveryService, RecoverySettings
+
+    settings = RecoverySettings(
+        heartbeat=config.heartbeat_interval,
+        interval=config.recovery_interval,
+        multipart_expiry=config.multipart_expiry,
+    )
+    return RecoveryService(object_store, store, settings)
+
+
 def _handler_args() -> dict[str, Any]:
     import gateway.app
 
@@ -222,6 +233,7 @@ async def serve(
     identity = await open_identity(config)
     store: MetadataStore = identity.store
     object_store = None
+    recovery = None
     runner: web.AppRunner | None = None
     try:
         admin = await identity.ensure_initial_admin()
@@ -230,6 +242,8 @@ async def serve(
         if config.policy_file is not None:
             await apply_policy_file(store, config.policy_file)
         object_store = await _open_object_store(config)
+        recovery = _recovery_service(config, object_store, store)
+        await recovery.start()
         app = _create_app(config, object_store, identity)
         app[METADATA_STORE] = store
         runner = web.AppRunner(
@@ -259,6 +273,8 @@ async def serve(
     finally:
         if runner is not None:
             await runner.cleanup()
+        if recovery is not None:
+            await recovery.stop()
         if object_store is not None:
             with contextlib.suppress(Exception):
                 await object_store.close()

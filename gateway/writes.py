@@ -17,12 +17,12 @@ import asyncio
 import hashlib
 import itertools
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.errors import S3Error
+from gateway.instance import instance_id
 from gateway.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
 from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
@@ -41,23 +41,15 @@ def refused(refusal: Refusal, resource: str | None = None) -> S3Error:
     return S3Error(refusal.code, refusal.message, resource=resource)
 
 
-#: intent ids only need to be unique (they are never a secret or a capability): a random
-#: per-process prefix and a counter, far cheaper than asking the OS for 16 random bytes each time
-_INTENT_PREFIX = os.urandom(8).hex()
+#: intent ids only need to be unique (they are never a secret or a capability): the process's
+#: instance id (random, re-drawn in a forked child; gateway.instance) and a counter, far cheaper
+#: than asking the OS for 16 random bytes each time. The prefix tells recovery which process
+#: wrote an intent, and so whether that writer is still alive.
 _intent_counter = itertools.count()
 
 
 def new_intent_id() -> str:
-    return f"{_INTENT_PREFIX}{next(_intent_counter):016x}"
-
-
-def _new_prefix_after_fork() -> None:
-    # a forked worker must not repeat its parent's ids (intent ids are a primary key)
-    global _INTENT_PREFIX
-    _INTENT_PREFIX = os.urandom(8).hex()
-
-
-os.register_at_fork(after_in_child=_new_prefix_after_fork)
+    return f"{instance_id()}{next(_intent_counter):016x}"
 
 
 #: user metadata only minimo itself sets (gateway.session_crate marks the crates it writes)

@@ -17,10 +17,10 @@ Conventions shared by all backends:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from gateway.errors import S3Error
 
@@ -172,6 +172,28 @@ class CopyResult:
     last_modified: datetime
 
 
+LeftoverKind = Literal["temp_file", "interrupted_complete"]
+
+#: ``dead(owner, age)``: whether a leftover of instance ``owner`` (None: unknown) that was last
+#: touched ``age`` seconds ago belongs to a dead process (gateway.recovery decides)
+DeadOwner = Callable[[str | None, float], bool]
+
+
+@dataclass(slots=True)
+class Leftover:
+    """Something a crashed write left in a backend's own scratch space (gateway.recovery)."""
+
+    kind: LeftoverKind
+    #: where, relative to the store (for messages)
+    name: str
+    #: the instance id of the process that made it, when known
+    owner: str | None
+    #: bytes it holds
+    size: int
+    detail: str
+    repaired: bool = False
+
+
 class ObjectStore(ABC):
     """One object store backend. Instances are shared by all requests of a process."""
 
@@ -187,6 +209,14 @@ class ObjectStore(ABC):
     @abstractmethod
     async def check(self) -> None:
         """Raise if the store is unreachable (used by /_minimo/health)."""
+
+    async def leftovers(self, dead: DeadOwner, *, repair: bool) -> list[Leftover]:
+        """The scratch files of writes whose process is dead (``dead`` decides), removed or
+        (an upload whose completion was interrupted) put back when ``repair``.
+
+        Only backends with scratch space of their own have any: an S3 upstream keeps unfinished
+        uploads itself, where they can be listed and aborted (and expire, gateway.recovery)."""
+        return []
 
     # -- buckets -------------------------------------------------------------------------------
     @abstractmethod

@@ -7,7 +7,9 @@ Layout under ``root`` (an admin can read the raw data with ordinary tools):
 * ``root/<bucket>/<key>/``      a key ending in ``/`` (folder marker) is the directory itself
 * xattr ``user.minimo``         JSON with ETag, content type, user metadata, stored headers and
                                 the multipart part count, on the file (or marker directory)
-* ``root/.minimo/tmp/``         temp files; same filesystem, so rename into place is atomic
+* ``root/.minimo/tmp/``         temp files; same filesystem, so rename into place is atomic.
+                                Named ``<tag>-<instance id>-<n>``: the instance id
+                                (gateway.instance) tells recovery which process owns one
 * ``root/.minimo/multipart/<bucket>/<upload id>/``  ``upload.json`` and one file per part
 
 Bucket names never start with ``.``, so ``.minimo`` cannot collide with a bucket.
@@ -53,6 +55,8 @@ from gateway.backends.base import (
     ByteRange,
     Conditions,
     CopyResult,
+    DeadOwner,
+    Leftover,
     ListPage,
     ObjectInfo,
     ObjectReader,
@@ -67,6 +71,7 @@ from gateway.backends.base import (
 )
 from gateway.conditions import check_conditions
 from gateway.errors import S3Error
+from gateway.instance import instance_id, owner_of
 from gateway.ranges import parse_range
 
 T = TypeVar("T")
@@ -467,8 +472,8 @@ class LocalObjectStore(ObjectStore):
         self._root = str(self.root)
         self._state = os.path.join(self._root, ".minimo")
         self._tmp = os.path.join(self._state, "tmp")
-        #: temp names: random per process (several gateways may share a root), then a counter
-        self._tmp_prefix = secrets.token_hex(8)
+        #: temp names: the instance id (several gateways may share a root; recovery tells a dead
+        #: process's leftovers by it), then a counter
         self._tmp_counter = itertools.count()
         self._multipart = os.path.join(self._state, "multipart")
         self._fsync = fsync
@@ -488,7 +493,7 @@ class LocalObjectStore(ObjectStore):
     def _tmp_path(self, tag: str = "obj") -> str:
         # unique without a getrandom() call per write: that call gives up the GIL on the event
         # loop, and under load getting it back cost ~35 us a small PUT
-        return os.path.join(self._tmp, f"{tag}-{self._tmp_prefix}-{next(self._tmp_counter):x}")
+        return os.path.join(self._tmp, f"{tag}-{instance_id()}-{next(self._tmp_counter):x}")
 
     def _bucket_dir(self, bucket: str) -> str:
         _check_bucket(bucket)
@@ -514,6 +519,8 @@ class LocalObjectStore(ObjectStore):
         # temp files of crashed writes; young ones may belong to another live process
         cutoff = time.time() - STALE_TMP_SECONDS
         for entry in os.scandir(self._tmp):
+            if entry.name.startswith(f"{_COMPLETING}-"):
+                continue  # an upload whose completion was interrupted: recovery puts it back
             try:
                 if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
                     continue
@@ -538,6 +545,90 @@ class LocalObjectStore(ObjectStore):
         os.makedirs(self._tmp, exist_ok=True)
         if not os.access(self._root, os.W_OK) or not os.access(self._tmp, os.W_OK):
             raise S3Error("ServiceUnavailable", f"The data directory {self._root} is not writable.")
+
+    async def leftovers(self, dead: DeadOwner, *, repair: bool) -> list[Leftover]:
+        return await self._run(self._leftovers_sync, dead, repair)
+
+    def _leftovers_sync(self, dead: DeadOwner, repair: bool) -> list[Leftover]:
+        found: list[Leftover] = []
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return found
+        now = time.time()
+        for entry in entries:
+            tag, _, rest = entry.name.partition("-")
+            owner = owner_of(rest)
+            if owner == instance_id():
+                continue  # this process's own writes in progress
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            # a directory renamed here (a claimed upload) keeps its old mtime; ctime moved
+            age = now - max(st.st_mtime, st.st_ctime)
+            if not dead(owner, age):
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            size = _tree_size(entry.path) if is_dir else st.st_size
+            name = f".minimo/tmp/{entry.name}"
+            if tag == _COMPLETING and is_dir:
+                found.append(self._interrupted_complete(entry.path, name, owner, size, repair))
+                continue
+            leftover = Leftover(
+                "temp_file", name, owner, size, "temp file of a write whose process is gone"
+            )
+            if repair:
+                _remove_tree(entry.path, is_dir)
+                leftover.repaired = True
+            found.append(leftover)
+        return found
+
+    def _interrupted_complete(
+        self, path: str, name: str, owner: str | None, size: int, repair: bool
+    ) -> Leftover:
+        """A claimed upload (CompleteMultipartUpload) of a dead process: put back under
+        ``multipart/`` when it was not done (upload.json still there), so it can be listed,
+        completed again or aborted; removed when it was done."""
+        try:
+            with open(os.path.join(path, "upload.json"), "rb") as f:
+                record = json.load(f)
+        except FileNotFoundError:
+            record = None  # the completion was done: only its cleanup was interrupted
+        except (OSError, ValueError):
+            record = {}
+        bucket = record.get("bucket") if isinstance(record, dict) else None
+        upload_id = record.get("upload_id") if isinstance(record, dict) else None
+        restorable = (
+            isinstance(bucket, str)
+            and isinstance(upload_id, str)
+            and _UPLOAD_ID.match(upload_id) is not None
+            and os.path.isdir(os.path.join(self._root, bucket))
+        )
+        if record is None:
+            detail = "what a completed multipart upload left behind"
+        elif restorable:
+            detail = (
+                f"multipart upload {upload_id} of s3://{bucket}/{record.get('key', '')} whose "
+                "completion was interrupted (put back: it can be listed, completed or aborted)"
+            )
+        else:
+            detail = "multipart upload whose completion was interrupted (bucket or id unknown)"
+        leftover = Leftover("interrupted_complete", name, owner, size, detail)
+        if not repair:
+            return leftover
+        if restorable:
+            assert isinstance(bucket, str) and isinstance(upload_id, str)
+            updir = os.path.join(self._multipart, bucket, upload_id)
+            os.makedirs(os.path.dirname(updir), exist_ok=True)
+            try:
+                os.rename(path, updir)
+            except OSError:
+                _remove_tree(path, True)  # the id is taken again (cannot happen) or gone
+        else:
+            _remove_tree(path, True)
+        leftover.repaired = True
+        return leftover
 
     # -- buckets -----------------------------------------------------------------------------
     async def list_buckets(self) -> list[BucketInfo]:
@@ -1121,6 +1212,9 @@ class LocalObjectStore(ObjectStore):
         os.makedirs(staging)
         record = {
             "key": t.key,
+            # where it lives, so recovery can put back an upload whose completion was killed
+            "bucket": t.bucket,
+            "upload_id": upload_id,
             "initiated": time.time(),
             "type": meta.content_type,
             "meta": meta.metadata,
@@ -1264,7 +1358,7 @@ class LocalObjectStore(ObjectStore):
     ) -> str:
         record = self._load_upload(updir, t.key, upload_id)
         # claim the upload by moving it away: of two concurrent completes only one gets it
-        claimed = self._tmp_path("complete")
+        claimed = self._tmp_path(_COMPLETING)
         try:
             os.rename(updir, claimed)
         except (FileNotFoundError, NotADirectoryError):
@@ -1274,6 +1368,10 @@ class LocalObjectStore(ObjectStore):
         except BaseException:
             os.rename(claimed, updir)  # nothing happened: the client may fix the list and retry
             raise
+        # upload.json goes first: a claimed upload without it is done (recovery removes what
+        # is left), one with it was interrupted before it was done (recovery puts it back)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(claimed, "upload.json"))
         shutil.rmtree(claimed, ignore_errors=True)
         bucket_uploads = os.path.dirname(updir)
         with contextlib.suppress(OSError):
@@ -1418,6 +1516,27 @@ class LocalObjectStore(ObjectStore):
                 page.next_key_marker = upload.key
                 page.next_upload_id_marker = upload.upload_id
         return page
+
+
+#: the temp name tag of an upload claimed by CompleteMultipartUpload
+_COMPLETING = "complete"
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def _remove_tree(path: str, is_dir: bool) -> None:
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _no_such_upload(upload_id: str) -> S3Error:

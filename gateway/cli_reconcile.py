@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -59,7 +60,9 @@ def _stale_after(ctx: click.Context, param: click.Parameter, value: str) -> time
     "--repair",
     is_flag=True,
     help="Fix what can be fixed: rebuild records from stamped objects, drop records of missing "
-    "objects, abort stale intents, refresh records of changed stamped objects.",
+    "objects, refresh records of changed stamped objects, and recover crash leftovers as a "
+    "gateway does (roll back dead writes, remove their temp files, put back interrupted "
+    "uploads, abort expired uploads, release orphaned claims).",
 )
 @click.option("--bucket", help="Only this bucket (default: every bucket).")
 @click.option(
@@ -67,7 +70,16 @@ def _stale_after(ctx: click.Context, param: click.Parameter, value: str) -> time
     default="1h",
     show_default=True,
     callback=_stale_after,
-    help="Intents older than this are writes that never finished (e.g. 30m, 1h, 2d).",
+    help="Intents of an unknown writer (no registered gateway: the CLI, an older version) "
+    "older than this are writes that never finished (e.g. 30m, 1h, 2d). Intents of a gateway "
+    "that is gone count at any age.",
+)
+@click.option(
+    "--multipart-expiry",
+    default="7d",
+    show_default=True,
+    callback=_stale_after,
+    help="Multipart uploads unfinished for longer than this are expired.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (no progress bar).")
 @s3_options()
@@ -75,6 +87,7 @@ def reconcile(
     repair: bool,
     bucket: str | None,
     stale_after: timedelta,
+    multipart_expiry: timedelta,
     as_json: bool,
     s3: S3Options,
     data_dir: Path,
@@ -85,7 +98,9 @@ def reconcile(
     assert _make_config is not None, "gateway.cli_reconcile.register() was not called"
     config = existing_stores_config(_make_config, data_dir, secret_key_file, s3)
     try:
-        summary = asyncio.run(_reconcile(config, repair, bucket, stale_after, as_json))
+        summary = asyncio.run(
+            _reconcile(config, repair, bucket, stale_after, multipart_expiry, as_json)
+        )
     except S3Error as exc:
         raise click.ClickException(f"object store: {exc.code}: {exc.message}") from exc
     _print_summary(summary, repair, as_json)
@@ -94,7 +109,12 @@ def reconcile(
 
 
 async def _reconcile(
-    config: Config, repair: bool, bucket: str | None, stale_after: timedelta, as_json: bool
+    config: Config,
+    repair: bool,
+    bucket: str | None,
+    stale_after: timedelta,
+    multipart_expiry: timedelta,
+    as_json: bool,
 ) -> Summary:
     from tqdm import tqdm
 
@@ -102,6 +122,9 @@ async def _reconcile(
     from policy.store import open_metadata_store
 
     bars: list[Any] = []
+    # What recovery and rollback log as they repair is in the findings already; without a
+    # handler Python would print their warnings to stderr (and into --json's clean stream).
+    logging.getLogger("minimo").addHandler(logging.NullHandler())
 
     def progress(phase: str) -> Any:
         # disable=None: tqdm shows the bar only when stderr is a terminal; leave=False: the
@@ -134,6 +157,7 @@ async def _reconcile(
                 repair=repair,
                 bucket=bucket,
                 stale_after=stale_after,
+                multipart_expiry=multipart_expiry,
                 on_finding=on_finding,
                 progress=progress,
             )
@@ -148,7 +172,8 @@ async def _reconcile(
 
 def _finding_line(finding: Finding) -> str:
     state = "repaired" if finding.repaired else "found"
-    line = f"{finding.kind:<14} {state:<8} s3://{finding.bucket}/{finding.key}: {finding.detail}"
+    where = f"s3://{finding.bucket}/{finding.key}" if finding.bucket else finding.key
+    line = f"{finding.kind:<14} {state:<8} {where}: {finding.detail}"
     if finding.sha256:
         line += f" (sha256 {finding.sha256})"
     return line
@@ -168,8 +193,8 @@ def _print_summary(summary: Summary, repair: bool, as_json: bool) -> None:
         if found:
             fixed = f", {summary.repaired[kind]} repaired" if repair else ""
             click.echo(f"  {kind}: {found}{fixed}")
-    if summary.more_stale_intents:
-        click.echo("  (more stale intents exist than one report lists; --repair goes through all)")
+    if summary.more_expired_uploads:
+        click.echo("  (more expired uploads than one report lists; --repair goes through all)")
     if summary.consistent:
         click.echo("consistent" if not summary.problems else "consistent after repair")
     elif repair:

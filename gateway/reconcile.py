@@ -13,10 +13,23 @@ one of four inconsistencies, each a :data:`FindingKind`:
   session it belongs to is a human decision (the UI adopts such objects).
 - ``missing_object``: a current record whose object is gone. Repair drops the record (and the
   key's write-once claim); the history keeps it.
-- ``stale_intent``: an intent older than ``stale_after``: a write that never finished. Repair
-  aborts it and releases its claim.
 - ``mismatch``: a record whose size or ETag disagrees with the object. Repair rewrites the
   record from the object when the object is stamped with a known session (else reported only).
+
+and the crash leftovers that :mod:`gateway.recovery` finds (and a running gateway repairs by
+itself within about a minute), repaired here with the same code:
+
+- ``dead_intent``: an intent whose writer is gone (its gateway stopped heartbeating or its
+  process no longer exists; an intent of an unknown writer once older than ``stale_after``),
+  whatever its age. Repair rolls the write back (gateway.rollback: the object it may have stored
+  is removed, its claim released), so the key is writable again.
+- ``temp_file`` / ``interrupted_complete``: a dead writer's temp files, and a multipart upload
+  whose completion it was running (``local`` backend). Repair removes them, or puts the upload
+  back so it can be listed, completed or aborted.
+- ``expired_upload``: a multipart upload unfinished for longer than ``multipart_expiry``.
+  Repair aborts it and forgets its record.
+- ``orphan_claim``: a write-once claim with neither its intent nor a record: it keeps its key
+  refused for nothing. Repair releases it.
 
 Memory stays bounded however large the stores are: objects are walked one listing page at a
 time (each looked up by key), records one bucket page at a time, and findings are handed to a
@@ -37,6 +50,7 @@ from typing import Any, Literal, Protocol
 
 from gateway.backends.base import ObjectInfo, ObjectStore
 from gateway.errors import S3Error
+from gateway.recovery import RECOVERY_KINDS, Recovered, Recovery, RecoverySettings
 from policy.store.base import (
     MAX_PAGE,
     MetadataStore,
@@ -50,13 +64,23 @@ STAMP_KEY = "minimo-session"
 #: the principal rebuilt records name, so nobody mistakes them for a client's own commit
 RECONCILE_PRINCIPAL = "reconcile"
 
-FindingKind = Literal["rebuildable", "unlinked", "missing_object", "stale_intent", "mismatch"]
+FindingKind = Literal[
+    "rebuildable",
+    "unlinked",
+    "missing_object",
+    "mismatch",
+    "dead_intent",
+    "temp_file",
+    "interrupted_complete",
+    "expired_upload",
+    "orphan_claim",
+]
 FINDING_KINDS: tuple[FindingKind, ...] = (
     "rebuildable",
     "unlinked",
     "missing_object",
-    "stale_intent",
     "mismatch",
+    *RECOVERY_KINDS,
 )
 
 #: sessions remembered while walking objects (objects of one session usually come together);
@@ -73,7 +97,7 @@ class Finding:
     detail: str
     #: the session the object or record names, when any
     session_id: str | None = None
-    #: set for stale intents
+    #: set for dead intents and orphan claims
     intent_id: str | None = None
     #: True once repaired in this run
     repaired: bool = False
@@ -102,8 +126,8 @@ class Summary:
     in_flight: int = 0
     found: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINDING_KINDS, 0))
     repaired: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINDING_KINDS, 0))
-    #: True when more stale intents exist than one run looks at (report mode only)
-    more_stale_intents: bool = False
+    #: True when more expired uploads exist than one report lists (report mode only)
+    more_expired_uploads: bool = False
 
     @property
     def problems(self) -> int:
@@ -116,7 +140,7 @@ class Summary:
 
     @property
     def consistent(self) -> bool:
-        return self.remaining == 0 and not self.more_stale_intents
+        return self.remaining == 0 and not self.more_expired_uploads
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -127,7 +151,7 @@ class Summary:
             "found": dict(self.found),
             "repaired": dict(self.repaired),
             "remaining": self.remaining,
-            "more_stale_intents": self.more_stale_intents,
+            "more_expired_uploads": self.more_expired_uploads,
             "consistent": self.consistent,
         }
 
@@ -164,6 +188,7 @@ class Reconciler:
         repair: bool = False,
         bucket: str | None = None,
         stale_after: timedelta = timedelta(hours=1),
+        multipart_expiry: timedelta = timedelta(days=7),
         on_finding: Callable[[Finding], Awaitable[None] | None] | None = None,
         progress: Callable[[str], Progress] | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -174,21 +199,24 @@ class Reconciler:
         self.repair = repair
         self.bucket = bucket
         self.stale_after = stale_after
+        self.multipart_expiry = multipart_expiry
         self._on_finding = on_finding
         self._progress = progress or (lambda _phase: _NoProgress())
         self._clock = clock or (lambda: datetime.now(UTC))
         self._page_size = page_size
         self._sessions: dict[str, SessionRecord | None] = {}
         self.summary = Summary()
+        self._recovery: Recovery | None = None
+        self._liveness: Any = None
         # Fixed when the run starts: objects newer than this are writes still in flight.
         self._started = self._clock()
 
     # -- the run -------------------------------------------------------------------------------
     async def run(self) -> Summary:
         self._started = self._clock()
-        # Stale intents first: aborting one releases its write-once claim, so an object that
-        # its crashed writer did store can be rebuilt (and claimed) in the object walk below.
-        await self._check_intents()
+        # Crash leftovers first: rolling back a dead intent releases its write-once claim and
+        # removes the object it may have stored, so the object walk below sees what is left.
+        await self._check_leftovers()
         await self._check_objects()
         await self._check_records()
         return self.summary
@@ -202,51 +230,45 @@ class Reconciler:
             if result is not None:
                 await result
 
-    # -- (c) stale intents ---------------------------------------------------------------------
-    async def _check_intents(self) -> None:
-        bar = self._progress("intents")
-        cutoff = self._started - self.stale_after
-        previous: set[str] = set()
-        while True:
-            # The store lists the oldest intents first with no cursor. Repairing removes them,
-            # so the next call returns the next ones; when reporting only, the first page is
-            # all one run can see (said in the summary rather than guessed at).
-            page = await self.metadata.stale_intents(cutoff, limit=self._page_size)
-            # Intents that survive a repair pass (other buckets under --bucket) come back on
-            # the next page; a page of nothing but those means there is nothing more to do.
-            fresh = [intent for intent in page if intent.id not in previous]
-            if not fresh:
-                break
-            for intent in fresh:
-                bar.update()
-                self.summary.intents_checked += 1
-                if self.bucket is not None and intent.bucket != self.bucket:
-                    continue
-                await self._report(await self._stale_intent(intent))
-            if not self.repair:
-                self.summary.more_stale_intents = len(page) >= self._page_size
-                break
-            previous = {intent.id for intent in page}
+    # -- (c) crash leftovers: gateway.recovery's steps, reported or repaired --------------------
+    async def _check_leftovers(self) -> None:
+        bar = self._progress("leftovers")
 
-    async def _stale_intent(self, intent: WriteIntent) -> Finding:
-        age = self._started - intent.started
-        what = f"multipart upload {intent.upload_id} " if intent.upload_id else ""
-        finding = Finding(
-            "stale_intent",
-            intent.bucket,
-            intent.key,
-            f"{what}write by {intent.principal} started {intent.started:%Y-%m-%d %H:%M:%S} UTC "
-            f"({_age(age)} ago) never committed",
-            session_id=intent.session_id,
-            intent_id=intent.id,
+        async def found(item: Recovered) -> None:
+            bar.update()
+            await self._report(
+                Finding(
+                    item.kind,
+                    item.bucket,
+                    item.key,
+                    item.detail,
+                    session_id=item.session_id,
+                    intent_id=item.intent_id,
+                    repaired=item.repaired,
+                )
+            )
+
+        self._recovery = recovery = Recovery(
+            self.objects,
+            self.metadata,
+            settings=RecoverySettings(
+                unknown_grace=self.stale_after, multipart_expiry=self.multipart_expiry
+            ),
+            repair=self.repair,
+            bucket=self.bucket,
+            on_found=found,
+            clock=self._clock,
+            page_size=self._page_size,
         )
-        if self.repair:
-            # Claim first: once the intent is gone nothing else would ever release it, and a
-            # claim held by a dead write keeps a write-once key blocked forever.
-            await self.metadata.release_claim(intent.bucket, intent.key, intent.id)
-            await self.metadata.abort_write(intent.id)
-            finding.repaired = True
-        return finding
+        self._liveness = live = await recovery.liveness()
+        if self.bucket is None:
+            await recovery.leftovers(live)  # the scratch space belongs to no bucket
+        await recovery.dead_intents(live)
+        await recovery.expired_uploads()
+        await recovery.orphan_claims()
+        report = recovery.report
+        self.summary.intents_checked = report.found["dead_intent"] + report.live_intents
+        self.summary.more_expired_uploads = report.more
 
     # -- (a) objects without records, (d) records that disagree --------------------------------
     async def _buckets(self) -> list[str]:
@@ -287,6 +309,13 @@ class Reconciler:
         if info.last_modified > self._started:
             # Stored after this run began: a live gateway's write whose commit is on its way.
             self.summary.in_flight += 1
+            return
+        if (
+            not self.repair
+            and self._recovery is not None
+            and (bucket, info.key) in self._recovery.dead_keys
+        ):
+            # a dead write's key: reported as its dead intent, whose rollback decides
             return
         record = await self.metadata.get_object_record(bucket, info.key)
         if record is None:
@@ -333,12 +362,16 @@ class Reconciler:
         await self._report(finding)
 
     async def _write_in_flight(self, bucket: str, key: str) -> bool:
-        """A live (not yet stale) intent holds the key's claim: its writer will commit."""
+        """A live writer's intent holds the key's claim: it will commit (or roll back)."""
         holder = await self.metadata.get_claim(bucket, key)
         if holder is None:
             return False
         intent = await self.metadata.get_intent(holder)
-        return intent is not None and intent.started >= self._started - self.stale_after
+        if intent is None:
+            return False
+        if self._liveness is None:
+            return intent.started >= self._started - self.stale_after
+        return self._liveness.why_dead(intent) is None
 
     async def _mismatch(self, bucket: str, listed: ObjectInfo, record: ObjectRecord) -> None:
         differences = []

@@ -293,7 +293,7 @@ class Recovery:
                 # rolled back): nothing is left to list or abort
                 await self.metadata.delete_multipart(intent.upload_id)
             item.repaired = True
-            log.warning(
+            log.info(
                 "recovered s3://%s/%s: rolled back write %s (%s)",
                 intent.bucket,
                 intent.key,

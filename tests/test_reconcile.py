@@ -25,9 +25,16 @@ import pytest
 
 from gateway.backends.base import ObjectStore, WriteMeta
 from gateway.backends.local import LocalObjectStore
+from gateway.errors import S3Error
 from gateway.reconcile import RECONCILE_PRINCIPAL, STAMP_KEY, Finding, Reconciler
 from policy.store import MetadataStore, open_metadata_store
-from policy.store.base import ObjectRecord, SessionRecord, WriteIntent
+from policy.store.base import (
+    InstanceRecord,
+    MultipartRecord,
+    ObjectRecord,
+    SessionRecord,
+    WriteIntent,
+)
 from tests.contract.helpers import Bytes, pattern
 from tests.helpers import s3_client
 from tests.servers import REPO, Versitygw, mongo_uri, run_gateway
@@ -207,7 +214,7 @@ def test_report_repair_and_consistent_after(stores: Stores) -> None:
         "run/unlinked.bin": "unlinked",
         "run/unknown-stamp.bin": "unlinked",
         "run/gone.bin": "missing_object",
-        "run/stale.bin": "stale_intent",
+        "run/stale.bin": "dead_intent",
         "run/changed.bin": "mismatch",
     }
     assert not any(f.repaired for f in findings)
@@ -215,7 +222,8 @@ def test_report_repair_and_consistent_after(stores: Stores) -> None:
     assert found["run/stale.bin"].intent_id == ids["stale"]
     assert "size 5 in the record, 2048 stored" in found["run/changed.bin"].detail
     assert summary["found"] == {
-        "rebuildable": 1, "unlinked": 2, "missing_object": 1, "stale_intent": 1, "mismatch": 1
+        "rebuildable": 1, "unlinked": 2, "missing_object": 1, "dead_intent": 1, "mismatch": 1,
+        "temp_file": 0, "interrupted_complete": 0, "expired_upload": 0, "orphan_claim": 0,
     }  # fmt: skip
     assert summary["objects_checked"] == 5
     assert summary["consistent"] is False
@@ -259,7 +267,7 @@ def test_report_repair_and_consistent_after(stores: Stores) -> None:
         ]
         assert await metadata.get_claim(bucket, "run/gone.bin") is None
 
-        # the stale intent is aborted and its claim released
+        # the dead intent is rolled back and its claim released
         assert await metadata.get_intent(ids["stale"]) is None
         assert await metadata.get_claim(bucket, "run/stale.bin") is None
 
@@ -320,7 +328,7 @@ def test_paging_and_fresh_intents(stores: Stores) -> None:
         assert kinds == sorted(
             [("rebuildable", k) for k in expected]
             + [("missing_object", f"run/gone-{i}") for i in range(5)]
-            + [("stale_intent", f"run/dead-{i}") for i in range(5)]
+            + [("dead_intent", f"run/dead-{i}") for i in range(5)]
         )
         assert all(f.repaired for f in seen)
         assert summary.in_flight == 1
@@ -464,3 +472,120 @@ def test_text_output_and_errors(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "bad duration" in done.stderr
+
+
+def test_crash_leftovers_reported_and_recovered(stores: Stores) -> None:
+    """What a killed gateway leaves (its intents at any age, temp files, an upload whose
+    completion it ran), an expired upload and an orphaned claim: never "consistent" while they
+    exist; --repair recovers them as a gateway would, and leaves a live gateway's write alone."""
+    bucket = f"rc-crash-{secrets.token_hex(4)}"
+    local = stores.versitygw is None
+    now = datetime.now(UTC)
+    dead_id, live_id = secrets.token_hex(8), secrets.token_hex(8)
+    data = pattern(4096, seed=30)
+
+    async def setup(metadata: MetadataStore, objects: ObjectStore) -> dict[str, str]:
+        await objects.create_bucket(bucket)
+        sid = (await metadata.create_session(session_record(bucket))).id
+        # a gateway on another host that stopped heartbeating a minute ago, and a live one
+        await metadata.heartbeat_instance(
+            InstanceRecord(dead_id, "elsewhere", "1:1", now - timedelta(hours=1),
+                           now - timedelta(minutes=1), 10.0)
+        )  # fmt: skip
+        await metadata.heartbeat_instance(
+            InstanceRecord(live_id, "elsewhere", "2:2", now, now, 10.0)
+        )
+        # the dead gateway's write, seconds old: intent, claim, stamped object stored
+        dead = WriteIntent(f"{dead_id}{1:016x}", bucket, "run/dead.bin", sid, "ada", now)
+        assert await metadata.start_write(dead, claim=True)
+        await put(objects, bucket, "run/dead.bin", data, sid)
+        # the live gateway's write in the same state: its own business
+        live = WriteIntent(f"{live_id}{1:016x}", bucket, "run/live.bin", sid, "ada", now)
+        assert await metadata.start_write(live, claim=True)
+        await put(objects, bucket, "run/live.bin", data, sid)
+        # an upload begun eight days ago and never finished
+        upload_id = await objects.create_multipart_upload(bucket, "run/old.bin", WriteMeta())
+        await metadata.create_multipart(
+            MultipartRecord(upload_id, bucket, "run/old.bin", sid, "ada", now - timedelta(days=8))
+        )
+        # a claim whose intent and record are both gone
+        assert await metadata.claim_key(bucket, "run/orphan.bin", "gone-" + secrets.token_hex(8))
+        ids = {"dead": dead.id, "live": live.id, "old": upload_id}
+        if local:
+            assert isinstance(objects, LocalObjectStore)
+            tmp = objects.root / ".minimo" / "tmp"
+            (tmp / f"obj-{dead_id}-7").write_bytes(b"half a write")
+            (tmp / f"obj-{live_id}-7").write_bytes(b"a write in progress")
+            # an upload whose completion the dead gateway was running (moved out of the list)
+            mpu = await objects.create_multipart_upload(bucket, "run/mpu.bin", WriteMeta())
+            await objects.upload_part(bucket, "run/mpu.bin", mpu, 1, Bytes(b"part one"))
+            os.rename(
+                objects.root / ".minimo" / "multipart" / bucket / mpu,
+                tmp / f"complete-{dead_id}-8",
+            )
+            ids["mpu"] = mpu
+        return ids
+
+    ids = stores.run(setup)
+    args = () if local else ("--bucket", bucket)  # the shared upstream holds other tests' data
+
+    code, findings, summary = stores.reconcile(*args)
+    assert code == 1 and summary["consistent"] is False
+    ours = sorted((f.kind, f.key) for f in findings if f.bucket in (bucket, ""))
+    expected = [
+        ("dead_intent", "run/dead.bin"),
+        ("expired_upload", "run/old.bin"),
+        ("orphan_claim", "run/orphan.bin"),
+    ]
+    if local:
+        expected += [
+            ("interrupted_complete", f".minimo/tmp/complete-{dead_id}-8"),
+            ("temp_file", f".minimo/tmp/obj-{dead_id}-7"),
+        ]
+    assert ours == sorted(expected)
+    assert summary["in_flight"] == 1  # the live gateway's object
+    dead_finding = next(f for f in findings if f.kind == "dead_intent")
+    assert dead_finding.intent_id == ids["dead"] and dead_id in dead_finding.detail
+
+    code, findings, summary = stores.reconcile(*args, "--repair")
+    assert sorted((f.kind, f.key) for f in findings if f.bucket in (bucket, "")) == sorted(expected)
+    assert all(f.repaired for f in findings if f.bucket in (bucket, ""))
+
+    async def check(metadata: MetadataStore, objects: ObjectStore) -> None:
+        # the dead write is rolled back: no object, no intent, the key writable again
+        with pytest.raises(S3Error):
+            await objects.head_object(bucket, "run/dead.bin")
+        assert await metadata.get_intent(ids["dead"]) is None
+        assert await metadata.get_claim(bucket, "run/dead.bin") is None
+        assert await metadata.get_claim(bucket, "run/orphan.bin") is None
+        # the live one is untouched
+        assert await metadata.get_intent(ids["live"]) is not None
+        assert await metadata.get_claim(bucket, "run/live.bin") == ids["live"]
+        await objects.head_object(bucket, "run/live.bin")
+        # the expired upload is gone from both stores
+        assert await metadata.get_multipart(ids["old"]) is None
+        with pytest.raises(S3Error):
+            await objects.list_parts(bucket, "run/old.bin", ids["old"])
+        if local:
+            assert isinstance(objects, LocalObjectStore)
+            tmp = objects.root / ".minimo" / "tmp"
+            assert sorted(os.listdir(tmp)) == [f"obj-{live_id}-7"]
+            # the interrupted upload is back: listed, and it can be completed
+            listed = await objects.list_multipart_uploads(bucket)
+            assert [u.upload_id for u in listed.uploads] == [ids["mpu"]]
+            parts = await objects.list_parts(bucket, "run/mpu.bin", ids["mpu"])
+            assert [p.number for p in parts.parts] == [1]
+        # the live write finishes: then the stores agree
+        await metadata.roll_back_write(
+            WriteIntent(ids["live"], bucket, "run/live.bin", None, "ada", now)
+        )
+        await objects.delete_object(bucket, "run/live.bin")
+        if local:
+            await objects.abort_multipart_upload(bucket, "run/mpu.bin", ids["mpu"])
+            os.unlink(objects.root / ".minimo" / "tmp" / f"obj-{live_id}-7")
+
+    stores.run(check)
+    code, findings, summary = stores.reconcile(*args)
+    assert [f for f in findings if f.bucket in (bucket, "")] == []
+    if local:
+        assert (code, summary["consistent"]) == (0, True)

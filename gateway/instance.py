@@ -67,7 +67,9 @@ def _start_ticks(pid: int) -> str | None:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after its last ")"
     fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None  # field 22: starttime
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
+        return None  # a zombie (killed, not yet reaped by its parent) is gone as well
+    return fields[19]  # field 22: starttime
 
 
 @cache

@@ -114,7 +114,7 @@ class Janitor:
 
     #: the first retry comes after this long; each further one waits twice as long, up to MAX
     FIRST_DELAY = 1.0
-    MAX_DELAY = 30.0
+    MAX_DELAY = 5.0
     #: intents held at the most; beyond it the oldest are left to recovery (logged)
     LIMIT = 100_000
 

@@ -46,6 +46,7 @@ from policy.store.base import (
 
 #: how long a statement waits for another process's write lock before failing
 BUSY_TIMEOUT_MS = 10_000
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _T = TypeVar("_T")
 
 #: Migrations in order; a migration's version is its index + 1. Append, never edit.
@@ -1173,8 +1174,11 @@ def _run_batch(
     is run again alone, so unrelated writes succeed or fail on their own account."""
     try:
         return _transaction(conn, ops)
-    except sqlite3.Error:
-        if len(ops) == 1:
+    except sqlite3.Error as exc:
+        # Another process holding the write lock past the busy timeout is nobody's fault in
+        # the batch: trying each group alone would only wait that long again for each.
+        primary = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF  # extended codes -> primary
+        if len(ops) == 1 or primary in _BUSY_CODES:
             raise
     results: list[tuple[bool, Any]] = []
     for op in ops:

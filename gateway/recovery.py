@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -494,7 +495,15 @@ class RecoveryService:
                 log.warning("recovery run failed (tried again next period): %s", exc)
             first = False
             self.runs += 1
-            await asyncio.sleep(self.settings.interval)
+            await asyncio.sleep(self._until_next_term())
+
+    def _until_next_term(self) -> float:
+        """Seconds until just after the next period starts: every gateway asks for the lease
+        then, so each period has a run (a random fraction of a second apart, so they do not
+        all hit the store at the same instant)."""
+        interval = self.settings.interval
+        now = datetime.now(UTC).timestamp()
+        return interval - now % interval + random.uniform(0.05, min(1.0, interval / 10))
 
     async def _take_lease(self) -> bool:
         term = int(datetime.now(UTC).timestamp() // self.settings.interval)

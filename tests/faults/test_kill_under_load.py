@@ -17,6 +17,7 @@ import itertools
 import random
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,21 @@ def worker(gw: KillableGateway, bucket: str, n: int, ledger: Ledger, stop: threa
         ledger.ok(key, digest)
 
 
+def wait_for_progress(
+    ledger: Ledger, threads: list[threading.Thread], goal: int, *, acked_only: bool
+) -> None:
+    """Until the clients have finished ``goal`` operations (acknowledged only, or all)."""
+
+    def done() -> int:
+        return len(ledger.acked) + (0 if acked_only else len(ledger.interrupted))
+
+    deadline = time.monotonic() + 300
+    while done() < goal:
+        assert all(t.is_alive() for t in threads), "a client thread died"
+        assert time.monotonic() < deadline, f"the clients made no progress: {ledger.unexpected}"
+        time.sleep(0.05)
+
+
 def test_kill_under_load(gw: KillableGateway) -> None:
     bucket = f"load-{secrets.token_hex(4)}"
     gw.client().create_bucket(Bucket=bucket)
@@ -146,16 +162,10 @@ def test_kill_under_load(gw: KillableGateway) -> None:
         for _ in range(KILLS):
             # let the load run a while (the clients' progress, not a clock, says how long)
             start = len(ledger.acked) + len(ledger.interrupted)
-            goal = start + rng.randrange(4, 12)
-            deadline = threading.Event()
-            while len(ledger.acked) + len(ledger.interrupted) < goal:
-                assert all(t.is_alive() for t in threads), "a client thread died"
-                deadline.wait(0.05)
+            wait_for_progress(ledger, threads, start + rng.randrange(4, 12), acked_only=False)
             gw.restart()
         # one more stretch of load on the last gateway, then stop
-        goal = len(ledger.acked) + 5
-        while len(ledger.acked) < goal:
-            threading.Event().wait(0.05)
+        wait_for_progress(ledger, threads, len(ledger.acked) + 5, acked_only=True)
     finally:
         stop.set()
         for thread in threads:

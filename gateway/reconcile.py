@@ -3,7 +3,7 @@ store disagree.
 
 The write protocol (DESIGN.md decision 4) is intent -> stamped object -> commit. A process that
 dies between those steps, or an operator who touches either store behind minimo's back, leaves
-one of four inconsistencies, each a :data:`FindingKind`:
+one of these inconsistencies, each a :data:`FindingKind`:
 
 - ``rebuildable``: an object without a current record whose ``minimo-session`` stamp names a
   known session. Repair rebuilds the record from the object itself (HEAD data, SHA-256
@@ -50,7 +50,7 @@ from typing import Any, Literal, Protocol
 
 from gateway.backends.base import ObjectInfo, ObjectStore
 from gateway.errors import S3Error
-from gateway.recovery import RECOVERY_KINDS, Recovered, Recovery, RecoverySettings
+from gateway.recovery import RECOVERY_KINDS, Liveness, Recovered, Recovery, RecoverySettings
 from policy.store.base import (
     MAX_PAGE,
     MetadataStore,
@@ -207,7 +207,7 @@ class Reconciler:
         self._sessions: dict[str, SessionRecord | None] = {}
         self.summary = Summary()
         self._recovery: Recovery | None = None
-        self._liveness: Any = None
+        self._liveness: Liveness | None = None
         # Fixed when the run starts: objects newer than this are writes still in flight.
         self._started = self._clock()
 

@@ -41,8 +41,10 @@ NOW = datetime.now(UTC)
 
 
 def instance(iid: str, *, host: str = "elsewhere", process: str = "1:1", **kw: Any):
+    """An instance record; by default one that heartbeat just now (so it is alive)."""
+    now = datetime.now(UTC)
     return InstanceRecord(
-        iid, host, process, kw.get("started", NOW), kw.get("heartbeat", NOW), kw.get("every", 10)
+        iid, host, process, kw.get("started", now), kw.get("heartbeat", now), kw.get("every", 10)
     )
 
 

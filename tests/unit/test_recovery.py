@@ -382,3 +382,39 @@ def test_lease_lets_one_gateway_run_per_period(tmp_path: Path, interval: float) 
         assert sorted(results) == [False, True]
 
     run(tmp_path, body)
+
+
+# -- the options ---------------------------------------------------------------------------------
+def test_serve_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--heartbeat-interval, --recovery-interval and --multipart-expiry (or MINIMO_* variables)
+    reach the gateway's Config; the defaults are 10 s, 60 s and 7 days; bad values are usage
+    errors."""
+    from click.testing import CliRunner
+
+    import gateway.server
+    from gateway.cli import main
+    from gateway.config import Config
+
+    seen: list[Config] = []
+    monkeypatch.setattr(gateway.server, "run", lambda config, **kw: seen.append(config))
+    for name in (
+        "MINIMO_HEARTBEAT_INTERVAL",
+        "MINIMO_RECOVERY_INTERVAL",
+        "MINIMO_MULTIPART_EXPIRY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+    base = ["serve", "--data-dir", str(tmp_path)]
+    assert runner.invoke(main, base).exit_code == 0
+    assert (seen[-1].heartbeat_interval, seen[-1].recovery_interval) == (10.0, 60.0)
+    assert seen[-1].multipart_expiry == timedelta(days=7)
+    result = runner.invoke(
+        main,
+        [*base, "--heartbeat-interval", "2s", "--recovery-interval", "5m"],
+        env={"MINIMO_MULTIPART_EXPIRY": "36h"},
+    )
+    assert result.exit_code == 0, result.output
+    assert (seen[-1].heartbeat_interval, seen[-1].recovery_interval) == (2.0, 300.0)
+    assert seen[-1].multipart_expiry == timedelta(hours=36)
+    result = runner.invoke(main, [*base, "--multipart-expiry", "soon"])
+    assert result.exit_code == 2 and "bad duration" in result.output

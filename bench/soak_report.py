@@ -12,6 +12,8 @@ from typing import Any
 from bench.soak_check import Integrity
 from bench.soak_load import MIX, OPS, SIZE_CLASSES, Stats, Window, size_class
 
+_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+_REPO = str(Path(__file__).resolve().parent.parent) + "/"
 _EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Timeout)\b)(?::\s?(.*))?$")
 
 
@@ -24,7 +26,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def log_exceptions(logs: list[Path]) -> tuple[int, Counter]:
-    """Tracebacks in the gateway's logs and their final lines (exception: message), counted."""
+    """Tracebacks in the gateway's logs, counted by their final line (exception: message) and
+    the innermost frame in minimo's own code (where to look)."""
     tracebacks = 0
     last_lines: Counter = Counter()
     for path in logs:
@@ -32,11 +35,17 @@ def log_exceptions(logs: list[Path]) -> tuple[int, Counter]:
             text = path.read_text(errors="replace")
         except OSError:
             continue
+        frame = ""
         for line in text.splitlines():
             if line.startswith("Traceback (most recent call last)"):
                 tracebacks += 1
+                frame = ""
+            elif (f := _FRAME.match(line)) is not None:
+                if "site-packages" not in f["path"] and f["path"].startswith(_REPO):
+                    frame = f" at {f['path'][len(_REPO) :]}:{f['line']} in {f['func']}"
             elif _EXCEPTION.match(line):
-                last_lines[line[:160]] += 1
+                last_lines[line[:160] + frame] += 1
+                frame = ""
     return tracebacks, last_lines
 
 
@@ -196,7 +205,8 @@ def _integrity_lines(i: Integrity) -> list[str]:
     lines = [
         f"- acknowledged objects read back with the same SHA-256: {i.verified} of "
         f"{i.acked_objects}; lost {len(i.lost)}{_names(i.lost)}, different "
-        f"{len(i.different)}{_names(i.different)}, unreadable {len(i.unreadable)}; "
+        f"{len(i.different)}{_names(i.different)}, unreadable {len(i.unreadable)}"
+        f"{_names([f'{k}: {v}' for k, v in i.unreadable.items()])}; "
         f"GETs with other bytes during the load: {len(i.get_mismatches_during_load)}",
         f"- objects visible under the run's prefixes: {i.objects}, of which recorded "
         f"{i.recorded}; visible without a record: {len(i.unrecorded)}{_names(i.unrecorded)}; "

@@ -139,44 +139,58 @@ def _admin(gw: Gateway) -> Endpoint:
 
 
 class Restarter:
-    """Kill the server listening on a port (SIGKILL) and start it again the same way."""
+    """Kill the server listening on a port (SIGKILL) and start it again the same way: same
+    command line, same working directory, so the same data directory and port."""
 
-    def __init__(self, port: int, work: Path) -> None:
+    def __init__(self, port: int, pid: int, work: Path) -> None:
         self.port = port
         self.work = work
         self.procs: list[subprocess.Popen] = []
+        self.pid = pid
+        #: CPU seconds of the killed process just before the kill
+        self.cpu_at_kill = 0.0
+        raw = Path(f"/proc/{self.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        self.argv = [a.decode() for a in raw]
+        self.cwd = os.readlink(f"/proc/{self.pid}/cwd")
 
-    def kill(self) -> tuple[list[str], str]:
-        pid = _listener_pid(self.port)
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-        os.kill(pid, signal.SIGKILL)
+    def kill(self) -> None:
+        self.cpu_at_kill = procfs.cpu_seconds(self.pid)
+        os.kill(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}/fd").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)  # gone (a zombie until its parent's stop() reaps it: no fds)
-        return [a.decode() for a in argv], cwd
+        while _alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
-    def start(self, argv: list[str], cwd: str) -> None:
+    def start(self) -> None:
         log_file = self.work / f"restarted-{self.port}-{len(self.procs)}.log"
         with log_file.open("wb") as out:
-            proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(self.argv, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
-        wait_for_port(self.port, proc, argv[0])
+        wait_for_port(self.port, proc, self.argv[0])
+        self.pid = proc.pid
 
     def stop_all(self) -> None:
         for proc in self.procs:
             stop(proc)
 
 
+def _alive(pid: int) -> bool:
+    """False once the process is gone or a zombie (its parent's stop() reaps it later)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 async def inject(
     restarter: Restarter, window: Window, at: float, duration: float, t0: float
 ) -> None:
     await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
-    argv, cwd = await asyncio.to_thread(restarter.kill)
     window.killed = time.monotonic()
+    await asyncio.to_thread(restarter.kill)
     log(f"outage: {window.what} store killed at {window.killed - t0:.1f} s")
-    await asyncio.sleep(duration)
-    await asyncio.to_thread(restarter.start, argv, cwd)
+    await asyncio.sleep(max(0.0, window.killed + duration - time.monotonic()))
+    await asyncio.to_thread(restarter.start)
     window.restarted = time.monotonic()
     log(f"outage: {window.what} store restarted at {window.restarted - t0:.1f} s")
 
@@ -278,7 +292,16 @@ async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             retry=not args.no_retry,
         )
         probes = await wait_writable(load)
+        # the servers behind the gateway, found before the load starts (walking /proc is slow)
+        servers = {name: _listener_pid(port) for name, port in target.ports.items()}
+        restarter = None
+        if args.outage:
+            restarter = Restarter(
+                target.ports[args.outage], servers[args.outage], target.work or Path(".")
+            )
+            restarters.append(restarter)
         samples: list[dict[str, float]] = []
+        load_before = os.getloadavg()[0]
         t0 = time.monotonic()
         end = t0 + args.minutes * 60
         sampler = (
@@ -287,9 +310,7 @@ async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             else None
         )
         outage = None
-        if args.outage:
-            restarter = Restarter(target.ports[args.outage], target.work or Path("."))
-            restarters.append(restarter)
+        if restarter is not None:
             window = Window(args.outage, killed=float("inf"), grace=args.outage_grace)
             windows.append(window)
             outage = asyncio.create_task(
@@ -297,12 +318,22 @@ async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             )
         cpu_client0 = client_cpu()
         cpu_gw0 = procfs.cpu_seconds(target.pid) if target.pid else 0.0
+        cpu_servers0 = {name: procfs.cpu_seconds(pid) for name, pid in servers.items()}
         log(f"load: {args.clients} clients for {args.minutes:g} min")
         try:
             await load.run(args.clients, end)
             seconds = time.monotonic() - t0
             cpu_client = client_cpu() - cpu_client0
             cpu_gw = (procfs.cpu_seconds(target.pid) - cpu_gw0) if target.pid else 0.0
+            load_after = os.getloadavg()[0]
+            cpu_servers = {}
+            for name, pid in servers.items():
+                if restarter is not None and name == args.outage and restarter.procs:
+                    # the killed process up to the kill, then its successor
+                    used = restarter.cpu_at_kill + procfs.cpu_seconds(restarter.pid)
+                else:
+                    used = procfs.cpu_seconds(pid)
+                cpu_servers[name] = (used - cpu_servers0[name]) / seconds / (os.cpu_count() or 1)
             if outage is not None:
                 await outage  # the store is back before anything is checked
             if sampler is not None:
@@ -366,6 +397,9 @@ async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             "gateway_cpu_s": cpu_gw,
             "client_cpu_share": cpu_client / seconds / cores,
             "gateway_cpu_share": cpu_gw / seconds / cores,
+            #: "metadata" (FerretDB) / "objects" (versitygw) -> their CPU share
+            "servers_cpu_share": cpu_servers,
+            "load_average_before_after": [load_before, load_after],
         },
         "outages": windows_json(windows, t0),
     }

@@ -17,6 +17,9 @@ _REPO = str(Path(__file__).resolve().parent.parent) + "/"
 _EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Timeout)\b)(?::\s?(.*))?$")
 
 
+_SERVER_NAMES = {"metadata": "FerretDB", "objects": "versitygw"}
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -97,8 +100,8 @@ def render(r: dict[str, Any], stats: Stats, integrity: Integrity | None) -> str:
     if r["outages"]:
         for w in r["outages"]:
             lines.append(
-                f"Injected outage: {w['what']} killed (SIGKILL) at {w['killed_at']:.0f} s, "
-                f"restarted at {w['restarted_at']:.0f} s; errors up to {w['grace']:g} s after "
+                f"Injected outage: {w['what']} store killed (SIGKILL) at {w['killed_at']:.1f} s, "
+                f"restarted at {w['restarted_at'] or 0:.1f} s; errors up to {w['grace']:g} s after "
                 "the restart count as during the outage; first acknowledged write "
                 + (
                     f"{w['first_write_after']:.1f} s after the restart."
@@ -168,8 +171,14 @@ def render(r: dict[str, Any], stats: Stats, integrity: Integrity | None) -> str:
         f"open descriptors {_first_last_max(samples, 'fds')}.",
         f"RSS MiB over time: {_series(samples, 'rss_mib')}; "
         f"descriptors: {_series(samples, 'fds')}.",
-        f"CPU during the load: gateway {res['gateway_cpu_share']:.0%}, this client "
-        f"{res['client_cpu_share']:.0%} of the machine's {res['cores']} cores.",
+        f"CPU during the load: gateway {res['gateway_cpu_share']:.0%}, "
+        + "".join(
+            f"{_SERVER_NAMES[name]} {share:.0%}, "
+            for name, share in res["servers_cpu_share"].items()
+        )
+        + f"this client {res['client_cpu_share']:.0%} of the machine's {res['cores']} cores; "
+        f"load average before/after {res['load_average_before_after'][0]:.1f} / "
+        f"{res['load_average_before_after'][1]:.1f}.",
     ]
     if integrity is not None:
         lines += ["", "Integrity:", ""]

@@ -353,8 +353,11 @@ async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
                     log=log,
                 )
                 integrity.reconcile = await asyncio.to_thread(reconcile, target, args.bucket)
-            if args.url and st.old_policy:
-                await restore_policy(api, st.old_policy)
+            if args.url:
+                try:
+                    await restore_policy(api, st.old_policy)
+                except SetupError as exc:
+                    log(f"could not put the previous policy back: {exc}")
         finally:
             if outage is not None and not outage.done():
                 outage.cancel()

@@ -283,6 +283,8 @@ async def check(
     await _bounded(sorted(absent_candidates), record_of)
     res.deleted_but_recorded.sort()
     res.records_without_object.sort()
+    log(f"listed {len(visible)} objects, looked up {len(absent_candidates)} records "
+        f"({time.monotonic() - started:.0f} s)")  # fmt: skip
 
     # 4. the audit log holds one "allowed" event per acknowledged write and delete
     res.audit = await count_audit(
@@ -301,6 +303,7 @@ async def check(
         acked, audited = ledger.acked_ops[kind], res.audit[(action, part, "allowed")]
         if acked != audited:
             res.audit_mismatch[kind] = (acked, audited)
+    log(f"counted {sum(res.audit.values())} audit events")
     log(f"integrity check done in {time.monotonic() - started:.0f} s")
     return res
 

@@ -389,6 +389,7 @@ async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "retries": [
             {"status": s, "code": c, "count": n} for (s, c), n in load.stats.retries.items()
         ],
+        "refused_puts": dict(load.stats.refused_puts),
         "sizes": dict(load.stats.sizes),
         "bytes_put": load.stats.bytes_put,
         "bytes_got": load.stats.bytes_got,

@@ -152,7 +152,6 @@ class Integrity:
     #: kind -> (acknowledged, audit "allowed") where they differ
     audit_mismatch: dict[str, tuple[int, int]] = field(default_factory=dict)
     reconcile: dict[str, Any] | None = None
-    problems: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -161,7 +160,7 @@ class Integrity:
                 out[name] = {"/".join(map(str, k)): v for k, v in sorted(value.items())}
             elif isinstance(value, Counter):
                 out[name] = dict(value)
-            elif isinstance(value, list) and name != "problems":
+            elif isinstance(value, list):
                 out[name] = {"count": len(value), "first": value[:SHOWN]}
             else:
                 out[name] = value

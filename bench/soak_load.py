@@ -289,6 +289,9 @@ class Stats:
     raced_404: int = 0
     #: (status, code) of PUT retries of keys whose first PUT failed
     retries: Counter = field(default_factory=Counter)
+    #: "put_session" / "put_scratch" -> PUTs answered 403 (retries included): refusals, which
+    #: the audit log records as "refused" events
+    refused_puts: Counter = field(default_factory=Counter)
 
 
 class Load:
@@ -351,11 +354,13 @@ class Load:
         out, digest = await self.c.put(signer, key, size)
         if count:
             self._count(f"put_{kind}", out)
+        self.stats.refused_puts[f"put_{kind}"] += out.status == 403
         if not out.ok and self.retry and (out.status == 0 or out.status >= 500):
             # what a client does next: the same key again, once, a moment later
             await asyncio.sleep(0.2)
             out, digest = await self.c.put(signer, key, size)
             self.stats.retries[(out.status, out.code or "-")] += 1
+            self.stats.refused_puts[f"put_{kind}"] += out.status == 403
         if out.ok:
             self.stats.bytes_put += size
             self.ledger.acked[key] = (digest, size)

@@ -56,14 +56,26 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}" if seconds >= 0.0095 else f"{seconds * 1000:.1f}"
 
 
-def _series(samples: list[dict[str, float]], name: str, points: int = 12) -> str:
-    if not samples:
-        return "-"
+def _picked(samples: list[dict[str, float]], points: int = 12) -> list[dict[str, float]]:
+    """At most ``points`` + 1 samples, evenly spread, the last one always included."""
     step = max(1, len(samples) // points)
     picked = samples[::step]
-    if picked[-1] is not samples[-1]:
+    if picked and picked[-1] is not samples[-1]:
         picked.append(samples[-1])
-    return " ".join(f"{s[name]:.0f}" for s in picked)
+    return picked
+
+
+def _sample_table(samples: list[dict[str, float]]) -> list[str]:
+    """The samples over time as a compact table: one row per measure, one column per time."""
+    picked = _picked(samples)
+    if not picked:
+        return ["(no samples: the gateway's process is not known; see --pid)"]
+    return [
+        "| t (s) | " + " | ".join(f"{s['t']:.0f}" for s in picked) + " |",
+        "|---|" + "---:|" * len(picked),
+        "| RSS MiB | " + " | ".join(f"{s['rss_mib']:.0f}" for s in picked) + " |",
+        "| descriptors | " + " | ".join(f"{s['fds']:.0f}" for s in picked) + " |",
+    ]
 
 
 def _first_last_max(samples: list[dict[str, float]], name: str) -> str:
@@ -169,8 +181,9 @@ def render(r: dict[str, Any], stats: Stats, integrity: Integrity | None) -> str:
         f"Gateway every {a['sample_every']:g} s (first / last / max): "
         f"RSS {_first_last_max(samples, 'rss_mib')} MiB, "
         f"open descriptors {_first_last_max(samples, 'fds')}.",
-        f"RSS MiB over time: {_series(samples, 'rss_mib')}; "
-        f"descriptors: {_series(samples, 'fds')}.",
+        "",
+        *_sample_table(samples),
+        "",
         f"CPU during the load: gateway {res['gateway_cpu_share']:.0%}, "
         + "".join(
             f"{_SERVER_NAMES[name]} {share:.0%}, "
@@ -183,6 +196,16 @@ def render(r: dict[str, Any], stats: Stats, integrity: Integrity | None) -> str:
     if integrity is not None:
         lines += ["", "Integrity:", ""]
         lines += _integrity_lines(integrity)
+        refused = {
+            kind: (stats.refused_puts[kind], integrity.audit[("PutObject", part, "refused")])
+            for kind, part in (("put_session", "session"), ("put_scratch", "scratch"))
+        }
+        lines.append(
+            "- refusals (not judged): "
+            + "; ".join(
+                f"{k} answered 403 {a}, audited refused {b}" for k, (a, b) in refused.items()
+            )
+        )
     tb, exc = r["gateway_log"]["tracebacks"], r["gateway_log"]["exceptions"]
     if tb or exc:
         lines += ["", f"Gateway log: {tb} tracebacks; most frequent exception lines:", ""]

@@ -260,12 +260,15 @@ def reconcile(target: Target, bucket: str) -> dict[str, Any] | None:
     return summary
 
 
-async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+async def soak(
+    args: argparse.Namespace, target: Target, restarters: list[Restarter]
+) -> dict[str, Any]:
+    """The run itself; servers an outage restarted are added to ``restarters`` (the caller
+    stops them, also when the run is interrupted)."""
     bodies = Bodies(args.seed)
     connector = aiohttp.TCPConnector(limit=args.clients + 8)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     windows: list[Window] = []
-    restarters: list[Restarter] = []
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
@@ -361,8 +364,6 @@ async def soak(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         finally:
             if outage is not None and not outage.done():
                 outage.cancel()
-            for r in restarters:
-                r.stop_all()
     cores = os.cpu_count() or 1
     result: dict[str, Any] = {
         "date": f"{stamp:%Y-%m-%d %H:%M} UTC",
@@ -460,6 +461,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         a.target = "url"
     if a.outage and a.target != "mongo-s3":
         p.error("--outage needs --target mongo-s3 (the soak restarts the servers it started)")
+    if a.outage and a.outage_at + a.outage_for >= a.minutes * 60:
+        p.error("the outage must end before the load does (--outage-at + --outage-for)")
     if a.clients < 1 or a.minutes <= 0:
         p.error("--clients and --minutes must be positive")
     return a
@@ -483,13 +486,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     work = Path(tempfile.mkdtemp(prefix="minimo-soak-", dir=args.tmp_dir))
     log(f"target {args.target}; working in {work}")
+    restarters: list[Restarter] = []
     try:
         with start_target(args, work) as target:
             try:
-                result = _run(soak(args, target))
+                result = _run(soak(args, target, restarters))
             except SetupError as exc:
                 log(f"setup failed: {exc}")
                 return 2
+            finally:
+                for r in restarters:
+                    r.stop_all()
     finally:
         if args.keep:
             log(f"kept {work}")

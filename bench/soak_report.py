@@ -157,7 +157,10 @@ def render(r: dict[str, Any], stats: Stats, integrity: Integrity | None) -> str:
     else:
         lines.append("none")
     if stats.retries:
-        retried = ", ".join(f"{s or 'no answer'} {c}: {n}" for (s, c), n in stats.retries.items())
+        retried = ", ".join(
+            f"{s or 'no answer'}{'' if c == '-' else ' ' + c}: {n}"
+            for (s, c), n in sorted(stats.retries.items())
+        )
         lines += ["", f"Retries of failed PUTs (same key, once): {retried}."]
 
     sizes = stats.sizes

@@ -208,9 +208,14 @@ async def count_audit(api: Api, since: str, targets: dict[str, str]) -> Counter:
             if status != 200:
                 raise SetupError(f"reading the audit log: HTTP {status}: {str(doc)[:300]}")
             for event in doc["events"]:
+                # a delete that answered 503 but did happen is audited once the store is back,
+                # marked so: it is not one the client was told about
+                outcome = event["outcome"]
+                if (event.get("details") or {}).get("acknowledged") is False:
+                    outcome += " (not acknowledged)"
                 for name, prefix in targets.items():
                     if event["target"].startswith(prefix):
-                        counts[(event["action"], name, event["outcome"])] += 1
+                        counts[(event["action"], name, outcome)] += 1
                         break
             cursor = doc.get("next_cursor") or ""
             if not cursor or not doc["events"]:

@@ -27,6 +27,7 @@ from gateway.errors import S3Error
 from gateway.handlers import buckets, listing, multipart, objects
 from gateway.handlers.common import S3Request
 from gateway.names import validate_bucket, validate_key
+from gateway.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.writes import WritePath, refused
 from policy.enforce import CONTINUES, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
@@ -348,13 +349,18 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
 
 
 async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """Every response names the server and, for S3 requests, the request id."""
+    """Every response names the server; S3 responses carry the request id, and nosniff and a
+    sandboxing CSP (gateway.safe_serving), so no stored byte ever runs as this origin. Those two
+    are set on every S3 answer (errors, 304, listings too), replacing anything a handler set:
+    constant values, cheaper than deciding which answers need them."""
     headers = response.headers
     headers["Server"] = "minimo"
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         headers["x-amz-request-id"] = request_id
         headers["x-amz-id-2"] = request.app[HOST_ID]
+        headers["X-Content-Type-Options"] = NOSNIFF
+        headers["Content-Security-Policy"] = OBJECT_CSP
 
 
 def create_app(

@@ -28,6 +28,7 @@ from gateway.handlers import buckets, listing, multipart, objects
 from gateway.handlers.common import S3Request
 from gateway.names import validate_bucket, validate_key
 from gateway.safe_serving import NOSNIFF, OBJECT_CSP
+from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
 from gateway.writes import WritePath, refused
 from policy.enforce import CONTINUES, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
@@ -44,6 +45,8 @@ RESERVED_PREFIX = "/_minimo/"
 
 REQUEST_ID = web.RequestKey("minimo_request_id", str)
 HOST_ID = web.AppKey("minimo_host_id", str)
+#: the UI's host name when --ui-url is set (gateway.ui_host)
+UI_HOST = web.AppKey("minimo_ui_host", str)
 
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
 
@@ -263,6 +266,8 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             f"Your request header section exceeds {MAX_HEADER_BYTES} bytes.",
             extra={"MaxSizeAllowed": str(MAX_HEADER_BYTES)},
         )
+    if config.ui_url is not None:
+        refuse_read_on_ui_host(request, app[UI_HOST], config.base_url)
     bucket, key = split_target(request, config.domain)
     auth = await authenticate(request, app[IDENTITY], region=config.region, domain=config.domain)
     query = request.query
@@ -373,6 +378,9 @@ def create_app(
     app[WRITE_PATH] = writes
     app[HOST_ID] = base64.b64encode(secrets.token_bytes(48)).decode("ascii")
     app.on_response_prepare.append(_stamp)
+    if config.ui_url is not None:
+        app[UI_HOST] = parse_ui_url(config.ui_url)[1]
+        app.middlewares.append(ui_host_middleware(config.ui_url))
     try:
         from ui import setup_ui
     except ImportError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.safe_serving import (
@@ -133,3 +135,9 @@ def test_csp_sandboxes_and_forbids_scripts() -> None:
     assert directives["sandbox"] == "sandbox"  # no allow-scripts, no allow-same-origin
     assert directives["default-src"] == "default-src 'none'"
     assert "script-src" not in directives  # so scripts fall back to default-src 'none'
+
+
+def test_the_docs_quote_the_csp() -> None:
+    """docs/deploy.md says what object answers carry: it must not drift from the code."""
+    deploy = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    assert f"Content-Security-Policy: {OBJECT_CSP}" in deploy

@@ -19,6 +19,7 @@ S3 hot path pays nothing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -72,12 +73,18 @@ def refuse_read_on_ui_host(request: web.Request, ui_name: str, s3_url: str) -> N
         )
 
 
-def ui_host_middleware(ui_url: str) -> web.middleware:  # type: ignore[valid-type]
-    """The UI side's half: ``/_minimo/`` answers on the UI's host name only."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def ui_host_middleware(
+    ui_url: str,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """The UI side's half: ``/_minimo/`` answers on the UI's host name only. ``raw_path`` always
+    starts with ``/_minimo`` here, so the redirect cannot lead off the UI's host."""
     base, ui_name = parse_ui_url(ui_url)
 
     @web.middleware
-    async def ui_on_its_host(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def ui_on_its_host(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         if (
             (path.startswith(UI_PREFIX) or path == UI_PREFIX[:-1])

@@ -145,9 +145,7 @@ def test_active_types_are_attachments(gateway: Gateway, s3, bucket: str, signatu
 def test_overrides_cannot_make_a_page(gateway: Gateway, s3, bucket: str, signature: str) -> None:
     s3.put_object(Bucket=bucket, Key="plain", Body=HTML, ContentType="text/plain")
     # response-content-type makes it active: it downloads
-    url = presign(
-        gateway, signature, Bucket=bucket, Key="plain", ResponseContentType="text/html"
-    )
+    url = presign(gateway, signature, Bucket=bucket, Key="plain", ResponseContentType="text/html")
     got = fetch(gateway, url)
     assert got.one("Content-Type") == "text/html"
     assert got.one("Content-Disposition") == "attachment"

@@ -12,13 +12,20 @@ opened in that browser would run with the user's login. Three layers keep that f
 2. Active media types (:func:`download_rule`) are answered with ``Content-Disposition:
    attachment``, also when the client asked for ``inline``, so the browser saves them instead
    of rendering them.
-3. Optionally the UI gets a host name of its own (``--ui-url``), so objects and the login
+3. A browser's same-origin request for an object as a script, worker or style sheet
+   (``Sec-Fetch-Dest``, :func:`refuse_as_subresource`) is refused: Content-Disposition does
+   not stop ``<script src>``, and the UI's own CSP allows scripts of its origin.
+4. Optionally the UI gets a host name of its own (``--ui-url``), so objects and the login
    cookie never share an origin at all.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+
+from multidict import CIMultiDictProxy
+
+from gateway.errors import S3Error
 
 #: ``sandbox`` (no allow-* tokens): the document gets an opaque origin, no scripts, no forms,
 #: no plugins, no popups, so even bytes a browser does render cannot reach the UI's cookies,
@@ -124,3 +131,38 @@ def apply_download_rule(headers: dict[str, str], content_type: str) -> None:
         headers["content-disposition"] = as_attachment(headers.get("content-disposition"))
     elif rule == DOWNLOAD_BY_DEFAULT and "content-disposition" not in headers:
         headers["content-disposition"] = "attachment"
+
+
+#: ``Sec-Fetch-Dest`` values of requests whose answer the browser would run (or apply) in the
+#: requesting page: scripts of every kind, workers, worklets, style sheets, XSLT
+RUNNABLE_DESTINATIONS = frozenset(
+    {
+        "script",
+        "worker",
+        "sharedworker",
+        "serviceworker",
+        "audioworklet",
+        "paintworklet",
+        "style",
+        "xslt",
+    }
+)
+
+
+def refuse_as_subresource(headers: CIMultiDictProxy[str], resource: str) -> None:
+    """S3Error AccessDenied when a page of this origin loads an object to run it.
+
+    Only browsers send ``Sec-Fetch-*``, so S3 clients pay one failed header lookup. Cross-origin
+    pages may still load objects (their scripts run on their own origin, not the UI's)."""
+    dest = headers.get("Sec-Fetch-Dest")
+    if (
+        dest is not None
+        and dest in RUNNABLE_DESTINATIONS
+        and headers.get("Sec-Fetch-Site") == "same-origin"
+    ):
+        raise S3Error(
+            "AccessDenied",
+            f"minimo does not serve objects to its own origin as a {dest}: stored objects never "
+            "run in the web UI's pages.",
+            resource=resource,
+        )

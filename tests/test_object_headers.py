@@ -236,3 +236,26 @@ def test_an_override_replaces_the_stored_header(gateway: Gateway, s3, bucket: st
     got = fetch(gateway, url)
     assert got.one("Content-Disposition") == "inline"
     assert got.one("Cache-Control") == "no-store"
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_no_scripts_for_pages_of_this_origin(
+    gateway: Gateway, s3, bucket: str, signature: str
+) -> None:
+    """<script src=presigned-url> in a page of the gateway's origin gets no script to run."""
+    s3.put_object(Bucket=bucket, Key="x.js", Body=b"alert(1)", ContentType="text/javascript")
+    url = presign(gateway, signature, Bucket=bucket, Key="x.js")
+    for dest in ("script", "worker", "serviceworker", "style"):
+        got = fetch(gateway, url, **{"Sec-Fetch-Dest": dest, "Sec-Fetch-Site": "same-origin"})
+        assert got.status == 403, dest
+        assert b"<Code>AccessDenied</Code>" in got.body
+        assert b"alert" not in got.body
+        assert_sandboxed(got)
+    # opened as a page (it downloads), fetched by another site, or by an S3 client: served
+    for headers in (
+        {"Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Dest": "script", "Sec-Fetch-Site": "cross-site"},
+        {},
+    ):
+        got = fetch(gateway, url, **headers)
+        assert (got.status, got.body) == (200, b"alert(1)"), headers

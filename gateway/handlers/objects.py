@@ -23,7 +23,7 @@ from gateway.handlers.common import (
     xml_response,
 )
 from gateway.names import validate_key
-from gateway.safe_serving import apply_download_rule
+from gateway.safe_serving import apply_download_rule, refuse_as_subresource
 from gateway.sendfile import send_body
 from gateway.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, Refusal
@@ -94,6 +94,7 @@ async def head_object(r: S3Request) -> web.StreamResponse:
 async def get_object(r: S3Request) -> web.StreamResponse:
     _no_part_number(r)
     check_version_id(r.query, r.resource)
+    refuse_as_subresource(r.headers, r.resource)
     reader = await r.store.open_object(
         r.bucket, r.key, range_header=r.headers.get("Range"), conditions=conditions(r.headers)
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 from urllib.parse import quote
 
 import pytest
@@ -28,7 +27,6 @@ from tests.servers import Gateway
 from tests.ui.helpers import admin_login, s3
 
 BUCKET = "isolation"
-UI_TITLE_MARK = "minimo"
 
 
 def payload(user: str) -> str:
@@ -209,4 +207,3 @@ def test_harmless_types_still_display(site: Gateway, page: Page) -> None:
     expect(page.locator("body")).to_contain_text("<script>")
     assert "PWNED" not in page.title()
     assert_nothing_ran(page, gw, marker)
-    assert json.dumps(sorted(users(page, gw)))  # the API still answers the admin

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -22,11 +23,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
 from policy.store import MetadataStore, open_metadata_store
 from policy.store.base import ObjectRecord, WriteIntent
 from tests.servers import (
@@ -214,6 +217,31 @@ class KillableGateway:
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         findings = [line["finding"] for line in lines[:-1]]
         return done.returncode, findings, lines[-1]["summary"]
+
+
+def start_upload(
+    gw: KillableGateway, path: str, query: list[tuple[str, str]], size: int
+) -> http.client.HTTPConnection:
+    """Send a PUT's headers (UNSIGNED-PAYLOAD); the caller sends the ``size`` bytes of body."""
+    url = urlsplit(gw.endpoint)
+    headers = sign_request(
+        method="PUT",
+        raw_path=path,
+        query=query,
+        headers={"content-length": str(size)},
+        payload_hash=UNSIGNED_PAYLOAD,
+        access_key=gw.access_key,
+        secret_key=gw.secret_key,
+        region="us-east-1",
+        host=url.netloc,
+    )
+    target = path + ("?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query) if query else "")
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    conn.putrequest("PUT", target, skip_host=True, skip_accept_encoding=True)
+    for name, value in headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    return conn
 
 
 @contextmanager

@@ -11,22 +11,20 @@ Runs on sqlite with both object backends and on FerretDB with the local one.
 
 from __future__ import annotations
 
-import http.client
 import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import pytest
 
-from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
 from tests.faults.kill_support import (
     KillableGateway,
     assert_recovered,
     killable_gateway,
     sha256,
+    start_upload,
     wait_until,
 )
 from tests.servers import mongo_uri
@@ -43,31 +41,6 @@ def gw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KillableGatew
         uri = mongo_uri(request.getfixturevalue("ferretdb"), f"kill_{secrets.token_hex(6)}")
     with killable_gateway(tmp_path / "data", upstream=upstream, mongo_uri=uri) as gateway:
         yield gateway
-
-
-def start_upload(
-    gw: KillableGateway, path: str, query: list[tuple[str, str]], size: int
-) -> http.client.HTTPConnection:
-    """Send a PUT's headers (UNSIGNED-PAYLOAD); the caller sends the ``size`` bytes of body."""
-    url = urlsplit(gw.endpoint)
-    headers = sign_request(
-        method="PUT",
-        raw_path=path,
-        query=query,
-        headers={"content-length": str(size)},
-        payload_hash=UNSIGNED_PAYLOAD,
-        access_key=gw.access_key,
-        secret_key=gw.secret_key,
-        region="us-east-1",
-        host=url.netloc,
-    )
-    target = path + ("?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query) if query else "")
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-    conn.putrequest("PUT", target, skip_host=True, skip_accept_encoding=True)
-    for name, value in headers.items():
-        conn.putheader(name, value)
-    conn.endheaders()
-    return conn
 
 
 class Background:

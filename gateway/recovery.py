@@ -13,7 +13,12 @@ Liveness. Every gateway process registers itself in the metadata store under its
   with the default 10 s heartbeat), or
 - it ran on this host (same host name, boot and PID namespace) and its process is gone (its
   PID no longer exists, or now belongs to a process started at another time): known at once,
-  so a gateway restarted after a crash recovers its predecessor's writes at start.
+  so a gateway restarted after a crash recovers its predecessor's writes at start;
+- it stopped cleanly (its record says so).
+
+A gateway judges others by their heartbeats only once its own heartbeats have succeeded for
+that bound without interruption: after a metadata store outage every heartbeat in the store is
+old, and the live gateways catch up within one interval.
 
 An intent whose id names no registered instance (written by a process from before instances
 were registered, by the CLI, or ``adopt-``/``reconcile-`` intents) is dead once it is older
@@ -132,12 +137,29 @@ class RecoveryReport:
         return sum(self.found.values())
 
 
-def instance_dead(instance: InstanceRecord, now: datetime) -> bool:
-    """Whether ``instance`` is dead at ``now`` (see the module docstring)."""
+def heartbeat_bound(instance: InstanceRecord) -> timedelta:
+    """How long after its last heartbeat ``instance`` counts as dead."""
+    return timedelta(seconds=MISSED_HEARTBEATS * instance.every) + CLOCK_SLACK
+
+
+def instance_dead(
+    instance: InstanceRecord, now: datetime, watched_since: datetime | None = None
+) -> bool:
+    """Whether ``instance`` is dead at ``now`` (see the module docstring).
+
+    ``watched_since``: since when the judge has been in touch with the metadata store without
+    interruption (None: trust the store's view as it is, as the CLI does). An old heartbeat
+    only proves death to a judge who was in touch long enough to have seen a newer one: after a
+    metadata store outage every gateway's heartbeat is old, and the live ones catch up within
+    one interval."""
+    if instance.heartbeat == STOPPED:
+        return True
     if instance.host == host_key() and not process_alive(instance.process):
         return True
-    bound = timedelta(seconds=MISSED_HEARTBEATS * instance.every) + CLOCK_SLACK
-    return now - instance.heartbeat > bound
+    bound = heartbeat_bound(instance)
+    if now - instance.heartbeat <= bound:
+        return False
+    return watched_since is None or now - watched_since > bound
 
 
 class Liveness:
@@ -149,12 +171,13 @@ class Liveness:
         now: datetime,
         grace: timedelta,
         me: str | None,
+        watched_since: datetime | None = None,
     ) -> None:
         self.now = now
         self.grace = grace
         self.me = me
         self.instances = {i.id: i for i in instances}
-        self.dead = {i.id for i in instances if i.id != me and instance_dead(i, now)}
+        self.dead = {i.id for i in instances if i.id != me and instance_dead(i, now, watched_since)}
 
     def owner_dead(self, owner: str | None, age: float) -> bool:
         """Whether leftovers of ``owner`` (None: unknown), ``age`` seconds old, are dead."""
@@ -193,6 +216,7 @@ class Recovery:
         settings: RecoverySettings | None = None,
         repair: bool = True,
         me: str | None = None,
+        watched_since: datetime | None = None,
         bucket: str | None = None,
         on_found: Callable[[Recovered], Awaitable[None] | None] | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -203,6 +227,7 @@ class Recovery:
         self.settings = settings or RecoverySettings()
         self.repair = repair
         self.me = me
+        self.watched_since = watched_since
         self.bucket = bucket
         self._on_found = on_found
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -217,6 +242,7 @@ class Recovery:
             self._clock(),
             self.settings.unknown_grace,
             self.me,
+            self.watched_since,
         )
 
     async def run(self) -> RecoveryReport:
@@ -430,6 +456,8 @@ class RecoveryService:
         self.metadata = metadata
         self.settings = settings
         self.started = datetime.now(UTC)
+        #: since when this gateway's heartbeats have all succeeded (None: the last one failed)
+        self.watched_since: datetime | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         #: set after each finished run (tests and health may wait on it)
         self.runs = 0
@@ -443,10 +471,20 @@ class RecoveryService:
             self.me, host_key(), process_token(), self.started, heartbeat, self.settings.heartbeat
         )
 
+    async def _beat(self) -> None:
+        now = datetime.now(UTC)
+        try:
+            await self.metadata.heartbeat_instance(self._record(now))
+        except Exception:
+            self.watched_since = None
+            raise
+        if self.watched_since is None:
+            self.watched_since = now
+
     async def start(self) -> None:
         """Register (a store that is down now only delays it), then start the loops."""
         try:
-            await self.metadata.heartbeat_instance(self._record(datetime.now(UTC)))
+            await self._beat()
         except Exception as exc:
             log.warning("could not register this gateway for crash recovery yet: %s", exc)
         loop = asyncio.get_running_loop()
@@ -471,12 +509,20 @@ class RecoveryService:
         while True:
             await asyncio.sleep(self.settings.heartbeat)
             try:
-                await self.metadata.heartbeat_instance(self._record(datetime.now(UTC)))
+                await self._beat()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
 
     async def run_once(self) -> RecoveryReport:
-        recovery = Recovery(self.objects, self.metadata, settings=self.settings, me=self.me)
+        # Out of touch with the store (the last heartbeat failed): judge nobody by heartbeat.
+        watched_since = self.watched_since or datetime.now(UTC)
+        recovery = Recovery(
+            self.objects,
+            self.metadata,
+            settings=self.settings,
+            me=self.me,
+            watched_since=watched_since,
+        )
         report = await recovery.run()
         if report.total:
             log.info(

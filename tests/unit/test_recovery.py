@@ -95,6 +95,38 @@ def test_instance_dead() -> None:
     assert not instance_dead(instance("b" * 16, host=host_key(), process=process_token()), NOW)
 
 
+def test_an_old_heartbeat_proves_death_only_to_a_judge_in_touch_long_enough() -> None:
+    """After a metadata store outage every heartbeat is old: a gateway back in touch for less
+    than the bound (35 s) must not take the others for dead; a stopped one or a gone process on
+    this host are dead all the same."""
+    stale = instance("a" * 16, heartbeat=NOW - timedelta(minutes=5))
+    assert instance_dead(stale, NOW)  # the CLI's view: the store as it is
+    assert not instance_dead(stale, NOW, watched_since=NOW - timedelta(seconds=20))
+    assert instance_dead(stale, NOW, watched_since=NOW - timedelta(seconds=36))
+    recent = NOW - timedelta(seconds=1)
+    assert instance_dead(instance("a" * 16, heartbeat=STOPPED), NOW, watched_since=recent)
+    gone = instance("b" * 16, host=host_key(), process="999999999:1")
+    assert instance_dead(gone, NOW, watched_since=recent)
+    live = Liveness([stale], NOW, timedelta(hours=1), None, watched_since=recent)
+    assert not live.owner_dead("a" * 16, 10**6)
+
+
+def test_service_out_of_touch_judges_nobody_by_heartbeat(tmp_path: Path) -> None:
+    async def body(metadata: MetadataStore, objects: LocalObjectStore) -> None:
+        dead = "d" * 16
+        await metadata.heartbeat_instance(instance(dead, heartbeat=NOW - timedelta(minutes=5)))
+        intent = await stored_write(metadata, objects, dead + "0" * 16, "k")
+        service = RecoveryService(objects, metadata, RecoverySettings())
+        await service._beat()  # in touch from now on, but not for 35 s yet
+        await service.run_once()
+        assert await metadata.get_intent(intent.id) is not None
+        service.watched_since = datetime.now(UTC) - timedelta(minutes=1)
+        await service.run_once()
+        assert await metadata.get_intent(intent.id) is None
+
+    run(tmp_path, body)
+
+
 def test_liveness_rules() -> None:
     me = instance_id()
     live = Liveness(

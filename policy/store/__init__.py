@@ -19,6 +19,8 @@ from policy.store.base import (
     SessionQuery,
     SessionRecord,
     StoreError,
+    StoreFull,
+    StoreUnavailable,
     UserRecord,
     WriteIntent,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "SessionQuery",
     "SessionRecord",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "UserRecord",
     "WriteIntent",
     "is_mongo_uri",

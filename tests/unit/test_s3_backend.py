@@ -768,7 +768,10 @@ def test_unreachable_endpoint_is_service_unavailable(dead_endpoint: str) -> None
             ):
                 err = await expect("ServiceUnavailable", op)
                 assert err.status == 503
-                assert dead_endpoint in err.message
+                assert err.headers["Retry-After"].isdigit()
+                # which store, but no address or driver text (that is in the server log)
+                assert err.message.startswith("The object store is unavailable")
+                assert dead_endpoint not in err.message and "127.0.0.1" not in err.message
         finally:
             await store.close()
 
@@ -811,7 +814,8 @@ def test_read_timeout_is_service_unavailable(silent_endpoint: str) -> None:
         await store.start()
         try:
             err = await expect("ServiceUnavailable", store.head_bucket("b"))
-            assert "timed out" in err.message
+            assert "did not answer in time" in err.message
+            assert silent_endpoint not in err.message
             await expect("ServiceUnavailable", store.check())
         finally:
             await store.close()
@@ -825,7 +829,8 @@ def test_wrong_gateway_credentials_are_not_blamed_on_the_client(versitygw: Versi
         await store.start()
         try:
             err = await expect("ServiceUnavailable", store.list_buckets())
-            assert "SignatureDoesNotMatch" in err.message and err.status == 503
+            assert "refused the gateway's own credentials" in err.message
+            assert err.status == 503 and versitygw.endpoint not in err.message
             await expect("ServiceUnavailable", store.check())
         finally:
             await store.close()

@@ -24,6 +24,7 @@ from ui.api.browse import (
     scan_unlinked,
 )
 from ui.api.common import services
+from ui.outages import pass_outage
 from ui.pages.common import PageError, check_csrf, render, require
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 
@@ -35,6 +36,7 @@ async def data_buckets(request: web.Request) -> web.StreamResponse:
     try:
         buckets = await request.config_dict[OBJECT_STORE].list_buckets()
     except S3Error as err:
+        pass_outage(err)
         raise PageError(502, f"The object store refused to list buckets: {err.code}") from None
     return await render(request, "data.html", {"buckets": buckets, "bucket": None})
 
@@ -49,6 +51,7 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
             bucket, prefix=prefix, delimiter="/", start_after=start_after, max_keys=DATA_PAGE
         )
     except S3Error as err:
+        pass_outage(err)
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
@@ -100,6 +103,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         reader = await request.config_dict[OBJECT_STORE].open_object(bucket, key)
     except S3Error as err:
+        pass_outage(err)
         if err.code in NOT_THERE:
             raise PageError(404, f"There is no object s3://{bucket}/{key}.") from None
         raise PageError(502, f"The object store refused to read it: {err.code}") from None
@@ -148,6 +152,7 @@ async def data_object(request: web.Request) -> web.StreamResponse:
             request.config_dict[OBJECT_STORE], services(request), bucket, key
         )
     except S3Error as err:
+        pass_outage(err)
         raise PageError(502, f"The object store refused to show it: {err.code}") from None
     if view is None:
         raise PageError(404, f"There is no object s3://{bucket}/{key}.")
@@ -186,6 +191,7 @@ async def _adopt_context(
         await objects.head_bucket(bucket)
         unlinked = await scan_unlinked(objects, svc.store, bucket, prefix)
     except S3Error as err:
+        pass_outage(err)
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
@@ -267,6 +273,7 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         general = [str(exc)]
     except S3Error as err:
+        pass_outage(err)
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         # The session may be open already with part of the data adopted: say so, and where.

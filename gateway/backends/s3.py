@@ -677,6 +677,11 @@ class S3ObjectStore(ObjectStore):
         code = _STATUS_CODES.get(status)
         if code is None:
             code = "InternalError" if status >= 500 else "InvalidRequest"
+        if status >= 500 and code not in _PASSED_5XX:
+            log_outage("object", "failing", f"upstream answered {status} to {method}")
+            outage = store_unavailable("object")
+            outage.resource = resource
+            return outage
         message = None if code != "InvalidRequest" else f"The object store answered {status}."
         return S3Error(code, message, status=status, resource=resource)
 
@@ -1039,7 +1044,24 @@ def _parse_xml(raw: bytes) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+#: upstream 5xx codes passed on as they are (the others mean the object store is failing)
+_PASSED_5XX = frozenset({"NotImplemented", "SlowDown"})
+
+
 def _error_from(raw: bytes, status: int, resource: str) -> S3Error | None:
+    error = _s3_error_from(raw, status, resource)
+    if error is not None and error.status >= 500 and error.code not in _PASSED_5XX:
+        # InternalError, ServiceUnavailable, a 502/504 of a proxy in front of it: the object
+        # store is failing (versitygw answers 500 while it shuts down). A 503 naming the
+        # store, as for one that does not answer at all (docs/failures.md).
+        log_outage("object", "failing", f"upstream {error.code}: {error.message}")
+        outage = store_unavailable("object")
+        outage.resource = resource
+        return outage
+    return error
+
+
+def _s3_error_from(raw: bytes, status: int, resource: str) -> S3Error | None:
     doc = _parse_xml(raw)
     if not doc or not isinstance(doc.get("Error"), dict):
         return None

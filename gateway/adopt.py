@@ -30,10 +30,11 @@ from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.errors import S3Error
 from gateway.reconcile import STAMP_KEY
 from gateway.writes import GENERATED_META
+from policy.audit import principal_details
 from policy.principal import Principal, Role
 from policy.services import Services
 from policy.sessions import SessionError
-from policy.store.base import MAX_PAGE, ObjectRecord, SessionRecord, WriteIntent
+from policy.store.base import MAX_PAGE, AuditEvent, ObjectRecord, SessionRecord, WriteIntent
 
 
 @dataclass(slots=True)
@@ -153,12 +154,10 @@ async def _adopt_one(
         started=datetime.now(UTC),
     )
     await store.begin_write(intent)
-    claimed = False
     try:
         # The write-once claim keeps a concurrent write from landing between hash and stamp,
         # and a held claim means someone else's write is in flight: leave that object alone.
-        claimed = await store.claim_key(bucket, key, intent.id)
-        if not claimed:
+        if not await store.claim_key(bucket, key, intent.id):
             raise _Changed
         digest = hashlib.sha256()
         size = 0
@@ -207,11 +206,25 @@ async def _adopt_one(
             principal=principal.user,
             committed=datetime.now(UTC),
         )
-        await store.commit_write(intent.id, record)
+        # The record and its audit event are one write (decision 4), as for client writes.
+        event = AuditEvent(
+            time=record.committed,
+            principal=principal.user,
+            action="object.adopt",
+            target=f"s3://{bucket}/{key}",
+            outcome="ok",
+            details={
+                **principal_details(principal),
+                "session": session_id,
+                "sha256": record.sha256,
+                "size": size,
+            },
+        )
+        await store.finish_write(intent.id, record, event)
     except BaseException as exc:
-        if claimed:
-            await store.release_claim(bucket, key, intent.id)
-        await store.abort_write(intent.id)
+        # Only the metadata side is undone: the object was the owner's data before it was
+        # adopted, so it stays (stamped, it is what reconcile calls rebuildable).
+        await store.roll_back_write(intent)
         if isinstance(exc, _Changed):
             result.skipped_busy += 1
             result.skipped.append((key, "changed or being written while adopting"))
@@ -219,11 +232,3 @@ async def _adopt_one(
         raise
     result.adopted += 1
     result.bytes += size
-    await services.auditor.ok(
-        principal,
-        "object.adopt",
-        f"s3://{bucket}/{key}",
-        session=session_id,
-        sha256=record.sha256,
-        size=size,
-    )

@@ -158,7 +158,7 @@ class S3Error(Exception):
 
 # -- outages (docs/failures.md) ------------------------------------------------------------------
 #: what a client is told to wait before retrying a 503 (the ``Retry-After`` header, seconds)
-RETRY_AFTER_SECONDS = 5
+RETRY_AFTER_SECONDS = 2
 Store = Literal["metadata", "object"]
 _outage_log = logging.getLogger("minimo.outage")
 #: one log line per store and kind at most this often: an outage under load would otherwise
@@ -186,6 +186,14 @@ def storage_full(store: Store) -> S3Error:
         f"The {store} store is full: there is no space left to store this. Nothing was "
         "stored; try again once the operator has freed or added space.",
     )
+
+
+def metadata_failure(exc: BaseException, otherwise: S3Error) -> S3Error:
+    """The answer for a write whose metadata store call failed with ``exc``: 507 when the store
+    is full (policy.store.StoreFull), else ``otherwise``."""
+    from policy.store.base import StoreFull
+
+    return storage_full("metadata") if isinstance(exc, StoreFull) else otherwise
 
 
 def is_outage(err: S3Error) -> bool:

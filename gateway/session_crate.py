@@ -227,21 +227,23 @@ async def _put(
                 ) from None
             raise
         try:
-            try:
-                # A fresh crate must not land on a file written since the check above.
-                etag = await objects.put_object(
-                    session.bucket, key, _SpoolBody(spool, size), meta, if_none_match=not replace
-                )
-            except S3Error as exc:
-                if exc.code == "PreconditionFailed":
-                    raise _conflict(session, key) from None
-                raise
-            record = await write.commit(
-                size=size, etag=etag, sha256=sha256, content_type=MEDIA_TYPE, generated="ro-crate"
+            # A fresh crate must not land on a file written since the check above.
+            etag = await objects.put_object(
+                session.bucket, key, _SpoolBody(spool, size), meta, if_none_match=not replace
             )
-        except BaseException:
-            await write.abort()
+        except BaseException as exc:
+            await write.fail(objects, exc)
+            if isinstance(exc, S3Error) and exc.code == "PreconditionFailed":
+                raise _conflict(session, key) from None
             raise
+        record = await write.commit(
+            objects,
+            size=size,
+            etag=etag,
+            sha256=sha256,
+            content_type=MEDIA_TYPE,
+            generated="ro-crate",
+        )
     return _Written(record, decision, (count + 1, total + size))
 
 

@@ -14,20 +14,23 @@ same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
-from gateway.errors import S3Error
+from gateway.errors import RETRY_AFTER_SECONDS, S3Error, metadata_failure
+from gateway.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
 from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
 from policy.identity import IdentityService
 from policy.services import Services
 from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, WriteIntent
+
+log = logging.getLogger("minimo.writes")
 
 #: pieces at least this large are hashed on a worker thread (hashlib releases the GIL)
 _THREAD_HASH = 128 * 1024
@@ -72,6 +75,19 @@ def stamp(meta: WriteMeta, decision: Decision) -> WriteMeta:
     return meta
 
 
+#: what a client is told when its write could not be recorded; the write was rolled back, so
+#: trying again is safe (botocore and the other SDKs retry a 503 by themselves)
+NOT_RECORDED = (
+    "The metadata store could not record this write, so it was not stored (nothing under this "
+    "key changed). Try again."
+)
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def not_recorded(resource: str) -> S3Error:
+    return S3Error("ServiceUnavailable", NOT_RECORDED, resource=resource, headers=RETRY_AFTER)
+
+
 @dataclass(slots=True)
 class WritePath:
     """The services the write handlers need; one per process (an app key)."""
@@ -79,6 +95,10 @@ class WritePath:
     store: MetadataStore
     enforcer: Enforcer
     auditor: Auditor
+    janitor: Janitor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.janitor = Janitor(self.store)
 
     def begin(
         self, decision: Decision, bucket: str, key: str, upload_id: str | None = None
@@ -95,39 +115,90 @@ class WritePath:
         return Write(self, decision, intent)
 
     async def accepted(self, decision: Decision, target: str, **details: object) -> None:
-        """Audit an accepted write (one insert; best effort, see policy.audit)."""
-        if decision.session_id is not None:
-            details["session"] = decision.session_id
-        await self.auditor.record(decision.principal, decision.op, target, "allowed", **details)
+        """Audit an accepted operation that stores no object record (a part, an upload begun
+        or aborted, a bucket made). Audit is part of the operation: when the event cannot be
+        stored the client is not told it succeeded."""
+        try:
+            await self.store.append_audit(accepted_event(decision, target, **details))
+        except Exception as exc:
+            log.error("could not record audit event for %s: %s", target, exc)
+            raise S3Error(
+                "ServiceUnavailable",
+                "The metadata store could not record this request in the audit log. Try again.",
+                headers=RETRY_AFTER,
+            ) from exc
+
+    async def deleted(
+        self, objects: ObjectStore, decision: Decision, bucket: str, key: str
+    ) -> bool:
+        """DeleteObject after the policy allowed it: the object, then its record, write-once
+        claim and audit event in one store call. Returns whether a record existed.
+
+        The object goes first: a record without its object is harmless (reads say NoSuchKey,
+        reconcile drops it), an object without its record is the one thing minimo promises
+        never to show. When the store call fails the client hears 503 and may retry (a delete
+        of a deleted key is a no-op that still drops the record)."""
+        await objects.delete_object(bucket, key)
+        event = accepted_event(decision, s3_url(bucket, key))
+        try:
+            return await self.store.finish_delete(bucket, key, event)
+        except Exception as exc:
+            log.error("could not record the delete of %s: %s", event.target, exc)
+            raise S3Error(
+                "ServiceUnavailable",
+                "The object was deleted, but the metadata store could not record it. Send the "
+                "delete again.",
+                resource=f"/{bucket}/{key}",
+                headers=RETRY_AFTER,
+            ) from exc
+
+
+def accepted_event(decision: Decision, target: str, **details: object) -> AuditEvent:
+    """The audit event of an accepted operation under ``decision``."""
+    if decision.session_id is not None:
+        details["session"] = decision.session_id
+    return AuditEvent(
+        time=datetime.now(UTC),
+        principal=principal_name(decision.principal),
+        action=decision.op,
+        target=target,
+        outcome="allowed",
+        details={**principal_details(decision.principal), **details},
+    )
 
 
 class Write:
-    """One write in progress: ``await start()``, then ``commit(...)`` or ``abort()``."""
+    """One write in progress: ``await start()``, then ``commit(...)``; on any failure after
+    ``start`` returned, ``abort(...)`` (it rolls back what was stored)."""
 
     def __init__(self, path: WritePath, decision: Decision, intent: WriteIntent) -> None:
         self.path = path
         self.decision = decision
         self.intent = intent
-        self.claimed = False
         self.started = False
 
     @property
     def target(self) -> str:
         return s3_url(self.intent.bucket, self.intent.key)
 
+    @property
+    def resource(self) -> str:
+        return f"/{self.intent.bucket}/{self.intent.key}"
+
     async def start(self) -> None:
         """Record the intent and claim the key (write-once rules); refuse a lost claim."""
         store = self.path.store
-        # Intent first: a process that dies after claiming leaves a stale intent naming the
-        # claimed key, which reconcile finds and releases (a bare claim would block the key).
+        # Intent first: a process that dies after claiming leaves an intent naming the claimed
+        # key, which recovery finds and rolls back (a bare claim would block the key).
         # The claim is the overwrite check: one insert under a unique index, so of two
         # concurrent writers of a fresh key exactly one wins, and a committed object keeps its
         # claim (no extra object-store round trip to see whether it exists). Both go to the store
         # in one call (one transaction on sqlite); if it raises, neither was recorded.
         write_once = self.decision.write_once
+        if write_once and self.path.janitor:
+            await self.path.janitor.settle(self.intent.bucket, self.intent.key)
         won = await store.start_write(self.intent, claim=write_once)
         self.started = True
-        self.claimed = write_once and won
         if not won:
             await self.abort()
             raise await self.overwrite_refused()
@@ -136,7 +207,7 @@ class Write:
         refusal = await self.path.enforcer.overwrite_refusal(
             self.decision, self.intent.bucket, self.intent.key
         )
-        return refused(refusal, f"/{self.intent.bucket}/{self.intent.key}")
+        return refused(refusal, self.resource)
 
     async def refuse_if_exists(self, objects: ObjectStore) -> None:
         """For writes the object store cannot make conditional (copy, multipart completion):
@@ -153,8 +224,18 @@ class Write:
         raise await self.overwrite_refused()
 
     async def commit(
-        self, *, size: int, etag: str, sha256: str, content_type: str | None, **details: object
+        self,
+        objects: ObjectStore,
+        *,
+        size: int,
+        etag: str,
+        sha256: str,
+        content_type: str | None,
+        **details: object,
     ) -> ObjectRecord:
+        """Record the stored object and its audit event: the moment the write is acknowledged.
+        When that fails the write is rolled back (the object removed) and the client gets a
+        retryable 503."""
         record = ObjectRecord(
             bucket=self.intent.bucket,
             key=self.intent.key,
@@ -166,40 +247,35 @@ class Write:
             principal=self.intent.principal,
             committed=datetime.now(UTC),
         )
-        # The record and the audit of the accepted write go in one store call (one transaction
-        # on sqlite); the audit stays best effort, as policy.audit's.
-        decision = self.decision
-        if decision.session_id is not None:
-            details["session"] = decision.session_id
-        event = AuditEvent(
-            time=record.committed,
-            principal=principal_name(decision.principal),
-            action=decision.op,
-            target=self.target,
-            outcome="allowed",
-            details={
-                **principal_details(decision.principal),
-                "size": size,
-                "sha256": sha256,
-                **details,
-            },
-        )
-        record = await self.path.store.finish_write(self.intent.id, record, event)
-        self.started = False
-        self.claimed = False  # a committed object keeps its claim
+        event = accepted_event(self.decision, self.target, size=size, sha256=sha256, **details)
+        try:
+            record = await self.path.store.finish_write(self.intent.id, record, event)
+        except Exception as exc:
+            log.error("could not commit %s (write %s): %s", self.target, self.intent.id, exc)
+            await self.abort(objects, etag=etag)
+            # a full metadata store is a 507, as everywhere (docs/failures.md)
+            raise metadata_failure(exc, not_recorded(self.resource)) from exc
+        self.started = False  # a committed object keeps its claim
         return record
 
-    async def abort(self) -> None:
-        """Undo the intent and the claim; never raises (the original error is the one to report)."""
-        store = self.path.store
-        if self.claimed:
-            with contextlib.suppress(Exception):
-                await store.release_claim(self.intent.bucket, self.intent.key, self.intent.id)
-            self.claimed = False
-        if self.started:
-            with contextlib.suppress(Exception):
-                await store.abort_write(self.intent.id)
-            self.started = False
+    async def abort(self, objects: ObjectStore | None = None, *, etag: str | None = None) -> None:
+        """Roll the write back; never raises (the original error is the one to report).
+
+        ``objects``: the object store, when the object may have been stored; ``etag``: what
+        the store answered for it, when it did. What cannot be undone now (a store is down) is
+        left to the janitor."""
+        if not self.started:
+            return
+        self.started = False
+        try:
+            await roll_back(objects, self.path.store, self.intent, etag=etag)
+        except Exception as exc:
+            log.warning("rollback of write %s deferred: %s", self.intent.id, exc)
+            self.path.janitor.add(objects, self.intent, etag=etag)
+
+    async def fail(self, objects: ObjectStore, exc: BaseException) -> None:
+        """Roll back after the object store call (or what followed it) raised ``exc``."""
+        await self.abort(objects if maybe_landed(exc) else None)
 
 
 async def hash_object(

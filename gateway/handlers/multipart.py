@@ -164,29 +164,38 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
     await write.start()
     try:
         await write.refuse_if_exists(r.store)
-        etag = await r.store.complete_multipart_upload(r.bucket, r.key, upload_id, parts)
-        # Part hashes cannot be combined into the whole object's SHA-256 (unlike CRCs), so
-        # the completed object is read back once, as a stream, to hash it.
-        try:
-            sha256, size, content_type = await hash_object(r.store, r.bucket, r.key, etag)
-        except S3Error as err:
-            if err.code != "PreconditionFailed":
-                raise
-            # Overwritten (overwrite = allow) before it could be hashed: the newer write owns
-            # the key and its record; this one leaves none.
-            await write.abort()
-        else:
-            await write.commit(
-                size=size,
-                etag=etag,
-                sha256=sha256,
-                content_type=content_type,
-                upload_id=upload_id,
-                parts=len(parts),
-            )
     except BaseException:
         await write.abort()
         raise
+    try:
+        etag = await r.store.complete_multipart_upload(r.bucket, r.key, upload_id, parts)
+    except BaseException as exc:
+        await write.fail(r.store, exc)
+        raise
+    try:
+        # Part hashes cannot be combined into the whole object's SHA-256 (unlike CRCs), so
+        # the completed object is read back once, as a stream, to hash it.
+        sha256, size, content_type = await hash_object(r.store, r.bucket, r.key, etag)
+    except S3Error as err:
+        if err.code != "PreconditionFailed":
+            await write.abort(r.store, etag=etag)
+            raise
+        # Overwritten (overwrite = allow) before it could be hashed: the newer write owns
+        # the key and its record; this one leaves none.
+        await write.abort()
+    except BaseException:
+        await write.abort(r.store, etag=etag)
+        raise
+    else:
+        await write.commit(
+            r.store,
+            size=size,
+            etag=etag,
+            sha256=sha256,
+            content_type=content_type,
+            upload_id=upload_id,
+            parts=len(parts),
+        )
     await writes.store.delete_multipart(upload_id)
     inner = s3xml.elements(
         [

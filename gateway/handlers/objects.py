@@ -156,26 +156,24 @@ async def put_object(r: S3Request) -> web.StreamResponse:
     write = writes.begin(decision, r.bucket, r.key)
     await write.start()
     try:
-        try:
-            # Under write-once the claim already keeps minimo's own writers apart; asking the
-            # store for If-None-Match too refuses an object that exists without a claim (written
-            # while overwrites were allowed, or before minimo), at no extra round trip.
-            etag = await r.store.put_object(
-                r.bucket, r.key, body, meta, if_none_match=if_none_match or decision.write_once
-            )
-        except S3Error as err:
-            if err.code == "PreconditionFailed" and not if_none_match:
-                raise await write.overwrite_refused() from None
-            raise
-        await write.commit(
-            size=body.received,
-            etag=etag,
-            sha256=body.sha256_hex,
-            content_type=meta.content_type,
+        # Under write-once the claim already keeps minimo's own writers apart; asking the
+        # store for If-None-Match too refuses an object that exists without a claim (written
+        # while overwrites were allowed, or before minimo), at no extra round trip.
+        etag = await r.store.put_object(
+            r.bucket, r.key, body, meta, if_none_match=if_none_match or decision.write_once
         )
-    except BaseException:
-        await write.abort()
+    except BaseException as exc:
+        await write.fail(r.store, exc)
+        if isinstance(exc, S3Error) and exc.code == "PreconditionFailed" and not if_none_match:
+            raise await write.overwrite_refused() from None
         raise
+    await write.commit(
+        r.store,
+        size=body.received,
+        etag=etag,
+        sha256=body.sha256_hex,
+        content_type=meta.content_type,
+    )
     headers = checksum_headers(r.headers, body)
     headers["ETag"] = s3xml.quote_etag(etag)
     return web.Response(headers=headers)
@@ -235,24 +233,33 @@ async def copy_object(r: S3Request) -> web.StreamResponse:
     try:
         await write.refuse_if_exists(r.store)
         source_record = await writes.store.get_object_record(src_bucket, src_key)
+    except BaseException:
+        await write.abort()
+        raise
+    try:
         result = await r.store.copy_object(
             src_bucket, src_key, r.bucket, r.key, meta=meta, conditions=cond
         )
+    except BaseException as exc:
+        await write.fail(r.store, exc)
+        raise
+    try:
         if source_record is not None and source_record.etag == source.etag:
             sha256, size = source_record.sha256, source.size
         else:
             # No trusted record of the source: hash the copy once as it is now stored.
             sha256, size, _ = await hash_object(r.store, r.bucket, r.key, result.etag)
-        await write.commit(
-            size=size,
-            etag=result.etag,
-            sha256=sha256,
-            content_type=meta.content_type,
-            source=f"s3://{src_bucket}/{src_key}",
-        )
     except BaseException:
-        await write.abort()
+        await write.abort(r.store, etag=result.etag)
         raise
+    await write.commit(
+        r.store,
+        size=size,
+        etag=result.etag,
+        sha256=sha256,
+        content_type=meta.content_type,
+        source=f"s3://{src_bucket}/{src_key}",
+    )
     inner = s3xml.elements(
         [
             ("LastModified", s3xml.iso8601(result.last_modified)),
@@ -270,10 +277,8 @@ async def delete_object(r: S3Request) -> web.StreamResponse:
 
 
 async def _delete(r: S3Request, writes: WritePath, decision: Decision, key: str) -> None:
-    await r.store.delete_object(r.bucket, key)
     # The record goes (and the write-once claim with it); the history keeps every write.
-    had_record = await writes.store.delete_object_record(r.bucket, key)
-    await writes.accepted(decision, f"s3://{r.bucket}/{key}", had_record=had_record)
+    await writes.deleted(r.store, decision, r.bucket, key)
 
 
 async def get_object_acl(r: S3Request) -> web.StreamResponse:

@@ -28,7 +28,6 @@ import base64
 import functools
 import inspect
 import json
-import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -194,9 +193,6 @@ SortColumn = Literal["created", "owner", "bucket", "form_name"]
 SORT_COLUMNS: tuple[SortColumn, ...] = ("created", "owner", "bucket", "form_name")
 FieldValue = str | int | float | bool
 
-#: where a failed audit append of :meth:`MetadataStore.finish_write` is logged (as policy.audit)
-_audit_log = logging.getLogger("minimo.audit")
-
 #: field names a query may name (forms allow ``[a-z][a-z0-9_]*``); anything else could escape
 #: the JSON path (sqlite) or the dotted path (mongo) it is spliced into
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -317,6 +313,9 @@ class ObjectRecord:
     session_id: str | None
     principal: str
     committed: datetime
+    #: the write intent that committed it (set on records read back from a store); not part of
+    #: a record's value, only how rollback tells "this write's record" from another's
+    intent_id: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,21 +517,28 @@ class MetadataStore(ABC):
             await self.abort_write(intent.id)
             raise
 
+    @abstractmethod
     async def finish_write(
-        self, intent_id: str, record: ObjectRecord, audit: AuditEvent | None = None
+        self, intent_id: str, record: ObjectRecord, audit: AuditEvent
     ) -> ObjectRecord:
-        """:meth:`commit_write`, then append ``audit``. Here the two are separate single-document
-        operations (decision 1) and the audit append comes after the commit; a backend with
-        cheap transactions (sqlite) does both in one. As with ``policy.audit.Auditor``, a failed
-        append is logged on ``minimo.audit`` and does not undo or fail the commit (the write
-        did happen). Returns the record as stored."""
-        stored = await self.commit_write(intent_id, record)
-        if audit is not None:
-            try:
-                await self.append_audit(audit)
-            except Exception:
-                _audit_log.exception("could not record audit event for %s", audit.target)
-        return stored
+        """Commit ``record`` (as :meth:`commit_write`) together with its audit event.
+
+        Audit is part of the write (DESIGN.md decision 4): the write is acknowledged only when
+        this returns, and it returns only when both the record and ``audit`` are stored. When it
+        raises, the caller rolls the write back (:meth:`roll_back_write`, which also removes
+        whatever part of this commit did get stored). Returns the record as stored."""
+
+    @abstractmethod
+    async def finish_delete(self, bucket: str, key: str, audit: AuditEvent) -> bool:
+        """After the object store deleted (bucket, key): drop its current record and write-once
+        claim (as :meth:`delete_object_record`) and append ``audit``, all or (as far as the
+        store allows) nothing. Returns whether a current record existed."""
+
+    @abstractmethod
+    async def roll_back_write(self, intent: WriteIntent) -> None:
+        """Undo everything ``intent`` left in this store: a partly stored commit (its record if
+        still current, its history entry, its audit event), its write-once claim and the intent
+        itself. Idempotent; the object store's side is the caller's (gateway.rollback)."""
 
     @abstractmethod
     async def get_intent(self, intent_id: str) -> WriteIntent | None: ...

@@ -296,6 +296,7 @@ def _object(doc: dict[str, Any]) -> ObjectRecord:
         session_id=doc.get("session_id"),
         principal=doc["principal"],
         committed=doc["committed"],
+        intent_id=doc.get("intent_id"),
     )
 
 
@@ -308,6 +309,18 @@ def _multipart(doc: dict[str, Any]) -> MultipartRecord:
         doc["principal"],
         doc["created"],
     )
+
+
+def _audit_doc(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "time": _utc(event.time),
+        "principal": event.principal,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "details": _json(event.details),
+    }
 
 
 def _audit(doc: dict[str, Any]) -> AuditEvent:
@@ -530,6 +543,8 @@ class MongoMetadataStore(MetadataStore):
         # rely on, and the purge is one indexed delete.
         await db[ENDED_LOGINS].create_index([("expires", ASCENDING)], name="expires")
         await db[AUDIT].create_index([("time", ASCENDING), ("_id", ASCENDING)], name="time")
+        # the events of a write's finish, which a rollback of that write removes
+        await db[AUDIT].create_index([("intent_id", ASCENDING)], name="intent_id")
         for name in ("principal", "action"):
             await db[AUDIT].create_index(
                 [(name, ASCENDING), ("time", ASCENDING)], name=f"{name}_time"
@@ -875,6 +890,31 @@ class MongoMetadataStore(MetadataStore):
         await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
         return _object(doc)
 
+    async def finish_write(
+        self, intent_id: str, record: ObjectRecord, audit: AuditEvent
+    ) -> ObjectRecord:
+        # No multi-document transactions (decision 1): the audit event goes in first, tagged
+        # with the intent, then the commit, whose last step drops the intent. Until that last
+        # step the intent is there, so an interrupted finish is rolled back as a whole
+        # (roll_back_write removes the tagged event, the history entry and the record).
+        await self.db[AUDIT].insert_one({**_audit_doc(audit), "intent_id": intent_id})
+        return await self.commit_write(intent_id, record)
+
+    async def finish_delete(self, bucket: str, key: str, audit: AuditEvent) -> bool:
+        existed = await self.delete_object_record(bucket, key)
+        await self.append_audit(audit)
+        return existed
+
+    async def roll_back_write(self, intent: WriteIntent) -> None:
+        # The record first: while the intent exists a later run can still find all of this.
+        await self.db[OBJECTS].delete_one(
+            {"bucket": intent.bucket, "key": intent.key, "intent_id": intent.id}
+        )
+        await self.db[OBJECT_HISTORY].delete_many({"intent_id": intent.id})
+        await self.db[AUDIT].delete_many({"intent_id": intent.id})
+        await self.release_claim(intent.bucket, intent.key, intent.id)
+        await self.abort_write(intent.id)
+
     async def abort_write(self, intent_id: str) -> None:
         await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
 
@@ -1031,15 +1071,7 @@ class MongoMetadataStore(MetadataStore):
     async def append_audit(self, event: AuditEvent) -> AuditEvent:
         # The client-made ObjectId orders events of one millisecond by insertion within a
         # process (its counter); across processes such ties are ordered arbitrarily.
-        doc = {
-            "time": _utc(event.time),
-            "principal": event.principal,
-            "action": event.action,
-            "target": event.target,
-            "outcome": event.outcome,
-            "reason": event.reason,
-            "details": _json(event.details),
-        }
+        doc = _audit_doc(event)
         await self.db[AUDIT].insert_one(doc)
         return _audit(doc)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import json
-import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -50,8 +50,8 @@ from policy.store.base import (
 
 #: how long a statement waits for another process's write lock before failing
 BUSY_TIMEOUT_MS = 10_000
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _T = TypeVar("_T")
-_audit_log = logging.getLogger("minimo.audit")
 
 #: Migrations in order; a migration's version is its index + 1. Append, never edit.
 MIGRATIONS: list[Sequence[str]] = [
@@ -294,7 +294,8 @@ def _intent(row: Any) -> WriteIntent:
 
 
 def _object(row: Any) -> ObjectRecord:
-    return ObjectRecord(*row[:8], committed=datetime.fromisoformat(row[8]))
+    intent_id = row[9] if len(row) > 9 else None
+    return ObjectRecord(*row[:8], committed=datetime.fromisoformat(row[8]), intent_id=intent_id)
 
 
 def _multipart(row: Any) -> MultipartRecord:
@@ -395,12 +396,7 @@ class SqliteStore(MetadataStore):
         _create_private(self.path)
         # isolation_level=None: autocommit; each statement is its own atomic transaction.
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await self._db.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is durable across application crashes in WAL mode and much cheaper than FULL.
-        await self._db.execute("PRAGMA synchronous = NORMAL")
-        await self._db.execute("PRAGMA foreign_keys = ON")
-        await self._db.create_function("minimo_casefold", 1, _casefold, deterministic=True)
+        await self._call(_configure)
         await self._migrate()
 
     async def close(self) -> None:
@@ -412,43 +408,19 @@ class SqliteStore(MetadataStore):
             await db.close()
 
     async def ping(self) -> None:
-        async with self.db.execute("SELECT 1") as cur:
-            await cur.fetchone()
+        await self._one("SELECT 1")
 
     async def schema_version(self) -> int:
-        async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT COALESCE(MAX(version), 0) FROM schema_version")
         return int(row[0]) if row else 0
 
     async def _migrate(self) -> None:
-        db = self.db
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version INTEGER NOT NULL PRIMARY KEY, applied TEXT NOT NULL)"
-        )
-        if await self.schema_version() >= len(MIGRATIONS):
-            return  # the common case: no write lock needed
-        # IMMEDIATE takes the write lock first, so two processes opening a fresh file at once
-        # cannot both apply the same migration; the loser re-reads the version under the lock.
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            current = await self.schema_version()
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    await db.execute(statement)
-                await db.execute(
-                    "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
-                    (version, _ts(datetime.now(UTC))),
-                )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+        await self._call(_migrate)
 
     # -- users ---------------------------------------------------------------------------------
     async def create_user(self, user: UserRecord) -> None:
         try:
-            await self.db.execute(
+            await self._exec(
                 f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 (
                     user.name,
@@ -462,15 +434,12 @@ class SqliteStore(MetadataStore):
             raise AlreadyExists(f"user {user.name!r} already exists") from exc
 
     async def get_user(self, name: str) -> UserRecord | None:
-        async with self.db.execute(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,))
         return _user(row) if row else None
 
     async def list_users(self) -> list[UserRecord]:
-        async with self.db.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name") as cur:
-            return [_user(row) for row in await cur.fetchall()]
+        rows = await self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")
+        return [_user(row) for row in rows]
 
     async def update_user(
         self,
@@ -494,24 +463,22 @@ class SqliteStore(MetadataStore):
             return user
         # Column names come from the fixed set above, never from input.
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        async with self.db.execute(
+        row = await self._one(
             f"UPDATE users SET {assignments} WHERE name = ? RETURNING {_USER_COLUMNS}",
             (*changes.values(), name),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None:
             raise NotFound(f"no user {name!r}")
         return _user(row)
 
     async def count_users(self) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM users") as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT COUNT(*) FROM users")
         return int(row[0]) if row else 0
 
     # -- access keys ---------------------------------------------------------------------------
     async def create_key(self, key: KeyRecord) -> None:
         try:
-            await self.db.execute(
+            await self._exec(
                 f"INSERT INTO access_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     key.access_key,
@@ -529,10 +496,9 @@ class SqliteStore(MetadataStore):
             raise AlreadyExists(f"access key {key.access_key!r} already exists") from exc
 
     async def get_key(self, access_key: str) -> KeyRecord | None:
-        async with self.db.execute(
+        row = await self._one(
             f"SELECT {_KEY_COLUMNS} FROM access_keys WHERE access_key = ?", (access_key,)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return _key(row) if row else None
 
     async def list_keys(self, owner: str | None = None) -> list[KeyRecord]:
@@ -541,29 +507,39 @@ class SqliteStore(MetadataStore):
         if owner is not None:
             sql += " WHERE owner = ?"
             params = (owner,)
-        async with self.db.execute(sql + " ORDER BY created, access_key", params) as cur:
-            return [_key(row) for row in await cur.fetchall()]
+        return [_key(row) for row in await self._all(sql + " ORDER BY created, access_key", params)]
 
     async def revoke_key(self, access_key: str, when: datetime) -> KeyRecord:
         # COALESCE keeps the first revocation time when two processes revoke at once.
-        async with self.db.execute(
+        row = await self._one(
             "UPDATE access_keys SET revoked = COALESCE(revoked, ?) WHERE access_key = ?"
             f" RETURNING {_KEY_COLUMNS}",
             (_ts(when), access_key),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None:
             raise NotFound(f"no access key {access_key!r}")
         return _key(row)
 
-    # -- helpers -------------------------------------------------------------------------------
+    # -- the one path to the connection -------------------------------------------------------
+    # Every statement runs inside one function call on aiosqlite's thread, cursor opened, read
+    # to the end and closed there. A statement left open across an await (aiosqlite's
+    # ``execute`` then ``fetchone`` are two thread calls) lets a group commit start in between,
+    # which SQLite refuses ("cannot open savepoint - SQL statements in progress"): under mixed
+    # load that failed unrelated writes after their bytes had landed.
+    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        # aiosqlite has no public "run this function on the connection's thread"; its queue
+        # entry point is stable since 0.17 and is what its own methods use.
+        db = self.db
+        return cast(_T, await db._execute(fn, db._conn))
+
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self.db.execute(sql, params) as cur:
-            return await cur.fetchone()
+        return await self._call(lambda conn: _fetch_one(conn, sql, params))
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self._call(lambda conn: _fetch_all(conn, sql, params))
+
+    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._call(lambda conn: conn.execute(sql, params).close())
 
     # -- forms ---------------------------------------------------------------------------------
     async def create_form_version(
@@ -787,9 +763,7 @@ class SqliteStore(MetadataStore):
             batch, self._pending = self._pending, []
             ops = [op for op, _ in batch]
             try:
-                # aiosqlite has no public "run this function on the connection's thread"; its
-                # queue entry point is stable since 0.17 and is what its own methods use.
-                results = await self.db._execute(_run_batch, self.db._conn, ops)
+                results = await self._call(functools.partial(_run_batch, ops=ops))
             except BaseException as exc:  # BEGIN/COMMIT failed: nobody's write is durable
                 for _, future in batch:
                     if not future.done():
@@ -819,32 +793,41 @@ class SqliteStore(MetadataStore):
         return await self._batched(lambda conn: _commit(conn, intent_id, record))
 
     async def finish_write(
-        self, intent_id: str, record: ObjectRecord, audit: AuditEvent | None = None
+        self, intent_id: str, record: ObjectRecord, audit: AuditEvent
     ) -> ObjectRecord:
         # One transaction on one database (decision 1 allows it): the record, its history, the
-        # intent's removal and the audit event become durable together.
-        def op(conn: sqlite3.Connection) -> tuple[ObjectRecord, Exception | None]:
+        # intent's removal and the audit event become durable together, or none of them does.
+        def op(conn: sqlite3.Connection) -> ObjectRecord:
             stored = _commit(conn, intent_id, record)
-            if audit is None:
-                return stored, None
-            # A failed audit insert must not undo the commit (see the base class): its own
-            # savepoint inside this group's.
-            conn.execute("SAVEPOINT audit")
-            try:
-                _insert_audit(conn, audit)
-            except Exception as exc:
-                conn.execute("ROLLBACK TO audit")
-                return stored, exc
-            finally:
-                conn.execute("RELEASE audit")
-            return stored, None
+            _insert_audit(conn, audit)
+            return stored
 
-        stored, failed = await self._batched(op)
-        if failed is not None:
-            _audit_log.error(
-                "could not record audit event for %s", audit and audit.target, exc_info=failed
+        return await self._batched(op)
+
+    async def finish_delete(self, bucket: str, key: str, audit: AuditEvent) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            existed = _delete_record(conn, bucket, key)
+            _insert_audit(conn, audit)
+            return existed
+
+        return await self._batched(op)
+
+    async def roll_back_write(self, intent: WriteIntent) -> None:
+        # finish_write is one transaction here, so a rolled-back write never has a record; the
+        # record and history deletes only matter for a store written by another backend's rules.
+        def op(conn: sqlite3.Connection) -> None:
+            where = (intent.bucket, intent.key, intent.id)
+            conn.execute(
+                "DELETE FROM objects WHERE bucket = ? AND object_key = ? AND intent_id = ?", where
             )
-        return stored
+            conn.execute("DELETE FROM object_history WHERE intent_id = ?", (intent.id,))
+            conn.execute(
+                "DELETE FROM key_claims WHERE bucket = ? AND object_key = ? AND intent_id = ?",
+                where,
+            )
+            conn.execute("DELETE FROM write_intents WHERE id = ?", (intent.id,))
+
+        await self._batched(op)
 
     async def abort_write(self, intent_id: str) -> None:
         await self._batched(
@@ -867,7 +850,7 @@ class SqliteStore(MetadataStore):
 
     async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
         row = await self._one(
-            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND object_key = ?",
+            f"SELECT {_OBJECT_COLUMNS}, intent_id FROM objects WHERE bucket = ? AND object_key = ?",
             (bucket, key),
         )
         return _object(row) if row else None
@@ -881,13 +864,7 @@ class SqliteStore(MetadataStore):
         return [_object(row) for row in rows]
 
     async def delete_object_record(self, bucket: str, key: str) -> bool:
-        row = await self._one(
-            "DELETE FROM objects WHERE bucket = ? AND object_key = ? RETURNING 1", (bucket, key)
-        )
-        await self.db.execute(
-            "DELETE FROM key_claims WHERE bucket = ? AND object_key = ?", (bucket, key)
-        )
-        return row is not None
+        return await self._batched(lambda conn: _delete_record(conn, bucket, key))
 
     async def list_session_objects(
         self, session_id: str, limit: int = MAX_PAGE, cursor: str | None = None
@@ -963,7 +940,7 @@ class SqliteStore(MetadataStore):
     # -- multipart uploads ---------------------------------------------------------------------
     async def create_multipart(self, upload: MultipartRecord) -> None:
         try:
-            await self.db.execute(
+            await self._exec(
                 f"INSERT INTO multipart_uploads ({_MULTIPART_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     upload.upload_id,
@@ -992,10 +969,8 @@ class SqliteStore(MetadataStore):
 
     # -- ended logins --------------------------------------------------------------------------
     async def end_login(self, login_id: str, user: str, expires: datetime) -> None:
-        await self.db.execute(
-            "DELETE FROM ended_logins WHERE expires < ?", (_ts(datetime.now(UTC)),)
-        )
-        await self.db.execute(
+        await self._exec("DELETE FROM ended_logins WHERE expires < ?", (_ts(datetime.now(UTC)),))
+        await self._exec(
             "INSERT INTO ended_logins (login_id, user, expires) VALUES (?, ?, ?)"
             " ON CONFLICT (login_id) DO NOTHING",
             (login_id, user, _ts(expires)),
@@ -1069,11 +1044,92 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _configure(conn: sqlite3.Connection) -> None:
+    for pragma in (
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+        "PRAGMA journal_mode = WAL",
+        # NORMAL is durable across application crashes in WAL mode and much cheaper than FULL.
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA foreign_keys = ON",
+    ):
+        conn.execute(pragma).close()
+    conn.create_function("minimo_casefold", 1, _casefold, deterministic=True)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER NOT NULL PRIMARY KEY, applied TEXT NOT NULL)"
+    )
+
+    def current() -> int:
+        row = _fetch_one(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version", ())
+        return int(row[0]) if row else 0
+
+    if current() >= len(MIGRATIONS):
+        return  # the common case: no write lock needed
+    # IMMEDIATE takes the write lock first, so two processes opening a fresh file at once
+    # cannot both apply the same migration; the loser re-reads the version under the lock.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for version in range(current() + 1, len(MIGRATIONS) + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+                (version, _ts(datetime.now(UTC))),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchone()
+    finally:
+        cur.close()  # resets the statement: a DELETE ... RETURNING runs to its end here
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
 def _run_batch(
     conn: sqlite3.Connection, ops: list[Callable[[sqlite3.Connection], Any]]
 ) -> list[tuple[bool, Any]]:
     """Run queued statement groups in one transaction, each under its own savepoint (runs on
-    aiosqlite's thread). Returns (True, result) or (False, exception) per group."""
+    aiosqlite's thread). Returns (True, result) or (False, exception) per group.
+
+    A failure of the transaction itself (BEGIN after the busy timeout, COMMIT on a full disk or
+    an I/O error) would fail every group batched with the one that caused it: then each group
+    is run again alone, so unrelated writes succeed or fail on their own account."""
+    try:
+        return _transaction(conn, ops)
+    except sqlite3.Error as exc:
+        # Another process holding the write lock past the busy timeout is nobody's fault in
+        # the batch: trying each group alone would only wait that long again for each.
+        primary = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF  # extended codes -> primary
+        if len(ops) == 1 or primary in _BUSY_CODES:
+            raise
+    results: list[tuple[bool, Any]] = []
+    for op in ops:
+        try:
+            results.extend(_transaction(conn, [op]))
+        except sqlite3.Error as exc:
+            results.append((False, exc))
+    return results
+
+
+def _transaction(
+    conn: sqlite3.Connection, ops: list[Callable[[sqlite3.Connection], Any]]
+) -> list[tuple[bool, Any]]:
     results: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -1143,11 +1199,19 @@ def _commit(conn: sqlite3.Connection, intent_id: str, record: ObjectRecord) -> O
     )
     row = conn.execute(
         f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}, intent_id)"
-        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_OBJECT_COLUMNS}",
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_OBJECT_COLUMNS}, intent_id",
         values,
     ).fetchone()
     conn.execute("DELETE FROM write_intents WHERE id = ?", (intent_id,))
     return _object(row)
+
+
+def _delete_record(conn: sqlite3.Connection, bucket: str, key: str) -> bool:
+    row = _fetch_one(
+        conn, "DELETE FROM objects WHERE bucket = ? AND object_key = ? RETURNING 1", (bucket, key)
+    )
+    conn.execute("DELETE FROM key_claims WHERE bucket = ? AND object_key = ?", (bucket, key))
+    return row is not None
 
 
 def _insert_audit(conn: sqlite3.Connection, event: AuditEvent) -> AuditEvent:

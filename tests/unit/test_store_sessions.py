@@ -32,7 +32,15 @@ from policy.store import (
     SessionRecord,
     WriteIntent,
 )
-from policy.store.mongo import SESSION_CLOSURES, MongoMetadataStore
+from policy.store.mongo import (
+    AUDIT,
+    OBJECT_HISTORY,
+    OBJECTS,
+    SESSION_CLOSURES,
+    MongoMetadataStore,
+)
+from policy.store.mongo import _audit_doc as _mongo_audit_doc
+from policy.store.mongo import _object_doc as _mongo_object_doc
 from policy.store.sqlite import MIGRATIONS, SqliteStore
 from tests.unit import test_store as contract
 
@@ -740,6 +748,125 @@ def test_concurrent_writes_fail_alone(with_store) -> None:
         assert sorted(e.target for e in events) == sorted(
             [*(f"s3://raw/f{i}" for i in range(8)), "s3://raw/same"]
         )
+
+    with_store(body)
+
+
+def _event(key: str, action: str = "PutObject") -> AuditEvent:
+    return AuditEvent(now(), "alice", action, f"s3://raw/{key}", "allowed", None, {})
+
+
+async def _targets(store: MetadataStore, action: str) -> list[str]:
+    events, _ = await store.list_audit(action=action, limit=1000)
+    return sorted(e.target for e in events)
+
+
+def test_finish_write_and_delete_carry_their_audit_event(with_store) -> None:
+    """A write's record and its audit event are stored by one call (decision 4), as are a
+    delete's record removal, claim release and audit event."""
+
+    async def body(store: MetadataStore) -> None:
+        assert await store.start_write(intent("w1", key="a"), claim=True)
+        stored = await store.finish_write("w1", record("raw", "a", 3, "s1"), _event("a"))
+        assert stored.intent_id == "w1" and stored.size == 3
+        assert (await store.get_object_record("raw", "a")).intent_id == "w1"  # type: ignore[union-attr]
+        assert await store.get_intent("w1") is None
+        assert await _targets(store, "PutObject") == ["s3://raw/a"]
+
+        assert await store.finish_delete("raw", "a", _event("a", "DeleteObject"))
+        assert await store.get_object_record("raw", "a") is None
+        assert await store.get_claim("raw", "a") is None  # the key is writable again
+        # deleting what has no record still records the (acknowledged) delete
+        assert not await store.finish_delete("raw", "a", _event("a", "DeleteObject"))
+        assert await _targets(store, "DeleteObject") == ["s3://raw/a", "s3://raw/a"]
+
+    with_store(body)
+
+
+def test_roll_back_write(with_store) -> None:
+    """Rolling back drops the intent and its claim (the key is free again), and leaves the
+    records and claims of other writes alone. Idempotent."""
+
+    async def body(store: MetadataStore) -> None:
+        await store.start_write(intent("old", key="b"), claim=False)
+        await store.finish_write("old", record("raw", "b", 1, "s1"), _event("b"))
+        failed = intent("failed", key="c")
+        assert await store.start_write(failed, claim=True)
+        await store.roll_back_write(failed)
+        await store.roll_back_write(failed)
+        assert await store.get_intent("failed") is None
+        assert await store.get_claim("raw", "c") is None
+        assert await store.claim_key("raw", "c", "next")
+        # a rollback of an intent that never committed leaves another write's record alone
+        other = intent("other", key="b")
+        await store.begin_write(other)
+        await store.roll_back_write(other)
+        assert (await store.get_object_record("raw", "b")).intent_id == "old"  # type: ignore[union-attr]
+        assert await _targets(store, "PutObject") == ["s3://raw/b"]
+
+    with_store(body)
+
+
+def test_mongo_roll_back_of_a_partly_stored_commit(ferretdb: str) -> None:
+    """Without transactions a finish can stop half way (the store went away between its
+    steps): rolling the intent back removes its audit event, history entry and record."""
+
+    async def main() -> None:
+        store = MongoMetadataStore(ferretdb, f"t_{secrets.token_hex(6)}")
+        await store.open()
+        try:
+            failed = intent("half", key="d")
+            assert await store.start_write(failed, claim=True)
+            # what finish_write stores before dropping the intent, without that last step
+            await store.db[AUDIT].insert_one({**_mongo_audit_doc(_event("d")), "intent_id": "half"})
+            await store.db[OBJECT_HISTORY].insert_one(
+                _mongo_object_doc(record("raw", "d", 5, "s1"), "half")
+            )
+            await store.db[OBJECTS].insert_one(
+                _mongo_object_doc(record("raw", "d", 5, "s1"), "half")
+            )
+            await store.roll_back_write(failed)
+            assert await store.get_object_record("raw", "d") is None
+            assert await store.list_object_history("raw", "d") == []
+            assert await _targets(store, "PutObject") == []
+            assert await store.get_claim("raw", "d") is None
+            assert await store.get_intent("half") is None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_reads_and_deletes_interleaved_with_group_commits(with_store) -> None:
+    """Reads, record deletes and batched writes in flight at once. On sqlite a statement left
+    open across an await used to collide with the group commit ("cannot open savepoint - SQL
+    statements in progress") and fail unrelated writes."""
+
+    async def body(store: MetadataStore) -> None:
+        n = 60
+
+        async def writer(i: int) -> None:
+            assert await store.start_write(intent(f"x{i}", key=f"x{i}"), claim=True)
+            await store.finish_write(f"x{i}", record("raw", f"x{i}", i, "s1"), _event(f"x{i}"))
+
+        async def deleter(i: int) -> None:
+            await store.finish_delete("raw", f"x{i}", _event(f"x{i}", "DeleteObject"))
+
+        async def reader(i: int) -> None:
+            await store.get_object_record("raw", f"x{i}")
+            await store.list_object_records("raw", limit=20)
+            await store.list_audit(limit=20)
+
+        await asyncio.gather(*(writer(i) for i in range(n)))
+        await asyncio.gather(
+            *(deleter(i) for i in range(0, n, 2)),
+            *(reader(i) for i in range(n)),
+            *(writer(i) for i in range(n, 2 * n)),
+        )
+        left = {r.key for r in await store.list_object_records("raw", limit=1000)}
+        assert left == {f"x{i}" for i in range(1, 2 * n) if i >= n or i % 2}
+        assert len(await _targets(store, "PutObject")) == 2 * n
+        assert len(await _targets(store, "DeleteObject")) == n // 2
 
     with_store(body)
 

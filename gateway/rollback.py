@@ -1,0 +1,165 @@
+"""Rolling back a write that will not be acknowledged (DESIGN.md decision 4).
+
+A write is acknowledged exactly when its record and audit event are stored. When anything
+fails after the intent was recorded (the object store, the commit, the client going away), the
+write is undone here: the object it may have stored is removed when nobody else's record
+describes it, then the metadata store forgets the intent, its write-once claim and whatever part
+of its commit got stored (:meth:`MetadataStore.roll_back_write`). Every step is idempotent, so a
+rollback that fails half way (a store is down) is simply tried again later: by the
+:class:`Janitor` of the process that failed, or after a crash by recovery, which finds the
+intent.
+
+Which object is "the write's own"? With the ETag the object store answered, exactly that one.
+Without it (the store failed before answering, or a crashed process's intent), an object stamped
+with the intent's session and modified after the intent started, that no other write's record
+describes: under a write-once rule the intent's claim kept every other minimo writer off the
+key, so that can only be this write's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from gateway.backends.base import ObjectInfo, ObjectStore
+from gateway.errors import S3Error
+from policy.enforce import SESSION_META
+from policy.store.base import MetadataStore, WriteIntent
+
+log = logging.getLogger("minimo.writes")
+
+#: how far the object store's clock may lag the gateway's when "modified after the intent
+#: started" is judged without an ETag
+CLOCK_SLACK = timedelta(seconds=5)
+
+
+def bare_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def maybe_landed(exc: BaseException) -> bool:
+    """Whether a failed object-store call may still have stored the object: an S3 client error
+    (4xx: a refused condition, a bad digest, a short body) never did; a 5xx, a timeout or a
+    lost connection may have (the store may have finished after we stopped listening)."""
+    return not (isinstance(exc, S3Error) and exc.status < 500)
+
+
+async def roll_back(
+    objects: ObjectStore | None,
+    metadata: MetadataStore,
+    intent: WriteIntent,
+    *,
+    etag: str | None = None,
+) -> None:
+    """Undo ``intent``'s write in both stores. ``objects``: the object store, unless it surely
+    stored nothing; ``etag``: what it answered for this write, when it did. Raises when a store
+    fails; nothing is then known to be undone, and calling again is safe."""
+    if objects is not None:
+        await _remove_object(objects, metadata, intent, etag)
+    await metadata.roll_back_write(intent)
+
+
+async def _remove_object(
+    objects: ObjectStore, metadata: MetadataStore, intent: WriteIntent, etag: str | None
+) -> None:
+    try:
+        info = await objects.head_object(intent.bucket, intent.key)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchBucket"):
+            return
+        raise
+    if not _written_by(info, intent, etag):
+        return
+    record = await metadata.get_object_record(intent.bucket, intent.key)
+    foreign = record is not None and record.intent_id != intent.id
+    if foreign and bare_etag(record.etag) == bare_etag(info.etag):
+        return  # another write committed these very bytes: they are recorded, and not ours
+    await objects.delete_object(intent.bucket, intent.key)
+    log.warning(
+        "rolled back s3://%s/%s: write %s was not acknowledged",
+        intent.bucket,
+        intent.key,
+        intent.id,
+    )
+    if foreign:
+        # That record described the object this write replaced (overwrites allowed), which is
+        # gone now: a record without its object is what reconcile would drop.
+        await metadata.delete_object_record(intent.bucket, intent.key)
+
+
+def _written_by(info: ObjectInfo, intent: WriteIntent, etag: str | None) -> bool:
+    if etag is not None:
+        return bare_etag(info.etag) == bare_etag(etag)
+    return (
+        info.metadata.get(SESSION_META) == intent.session_id
+        and info.last_modified >= intent.started - CLOCK_SLACK
+    )
+
+
+@dataclass(slots=True)
+class _Pending:
+    objects: ObjectStore | None
+    intent: WriteIntent
+    etag: str | None
+
+
+class Janitor:
+    """Rollbacks that failed (a store was down), tried again until they succeed.
+
+    One per process. The intents it holds stay in the metadata store meanwhile (their rollback
+    did not happen), so if this process dies its work is not lost: recovery finds them."""
+
+    #: the first retry comes after this long; each further one waits twice as long, up to MAX
+    FIRST_DELAY = 1.0
+    MAX_DELAY = 5.0
+    #: intents held at the most; beyond it the oldest are left to recovery (logged)
+    LIMIT = 100_000
+
+    def __init__(self, metadata: MetadataStore) -> None:
+        self.metadata = metadata
+        self._pending: dict[str, _Pending] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, objects: ObjectStore | None, intent: WriteIntent, *, etag: str | None) -> None:
+        if len(self._pending) >= self.LIMIT:
+            oldest = next(iter(self._pending))
+            log.error("rollback of write %s left to recovery (too many pending)", oldest)
+            del self._pending[oldest]
+        self._pending[intent.id] = _Pending(objects, intent, etag)
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def settle(self, bucket: str, key: str) -> None:
+        """Try now the pending rollbacks of (bucket, key): a new write of the key must not be
+        refused for a claim that a failed write of this process still holds."""
+        held = [
+            p for p in self._pending.values() if (p.intent.bucket, p.intent.key) == (bucket, key)
+        ]
+        for pending in held:
+            with contextlib.suppress(Exception):
+                await self._try(pending)
+
+    async def _try(self, pending: _Pending) -> None:
+        await roll_back(pending.objects, self.metadata, pending.intent, etag=pending.etag)
+        self._pending.pop(pending.intent.id, None)
+
+    async def _run(self) -> None:
+        delay = self.FIRST_DELAY
+        while self._pending:
+            await asyncio.sleep(delay)
+            failed = False
+            for pending in list(self._pending.values()):
+                try:
+                    await self._try(pending)
+                except Exception as exc:
+                    failed = True
+                    log.info("rollback of write %s still pending: %s", pending.intent.id, exc)
+                    break  # the store is still down: wait before trying the others
+            delay = min(delay * 2, self.MAX_DELAY) if failed else self.FIRST_DELAY

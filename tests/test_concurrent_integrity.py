@@ -1,0 +1,262 @@
+"""Deletes beside writes under load: nothing accepted is lost, nothing unrecorded is visible.
+
+On every gateway of the enforcement matrix ({sqlite, mongo} x {local, s3}), threads run at once:
+PutObject with a session key (write-once), PutObject into a scratch prefix by the admin,
+DeleteObject and DeleteObjects of scratch keys, multipart uploads with the session key; then a
+DeleteObjects of every session object runs beside another round of writes. boto3 retries are
+off, so every answer is seen as sent. Afterwards:
+
+- no answer was a 5xx;
+- every acknowledged write not deleted since is there, byte-identical to its record;
+- the objects under the test's prefixes and their records agree key by key (size and ETag);
+- the audit log holds exactly one ``allowed`` event per acknowledged PutObject, DeleteObject
+  (also each key a DeleteObjects reported deleted) and CompleteMultipartUpload.
+
+This is the load that, before the SQLite store ran every statement on one ordered path, failed
+half of all writes with ``cannot open savepoint - SQL statements in progress`` and left objects
+without records and deletes without audit events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.sites import SITES, Site, site_matrix
+
+MiB = 1 << 20
+THREADS = 6
+ROUNDS = 12
+POOL = 12  # scratch keys shared by all threads, so writes and deletes of one key collide
+
+
+@pytest.fixture(scope="module")
+def sites(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Site]]:
+    with site_matrix(request, tmp_path_factory) as get:
+        yield get
+
+
+@pytest.fixture(params=SITES)
+def site(request: pytest.FixtureRequest, sites: Callable[[str], Site]) -> Site:
+    return sites(request.param)
+
+
+@dataclass
+class Ledger:
+    """What the clients were told, shared by the threads (under ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: acknowledged session writes still expected: key -> SHA-256
+    kept: dict[str, str] = field(default_factory=dict)
+    #: acknowledged operations by audit action
+    acked: Counter[str] = field(default_factory=Counter)
+    #: every failed answer: (operation, HTTP status, code)
+    failures: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def ack(self, action: str, n: int = 1) -> None:
+        with self.lock:
+            self.acked[action] += n
+
+    def failed(self, op: str, exc: ClientError) -> None:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        with self.lock:
+            self.failures.append((op, status, exc.response.get("Error", {}).get("Code", "")))
+
+
+def _body(rng: random.Random) -> bytes:
+    return rng.randbytes(rng.choice((1, 700, 4096, 20_000, 150_000)))
+
+
+def _worker(site: Site, ledger: Ledger, session_keys: Any, raw: str, scratch: str, n: int) -> None:
+    rng = random.Random(n)
+    writer = site.client(session_keys)
+    admin = site.client(site.admin)
+    bucket = site.bucket
+    for i in range(ROUNDS):
+        key = f"{raw}w{n}-{i}"
+        data = _body(rng)
+        try:
+            writer.put_object(Bucket=bucket, Key=key, Body=data)
+            with ledger.lock:
+                ledger.kept[key] = hashlib.sha256(data).hexdigest()
+            ledger.ack("PutObject")
+        except ClientError as exc:
+            ledger.failed("PutObject", exc)
+        pool_key = f"{scratch}k{rng.randrange(POOL)}"
+        choice = rng.random()
+        try:
+            if choice < 0.4:
+                admin.put_object(Bucket=bucket, Key=pool_key, Body=_body(rng))
+                ledger.ack("PutObject")
+            elif choice < 0.75:
+                admin.delete_object(Bucket=bucket, Key=pool_key)
+                ledger.ack("DeleteObject")
+            else:
+                keys = {f"{scratch}k{rng.randrange(POOL)}" for _ in range(4)}
+                answer = admin.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in sorted(keys)]}
+                )
+                ledger.ack("DeleteObject", len(answer.get("Deleted", [])))
+                for error in answer.get("Errors", []):
+                    with ledger.lock:
+                        ledger.failures.append(("DeleteObjects item", 0, error["Code"]))
+        except ClientError as exc:
+            ledger.failed("scratch", exc)
+        if i == ROUNDS // 2:
+            _multipart(writer, ledger, bucket, f"{raw}mp{n}", rng)
+
+
+def _multipart(s3: Any, ledger: Ledger, bucket: str, key: str, rng: random.Random) -> None:
+    first, last = rng.randbytes(5 * MiB), rng.randbytes(1000)
+    try:
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        etags = [
+            s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=part)["ETag"]
+            for n, part in ((1, first), (2, last))
+        ]
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload,
+            MultipartUpload={
+                "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]
+            },
+        )
+    except ClientError as exc:
+        ledger.failed("multipart", exc)
+        return
+    with ledger.lock:
+        ledger.kept[key] = hashlib.sha256(first + last).hexdigest()
+    ledger.ack("CompleteMultipartUpload")
+
+
+def _run_threads(targets: list[Callable[[], None]]) -> None:
+    errors: list[BaseException] = []
+
+    def guarded(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:  # an unexpected exception fails the test, not the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in threads), "a client thread hung"
+    assert not errors, errors
+
+
+def _objects(site: Site, prefix: str) -> dict[str, tuple[int, str]]:
+    s3 = site.client(site.admin)
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=site.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = (obj["Size"], obj["ETag"].strip('"'))
+    return found
+
+
+def _records(site: Site, prefix: str) -> dict[str, tuple[int, str]]:
+    store = site.meta.store
+    found: dict[str, tuple[int, str]] = {}
+    after = prefix
+    while True:
+        page = site.meta.run(store.list_object_records(site.bucket, start_after=after, limit=500))
+        page = [r for r in page if r.key.startswith(prefix)]
+        if not page:
+            return found
+        for record in page:
+            found[record.key] = (record.size, record.etag.strip('"'))
+        after = page[-1].key
+
+
+def _audited(site: Site, prefixes: tuple[str, ...]) -> Counter[str]:
+    counted: Counter[str] = Counter()
+    targets = tuple(f"s3://{site.bucket}/{p}" for p in prefixes)
+    for action in ("PutObject", "DeleteObject", "CompleteMultipartUpload"):
+        cursor = None
+        while True:
+            events, cursor = site.meta.run(
+                site.meta.store.list_audit(action=action, limit=500, cursor=cursor)
+            )
+            counted[action] += sum(
+                e.outcome == "allowed" and e.target.startswith(targets) for e in events
+            )
+            if cursor is None:
+                break
+    return counted
+
+
+def test_deletes_beside_writes(site: Site) -> None:
+    session_id, raw, keys = site.session()
+    scratch = f"scratch/{secrets.token_hex(4)}/"
+    ledger = Ledger()
+    _run_threads(
+        [
+            lambda n=n: _worker(site, ledger, keys, raw, scratch, n)  # type: ignore[misc]
+            for n in range(THREADS)
+        ]
+    )
+
+    # Then every session object goes in one DeleteObjects while another round of writes runs.
+    doomed = sorted(ledger.kept)
+    second = f"{raw}second/"
+
+    def delete_all() -> None:
+        try:
+            answer = site.client(site.admin).delete_objects(
+                Bucket=site.bucket, Delete={"Objects": [{"Key": k} for k in doomed]}
+            )
+        except ClientError as exc:
+            ledger.failed("DeleteObjects", exc)
+            return
+        deleted = [d["Key"] for d in answer.get("Deleted", [])]
+        ledger.ack("DeleteObject", len(deleted))
+        with ledger.lock:
+            for key in deleted:
+                ledger.kept.pop(key, None)
+        for error in answer.get("Errors", []):
+            with ledger.lock:
+                ledger.failures.append(("DeleteObjects item", 0, error["Code"]))
+
+    _run_threads(
+        [
+            delete_all,
+            *(
+                lambda n=n: _worker(site, ledger, keys, second, scratch, 100 + n)  # type: ignore[misc]
+                for n in range(2)
+            ),
+        ]
+    )
+
+    # Every request here is allowed (fresh write-once keys, an admin in a scratch area): no
+    # answer may have failed, and above all none with a 5xx.
+    assert not ledger.failures, ledger.failures
+
+    objects = _objects(site, raw) | _objects(site, scratch)
+    records = _records(site, raw) | _records(site, scratch)
+    assert objects == records, {
+        "objects without records": sorted(set(objects) - set(records)),
+        "records without objects": sorted(set(records) - set(objects)),
+        "differing": sorted(k for k in set(objects) & set(records) if objects[k] != records[k]),
+    }
+    assert set(ledger.kept) == set(_objects(site, raw))
+    s3 = site.client(site.admin)
+    for key, sha in ledger.kept.items():
+        body = s3.get_object(Bucket=site.bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == sha, key
+        record = site.meta.record(site.bucket, key)
+        assert record is not None and record.sha256 == sha and record.session_id == session_id
+    assert _audited(site, (raw, scratch)) == ledger.acked

@@ -807,7 +807,11 @@ class _ChunkedFeed:
         try:
             async for piece in self._frames():
                 yield piece
-        except BaseException as exc:
+        except Exception as exc:
+            # Only the body's own failures. aiohttp cancels the task feeding the upload when
+            # the upstream connection breaks; that CancelledError is not the request's, and
+            # raising it from reraise() made the gateway drop the client's connection without
+            # an answer instead of the object store's 503.
             self.error = exc
             raise
 

@@ -996,3 +996,50 @@ def test_whitespace_before_a_200_result() -> None:
         asyncio.run(scenario())
     finally:
         upstream.close()
+
+
+class _SlowBody:
+    """A client body that trickles in: the upload task is waiting for it most of the time."""
+
+    size = 4 << 20
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.size // (64 * 1024)):
+            yield b"\0" * (64 * 1024)
+            await asyncio.sleep(0.01)
+
+
+def test_upstream_reset_mid_upload_is_service_unavailable() -> None:
+    """The upstream dies while a streamed upload is going out: the object store's 503, not the
+    CancelledError aiohttp uses to stop feeding the upload (which made the gateway drop its
+    client's connection without any answer; seen by tests/faults)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def reset_after_some_bytes() -> None:
+        conn, _ = server.accept()
+        conn.recv(64 * 1024)
+        # SO_LINGER 0: close with RST, as a killed process's socket does
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.close()
+
+    thread = threading.Thread(target=reset_after_some_bytes, daemon=True)
+    thread.start()
+
+    async def scenario() -> None:
+        store = S3ObjectStore(f"http://127.0.0.1:{server.getsockname()[1]}", "k", "s")
+        await store.start()
+        try:
+            err = await expect(
+                "ServiceUnavailable", store.put_object("b", "k", _SlowBody(), WriteMeta())
+            )
+            assert err.status == 503
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        thread.join(timeout=10)
+        server.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.appkeys import CONFIG, METADATA_STORE, OBJECT_STORE
+from gateway.appkeys import METADATA_STORE, OBJECT_STORE
 from gateway.errors import log_outage
 from policy.store.base import StoreFull, StoreUnavailable
 
@@ -88,13 +88,12 @@ async def health(request: web.Request) -> web.Response:
         _probe(object_store.check if object_store is not None else None),
         _probe(metadata_store.ping if metadata_store is not None else None),
     )
-    config = request.app.get(CONFIG)
-    if config is not None:
-        # a disk that is full answers probes fine but refuses every write: say so
-        if object_status == "ok" and getattr(object_store, "kind", None) == "local":
-            object_status = disk_full(config.objects_dir) or object_status
-        if metadata_status == "ok" and getattr(metadata_store, "kind", None) == "sqlite":
-            metadata_status = disk_full(config.sqlite_path.parent) or metadata_status
+    # a disk that is full answers probes fine but refuses every write: say so
+    if object_status == "ok" and getattr(object_store, "kind", None) == "local":
+        object_status = disk_full(object_store.root) or object_status  # type: ignore[union-attr]
+    if metadata_status == "ok" and getattr(metadata_store, "kind", None) == "sqlite":
+        path = metadata_store.path  # type: ignore[union-attr]
+        metadata_status = disk_full(path.parent) or metadata_status
     healthy = object_status == metadata_status == "ok"
     body = {
         "status": "ok" if healthy else "unavailable",

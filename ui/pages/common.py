@@ -28,6 +28,8 @@ _TITLES = {
     404: "Not found",
     405: "Not allowed here",
     429: "Too many attempts",
+    503: "Temporarily unavailable",
+    507: "Storage is full",
 }
 
 

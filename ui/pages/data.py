@@ -24,7 +24,7 @@ from ui.api.browse import (
     scan_unlinked,
 )
 from ui.api.common import services
-from ui.outages import pass_outage
+from ui.outages import outage_of, pass_outage
 from ui.pages.common import PageError, check_csrf, render, require
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 
@@ -273,15 +273,17 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         general = [str(exc)]
     except S3Error as err:
-        pass_outage(err)
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         # The session may be open already with part of the data adopted: say so, and where.
+        # (A store outage keeps its status and Retry-After: ui.outages.)
+        outage = outage_of(err)
         raise PageError(
-            502,
+            outage.status if outage is not None else 502,
             f"The object store failed while linking s3://{bucket}/{prefix} ({err.code}). "
             "Objects linked before the failure keep their session; run it again to link the "
             "rest (linked objects are skipped).",
+            outage.headers if outage is not None else None,
         ) from None
     else:
         return await _render_result(request, bucket, prefix, result)

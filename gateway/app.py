@@ -27,6 +27,8 @@ from gateway.errors import S3Error, log_outage, storage_full, store_unavailable
 from gateway.handlers import buckets, listing, multipart, objects
 from gateway.handlers.common import S3Request
 from gateway.names import validate_bucket, validate_key
+from gateway.safe_serving import NOSNIFF, OBJECT_CSP
+from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
 from gateway.writes import WritePath, refused
 from policy.enforce import CONTINUES, READS, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
@@ -44,6 +46,8 @@ RESERVED_PREFIX = "/_minimo/"
 
 REQUEST_ID = web.RequestKey("minimo_request_id", str)
 HOST_ID = web.AppKey("minimo_host_id", str)
+#: the UI's host name when --ui-url is set (gateway.ui_host)
+UI_HOST = web.AppKey("minimo_ui_host", str)
 
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
 
@@ -263,6 +267,8 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             f"Your request header section exceeds {MAX_HEADER_BYTES} bytes.",
             extra={"MaxSizeAllowed": str(MAX_HEADER_BYTES)},
         )
+    if config.ui_url is not None:
+        refuse_read_on_ui_host(request, app[UI_HOST], config.base_url)
     bucket, key = split_target(request, config.domain)
     auth = await authenticate(request, app[IDENTITY], region=config.region, domain=config.domain)
     query = request.query
@@ -366,13 +372,18 @@ def _cause(exc: BaseException) -> str:
 
 
 async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """Every response names the server and, for S3 requests, the request id."""
+    """Every response names the server; S3 responses carry the request id, and nosniff and a
+    sandboxing CSP (gateway.safe_serving), so no stored byte ever runs as this origin. Those two
+    are set on every S3 answer (errors, 304, listings too), replacing anything a handler set:
+    constant values, cheaper than deciding which answers need them."""
     headers = response.headers
     headers["Server"] = "minimo"
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         headers["x-amz-request-id"] = request_id
         headers["x-amz-id-2"] = request.app[HOST_ID]
+        headers["X-Content-Type-Options"] = NOSNIFF
+        headers["Content-Security-Policy"] = OBJECT_CSP
 
 
 def create_app(
@@ -385,6 +396,9 @@ def create_app(
     app[WRITE_PATH] = writes
     app[HOST_ID] = base64.b64encode(secrets.token_bytes(48)).decode("ascii")
     app.on_response_prepare.append(_stamp)
+    if config.ui_url is not None:
+        app[UI_HOST] = parse_ui_url(config.ui_url)[1]
+        app.middlewares.append(ui_host_middleware(config.ui_url))
     try:
         from ui import setup_ui
     except ImportError:

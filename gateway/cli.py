@@ -186,6 +186,12 @@ def main() -> None:
 @click.option("--domain", envvar="MINIMO_DOMAIN", help="Accept virtual-hosted-style requests.")
 @click.option("--public-url", envvar="MINIMO_PUBLIC_URL", help="How refusals name this server.")
 @click.option(
+    "--ui-url",
+    envvar="MINIMO_UI_URL",
+    help="Serve the web UI and its API on this URL's host name only, and no object reads there "
+    "(needs --public-url on another host name).",
+)
+@click.option(
     "--policy",
     "policy_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -212,17 +218,24 @@ def serve(
     insecure_http: bool,
     domain: str | None,
     public_url: str | None,
+    ui_url: str | None,
     policy_file: Path | None,
     access_log: bool,
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
     from gateway.server import ServeError, parse_listen, run
+    from gateway.ui_host import check_ui_url
 
     try:
         host, port = parse_listen(listen)
     except ServeError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
     s3.check()
+    if ui_url:
+        try:
+            check_ui_url(ui_url, public_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ui-url") from exc
     if (tls_cert or tls_key) and not tls:
         tls = True  # giving a certificate can only mean HTTPS
     config = Config(
@@ -242,6 +255,7 @@ def serve(
         insecure_http=insecure_http,
         domain=domain,
         public_url=public_url,
+        ui_url=ui_url or None,
         secret_key_file=secret_key_file,
         mongo_uri=_mongo_uri(),
         policy_file=policy_file,

@@ -30,6 +30,9 @@ class Config:
     domain: str | None = None
     #: how refusals and the UI name this server (defaults to the listen address)
     public_url: str | None = None
+    #: set = the web UI and its API answer on this URL's host name only, and S3 reads are
+    #: refused there (gateway.ui_host); needs ``public_url`` on another host name
+    ui_url: str | None = None
     #: the Fernet key that encrypts S3 secrets at rest (default ``DATA_DIR/secret.key``)
     secret_key_file: Path | None = None
     #: set = metadata lives in this MongoDB (the ``mongo`` backend, database from the URI's path,
@@ -69,3 +72,8 @@ class Config:
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"{self.scheme}://{self.listen_host}:{self.listen_port}"
+
+    @property
+    def ui_base_url(self) -> str:
+        """Where the web UI is: links in refusals and crates point here."""
+        return self.ui_url.strip().rstrip("/") if self.ui_url else self.base_url

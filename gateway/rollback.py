@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from gateway.backends.base import ObjectInfo, ObjectStore
 from gateway.errors import S3Error
-from policy.enforce import SESSION_META
-from policy.store.base import MetadataStore, WriteIntent
+from policy.enforce import SESSION_META, s3_url
+from policy.store.base import AuditEvent, MetadataStore, WriteIntent
 
 log = logging.getLogger("minimo.writes")
 
@@ -100,66 +101,106 @@ def _written_by(info: ObjectInfo, intent: WriteIntent, etag: str | None) -> bool
 
 
 @dataclass(slots=True)
-class _Pending:
-    objects: ObjectStore | None
-    intent: WriteIntent
-    etag: str | None
+class _Repair:
+    """One piece of unfinished cleanup: ``fix`` does it (idempotent), or raises."""
+
+    bucket: str
+    key: str
+    fix: Callable[[], Awaitable[None]]
+    #: one attempt at a time: a retry racing the first attempt could undo what a new write of
+    #: the key did in between (the first attempt's checks are stale by then)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    done: bool = False
 
 
 class Janitor:
-    """Rollbacks that failed (a store was down), tried again until they succeed.
+    """Cleanups that failed because a store was down, tried again until they succeed: the
+    rollback of a write that was not acknowledged, the record drop of a delete whose record
+    could not be dropped.
 
-    One per process. The intents it holds stay in the metadata store meanwhile (their rollback
-    did not happen), so if this process dies its work is not lost: recovery finds them."""
+    One per process. A write's intent stays in the metadata store until its rollback is done,
+    so if this process dies the rollback is not lost: recovery finds the intent."""
 
     #: the first retry comes after this long; each further one waits twice as long, up to MAX
     FIRST_DELAY = 1.0
     MAX_DELAY = 5.0
-    #: intents held at the most; beyond it the oldest are left to recovery (logged)
+    #: repairs held at the most; beyond it the oldest are dropped (logged; reconcile finds them)
     LIMIT = 100_000
 
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, _Repair] = {}
         self._task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, objects: ObjectStore | None, intent: WriteIntent, *, etag: str | None) -> None:
+    def add_rollback(
+        self, objects: ObjectStore | None, intent: WriteIntent, *, etag: str | None
+    ) -> None:
+        async def fix() -> None:
+            await roll_back(objects, self.metadata, intent, etag=etag)
+
+        self._add(f"write {intent.id}", _Repair(intent.bucket, intent.key, fix))
+
+    def add_record_drop(
+        self, objects: ObjectStore, bucket: str, key: str, event: AuditEvent
+    ) -> None:
+        """The object was deleted but its record stayed: drop it (with the delete's audit
+        event, marked as not acknowledged to the client) once the store answers, unless a new
+        object has been written at the key meanwhile (its record is the right one)."""
+
+        async def fix() -> None:
+            try:
+                await objects.head_object(bucket, key)
+            except S3Error as exc:
+                if exc.code not in ("NoSuchKey", "NoSuchBucket"):
+                    raise
+            else:
+                return
+            details = {**event.details, "acknowledged": False}
+            await self.metadata.finish_delete(bucket, key, replace(event, details=details))
+
+        self._add(f"delete {s3_url(bucket, key)} {id(event)}", _Repair(bucket, key, fix))
+
+    def _add(self, name: str, repair: _Repair) -> None:
         if len(self._pending) >= self.LIMIT:
             oldest = next(iter(self._pending))
-            log.error("rollback of write %s left to recovery (too many pending)", oldest)
+            log.error("%s: cleanup dropped (too many pending); reconcile will find it", oldest)
             del self._pending[oldest]
-        self._pending[intent.id] = _Pending(objects, intent, etag)
+        self._pending[name] = repair
         task = self._task
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def settle(self, bucket: str, key: str) -> None:
-        """Try now the pending rollbacks of (bucket, key): a new write of the key must not be
+        """Try now the pending cleanups of (bucket, key): a new write of the key must not be
         refused for a claim that a failed write of this process still holds."""
         held = [
-            p for p in self._pending.values() if (p.intent.bucket, p.intent.key) == (bucket, key)
+            (name, r) for name, r in self._pending.items() if (r.bucket, r.key) == (bucket, key)
         ]
-        for pending in held:
+        for name, repair in held:
             with contextlib.suppress(Exception):
-                await self._try(pending)
+                await self._try(name, repair)
 
-    async def _try(self, pending: _Pending) -> None:
-        await roll_back(pending.objects, self.metadata, pending.intent, etag=pending.etag)
-        self._pending.pop(pending.intent.id, None)
+    async def _try(self, name: str, repair: _Repair) -> None:
+        async with repair.lock:
+            if repair.done:
+                return
+            await repair.fix()
+            repair.done = True
+        self._pending.pop(name, None)
 
     async def _run(self) -> None:
         delay = self.FIRST_DELAY
         while self._pending:
             await asyncio.sleep(delay)
             failed = False
-            for pending in list(self._pending.values()):
+            for name, repair in list(self._pending.items()):
                 try:
-                    await self._try(pending)
+                    await self._try(name, repair)
                 except Exception as exc:
                     failed = True
-                    log.info("rollback of write %s still pending: %s", pending.intent.id, exc)
+                    log.info("%s: cleanup still pending: %s", name, exc)
                     break  # the store is still down: wait before trying the others
             delay = min(delay * 2, self.MAX_DELAY) if failed else self.FIRST_DELAY

@@ -190,7 +190,8 @@ def _create_app(config: Config, object_store: Any, identity: IdentityService) ->
     from gateway.writes import build_write_path
 
     # Enforcement (policy.enforce) and the write protocol share the identity's metadata store.
-    return create_app(config, object_store, identity, build_write_path(identity, config.base_url))
+    writes = build_write_path(identity, config.ui_base_url)
+    return create_app(config, object_store, identity, writes)
 
 
 def _handler_args() -> dict[str, Any]:

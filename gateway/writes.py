@@ -144,6 +144,7 @@ class WritePath:
             return await self.store.finish_delete(bucket, key, event)
         except Exception as exc:
             log.error("could not record the delete of %s: %s", event.target, exc)
+            self.janitor.add_record_drop(objects, bucket, key, event)
             raise S3Error(
                 "ServiceUnavailable",
                 "The object was deleted, but the metadata store could not record it. Send the "
@@ -271,7 +272,7 @@ class Write:
             await roll_back(objects, self.path.store, self.intent, etag=etag)
         except Exception as exc:
             log.warning("rollback of write %s deferred: %s", self.intent.id, exc)
-            self.path.janitor.add(objects, self.intent, etag=etag)
+            self.path.janitor.add_rollback(objects, self.intent, etag=etag)
 
     async def fail(self, objects: ObjectStore, exc: BaseException) -> None:
         """Roll back after the object store call (or what followed it) raised ``exc``."""

@@ -918,8 +918,12 @@ class _UpstreamReader(ObjectReader):
         pieces: list[bytes] = []
         while piece := content.read_nowait(-1):
             pieces.append(piece)
-        protocol.pause_reading()
         buffered = b"".join(pieces)
+        # A busy loop may get here only after the whole answer arrived: aiohttp's parser is
+        # done (and gone, so pausing it fails) and there is nothing left to splice.
+        whole = content.is_eof() or len(buffered) >= expected
+        if not whole:
+            protocol.pause_reading()
         upstream = os.dup(transport.get_extra_info("socket").fileno())
         pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -931,7 +935,7 @@ class _UpstreamReader(ObjectReader):
                     view = view[os.write(sock, view) :]
                 except (BlockingIOError, InterruptedError):
                     await writable()
-            remaining = expected - len(buffered)
+            remaining = 0 if whole else expected - len(buffered)
             in_pipe = 0
             while remaining or in_pipe:
                 moved = False

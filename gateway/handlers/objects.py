@@ -23,6 +23,7 @@ from gateway.handlers.common import (
     xml_response,
 )
 from gateway.names import validate_key
+from gateway.safe_serving import apply_download_rule, refuse_as_subresource
 from gateway.sendfile import send_body
 from gateway.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, Refusal
@@ -34,18 +35,22 @@ SMALL_BODY = 256 * 1024
 MAX_DELETE_KEYS = 1000
 _DELETE_CONCURRENCY = 16
 
-#: ``response-*`` query parameters and the header each one overrides.
+#: ``response-*`` query parameters and the header each one overrides. The names are spelled
+#: as the backends report stored headers (lower case, ``STORED_HEADERS``), so an override
+#: replaces the stored value in the plain dict below instead of going out beside it.
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
-    "response-content-language": "Content-Language",
-    "response-expires": "Expires",
-    "response-cache-control": "Cache-Control",
-    "response-content-disposition": "Content-Disposition",
-    "response-content-encoding": "Content-Encoding",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
 }
 
 
 def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
+    """The headers of a GET/HEAD answer. nosniff and the sandbox CSP are stamped on every S3
+    response by gateway.app; here active types become attachments (gateway.safe_serving)."""
     headers = {
         "ETag": s3xml.quote_etag(info.etag),
         "Last-Modified": s3xml.http_date(info.last_modified),
@@ -63,6 +68,8 @@ def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
             value = q.get(param)
             if value is not None:
                 headers[header] = value
+    # after the overrides: response-content-type=text/html must not make a page either
+    apply_download_rule(headers, headers["Content-Type"])
     return headers
 
 
@@ -87,6 +94,7 @@ async def head_object(r: S3Request) -> web.StreamResponse:
 async def get_object(r: S3Request) -> web.StreamResponse:
     _no_part_number(r)
     check_version_id(r.query, r.resource)
+    refuse_as_subresource(r.headers, r.resource)
     reader = await r.store.open_object(
         r.bucket, r.key, range_header=r.headers.get("Range"), conditions=conditions(r.headers)
     )

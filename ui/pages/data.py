@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.adopt import AdoptResult, adopt
 from gateway.appkeys import OBJECT_STORE
 from gateway.errors import S3Error
+from gateway.safe_serving import NOSNIFF, OBJECT_CSP
 from policy.forms import Form, FormValidationError
 from policy.sessions import SessionError, session_status
 from ui.api.browse import (
@@ -93,7 +94,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     """One object's bytes for a signed-in user (every role may read), streamed from the store.
 
     Always an attachment of type application/octet-stream: an uploaded .html or .svg must never
-    render as a page of this origin (it would run with the user's login cookie).
+    render as a page of this origin (it would run with the user's login cookie). It carries the
+    S3 answers' sandboxing CSP too, not the pages' (which allows this origin's scripts), so even
+    a browser that rendered it would give it an opaque origin and no script.
     """
     await require(request)
     bucket = request.match_info["bucket"]
@@ -116,6 +119,9 @@ async def download(request: web.Request) -> web.StreamResponse:
                 # RFC 6266/5987: the UTF-8 name percent-encoded, never raw in a header
                 "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
                 "ETag": reader.info.etag,
+                # set here, so the pages' setdefault() of their own CSP leaves them alone
+                "Content-Security-Policy": OBJECT_CSP,
+                "X-Content-Type-Options": NOSNIFF,
             }
         )
         await response.prepare(request)

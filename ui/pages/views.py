@@ -215,7 +215,10 @@ async def _session_view(
         del login["closed_crate"]  # the close's result, shown once
     else:
         closed_crate = None
-    endpoint = str(request.url.origin())
+    config = request.config_dict[CONFIG]
+    # the S3 endpoint for the snippets: this page's origin, unless the UI has a host name of its
+    # own (--ui-url), where objects are never read
+    endpoint = config.base_url if config.ui_url else str(request.url.origin())
     form = await svc.forms.find(session.form_name, session.form_version)
     now = datetime.now(UTC)
     mine = who.role is Role.ADMIN or who.user == session.owner

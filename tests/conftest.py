@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import ssl
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.client import HTTPResponse
 from pathlib import Path
 
@@ -27,8 +27,18 @@ from tests.servers import (
     run_gateway,
     run_versitygw,
 )
+from tests.sites import Site, site_matrix
 
 GATEWAY_MATRIX = ["local-http", "local-https", "s3-http", "s3-https"]
+
+
+@pytest.fixture(scope="module")
+def sites(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Site]]:
+    """The enforcement sites (tests/sites.py), each started on first use in a module."""
+    with site_matrix(request, tmp_path_factory) as get:
+        yield get
 
 
 @pytest.fixture(scope="session")

@@ -24,27 +24,19 @@ import random
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.sites import SITES, Site, site_matrix
+from tests.sites import SITES, Site
 
 MiB = 1 << 20
 THREADS = 6
 ROUNDS = 12
 POOL = 12  # scratch keys shared by all threads, so writes and deletes of one key collide
-
-
-@pytest.fixture(scope="module")
-def sites(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], Site]]:
-    with site_matrix(request, tmp_path_factory) as get:
-        yield get
 
 
 @pytest.fixture(params=SITES)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,18 +31,10 @@ import urllib3
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from tests.sites import SITES, TOOL_SITES, Keys, Site, site_matrix
+from tests.sites import SITES, TOOL_SITES, Keys, Site
 
 MiB = 1 << 20
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def sites(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], Site]]:
-    with site_matrix(request, tmp_path_factory) as get:
-        yield get
 
 
 @pytest.fixture(params=SITES)

@@ -15,24 +15,16 @@ import http.client
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
 
 from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
-from tests.sites import Keys, Site, site_matrix
+from tests.sites import Keys, Site
 
 BODY = 512 * 1024
-
-
-@pytest.fixture(scope="module")
-def sites(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], Site]]:
-    with site_matrix(request, tmp_path_factory) as get:
-        yield get
 
 
 @pytest.fixture(params=["sqlite-local", "sqlite-s3"])

@@ -271,7 +271,9 @@ class Write:
         try:
             await roll_back(objects, self.path.store, self.intent, etag=etag)
         except Exception as exc:
-            log.warning("rollback of write %s deferred: %s", self.intent.id, exc)
+            # (the failure itself was logged where it happened; during an outage every failed
+            # write comes here, so this stays below the default level)
+            log.debug("rollback of write %s deferred: %s", self.intent.id, exc)
             self.path.janitor.add_rollback(objects, self.intent, etag=etag)
 
     async def fail(self, objects: ObjectStore, exc: BaseException) -> None:

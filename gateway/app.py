@@ -23,15 +23,16 @@ from gateway.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
 from gateway.auth import authenticate
 from gateway.backends.base import ObjectStore
 from gateway.config import Config
-from gateway.errors import S3Error
+from gateway.errors import S3Error, log_outage, storage_full, store_unavailable
 from gateway.handlers import buckets, listing, multipart, objects
 from gateway.handlers.common import S3Request
 from gateway.names import validate_bucket, validate_key
 from gateway.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
 from gateway.writes import WritePath, refused
-from policy.enforce import CONTINUES, SESSION_HEADER, Decision, Refusal
+from policy.enforce import CONTINUES, READS, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
+from policy.store.base import StoreFull, StoreUnavailable
 
 log = logging.getLogger("minimo.s3")
 
@@ -280,6 +281,10 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             "Anonymous access is not allowed: sign your requests with an access key.",
             resource=f"/{bucket}/{key}" if key else f"/{bucket}",
         )
+    if auth.principal.stale and op_name not in READS:
+        # authenticated from the last known good credential while the metadata store is
+        # down (policy.identity): good enough to read, never to write (docs/failures.md)
+        raise StoreUnavailable("credential from the outage grace used for a write")
     if bucket:
         validate_bucket(bucket)
         if key:
@@ -340,6 +345,13 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
         return await _serve(request)
     except S3Error as err:
         return error_response(request, err, request_id)
+    except StoreUnavailable as exc:
+        # an outage is the store's state, not a bug: 503 naming the store, no driver text
+        log_outage("metadata", "unavailable", _cause(exc))
+        return error_response(request, store_unavailable("metadata"), request_id)
+    except StoreFull as exc:
+        log_outage("metadata", "full", _cause(exc))
+        return error_response(request, storage_full("metadata"), request_id)
     except web.HTTPException as exc:
         return error_response(request, _from_http_exception(exc), request_id)
     except ConnectionError:
@@ -351,6 +363,12 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
             "internal error in %s %s (request id %s)", request.method, request.raw_path, request_id
         )
         return error_response(request, S3Error("InternalError"), request_id)
+
+
+def _cause(exc: BaseException) -> str:
+    """The store error and the driver error behind it, for the server log."""
+    cause = exc.__cause__
+    return f"{exc}" + (f" ({type(cause).__name__}: {cause})" if cause is not None else "")
 
 
 async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:

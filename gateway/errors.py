@@ -7,7 +7,10 @@ is part of the S3 protocol, not of any backend), so a handler never needs to tra
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ ERRORS: dict[str, ErrorCode] = _table(
         400,
         "You did not provide the number of bytes specified by the Content-Length HTTP header.",
     ),
+    ("InsufficientStorage", 507, "There is not enough storage space left to store this object."),
     ("InternalError", 500, "We encountered an internal error. Please try again."),
     (
         "InvalidAccessKeyId",
@@ -150,3 +154,58 @@ class S3Error(Exception):
         self.extra = extra or {}
         self.headers = headers or {}
         super().__init__(f"{code}: {self.message}")
+
+
+# -- outages (docs/failures.md) ------------------------------------------------------------------
+#: what a client is told to wait before retrying a 503 (the ``Retry-After`` header, seconds)
+RETRY_AFTER_SECONDS = 2
+Store = Literal["metadata", "object"]
+_outage_log = logging.getLogger("minimo.outage")
+#: one log line per store and kind at most this often: an outage under load would otherwise
+#: write a line per request
+_LOG_EVERY_SECONDS = 10.0
+_last_logged: dict[tuple[str, str], float] = {}
+
+
+def store_unavailable(store: Store) -> S3Error:
+    """``503 ServiceUnavailable`` naming the store, with ``Retry-After``. The Message names no
+    address, URI or driver text (those go to the server log, see :func:`log_outage`)."""
+    return S3Error(
+        "ServiceUnavailable",
+        f"The {store} store is unavailable (it did not answer in time). Nothing is wrong with "
+        f"your request: try again in a few seconds.",
+        status=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def storage_full(store: Store) -> S3Error:
+    """``507 InsufficientStorage``: the store has no space left (the write did not happen)."""
+    return S3Error(
+        "InsufficientStorage",
+        f"The {store} store is full: there is no space left to store this. Nothing was "
+        "stored; try again once the operator has freed or added space.",
+    )
+
+
+def metadata_failure(exc: BaseException, otherwise: S3Error) -> S3Error:
+    """The answer for a write whose metadata store call failed with ``exc``: 507 when the store
+    is full (policy.store.StoreFull), else ``otherwise``."""
+    from policy.store.base import StoreFull
+
+    return storage_full("metadata") if isinstance(exc, StoreFull) else otherwise
+
+
+def is_outage(err: S3Error) -> bool:
+    """A 503 or 507: the store's state, not the request, is at fault."""
+    return err.status in (503, 507)
+
+
+def log_outage(store: Store, kind: str, detail: object) -> None:
+    """Log the server-side detail of an outage (addresses, driver text), rate-limited."""
+    now = time.monotonic()
+    last = _last_logged.get((store, kind))
+    if last is not None and now - last < _LOG_EVERY_SECONDS:
+        return
+    _last_logged[(store, kind)] = now
+    _outage_log.warning("%s store %s: %s", store, kind, detail)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
-from gateway.errors import S3Error
+from gateway.errors import RETRY_AFTER_SECONDS, S3Error, metadata_failure
 from gateway.instance import instance_id
 from gateway.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
@@ -73,7 +73,7 @@ NOT_RECORDED = (
     "The metadata store could not record this write, so it was not stored (nothing under this "
     "key changed). Try again."
 )
-RETRY_AFTER = {"Retry-After": "2"}
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 def not_recorded(resource: str) -> S3Error:
@@ -246,7 +246,8 @@ class Write:
         except Exception as exc:
             log.error("could not commit %s (write %s): %s", self.target, self.intent.id, exc)
             await self.abort(objects, etag=etag)
-            raise not_recorded(self.resource) from exc
+            # a full metadata store is a 507, as everywhere (docs/failures.md)
+            raise metadata_failure(exc, not_recorded(self.resource)) from exc
         self.started = False  # a committed object keeps its claim
         return record
 
@@ -262,7 +263,9 @@ class Write:
         try:
             await roll_back(objects, self.path.store, self.intent, etag=etag)
         except Exception as exc:
-            log.warning("rollback of write %s deferred: %s", self.intent.id, exc)
+            # (the failure itself was logged where it happened; during an outage every failed
+            # write comes here, so this stays below the default level)
+            log.debug("rollback of write %s deferred: %s", self.intent.id, exc)
             self.path.janitor.add_rollback(objects, self.intent, etag=etag)
 
     async def fail(self, objects: ObjectStore, exc: BaseException) -> None:

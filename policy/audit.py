@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policy.principal import Principal
-from policy.store.base import AuditEvent, AuditOutcome, MetadataStore
+from policy.store.base import AuditEvent, AuditOutcome, MetadataStore, StoreUnavailable
 from policy.timestamps import utc_text
 
 log = logging.getLogger("minimo.audit")
@@ -94,6 +94,13 @@ class Auditor:
         )
         try:
             return await self.store.append_audit(event)
+        except StoreUnavailable as exc:
+            # an outage: one line per event, not a traceback (the store's failure is logged
+            # where it is translated)
+            if self._strict:
+                raise
+            log.error("could not record audit event %s %s %s: %s", action, target, outcome, exc)
+            return None
         except Exception:
             if self._strict:
                 raise

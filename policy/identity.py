@@ -10,6 +10,15 @@ for at most ``CREDENTIAL_CACHE_SECONDS`` (2 s) per process. A key revoked or a u
 anywhere (CLI, another gateway process) therefore stops working on every process within 5 s
 (2 s of cache plus the time for in-flight lookups to finish). Unknown keys are never cached, so
 a key created by ``minimo key create`` works immediately.
+
+Outage grace (docs/failures.md): when the metadata store is unavailable, a key this process
+confirmed active within the last ``CREDENTIAL_GRACE_SECONDS`` (5 min) still authenticates, with
+``Principal.stale`` set; the gateway lets such a principal read objects and never write. The
+grace is used only when the lookup failed because the store is unavailable, and it never
+outlives what this process saw: a lookup that found the key revoked (or its user deleted or
+gone), a revocation or user deletion made through this process, all drop it. A key revoked in
+another process just before this one lost the store can therefore read for at most the grace
+period after this process last confirmed it.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import re
 import secrets
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -31,10 +40,19 @@ from policy.passwords import (
     verify_password_async,
 )
 from policy.principal import Credential, Principal, Role
-from policy.store.base import AlreadyExists, KeyRecord, MetadataStore, NotFound, UserRecord
+from policy.store.base import (
+    AlreadyExists,
+    KeyRecord,
+    MetadataStore,
+    NotFound,
+    StoreUnavailable,
+    UserRecord,
+)
 
 #: how long one process trusts a looked-up credential (see the module docstring)
 CREDENTIAL_CACHE_SECONDS = 2.0
+#: how long after its last confirmation a key may still read while the store is unavailable
+CREDENTIAL_GRACE_SECONDS = 300.0
 
 ACCESS_KEY_PREFIX = "MK"
 ACCESS_KEY_LENGTH = 20
@@ -105,10 +123,13 @@ class IdentityService:
         box: SecretBox,
         *,
         cache_seconds: float = CREDENTIAL_CACHE_SECONDS,
+        grace_seconds: float = CREDENTIAL_GRACE_SECONDS,
     ) -> None:
         self.store = store
         self._box = box
         self._cache: ExpiringCache[str, Credential | None] = ExpiringCache(cache_seconds)
+        #: the last credential each active key was confirmed with (see the module docstring)
+        self._last_good: ExpiringCache[str, Credential] = ExpiringCache(grace_seconds)
 
     # -- what every S3 request asks ------------------------------------------------------------
     async def credential(self, access_key: str) -> Credential | None:
@@ -116,11 +137,21 @@ class IdentityService:
         hit, cached = self._cache.get(access_key)
         if hit:
             return cached
-        known, credential = await self._lookup(access_key)
+        try:
+            known, credential = await self._lookup(access_key)
+        except StoreUnavailable:
+            hit, good = self._last_good.get(access_key)
+            if hit and good is not None:
+                return replace(good, principal=replace(good.principal, stale=True))
+            raise
         if known:
             self._cache.put(access_key, credential, read_at=read_at)
         else:
             self._cache.forget(access_key)
+        if credential is not None:
+            self._last_good.put(access_key, credential, read_at=read_at)
+        else:
+            self._last_good.forget(access_key)
         return credential
 
     async def _lookup(self, access_key: str) -> tuple[bool, Credential | None]:
@@ -141,6 +172,7 @@ class IdentityService:
     def forget(self, access_key: str | None = None) -> None:
         """Drop this process's cached answer for one key (or all), e.g. after revoking here."""
         self._cache.forget(access_key)
+        self._last_good.forget(access_key)
 
     # -- users ---------------------------------------------------------------------------------
     async def add_user(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -21,6 +21,9 @@ class Principal:
     access_key: str | None = None
     #: set when the key is a session key: the session its writes belong to
     session_id: str | None = None
+    #: authenticated from the last known good credential while the metadata store was down
+    #: (policy.identity): such a principal may read, never write
+    stale: bool = field(default=False, compare=False)
 
     @property
     def may_write(self) -> bool:

@@ -70,7 +70,7 @@ from gateway.backends.base import (
     no_such_key,
 )
 from gateway.conditions import check_conditions
-from gateway.errors import S3Error
+from gateway.errors import S3Error, log_outage, storage_full
 from gateway.instance import instance_id, owner_of
 from gateway.ranges import parse_range
 
@@ -198,10 +198,39 @@ def _meta_of(record: dict[str, Any] | None) -> WriteMeta:
     )
 
 
+#: errors that mean the file system (or the user's quota) is full
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: below this much free space, an ENOSPC from setxattr means a full disk, not a big xattr
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def _nearly_full(path_or_fd: str | int) -> bool:
+    try:
+        st = os.fstatvfs(path_or_fd) if isinstance(path_or_fd, int) else os.statvfs(path_or_fd)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES or bool(st.f_files and not st.f_favail)
+
+
+def _disk_errors(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` (on the thread pool), turning a full disk or quota into the S3 error
+    (507 InsufficientStorage). The callers' cleanup (temp files removed, nothing placed) runs
+    as for any other failure: a write that did not fit leaves nothing behind."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        if exc.errno in _FULL_ERRNOS:
+            log_outage("object", "full", f"{exc.strerror}: {exc.filename or ''}")
+            raise storage_full("object") from None
+        raise
+
+
 def _set_meta(path_or_fd: str | int, data: bytes, flags: int = 0) -> None:
     try:
         os.setxattr(path_or_fd, XATTR, data, flags)
     except OSError as exc:
+        if exc.errno in _FULL_ERRNOS and _nearly_full(path_or_fd):
+            raise  # a full disk (see _disk_errors), not metadata too large
         if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ERANGE):
             raise S3Error(
                 "MetadataTooLarge",
@@ -485,7 +514,7 @@ class LocalObjectStore(ObjectStore):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="minimo-local")
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        return loop.run_in_executor(self._pool, functools.partial(_disk_errors, fn, *args))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._submit(fn, *args)

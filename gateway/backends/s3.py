@@ -6,7 +6,13 @@ uploads (the client's body, already decoded and being verified by the gateway) g
 as unsigned ``aws-chunked`` with a CRC32C trailer and an exact ``Content-Length`` (see
 :class:`_ChunkedFeed` for why), downloads are handed to the handler piece by piece. Upstream
 S3 errors come back as the same :class:`S3Error`; an unreachable upstream is a 503
-``ServiceUnavailable`` that names the endpoint.
+``ServiceUnavailable`` that says the object store is unavailable (the endpoint and the
+connection error go to the server log, never to the client: docs/failures.md).
+
+Time bounds: a connection attempt gives up after CONNECT_TIMEOUT seconds, and an upstream that
+stops sending (no byte for READ_TIMEOUT seconds, counted from the end of the request body) is
+cut off. Server-side copies and multipart completion may legitimately take long before the
+first byte of the answer, so they wait up to SLOW_READ_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from gateway.backends.base import (
     WriteMeta,
 )
 from gateway.conditions import check_conditions
-from gateway.errors import S3Error
+from gateway.errors import S3Error, log_outage, store_unavailable
 from gateway.sigv4 import (
     EMPTY_SHA256,
     STREAMING_UNSIGNED_TRAILER,
@@ -81,6 +87,9 @@ SMALL_BODY = 128 << 10
 SPLICE_PIPE = 1 << 20
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 CHECK_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 30.0
+SLOW_READ_TIMEOUT = 600.0
 META_PREFIX = "x-amz-meta-"
 
 #: Upstream codes that mean the *gateway's* credentials or clock are wrong. Passing them on
@@ -126,8 +135,9 @@ class S3ObjectStore(ObjectStore):
         secret_key: str,
         region: str = "us-east-1",
         *,
-        connect_timeout: float = 10,
-        read_timeout: float = 300,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        slow_read_timeout: float = SLOW_READ_TIMEOUT,
         max_connections: int = 64,
     ) -> None:
         url = URL(endpoint)
@@ -145,6 +155,10 @@ class S3ObjectStore(ObjectStore):
         self.read_timeout_seconds = read_timeout
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        #: for copies and CompleteMultipartUpload, which answer only once the work is done
+        self._slow_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=slow_read_timeout
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -375,6 +389,7 @@ class S3ObjectStore(ObjectStore):
                 query=[("uploadId", upload_id)],
                 headers={"content-type": "application/xml"},
                 data=body,
+                timeout=self._slow_timeout,
             )
         except S3Error as exc:
             # versitygw checks the parts before the upload: a finished or aborted upload
@@ -596,14 +611,15 @@ class S3ObjectStore(ObjectStore):
             raise self.unreachable(exc) from None
 
     def unreachable(self, exc: BaseException, kind: type[S3Error] = S3Error) -> S3Error:
+        """503 for the client (no address, no exception text); the detail goes to the log."""
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError):
             detail = f"timed out ({detail})" if str(exc) else "timed out"
-        return kind(
-            "ServiceUnavailable",
-            f"The object store at {self.endpoint} is unreachable: {detail}",
-            status=503,
-        )
+        log_outage("object", "unreachable", f"{self.endpoint}: {detail}")
+        error = store_unavailable("object")
+        if kind is S3Error:
+            return error
+        return kind(error.code, error.message, status=error.status, headers=error.headers)
 
     async def _raise_for_status(
         self, resp: aiohttp.ClientResponse, method: str, bucket: str | None, key: str | None
@@ -623,14 +639,19 @@ class S3ObjectStore(ObjectStore):
         if error.code == "NotModified":
             error.headers.update(_validator_headers(resp.headers))
         if error.code in _UPSTREAM_AUTH_CODES:
-            error = S3Error(
-                "ServiceUnavailable",
-                f"The object store at {self.endpoint} refused the gateway's credentials "
-                f"({error.code}: {error.message}). Check the --s3-access-key, --s3-secret-key "
-                "and --s3-region settings and this machine's clock.",
-                status=503,
-                resource=resource,
+            log_outage(
+                "object",
+                "refused the gateway's credentials",
+                f"{self.endpoint} answered {error.code}: {error.message}. Check the "
+                "--s3-access-key, --s3-secret-key and --s3-region settings and the clock.",
             )
+            error = store_unavailable("object")
+            error.message = (
+                "The object store is unavailable: it refused the gateway's own credentials. "
+                "Nothing is wrong with your request; the operator must fix the gateway's "
+                "configuration (the server log says more)."
+            )
+            error.resource = resource
         raise error
 
     async def _status_error(
@@ -656,6 +677,11 @@ class S3ObjectStore(ObjectStore):
         code = _STATUS_CODES.get(status)
         if code is None:
             code = "InternalError" if status >= 500 else "InvalidRequest"
+        if status >= 500 and code not in _PASSED_5XX:
+            log_outage("object", "failing", f"upstream answered {status} to {method}")
+            outage = store_unavailable("object")
+            outage.resource = resource
+            return outage
         message = None if code != "InvalidRequest" else f"The object store answered {status}."
         return S3Error(code, message, status=status, resource=resource)
 
@@ -691,7 +717,7 @@ class S3ObjectStore(ObjectStore):
 
     async def _copy_xml(self, bucket: str, key: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return await self._xml("PUT", bucket, key, **kwargs)
+            return await self._xml("PUT", bucket, key, timeout=self._slow_timeout, **kwargs)
         except S3Error as exc:
             # S3 answers a failed x-amz-copy-source-if-* with 412, never 304 (versitygw: 304)
             if exc.code == "NotModified":
@@ -781,7 +807,11 @@ class _ChunkedFeed:
         try:
             async for piece in self._frames():
                 yield piece
-        except BaseException as exc:
+        except Exception as exc:
+            # Only the body's own failures. aiohttp cancels the task feeding the upload when
+            # the upstream connection breaks; that CancelledError is not the request's, and
+            # raising it from reraise() made the gateway drop the client's connection without
+            # an answer instead of the object store's 503.
             self.error = exc
             raise
 
@@ -1003,9 +1033,8 @@ async def _read_body(resp: aiohttp.ClientResponse, limit: int = MAX_XML_BYTES) -
         return await _read_capped(resp, limit)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         resp.close()
-        raise S3Error(
-            "ServiceUnavailable", f"The object store stopped answering: {exc}", status=503
-        ) from None
+        log_outage("object", "stopped answering", f"{resp.url.origin()}: {exc!r}")
+        raise store_unavailable("object") from None
     finally:
         resp.release()
 
@@ -1023,7 +1052,24 @@ def _parse_xml(raw: bytes) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+#: upstream 5xx codes passed on as they are (the others mean the object store is failing)
+_PASSED_5XX = frozenset({"NotImplemented", "SlowDown"})
+
+
 def _error_from(raw: bytes, status: int, resource: str) -> S3Error | None:
+    error = _s3_error_from(raw, status, resource)
+    if error is not None and error.status >= 500 and error.code not in _PASSED_5XX:
+        # InternalError, ServiceUnavailable, a 502/504 of a proxy in front of it: the object
+        # store is failing (versitygw answers 500 while it shuts down). A 503 naming the
+        # store, as for one that does not answer at all (docs/failures.md).
+        log_outage("object", "failing", f"upstream {error.code}: {error.message}")
+        outage = store_unavailable("object")
+        outage.resource = resource
+        return outage
+    return error
+
+
+def _s3_error_from(raw: bytes, status: int, resource: str) -> S3Error | None:
     doc = _parse_xml(raw)
     if not doc or not isinstance(doc.get("Error"), dict):
         return None

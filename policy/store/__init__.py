@@ -20,6 +20,8 @@ from policy.store.base import (
     SessionQuery,
     SessionRecord,
     StoreError,
+    StoreFull,
+    StoreUnavailable,
     UserRecord,
     WriteIntent,
 )
@@ -40,6 +42,8 @@ __all__ = [
     "SessionQuery",
     "SessionRecord",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "UserRecord",
     "WriteIntent",
     "is_mongo_uri",

@@ -41,7 +41,14 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WTimeoutError,
+)
 from pymongo.uri_parser import parse_uri
 
 from policy.principal import Role
@@ -61,18 +68,30 @@ from policy.store.base import (
     SessionPage,
     SessionQuery,
     SessionRecord,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
     UserRecord,
     WriteIntent,
     decode_cursor,
     encode_cursor,
+    translate_errors,
 )
 
 DEFAULT_DATABASE = "minimo"
 
-#: Short timeouts so an unreachable server makes /_minimo/health answer 503 (its probe gives up
-#: after 5 s) and the CLI fail within seconds, instead of PyMongo's 30 s default.
-SERVER_SELECTION_TIMEOUT_MS = 5_000
-CONNECT_TIMEOUT_MS = 5_000
+#: How long an outage takes to be answered (docs/failures.md). With the server gone (killed,
+#: refused, host down) an operation waits at most SERVER_SELECTION_TIMEOUT_MS for a server and
+#: then fails: requests answer 503 after ~2 s instead of PyMongo's 30 s default. A new
+#: connection (and each monitor check) gives up after CONNECT_TIMEOUT_MS. A server that
+#: accepts but never answers (stopped, overloaded) is cut off after SOCKET_TIMEOUT_MS without
+#: a byte (long enough for FerretDB's slowest search). Not PyMongo's timeoutMS: with it set,
+#: server selection waits for the whole operation timeout instead of the 2 s above. When the
+#: server is back, the next operation finds it (PyMongo re-checks an unknown server at most
+#: every 0.5 s while operations wait): no restart is needed.
+SERVER_SELECTION_TIMEOUT_MS = 2_000
+CONNECT_TIMEOUT_MS = 2_000
+SOCKET_TIMEOUT_MS = 10_000
 #: ping() must answer before the health probe's own 5 s limit to report a clear error
 PING_TIMEOUT_SECONDS = 2.0
 
@@ -366,11 +385,51 @@ def _after(fields: tuple[str, str], values: list[Any], descending: bool) -> dict
     }
 
 
+#: server error codes that mean "not now" (a failover, a shutdown, a network or time limit),
+#: as MongoDB names them: HostUnreachable, HostNotFound, NetworkTimeout, ShutdownInProgress,
+#: MaxTimeMSExpired, PrimarySteppedDown, ExceededTimeLimit, SocketException, NotWritablePrimary,
+#: InterruptedAtShutdown, InterruptedDueToReplStateChange, NotPrimaryNoSecondaryOk,
+#: NotPrimaryOrSecondary
+_UNAVAILABLE_CODES = frozenset(
+    {6, 7, 89, 91, 50, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+)
+#: OutOfDiskSpace
+_FULL_CODES = frozenset({14031})
+#: what FerretDB (on SQLite or PostgreSQL) says when its disk is full; it has no code for it
+_FULL_TEXT = ("disk is full", "no space left", "could not extend file")
+
+
+def translate_mongo_error(exc: Exception) -> StoreError | None:
+    """A PyMongo exception as the store error it means (the one translation point of this
+    backend, applied to every operation by ``translate_errors``), or None to pass it on.
+
+    Unavailable: every ConnectionFailure (AutoReconnect, NetworkTimeout,
+    ServerSelectionTimeoutError, NotPrimaryError, WaitQueueTimeoutError), server-side time
+    limits (ExecutionTimeout, WTimeoutError), the failover and shutdown codes, anything
+    labelled retryable, and any error PyMongo marks as a timeout (client-side timeoutMS).
+    """
+    if isinstance(exc, OperationFailure):
+        if exc.code in _FULL_CODES or any(t in str(exc).lower() for t in _FULL_TEXT):
+            return StoreFull(f"the MongoDB server is out of space: {exc}")
+        if (
+            isinstance(exc, ExecutionTimeout | WTimeoutError)
+            or exc.code in _UNAVAILABLE_CODES
+            or exc.has_error_label("RetryableWriteError")
+            or exc.timeout
+        ):
+            return StoreUnavailable(f"MongoDB operation failed: {type(exc).__name__}: {exc}")
+        return None
+    if isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout):
+        return StoreUnavailable(f"MongoDB unreachable: {type(exc).__name__}: {exc}")
+    return None
+
+
 # Documents are read without ``_id``: it is an internal ObjectId no record carries. (Not on
 # find_one_and_update: FerretDB 1.x rejects a projection there; the converters ignore ``_id``.)
 _NO_ID = {"_id": False}
 
 
+@translate_errors(translate_mongo_error)
 class MongoMetadataStore(MetadataStore):
     kind = "mongo"
 
@@ -408,6 +467,7 @@ class MongoMetadataStore(MetadataStore):
             tzinfo=UTC,
             serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
             connectTimeoutMS=CONNECT_TIMEOUT_MS,
+            socketTimeoutMS=SOCKET_TIMEOUT_MS,
             appname="minimo",
         )
         self._db = self._client[self.database_name]

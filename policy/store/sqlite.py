@@ -10,6 +10,7 @@ migration, taken with ``BEGIN IMMEDIATE`` so concurrent openers apply each migra
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import os
@@ -38,10 +39,14 @@ from policy.store.base import (
     SessionPage,
     SessionQuery,
     SessionRecord,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
     UserRecord,
     WriteIntent,
     decode_cursor,
     encode_cursor,
+    translate_errors,
 )
 
 #: how long a statement waits for another process's write lock before failing
@@ -368,6 +373,43 @@ def _field_condition(f: FieldFilter) -> tuple[str, list[Any]]:
     return sql, [path, value]
 
 
+# SQLite's primary result codes (the low byte of an extended code)
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
+_SQLITE_CANTOPEN, _SQLITE_PROTOCOL = 14, 15
+_UNAVAILABLE_CODES = frozenset(
+    {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL}
+)
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def translate_sqlite_error(exc: Exception) -> StoreError | None:
+    """A sqlite3 (or OS) exception as the store error it means (the one translation point of
+    this backend, applied to every operation by ``translate_errors``), or None to pass it on.
+
+    SQLITE_FULL (disk or quota full) is "full"; a lock still held by another process after
+    ``busy_timeout`` (SQLITE_BUSY/LOCKED), I/O errors and a file that cannot be opened are
+    "unavailable". Everything else (constraints, misuse, a corrupt file) passes unchanged.
+    """
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        text = str(exc).lower()
+        if primary == _SQLITE_FULL or "database or disk is full" in text:
+            return StoreFull(f"SQLite: {exc}")
+        if primary in _UNAVAILABLE_CODES or text.startswith(
+            ("database is locked", "disk i/o error", "unable to open database")
+        ):
+            return StoreUnavailable(f"SQLite: {exc}")
+        return None
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+        if exc.errno in _FULL_ERRNOS:
+            return StoreFull(f"SQLite file system: {exc}")
+        if exc.errno == errno.EIO:
+            return StoreUnavailable(f"SQLite file system: {exc}")
+    return None
+
+
+@translate_errors(translate_sqlite_error)
 class SqliteStore(MetadataStore):
     kind = "sqlite"
 

@@ -26,6 +26,7 @@ from policy.store import (
     KeyRecord,
     MetadataStore,
     NotFound,
+    StoreUnavailable,
     UserRecord,
     open_metadata_store,
 )
@@ -375,8 +376,10 @@ def test_mongo_unreachable_fails_fast() -> None:
     async def main() -> None:
         store = MongoMetadataStore(f"mongodb://127.0.0.1:{free_port()}/", "minimo")
         started = time.monotonic()
-        with pytest.raises(ServerSelectionTimeoutError):
+        with pytest.raises(StoreUnavailable) as caught:
             await store.open()
+        # the driver's error stays attached for the server log
+        assert isinstance(caught.value.__cause__, ServerSelectionTimeoutError)
         assert time.monotonic() - started < 15
         await store.close()
 

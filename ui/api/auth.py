@@ -36,6 +36,7 @@ from gateway.errors import S3Error
 from policy.logins import new_login_id
 from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal
+from policy.store.base import StoreUnavailable
 from ui.api.common import (
     AUTH_VIA,
     PRINCIPAL,
@@ -94,6 +95,9 @@ async def _from_signature(request: web.Request) -> Principal:
         raise ApiError(403, "invalid_signature", err.message or err.code) from None
     if auth.principal is None:
         raise ApiError(401, "unauthenticated", "the request carries no usable signature")
+    if auth.principal.stale:
+        # the outage grace lets S3 reads through, nothing else (policy.identity)
+        raise StoreUnavailable("credential from the outage grace used on the API")
     payload = auth.payload_hash
     if payload is not None and payload.startswith("STREAMING-"):
         raise ApiError(400, "bad_request", "streaming payloads are not accepted by the API")

@@ -33,6 +33,7 @@ from ui.api.common import (
 )
 from ui.api.errors import ApiError, bad_request, not_found, session_refusal
 from ui.api.openapi import FORM_NAME_SCHEMA
+from ui.outages import outage_of
 
 #: object store errors that mean the object is not there: a bucket or key name that no object
 #: can have (the local store checks names first) is simply not there either
@@ -155,6 +156,9 @@ def adopt_prefix_of(raw: str) -> str:
 
 
 def _store_error(err: S3Error, bucket: str = "") -> ApiError:
+    outage = outage_of(err)
+    if outage is not None:
+        return ApiError(outage.status, outage.code, outage.message, headers=outage.headers)
     if err.code in NO_BUCKET:
         return not_found(f"no bucket {bucket}")
     return ApiError(502, "object_store", f"the object store refused: {err.code}")

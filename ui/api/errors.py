@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from ui.outages import outage_of
+
 log = logging.getLogger("minimo.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,9 +105,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             message = f"{request.method} is not allowed on {request.path}"
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(ApiError(exc.status, code, message, headers=headers))
-    except Exception:
-        # A bug or an unreachable store: log the details for the operator, tell the client
-        # nothing internal (no traceback, no paths).
+    except Exception as exc:
+        outage = outage_of(exc)
+        if outage is not None:
+            # a store is down or full: 503/507 naming it (ui.outages), not a 500
+            return error_response(
+                ApiError(outage.status, outage.code, outage.message, headers=outage.headers)
+            )
+        # A bug: log the details for the operator, tell the client nothing internal (no
+        # traceback, no paths).
         log.exception("API request %s %s failed", request.method, request.path)
         return error_response(
             ApiError(500, "internal_error", "internal error; the server log has the details")

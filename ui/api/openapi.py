@@ -297,7 +297,9 @@ def _operation(route: Route, routes: list[Route]) -> dict[str, Any]:
         }
     # never a traceback: the same JSON error, its details only in the server's log
     responses["5XX"] = {
-        "description": "a server fault, or a store (metadata, objects) unreachable",
+        "description": "503 `unavailable` (with Retry-After): a store (metadata, objects) is "
+        "unavailable, try again; 507 `storage_full`: a store has no space left; 500 "
+        "`internal_error`: a server fault (docs/failures.md)",
         "content": _ERROR,
     }
     op["responses"] = responses

@@ -20,6 +20,7 @@ from policy.rocrate import MEDIA_TYPE, METADATA_FILE, CrateLayout
 from policy.sessions import SessionError
 from ui.api.common import Route, json_body, services, session_json
 from ui.api.errors import ApiError, bad_request, not_found, session_refusal
+from ui.outages import pass_outage
 
 
 async def get_crate(request: web.Request) -> web.StreamResponse:
@@ -78,6 +79,7 @@ async def close_session(
     except SessionError as exc:
         raise session_refusal(exc) from None
     except S3Error as exc:
+        pass_outage(exc)
         raise ApiError(
             502,
             "object_store",

@@ -13,6 +13,7 @@ from yarl import URL
 from policy.principal import Principal, Role
 from ui.api.auth import _from_cookie  # one definition of "the cookie's user", shared with the API
 from ui.api.common import Access, role_allows
+from ui.outages import outage_of
 from ui.security import csrf_ok, new_csrf_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -27,6 +28,8 @@ _TITLES = {
     404: "Not found",
     405: "Not allowed here",
     429: "Too many attempts",
+    503: "Temporarily unavailable",
+    507: "Storage is full",
 }
 
 
@@ -140,7 +143,20 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         message = f"There is no page at {request.path}." if status == 404 else (exc.text or "")
         if "Allow" in exc.headers:
             headers["Allow"] = exc.headers["Allow"]
+    except Exception as exc:
+        # a store down or full is a page saying so (503/507, ui.outages), never a 500
+        outage = outage_of(exc)
+        if outage is None:
+            raise
+        status, message, headers = outage.status, outage.message, dict(outage.headers)
+        return await _error_page(request, outage.title, message, status, headers)
     title = _TITLES.get(status, "Something went wrong")
+    return await _error_page(request, title, message, status, headers)
+
+
+async def _error_page(
+    request: web.Request, title: str, message: str, status: int, headers: Mapping[str, str]
+) -> web.Response:
     response = await render(request, "error.html", {"title": title, "message": message}, status)
     response.headers.update(headers)
     return response

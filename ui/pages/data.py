@@ -25,6 +25,7 @@ from ui.api.browse import (
     scan_unlinked,
 )
 from ui.api.common import services
+from ui.outages import outage_of, pass_outage
 from ui.pages.common import PageError, check_csrf, render, require
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 
@@ -36,6 +37,7 @@ async def data_buckets(request: web.Request) -> web.StreamResponse:
     try:
         buckets = await request.config_dict[OBJECT_STORE].list_buckets()
     except S3Error as err:
+        pass_outage(err)
         raise PageError(502, f"The object store refused to list buckets: {err.code}") from None
     return await render(request, "data.html", {"buckets": buckets, "bucket": None})
 
@@ -50,6 +52,7 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
             bucket, prefix=prefix, delimiter="/", start_after=start_after, max_keys=DATA_PAGE
         )
     except S3Error as err:
+        pass_outage(err)
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
@@ -103,6 +106,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         reader = await request.config_dict[OBJECT_STORE].open_object(bucket, key)
     except S3Error as err:
+        pass_outage(err)
         if err.code in NOT_THERE:
             raise PageError(404, f"There is no object s3://{bucket}/{key}.") from None
         raise PageError(502, f"The object store refused to read it: {err.code}") from None
@@ -154,6 +158,7 @@ async def data_object(request: web.Request) -> web.StreamResponse:
             request.config_dict[OBJECT_STORE], services(request), bucket, key
         )
     except S3Error as err:
+        pass_outage(err)
         raise PageError(502, f"The object store refused to show it: {err.code}") from None
     if view is None:
         raise PageError(404, f"There is no object s3://{bucket}/{key}.")
@@ -192,6 +197,7 @@ async def _adopt_context(
         await objects.head_bucket(bucket)
         unlinked = await scan_unlinked(objects, svc.store, bucket, prefix)
     except S3Error as err:
+        pass_outage(err)
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
@@ -276,11 +282,14 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         # The session may be open already with part of the data adopted: say so, and where.
+        # (A store outage keeps its status and Retry-After: ui.outages.)
+        outage = outage_of(err)
         raise PageError(
-            502,
+            outage.status if outage is not None else 502,
             f"The object store failed while linking s3://{bucket}/{prefix} ({err.code}). "
             "Objects linked before the failure keep their session; run it again to link the "
             "rest (linked objects are skipped).",
+            outage.headers if outage is not None else None,
         ) from None
     else:
         return await _render_result(request, bucket, prefix, result)

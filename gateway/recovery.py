@@ -33,8 +33,10 @@ What a run does (each step idempotent, so two gateways running at once do no har
 2. dead intents are rolled back (:func:`gateway.rollback.roll_back`): the object such a write
    may have stored is removed, then its partial commit, claim and intent, so the key is
    writable again. ``adopt-`` and ``reconcile-`` intents only lose their metadata side: their
-   object is the owner's data. A dead CompleteMultipartUpload whose upload is gone (the object
-   store completed it) also loses its upload record;
+   object is the owner's data. A dead CompleteMultipartUpload is left alone until the dead
+   gateway's heartbeat bound has passed since it began (an S3 upstream goes on completing after
+   the gateway died); whose upload is gone then (the object store completed it) also loses its
+   upload record;
 3. multipart uploads older than ``multipart_expiry`` (7 days, as S3's lifecycle rule
    AbortIncompleteMultipartUpload) are aborted in the object store and forgotten in the
    metadata store;
@@ -82,6 +84,8 @@ CLOCK_SLACK = timedelta(seconds=5)
 FORGET_INSTANCES_AFTER = timedelta(days=1)
 #: the lease that picks one gateway to run recovery each period
 LEASE = "recovery"
+#: seconds between a gateway's heartbeats unless configured
+DEFAULT_HEARTBEAT = 10.0
 #: a stopped instance's heartbeat: so long ago that it is dead at once
 STOPPED = datetime.fromtimestamp(0, UTC)
 
@@ -100,7 +104,7 @@ RECOVERY_KINDS: tuple[RecoveryKind, ...] = (
 @dataclass(frozen=True, slots=True)
 class RecoverySettings:
     #: seconds between heartbeats of a gateway instance
-    heartbeat: float = 10.0
+    heartbeat: float = DEFAULT_HEARTBEAT
     #: seconds between recovery runs (one gateway per period runs it)
     interval: float = 60.0
     #: intents and temp files of unknown owners are dead when older than this
@@ -187,11 +191,23 @@ class Liveness:
             return owner in self.dead
         return age > self.grace.total_seconds()
 
+    def _complete_settle(self, owner: str | None) -> timedelta:
+        """How long after it began a dead CompleteMultipartUpload is left alone: the dead
+        gateway's heartbeat bound (35 s by default)."""
+        instance = self.instances.get(owner) if owner is not None else None
+        if instance is None:
+            return timedelta(seconds=MISSED_HEARTBEATS * DEFAULT_HEARTBEAT) + CLOCK_SLACK
+        return heartbeat_bound(instance)
+
     def why_dead(self, intent: WriteIntent) -> str | None:
         """Why ``intent``'s writer is gone, or None while it may still be alive."""
         owner = owner_of(intent.id)
         age = (self.now - intent.started).total_seconds()
         if not self.owner_dead(owner, age):
+            return None
+        if intent.upload_id is not None and age <= self._complete_settle(owner).total_seconds():
+            # An S3 upstream goes on completing an upload after the gateway that asked for it
+            # died; rolled back now, the object could appear after the rollback looked for it.
             return None
         if owner is not None and owner in self.instances:
             beat = self.instances[owner].heartbeat

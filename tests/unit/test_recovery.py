@@ -217,8 +217,15 @@ def test_run_rolls_back_only_dead_writers(tmp_path: Path) -> None:
             MultipartRecord(upload_id, "raw", "mpu.bin", "s1", "ada", NOW)
         )
         await objects.upload_part("raw", "mpu.bin", upload_id, 1, Bytes(b"one part"))
-        done = WriteIntent(dead + "1".zfill(16), "raw", "mpu.bin", None, "ada", NOW, upload_id)
+        # (begun over the bound ago: an upstream may go on completing for a while after the
+        # gateway died, so a younger dead Complete is left alone for now)
+        begun = datetime.now(UTC) - timedelta(minutes=1)
+        done = WriteIntent(dead + "1".zfill(16), "raw", "mpu.bin", None, "ada", begun, upload_id)
         assert await metadata.start_write(done, claim=True)
+        settling = WriteIntent(
+            dead + "2".zfill(16), "raw", "mpu2.bin", None, "ada", datetime.now(UTC), "u2"
+        )
+        assert await metadata.start_write(settling, claim=True)
         parts = (await objects.list_parts("raw", "mpu.bin", upload_id)).parts
         await objects.complete_multipart_upload("raw", "mpu.bin", upload_id, [(1, parts[0].etag)])
 
@@ -226,7 +233,7 @@ def test_run_rolls_back_only_dead_writers(tmp_path: Path) -> None:
         report = await Recovery(objects, metadata, me=instance_id(), on_found=found.append).run()
         assert sorted(f.key for f in found) == ["adopted.bin", "dead.bin", "mpu.bin"]
         assert all(f.kind == "dead_intent" and f.repaired for f in found)
-        assert report.live_intents == 3
+        assert report.live_intents == 4
         for intent in (gone, adopt, done):
             assert await metadata.get_intent(intent.id) is None
             assert await metadata.get_claim("raw", intent.key) is None
@@ -234,6 +241,7 @@ def test_run_rolls_back_only_dead_writers(tmp_path: Path) -> None:
         assert not await exists(objects, "mpu.bin")
         assert await metadata.get_multipart(upload_id) is None
         assert await exists(objects, "adopted.bin")  # only the metadata side was undone
+        assert await metadata.get_intent(settling.id) is not None
         for intent in (kept, mine, young):
             assert await metadata.get_intent(intent.id) is not None
             assert await metadata.get_claim("raw", intent.key) == intent.id

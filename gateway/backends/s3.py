@@ -296,7 +296,13 @@ class S3ObjectStore(ObjectStore):
         return _copy_result(doc, "CopyObjectResult")
 
     async def delete_object(self, bucket: str, key: str) -> None:
-        await self._discard("DELETE", bucket, key)
+        try:
+            await self._discard("DELETE", bucket, key)
+        except S3Error as exc:
+            # S3 answers 204 for a missing key; an upstream may say NoSuchKey when another
+            # delete of the key won the race (versitygw under concurrent deletes): same outcome
+            if exc.code != "NoSuchKey":
+                raise
 
     async def list_objects(
         self,

@@ -885,6 +885,11 @@ class MongoMetadataStore(MetadataStore):
             raise AlreadyExists(f"write intent {intent.id!r} already exists") from exc
 
     async def commit_write(self, intent_id: str, record: ObjectRecord) -> ObjectRecord:
+        stored, _ = await self._commit(intent_id, record)
+        return stored
+
+    async def _commit(self, intent_id: str, record: ObjectRecord) -> tuple[ObjectRecord, bool]:
+        """commit_write, and whether the intent was still there to drop."""
         # History first (idempotent on the intent id), then the current record, then the
         # intent: an interruption leaves the intent behind for reconcile, never a current
         # record missing from the history.
@@ -899,8 +904,8 @@ class MongoMetadataStore(MetadataStore):
             # Two first commits of one key raced to insert: the record exists now, so replace
             # it (the last commit wins, as on any overwrite).
             await self.db[OBJECTS].replace_one(where, doc)
-        await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
-        return _object(doc)
+        dropped = await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
+        return _object(doc), dropped.deleted_count > 0
 
     async def finish_write(
         self, intent_id: str, record: ObjectRecord, audit: AuditEvent
@@ -910,7 +915,14 @@ class MongoMetadataStore(MetadataStore):
         # step the intent is there, so an interrupted finish is rolled back as a whole
         # (roll_back_write removes the tagged event, the history entry and the record).
         await self.db[AUDIT].insert_one({**_audit_doc(audit), "intent_id": intent_id})
-        return await self.commit_write(intent_id, record)
+        # commit_write's last step drops the intent: when there was none to drop, recovery
+        # rolled this write back meanwhile (its writer was taken for dead) and what was just
+        # stored describes an object that is gone; the caller's rollback removes it again
+        # (by intent id), so the write fails as a whole instead of leaving a record behind.
+        stored, dropped = await self._commit(intent_id, record)
+        if not dropped:
+            raise NotFound(f"write intent {intent_id} is gone: the write was rolled back")
+        return stored
 
     async def finish_delete(self, bucket: str, key: str, audit: AuditEvent) -> bool:
         existed = await self.delete_object_record(bucket, key)

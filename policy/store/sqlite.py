@@ -52,6 +52,8 @@ from policy.store.base import (
 #: how long a statement waits for another process's write lock before failing
 BUSY_TIMEOUT_MS = 10_000
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+#: finish_write of an intent that recovery rolled back (its writer was taken for dead)
+_INTENT_GONE = "write intent {} is gone: the write was rolled back"
 _T = TypeVar("_T")
 
 #: Migrations in order; a migration's version is its index + 1. Append, never edit.
@@ -832,6 +834,8 @@ class SqliteStore(MetadataStore):
         # One transaction on one database (decision 1 allows it): the record, its history, the
         # intent's removal and the audit event become durable together, or none of them does.
         def op(conn: sqlite3.Connection) -> ObjectRecord:
+            if _fetch_one(conn, "SELECT 1 FROM write_intents WHERE id = ?", (intent_id,)) is None:
+                raise NotFound(_INTENT_GONE.format(intent_id))
             stored = _commit(conn, intent_id, record)
             _insert_audit(conn, audit)
             return stored

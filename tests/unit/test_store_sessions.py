@@ -803,6 +803,17 @@ def test_roll_back_write(with_store) -> None:
         await store.roll_back_write(other)
         assert (await store.get_object_record("raw", "b")).intent_id == "old"  # type: ignore[union-attr]
         assert await _targets(store, "PutObject") == ["s3://raw/b"]
+        # a writer taken for dead and rolled back by recovery cannot commit afterwards: its
+        # finish fails, and rolling back again (what the writer then does) leaves nothing
+        late = intent("late", key="e")
+        assert await store.start_write(late, claim=True)
+        await store.roll_back_write(late)
+        with pytest.raises(NotFound):
+            await store.finish_write("late", record("raw", "e", 2, "s1"), _event("e"))
+        await store.roll_back_write(late)
+        assert await store.get_object_record("raw", "e") is None
+        assert await store.list_object_history("raw", "e") == []
+        assert await _targets(store, "PutObject") == ["s3://raw/b"]
 
     with_store(body)
 

@@ -182,10 +182,17 @@ async def list_visible(api: Api, bucket: str, prefix: str) -> list[dict[str, Any
     found: list[dict[str, Any]] = []
     start_after = ""
     while True:
-        query = [("prefix", prefix), ("limit", "1000")]
+        # pages of 200: each object's record is looked up, and FerretDB's SQLite handler scans
+        # the whole collection for each lookup, so a page of 1000 can outlast the store's
+        # 10 s socket timeout (a 503); a 503 is retried after a pause, as a client would
+        query = [("prefix", prefix), ("limit", "200")]
         if start_after:
             query.append(("start_after", start_after))
-        status, doc = await api.call("GET", f"/buckets/{bucket}", query)
+        for attempt in range(6):
+            status, doc = await api.call("GET", f"/buckets/{bucket}", query)
+            if status != 503:
+                break
+            await asyncio.sleep(2 * (attempt + 1))
         if status != 200:
             raise SetupError(f"listing {prefix}: HTTP {status}: {str(doc)[:300]}")
         found += doc["objects"]

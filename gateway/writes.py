@@ -186,12 +186,19 @@ class Write:
         # The claim is the overwrite check: one insert under a unique index, so of two
         # concurrent writers of a fresh key exactly one wins, and a committed object keeps its
         # claim (no extra object-store round trip to see whether it exists). Both go to the store
-        # in one call (one transaction on sqlite); if it raises, neither was recorded.
+        # in one call (one transaction on sqlite).
         write_once = self.decision.write_once
         if write_once and self.path.janitor:
             await self.path.janitor.settle(self.intent.bucket, self.intent.key)
-        won = await store.start_write(self.intent, claim=write_once)
         self.started = True
+        try:
+            won = await store.start_write(self.intent, claim=write_once)
+        except BaseException:
+            # A store that timed out may still have stored the intent or the claim (it did the
+            # work, the answer was lost): undo both, now or, via the janitor, once it answers.
+            # Otherwise the claim would keep the key refused for as long as this process lives.
+            await self.abort()
+            raise
         if not won:
             await self.abort()
             raise await self.overwrite_refused()

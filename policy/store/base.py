@@ -25,6 +25,7 @@ Decisions every backend follows:
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import inspect
 import json
@@ -534,7 +535,9 @@ class MetadataStore(ABC):
         try:
             return await self.claim_key(intent.bucket, intent.key, intent.id)
         except BaseException:
-            await self.abort_write(intent.id)
+            # a claim that timed out may have been stored all the same: release it too
+            with contextlib.suppress(Exception):
+                await self.roll_back_write(intent)
             raise
 
     @abstractmethod

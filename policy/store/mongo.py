@@ -84,14 +84,16 @@ DEFAULT_DATABASE = "minimo"
 #: refused, host down) an operation waits at most SERVER_SELECTION_TIMEOUT_MS for a server and
 #: then fails: requests answer 503 after ~2 s instead of PyMongo's 30 s default. A new
 #: connection (and each monitor check) gives up after CONNECT_TIMEOUT_MS. A server that
-#: accepts but never answers (stopped, overloaded) is cut off after SOCKET_TIMEOUT_MS without
-#: a byte (long enough for FerretDB's slowest search). Not PyMongo's timeoutMS: with it set,
-#: server selection waits for the whole operation timeout instead of the 2 s above. When the
-#: server is back, the next operation finds it (PyMongo re-checks an unknown server at most
-#: every 0.5 s while operations wait): no restart is needed.
+#: accepts but never answers (stopped, hung) is cut off after SOCKET_TIMEOUT_MS without a
+#: byte: long enough that an overloaded but working server is waited for (FerretDB's SQLite
+#: handler took over 10 s for single operations under the 64-client soak, and a timed-out
+#: operation may still have been done by the server, which costs a rollback). Not PyMongo's
+#: timeoutMS: with it set, server selection waits for the whole operation timeout instead of
+#: the 2 s above. When the server is back, the next operation finds it (PyMongo re-checks an
+#: unknown server at most every 0.5 s while operations wait): no restart is needed.
 SERVER_SELECTION_TIMEOUT_MS = 2_000
 CONNECT_TIMEOUT_MS = 2_000
-SOCKET_TIMEOUT_MS = 10_000
+SOCKET_TIMEOUT_MS = 30_000
 #: ping() must answer before the health probe's own 5 s limit to report a clear error
 PING_TIMEOUT_SECONDS = 2.0
 

@@ -124,6 +124,8 @@ class Janitor:
     #: the first retry comes after this long; each further one waits twice as long, up to MAX
     FIRST_DELAY = 1.0
     MAX_DELAY = 5.0
+    #: repairs tried at once once the store answers again
+    PARALLEL = 16
     #: repairs held at the most; beyond it the oldest are dropped (logged; reconcile finds them)
     LIMIT = 100_000
 
@@ -195,12 +197,25 @@ class Janitor:
         delay = self.FIRST_DELAY
         while self._pending:
             await asyncio.sleep(delay)
-            failed = False
-            for name, repair in list(self._pending.items()):
-                try:
-                    await self._try(name, repair)
-                except Exception as exc:
-                    failed = True
-                    log.info("%s: cleanup still pending: %s", name, exc)
-                    break  # the store is still down: wait before trying the others
-            delay = min(delay * 2, self.MAX_DELAY) if failed else self.FIRST_DELAY
+            # One probe first: while the store is still down, one failure per round is enough.
+            name, repair = next(iter(self._pending.items()))
+            try:
+                await self._try(name, repair)
+            except Exception as exc:
+                log.info("%s: cleanup still pending: %s", name, exc)
+                delay = min(delay * 2, self.MAX_DELAY)
+                continue
+            delay = self.FIRST_DELAY
+            # The store answers again: the rest in parallel (an outage under load leaves
+            # hundreds, each a few round trips to a store that is busy catching up).
+            gate = asyncio.Semaphore(self.PARALLEL)
+            await asyncio.gather(
+                *(self._attempt(gate, n, r) for n, r in list(self._pending.items()))
+            )
+
+    async def _attempt(self, gate: asyncio.Semaphore, name: str, repair: _Repair) -> None:
+        async with gate:
+            try:
+                await self._try(name, repair)
+            except Exception as exc:
+                log.info("%s: cleanup still pending: %s", name, exc)

@@ -88,10 +88,14 @@ def run_versitygw(root: Path) -> Iterator[Versitygw]:
     proc = subprocess.Popen(
         [
             go_binary("versitygw"),
-            "--access", VERSITYGW_ACCESS,
-            "--secret", VERSITYGW_SECRET,
-            "--port", f"127.0.0.1:{port}",
-            "posix", str(root),
+            "--access",
+            VERSITYGW_ACCESS,
+            "--secret",
+            VERSITYGW_SECRET,
+            "--port",
+            f"127.0.0.1:{port}",
+            "posix",
+            str(root),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -102,6 +106,21 @@ def run_versitygw(root: Path) -> Iterator[Versitygw]:
     finally:
         stop(proc)
         log.close()
+
+
+def ferretdb_command(root: Path, data: Path, port: int) -> list[str]:
+    """FerretDB on SQLite files in ``data``, listening on 127.0.0.1:``port``."""
+    return [
+        go_binary("ferretdb"),
+        "--handler=sqlite",
+        f"--sqlite-url=file:{data}/",
+        f"--listen-addr=127.0.0.1:{port}",
+        f"--state-dir={root}",
+        # the default debug address is a fixed port: two servers (xdist workers) would clash
+        "--debug-addr=-",
+        "--telemetry=disable",
+        "--log-level=warn",
+    ]
 
 
 @contextmanager
@@ -116,17 +135,7 @@ def run_ferretdb(root: Path) -> Iterator[str]:
     port = free_port()
     log = open(root / f"ferretdb-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [
-            go_binary("ferretdb"),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data}/",
-            f"--listen-addr=127.0.0.1:{port}",
-            f"--state-dir={root}",
-            # the default debug address is a fixed port: two servers (xdist workers) would clash
-            "--debug-addr=-",
-            "--telemetry=disable",
-            "--log-level=warn",
-        ],
+        ferretdb_command(root, data, port),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
@@ -221,15 +230,23 @@ def run_gateway(
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     args = [
-        sys.executable, "-m", "gateway.cli", "serve",
-        "--data-dir", str(data_dir),
-        "--listen", f"127.0.0.1:{port}",
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
     ]
     if upstream is not None:
         args += [
-            "--s3-endpoint", upstream.endpoint,
-            "--s3-access-key", upstream.access_key,
-            "--s3-secret-key", upstream.secret_key,
+            "--s3-endpoint",
+            upstream.endpoint,
+            "--s3-access-key",
+            upstream.access_key,
+            "--s3-secret-key",
+            upstream.secret_key,
         ]
     if tls:
         args += ["--tls", "--certs-dir", str(data_dir / "certs")]

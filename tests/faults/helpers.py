@@ -34,6 +34,7 @@ from tests.servers import (
     VERSITYGW_SECRET,
     Gateway,
     Versitygw,
+    ferretdb_command,
     free_port,
     go_binary,
     wait_for_port,
@@ -86,16 +87,7 @@ def ferretdb_process(root: Path) -> Restartable:
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [
-        go_binary("ferretdb"),
-        "--handler=sqlite",
-        f"--sqlite-url=file:{data}/",
-        f"--listen-addr=127.0.0.1:{port}",
-        f"--state-dir={root}",
-        "--debug-addr=-",
-        "--telemetry=disable",
-        "--log-level=warn",
-    ]
+    argv = ferretdb_command(root, data, port)
     return Restartable("ferretdb", argv, port, root / "ferretdb.log", root)
 
 

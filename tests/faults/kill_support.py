@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -219,19 +219,25 @@ class KillableGateway:
         return done.returncode, findings, lines[-1]["summary"]
 
 
+class AccessKey(Protocol):
+    access_key: str
+    secret_key: str
+
+
 def start_upload(
-    gw: KillableGateway, path: str, query: list[tuple[str, str]], size: int
+    endpoint: str, key: AccessKey, path: str, query: list[tuple[str, str]], size: int
 ) -> http.client.HTTPConnection:
-    """Send a PUT's headers (UNSIGNED-PAYLOAD); the caller sends the ``size`` bytes of body."""
-    url = urlsplit(gw.endpoint)
+    """Send a PUT's headers (UNSIGNED-PAYLOAD, signed with ``key``); the caller sends the
+    ``size`` bytes of body."""
+    url = urlsplit(endpoint)
     headers = sign_request(
         method="PUT",
         raw_path=path,
         query=query,
         headers={"content-length": str(size)},
         payload_hash=UNSIGNED_PAYLOAD,
-        access_key=gw.access_key,
-        secret_key=gw.secret_key,
+        access_key=key.access_key,
+        secret_key=key.secret_key,
         region="us-east-1",
         host=url.netloc,
     )

@@ -11,18 +11,17 @@ Both object backends.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
 
-from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
-from tests.sites import Keys, Site
+from tests.faults.kill_support import start_upload
+from tests.sites import Site
 
 BODY = 512 * 1024
 
@@ -30,29 +29,6 @@ BODY = 512 * 1024
 @pytest.fixture(params=["sqlite-local", "sqlite-s3"])
 def site(request: pytest.FixtureRequest, sites: Callable[[str], Site]) -> Site:
     return sites(request.param)
-
-
-def _start_put(site: Site, keys: Keys, key: str, size: int) -> http.client.HTTPConnection:
-    """Send a PutObject's headers; the caller sends the ``size`` bytes of body."""
-    url = urlsplit(site.gw.endpoint)
-    path = f"/{site.bucket}/{quote(key)}"
-    headers = sign_request(
-        method="PUT",
-        raw_path=path,
-        query=[],
-        headers={"content-length": str(size)},
-        payload_hash=UNSIGNED_PAYLOAD,
-        access_key=keys.access_key,
-        secret_key=keys.secret_key,
-        region="us-east-1",
-        host=url.netloc,
-    )
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-    conn.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
-    for name, value in headers.items():
-        conn.putheader(name, value)
-    conn.endheaders()
-    return conn
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
@@ -68,7 +44,7 @@ def test_commit_failure_rolls_back_and_frees_the_key(site: Site) -> None:
     data = secrets.token_bytes(BODY)
     store = site.meta.store
 
-    conn = _start_put(site, keys, key, len(data))
+    conn = start_upload(site.gw.endpoint, keys, f"/{site.bucket}/{quote(key)}", [], len(data))
     conn.send(data[: BODY // 2])
     # The intent and the write-once claim are stored before the first byte moves on.
     _wait(lambda: site.meta.run(store.get_claim(site.bucket, key)) is not None, "claimed")

@@ -84,7 +84,7 @@ def test_kill_during_each_write(gw: KillableGateway) -> None:
     # -- PutObject, killed with half its body sent --------------------------------------------
     # (more than the local backend's 4 MiB write batch is sent: its temp file then exists)
     data = secrets.token_bytes(12 * MIB)
-    conn = start_upload(gw, f"/{bucket}/put/half.bin", [], len(data))
+    conn = start_upload(gw.endpoint, gw, f"/{bucket}/put/half.bin", [], len(data))
     conn.send(data[: 6 * MIB])
     # the intent and the write-once claim are stored before the first byte moves on
     wait_until(lambda: intent_on(gw, "put/half.bin"), "the PUT's intent is stored")
@@ -103,7 +103,7 @@ def test_kill_during_each_write(gw: KillableGateway) -> None:
     ]
     part2 = secrets.token_bytes(12 * MIB)
     query = [("partNumber", "2"), ("uploadId", upload_id)]
-    conn = start_upload(gw, f"/{bucket}/{key}", query, len(part2))
+    conn = start_upload(gw.endpoint, gw, f"/{bucket}/{key}", query, len(part2))
     conn.send(part2[: 6 * MIB])
     if local:
         wait_until(lambda: any(n.startswith("obj-") for n in gw.tmp_entries()), "a part temp file")

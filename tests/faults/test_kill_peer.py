@@ -33,9 +33,11 @@ def test_a_live_gateway_recovers_a_dead_peer(tmp_path: Path) -> None:
 
         # both gateways have a write in progress (half the body sent)
         dead_data, live_data = secrets.token_bytes(12 * MIB), secrets.token_bytes(12 * MIB)
-        dead_conn = start_upload(victim, f"/{bucket}/dead.bin", [], len(dead_data))
+        dead_conn = start_upload(victim.endpoint, victim, f"/{bucket}/dead.bin", [], len(dead_data))
         dead_conn.send(dead_data[: 6 * MIB])
-        live_conn = start_upload(survivor, f"/{bucket}/live.bin", [], len(live_data))
+        live_conn = start_upload(
+            survivor.endpoint, survivor, f"/{bucket}/live.bin", [], len(live_data)
+        )
         live_conn.send(live_data[: 6 * MIB])
         wait_until(
             lambda: {i.key for i in survivor.intents()} == {"dead.bin", "live.bin"},

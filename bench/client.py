@@ -7,7 +7,8 @@ Every target gets exactly the same client, so ratios compare servers, not client
   read with ``readinto`` into one reused buffer and dropped. Nothing is held whole in memory.
 * small objects go through an aiohttp client on uvloop with a bounded pool of workers.
 
-Requests are signed with SigV4 and ``UNSIGNED-PAYLOAD`` (``gateway.sigv4.sign_request``), so the
+Requests are signed with SigV4 and ``UNSIGNED-PAYLOAD`` (``gateway.protocol.sigv4.sign_request``),
+so the
 client never hashes payloads; the bare server ignores the signature.
 """
 
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
+from gateway.protocol.sigv4 import UNSIGNED_PAYLOAD, sign_request
 
 BLOCK = 1 << 20
 REGION = "us-east-1"

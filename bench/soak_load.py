@@ -1,7 +1,8 @@
 """The soak benchmark's client: signed aiohttp requests, deterministic bodies and the mixed load.
 
 Kept light because it shares the machine's cores with the gateway it measures: aiohttp on
-uvloop, SigV4 with ``UNSIGNED-PAYLOAD`` (``gateway.sigv4.sign_request``), bodies made of one
+uvloop, SigV4 with ``UNSIGNED-PAYLOAD`` (``gateway.protocol.sigv4.sign_request``), bodies made of
+one
 seeded 64 KiB random block, rotated by an offset derived from the key and repeated up to the
 object's size. The client keeps each acknowledged object's SHA-256 and size, never its bytes.
 """
@@ -24,7 +25,7 @@ import aiohttp
 from yarl import URL
 
 from bench.client import REGION, Endpoint
-from gateway.sigv4 import UNSIGNED_PAYLOAD, canonical_query, sign_request
+from gateway.protocol.sigv4 import UNSIGNED_PAYLOAD, canonical_query, sign_request
 
 BLOCK = 64 * 1024
 MIN_SIZE = 1024

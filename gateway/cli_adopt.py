@@ -1,4 +1,4 @@
-"""The ``minimo adopt`` command: link existing data (the work is :mod:`gateway.adopt`).
+"""The ``minimo adopt`` command: link existing data (the work is :mod:`gateway.usecases.adopt`).
 
 It opens the server's stores directly, like ``reconcile``, so it takes the same object store
 options. Attached to the ``minimo`` group by :func:`register` rather than importing
@@ -22,7 +22,7 @@ from gateway.cli_stores import (
     s3_options,
 )
 from gateway.config import Config
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 from policy.forms import FormValidationError
 from policy.principal import Principal, Role
 from policy.sessions import SessionError
@@ -97,9 +97,9 @@ async def _adopt(
     form_name: str,
     values: dict[str, object],
 ) -> dict[str, object]:
-    from gateway.adopt import adopt as run_adopt
     from gateway.backends import open_object_store
     from gateway.server import open_identity
+    from gateway.usecases.adopt import adopt as run_adopt
     from policy.services import Services
 
     identity = await open_identity(config)

@@ -7,7 +7,8 @@ files its changes in the audit log as ``cli:<OS user>``. Two options name minimo
 ``session open --owner USER`` opens a session *for* USER, and USER must be allowed to open
 sessions there by the policy (the CLI does not hand out write rights the policy does not give);
 ``session close --as USER`` closes as USER (only the owner or an admin may); ``--ro-crate``
-first writes the session's RO-Crate into its prefix (:mod:`gateway.session_crate`), which needs
+first writes the session's RO-Crate into its prefix (:mod:`gateway.usecases.session_crate`), which
+needs
 the server's object store (the ``--s3-*`` options when it is S3).
 
 Problems print one line each (``temp_c: must be at most 50``) and exit with status 1.
@@ -30,8 +31,8 @@ from typing import IO, Any, TypeVar
 import click
 
 from gateway.cli_stores import S3Options, existing_stores_config, s3_options
-from gateway.errors import S3Error
-from gateway.session_crate import CloseResult
+from gateway.protocol.errors import S3Error
+from gateway.usecases.session_crate import CloseResult
 from policy.audit import event_json, operator_name
 from policy.catalog import CatalogError
 from policy.crypto import SecretKeyError
@@ -473,8 +474,8 @@ def session_close(
 
     async def action(s: Services) -> CloseResult:
         from gateway.backends import open_object_store
-        from gateway.session_crate import close_with_crate
-        from gateway.writes import WritePath
+        from gateway.usecases.session_crate import close_with_crate
+        from gateway.usecases.writes import WritePath
         from policy.enforce import Enforcer
 
         principal = await _user_principal(s, as_user) if as_user else _operator()

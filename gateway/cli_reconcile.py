@@ -1,4 +1,4 @@
-"""The ``minimo reconcile`` command (the walk itself is :mod:`gateway.reconcile`).
+"""The ``minimo reconcile`` command (the walk itself is :mod:`gateway.usecases.reconcile`).
 
 Output: one line per finding on stdout while the walk goes on, then a summary; or with
 ``--json`` one JSON object per line (``{"finding": {...}}`` each, ``{"summary": {...}}`` last),
@@ -34,8 +34,8 @@ from gateway.cli_stores import (
     s3_options,
 )
 from gateway.config import Config
-from gateway.errors import S3Error
-from gateway.reconcile import FINDING_KINDS, Finding, Reconciler, Summary
+from gateway.protocol.errors import S3Error
+from gateway.usecases.reconcile import FINDING_KINDS, Finding, Reconciler, Summary
 from policy.durations import DurationError, parse_duration
 
 _make_config: MakeConfig | None = None

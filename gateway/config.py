@@ -42,7 +42,8 @@ class Config:
     mongo_uri: str | None = None
     #: a policy file (TOML) put in force at start; unchanged files make no new version
     policy_file: Path | None = None
-    #: crash recovery (gateway.recovery): seconds between this process's heartbeats (it counts
+    #: crash recovery (gateway.usecases.recovery): seconds between this process's heartbeats (it
+    #: counts
     #: as dead after 3 missed ones + 5 s), seconds between recovery runs, and the age at which
     #: unfinished multipart uploads are aborted
     heartbeat_interval: float = 10.0

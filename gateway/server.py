@@ -25,8 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway import tls
-from gateway.appkeys import METADATA_STORE
 from gateway.config import Config
+from gateway.s3api.appkeys import METADATA_STORE
 from policy.crypto import SecretBox, SecretKeyError
 from policy.identity import IdentityService, InitialAdmin
 from policy.store import MetadataStore, open_metadata_store
@@ -186,8 +186,8 @@ async def _open_object_store(config: Config) -> Any:
 
 
 def _create_app(config: Config, object_store: Any, identity: IdentityService) -> web.Application:
-    from gateway.app import create_app
-    from gateway.writes import build_write_path
+    from gateway.s3api.app import create_app
+    from gateway.usecases.writes import build_write_path
 
     # Enforcement (policy.enforce) and the write protocol share the identity's metadata store.
     writes = build_write_path(identity, config.ui_base_url)
@@ -195,7 +195,7 @@ def _create_app(config: Config, object_store: Any, identity: IdentityService) ->
 
 
 def _recovery_service(config: Config, object_store: Any, store: MetadataStore) -> Any:
-    from gateway.recovery import RecoveryService, RecoverySettings
+    from gateway.usecases.recovery import RecoveryService, RecoverySettings
 
     settings = RecoverySettings(
         heartbeat=config.heartbeat_interval,
@@ -206,9 +206,9 @@ def _recovery_service(config: Config, object_store: Any, store: MetadataStore) -
 
 
 def _handler_args() -> dict[str, Any]:
-    import gateway.app
+    import gateway.s3api.app
 
-    return dict(getattr(gateway.app, "HANDLER_ARGS", {}))
+    return dict(getattr(gateway.s3api.app, "HANDLER_ARGS", {}))
 
 
 # -- serving -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``--ui-url``: the web UI on a host name of its own, so stored objects never share its origin.
 
 Without it the UI (``/_minimo/``) and S3 answer on every host name the gateway is reached by,
-and objects are kept from scripting the UI by the headers of gateway.safe_serving alone. With
+and objects are kept from scripting the UI by the headers of gateway.s3api.safe_serving alone. With
 ``--ui-url https://ui.example.org`` (and ``--public-url https://s3.example.org`` for S3):
 
 - On the UI's host name, S3 reads (GET and HEAD: objects, listings, everything) are refused, so
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 UI_PREFIX = "/_minimo/"
 #: answered on any host name (probes reach the gateway by address)

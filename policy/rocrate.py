@@ -9,7 +9,7 @@ Two ways out, built from the same entity helpers so they cannot disagree:
 * :func:`session_crate` builds the whole document as a dict (the API's ``GET .../ro-crate``);
 * :class:`CrateLayout` gives the serialized document in pieces around the two lists that grow
   with the session (``hasPart`` refs and ``File`` entities), so a writer that pages through the
-  records can emit it with bounded memory (:mod:`gateway.session_crate`).
+  records can emit it with bounded memory (:mod:`gateway.usecases.session_crate`).
 
 The metadata file itself is never one of the crate's files (RO-Crate: the descriptor is not part
 of the dataset), so a crate written into the prefix does not list itself.

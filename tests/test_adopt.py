@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.reconcile import STAMP_KEY
+from gateway.usecases.reconcile import STAMP_KEY
 from tests.api.client import Browser
 from tests.contract.helpers import pattern
 from tests.helpers import Setup, cli, policy_rule, s3_client

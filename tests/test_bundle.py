@@ -307,9 +307,9 @@ def test_dockerfile_base_is_pinned() -> None:
     assert froms
     for base in froms:
         image = base.split()[0]
-        assert re.fullmatch(
-            r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", image
-        ), f"base {image} is not pinned to an exact Python 3.11 release"
+        assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", image), (
+            f"base {image} is not pinned to an exact Python 3.11 release"
+        )
 
 
 def test_dockerfile_runs_as_a_non_root_user() -> None:

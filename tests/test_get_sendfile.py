@@ -1,4 +1,4 @@
-"""Large GETs leave from the kernel side (gateway/sendfile.py): sendfile(2) from the local
+"""Large GETs leave from the kernel side (gateway/s3api/sendfile.py): sendfile(2) from the local
 backend's files, splice(2) from the s3 backend's upstream socket.
 
 The byte-for-byte and range checks live in test_s3_api.py; these cover what only the sendfile
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
+from gateway.protocol.sigv4 import UNSIGNED_PAYLOAD, sign_request
 from tests.servers import Gateway
 
 pytestmark = pytest.mark.parametrize(

@@ -25,8 +25,8 @@ import pytest
 
 from gateway.backends.base import ObjectStore, WriteMeta
 from gateway.backends.local import LocalObjectStore
-from gateway.errors import S3Error
-from gateway.reconcile import RECONCILE_PRINCIPAL, STAMP_KEY, Finding, Reconciler
+from gateway.protocol.errors import S3Error
+from gateway.usecases.reconcile import RECONCILE_PRINCIPAL, STAMP_KEY, Finding, Reconciler
 from policy.store import MetadataStore, open_metadata_store
 from policy.store.base import (
     InstanceRecord,

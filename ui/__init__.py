@@ -1,6 +1,6 @@
 """The ``/_minimo/`` side of the gateway: pages, the JSON API, health and metrics.
 
-``gateway.app.create_app`` calls :func:`setup_ui` to mount everything here. Only the health
+``gateway.s3api.app.create_app`` calls :func:`setup_ui` to mount everything here. Only the health
 route exists so far.
 """
 

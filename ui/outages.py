@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.errors import (
+from gateway.protocol.errors import (
     RETRY_AFTER_SECONDS,
     S3Error,
     is_outage,

@@ -1,7 +1,7 @@
 """The object store interface: what every backend (``local``, ``s3``) must do.
 
 Backends move bytes and keep S3's object model; they know nothing about users, policies or
-sessions. They raise :class:`gateway.errors.S3Error` with the S3 code a client expects
+sessions. They raise :class:`gateway.protocol.errors.S3Error` with the S3 code a client expects
 (``NoSuchBucket``, ``NoSuchKey``, ``PreconditionFailed``...), so handlers pass errors on as-is.
 
 Conventions shared by all backends:
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 #: Headers that S3 stores with an object and returns on GET/HEAD (besides Content-Type).
 STORED_HEADERS = (
@@ -175,13 +175,14 @@ class CopyResult:
 LeftoverKind = Literal["temp_file", "interrupted_complete"]
 
 #: ``dead(owner, age)``: whether a leftover of instance ``owner`` (None: unknown) that was last
-#: touched ``age`` seconds ago belongs to a dead process (gateway.recovery decides)
+#: touched ``age`` seconds ago belongs to a dead process (gateway.usecases.recovery decides)
 DeadOwner = Callable[[str | None, float], bool]
 
 
 @dataclass(slots=True)
 class Leftover:
-    """Something a crashed write left in a backend's own scratch space (gateway.recovery)."""
+    """Something a crashed write left in a backend's own scratch space
+    (gateway.usecases.recovery)."""
 
     kind: LeftoverKind
     #: where, relative to the store (for messages)
@@ -215,7 +216,8 @@ class ObjectStore(ABC):
         (an upload whose completion was interrupted) put back when ``repair``.
 
         Only backends with scratch space of their own have any: an S3 upstream keeps unfinished
-        uploads itself, where they can be listed and aborted (and expire, gateway.recovery)."""
+        uploads itself, where they can be listed and aborted (and expire,
+        gateway.usecases.recovery)."""
         return []
 
     # -- buckets -------------------------------------------------------------------------------

@@ -69,10 +69,10 @@ from gateway.backends.base import (
     no_such_bucket,
     no_such_key,
 )
-from gateway.conditions import check_conditions
-from gateway.errors import S3Error, log_outage, storage_full
 from gateway.instance import instance_id, owner_of
-from gateway.ranges import parse_range
+from gateway.protocol.conditions import check_conditions
+from gateway.protocol.errors import S3Error, log_outage, storage_full
+from gateway.protocol.ranges import parse_range
 
 T = TypeVar("T")
 

@@ -55,9 +55,9 @@ from gateway.backends.base import (
     UploadsPage,
     WriteMeta,
 )
-from gateway.conditions import check_conditions
-from gateway.errors import S3Error, log_outage, store_unavailable
-from gateway.sigv4 import (
+from gateway.protocol.conditions import check_conditions
+from gateway.protocol.errors import S3Error, log_outage, store_unavailable
+from gateway.protocol.sigv4 import (
     EMPTY_SHA256,
     STREAMING_UNSIGNED_TRAILER,
     UNSIGNED_PAYLOAD,

@@ -334,7 +334,7 @@ class MultipartRecord:
 @dataclass(frozen=True, slots=True)
 class InstanceRecord:
     """A running gateway process, so recovery can tell a dead writer's intents from a live
-    one's (gateway.recovery). ``id`` is the process's intent id prefix: every intent id the
+    one's (gateway.usecases.recovery). ``id`` is the process's intent id prefix: every intent id the
     process makes starts with it."""
 
     id: str
@@ -561,7 +561,7 @@ class MetadataStore(ABC):
     async def roll_back_write(self, intent: WriteIntent) -> None:
         """Undo everything ``intent`` left in this store: a partly stored commit (its record if
         still current, its history entry, its audit event), its write-once claim and the intent
-        itself. Idempotent; the object store's side is the caller's (gateway.rollback)."""
+        itself. Idempotent; the object store's side is the caller's (gateway.usecases.rollback)."""
 
     @abstractmethod
     async def get_intent(self, intent_id: str) -> WriteIntent | None: ...
@@ -656,7 +656,7 @@ class MetadataStore(ABC):
     ) -> list[MultipartRecord]:
         """Uploads begun before ``created_before``, oldest first (for their expiry)."""
 
-    # -- gateway instances and leases (crash recovery, gateway.recovery) -------------------------
+    # -- gateway instances and leases (crash recovery, gateway.usecases.recovery) ------------------
     @abstractmethod
     async def heartbeat_instance(self, instance: InstanceRecord) -> None:
         """Register ``instance`` or refresh its record (the whole record is replaced)."""

@@ -208,7 +208,8 @@ MIGRATIONS: list[Sequence[str]] = [
         )""",
         "CREATE INDEX ended_logins_by_expires ON ended_logins (expires)",
     ),
-    # Crash recovery (gateway.recovery): running gateway processes and their heartbeats, the
+    # Crash recovery (gateway.usecases.recovery): running gateway processes and their heartbeats,
+    # the
     # lease that lets one of them run recovery per period, and uploads by age for their expiry.
     (
         """CREATE TABLE instances (

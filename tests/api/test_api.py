@@ -15,8 +15,8 @@ import boto3
 import pytest
 from aiohttp import web
 
-from gateway.appkeys import CONFIG
 from gateway.config import Config
+from gateway.s3api.appkeys import CONFIG
 from tests.api.client import API, Browser, Signer
 from tests.api.conftest import POLICY, RUN_FORM
 from tests.servers import Gateway

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from gateway.backends.base import ObjectReader, ObjectStore
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 MiB = 1024 * 1024
 ContractTest = Callable[[ObjectStore, str], Awaitable[None]]

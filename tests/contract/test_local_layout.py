@@ -15,7 +15,7 @@ import pytest
 
 from gateway.backends.base import WriteMeta
 from gateway.backends.local import XATTR, LocalObjectStore
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 from tests.contract.helpers import Bytes, Failing, MiB, get, md5, pattern, put, raises
 
 BUCKET = "b"

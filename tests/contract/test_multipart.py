@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 
 from gateway.backends.base import MIN_PART_SIZE, ObjectStore, WriteMeta
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 from tests.contract.helpers import Bytes, Failing, contract, get, md5, pattern, put, raises
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.backends.base import ObjectStore, WriteMeta
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 from tests.contract.helpers import Bytes, Failing, MiB, contract, get, md5, pattern, put, raises
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.backends.base import ByteRange, Conditions, ObjectInfo
-from gateway.conditions import check_conditions, etag_matches
-from gateway.errors import S3Error
-from gateway.ranges import parse_range
+from gateway.protocol.conditions import check_conditions, etag_matches
+from gateway.protocol.errors import S3Error
+from gateway.protocol.ranges import parse_range
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from gateway.sigv4 import UNSIGNED_PAYLOAD, sign_request
+from gateway.protocol.sigv4 import UNSIGNED_PAYLOAD, sign_request
 from policy.store import MetadataStore, open_metadata_store
 from policy.store.base import ObjectRecord, WriteIntent
 from tests.servers import (

@@ -1,7 +1,7 @@
 """SIGKILL of the gateway in the middle of each kind of write, then a restart on the same data
 dir and port: nothing acknowledged lost, nothing visible unrecorded, every interrupted key
 writable again, no temp or part files left, and ``minimo reconcile`` says consistent; all
-without anyone running a repair (gateway.recovery does it).
+without anyone running a repair (gateway.usecases.recovery does it).
 
 Each kill is aimed: a PutObject and an UploadPart are killed with half their body sent (the
 test sends it by hand); a CompleteMultipartUpload and a CopyObject are killed as soon as their

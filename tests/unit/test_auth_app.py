@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.auth import authenticate
-from gateway.body import request_body, require_length
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
+from gateway.s3api.auth import authenticate
+from gateway.s3api.body import request_body, require_length
 from policy.principal import Credential, Principal, Role
 
 REGION = "us-east-1"
@@ -285,7 +285,7 @@ def test_large_body_digests_in_order(server: AuthServer) -> None:
 
 
 def test_digest_pipeline_keeps_order_under_backlog() -> None:
-    from gateway.body import THREAD_MIN, _Digests, _Pipeline
+    from gateway.s3api.body import THREAD_MIN, _Digests, _Pipeline
 
     pieces = [bytes([i]) * (THREAD_MIN + i) for i in range(60)] + [b"small", b"tail"]
 

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from gateway.checksums import (
+from gateway.protocol.checksums import (
     Checksum,
     algorithm_of_header,
     checksum_b64,
@@ -15,7 +15,7 @@ from gateway.checksums import (
     decode_expected,
     header_checksums,
 )
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 CHECK = b"123456789"
 

@@ -19,9 +19,9 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from gateway.checksums import checksum_b64
-from gateway.chunked import AwsChunkedDecoder, ChunkSigner
-from gateway.errors import S3Error
+from gateway.protocol.checksums import checksum_b64
+from gateway.protocol.chunked import AwsChunkedDecoder, ChunkSigner
+from gateway.protocol.errors import S3Error
 from tests.servers import Versitygw, run_versitygw
 from tests.unit.test_auth_app import (
     ACCESS,

@@ -1,4 +1,5 @@
-"""gateway.recovery and gateway.instance without a gateway: who counts as dead, what a run does
+"""gateway.usecases.recovery and gateway.instance without a gateway: who counts as dead, what a run
+does
 to each kind of leftover, and what it must never touch (a live writer's intents and temp files,
 this process's own, the data behind an ``adopt-`` intent). The local backend and sqlite, in
 process; the SIGKILL tests (tests/faults/test_kill_*.py) run the whole thing for real.
@@ -21,9 +22,9 @@ import pytest
 
 from gateway.backends.base import WriteMeta
 from gateway.backends.local import LocalObjectStore
-from gateway.errors import S3Error
 from gateway.instance import host_key, instance_id, owner_of, process_alive, process_token
-from gateway.recovery import (
+from gateway.protocol.errors import S3Error
+from gateway.usecases.recovery import (
     STOPPED,
     Liveness,
     Recovered,

@@ -22,7 +22,7 @@ from gateway.backends import open_object_store
 from gateway.backends.base import MIN_PART_SIZE, Conditions, ObjectReader, WriteMeta
 from gateway.backends.s3 import S3ObjectStore
 from gateway.config import Config
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 from tests.servers import Versitygw
 
 Run = Callable[[Callable[[S3ObjectStore], Awaitable[Any]]], Any]

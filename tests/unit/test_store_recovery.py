@@ -1,4 +1,4 @@
-"""The metadata store contract for crash recovery (gateway.recovery): instances and their
+"""The metadata store contract for crash recovery (gateway.usecases.recovery): instances and their
 heartbeats, the recovery lease, intents by id, claims and multipart uploads for their expiry.
 
 Every test runs against ``sqlite`` and ``mongo`` (FerretDB), with the fixtures of test_store.

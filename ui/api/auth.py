@@ -6,9 +6,10 @@ and the gateway's region, e.g.::
 
     curl --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AK:$SK" https://HOST/_minimo/api/v1/sessions
 
-The signature check is the gateway's own (:func:`gateway.auth.authenticate`): ``ui`` imports that
+The signature check is the gateway's own (:func:`gateway.s3api.auth.authenticate`): ``ui`` imports
+that
 one function rather than keeping a second SigV4 verifier. DESIGN.md draws ``ui -> policy``; this
-``ui -> gateway.auth`` arrow is the documented exception, harmless because ``ui`` is only ever
+``ui -> gateway.s3api.auth`` arrow is the documented exception, harmless because ``ui`` is only ever
 mounted by the gateway app. The body of a signed request is checked against the signed
 ``x-amz-content-sha256`` (``UNSIGNED-PAYLOAD`` is accepted as S3 accepts it; streaming payloads
 are refused: API bodies are small JSON documents).
@@ -30,9 +31,9 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway import appkeys
-from gateway.auth import authenticate
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
+from gateway.s3api import appkeys
+from gateway.s3api.auth import authenticate
 from policy.logins import new_login_id
 from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal

@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.adopt import adopt
-from gateway.appkeys import OBJECT_STORE
 from gateway.backends.base import ObjectInfo, ObjectStore
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
+from gateway.s3api.appkeys import OBJECT_STORE
+from gateway.usecases.adopt import adopt
 from policy.forms import Form, FormValidationError
 from policy.principal import Principal
 from policy.services import Services

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway import appkeys
+from gateway.s3api import appkeys
 from policy.identity import IdentityService
 from policy.principal import Principal, Role
 from policy.services import Services

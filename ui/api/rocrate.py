@@ -2,7 +2,8 @@
 
 The document is the one :func:`policy.rocrate.session_crate` describes, streamed in the pieces
 of :class:`policy.rocrate.CrateLayout` while the records are read a page at a time. Closing a
-session can also write it into the session's prefix (:mod:`gateway.session_crate`); the close
+session can also write it into the session's prefix (:mod:`gateway.usecases.session_crate`); the
+close
 helpers both the API route and the session page use are here too.
 """
 
@@ -12,9 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import OBJECT_STORE, WRITE_PATH
-from gateway.errors import S3Error
-from gateway.session_crate import CloseResult, CrateConflict, close_with_crate, crate_pieces
+from gateway.protocol.errors import S3Error
+from gateway.s3api.appkeys import OBJECT_STORE, WRITE_PATH
+from gateway.usecases.session_crate import (
+    CloseResult,
+    CrateConflict,
+    close_with_crate,
+    crate_pieces,
+)
 from policy.principal import Principal
 from policy.rocrate import MEDIA_TYPE, METADATA_FILE, CrateLayout
 from policy.sessions import SessionError
@@ -67,7 +73,7 @@ async def close_option(request: web.Request) -> bool | None:
 async def close_session(
     request: web.Request, who: Principal, session_id: str, ro_crate: bool | None
 ) -> CloseResult:
-    """Close (see :func:`gateway.session_crate.close_with_crate`); refusals as ApiError."""
+    """Close (see :func:`gateway.usecases.session_crate.close_with_crate`); refusals as ApiError."""
     writes = request.config_dict.get(WRITE_PATH)
     objects = request.config_dict.get(OBJECT_STORE)
     if writes is None or objects is None:

@@ -8,10 +8,10 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from gateway.adopt import AdoptResult, adopt
-from gateway.appkeys import OBJECT_STORE
-from gateway.errors import S3Error
-from gateway.safe_serving import NOSNIFF, OBJECT_CSP
+from gateway.protocol.errors import S3Error
+from gateway.s3api.appkeys import OBJECT_STORE
+from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
+from gateway.usecases.adopt import AdoptResult, adopt
 from policy.forms import Form, FormValidationError
 from policy.sessions import SessionError, session_status
 from ui.api.browse import (

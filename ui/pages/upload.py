@@ -18,8 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import get_session
 
-from gateway.appkeys import CONFIG
-from gateway.sigv4 import (
+from gateway.protocol.sigv4 import (
     ALGORITHM,
     AMZ_DATE_FORMAT,
     UNSIGNED_PAYLOAD,
@@ -32,6 +31,7 @@ from gateway.sigv4 import (
     string_to_sign,
     uri_encode,
 )
+from gateway.s3api.appkeys import CONFIG
 from policy.principal import Role
 from policy.sessions import is_session_id
 from ui.api.common import services

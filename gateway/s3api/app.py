@@ -18,18 +18,18 @@ from urllib.parse import unquote
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
-from gateway import s3xml
-from gateway.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
-from gateway.auth import authenticate
 from gateway.backends.base import ObjectStore
 from gateway.config import Config
-from gateway.errors import S3Error, log_outage, storage_full, store_unavailable
-from gateway.handlers import buckets, listing, multipart, objects
-from gateway.handlers.common import S3Request
-from gateway.names import validate_bucket, validate_key
-from gateway.safe_serving import NOSNIFF, OBJECT_CSP
+from gateway.protocol import s3xml
+from gateway.protocol.errors import S3Error, log_outage, storage_full, store_unavailable
+from gateway.protocol.names import validate_bucket, validate_key
+from gateway.s3api.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
+from gateway.s3api.auth import authenticate
+from gateway.s3api.handlers import buckets, listing, multipart, objects
+from gateway.s3api.handlers.common import S3Request
+from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
-from gateway.writes import WritePath, refused
+from gateway.usecases.writes import WritePath, refused
 from policy.enforce import CONTINUES, READS, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
 from policy.store.base import StoreFull, StoreUnavailable
@@ -373,7 +373,8 @@ def _cause(exc: BaseException) -> str:
 
 async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Every response names the server; S3 responses carry the request id, and nosniff and a
-    sandboxing CSP (gateway.safe_serving), so no stored byte ever runs as this origin. Those two
+    sandboxing CSP (gateway.s3api.safe_serving), so no stored byte ever runs as this origin. Those
+    two
     are set on every S3 answer (errors, 304, listings too), replacing anything a handler set:
     constant values, cheaper than deciding which answers need them."""
     headers = response.headers

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway import s3xml
 from gateway.backends.base import ObjectInfo
-from gateway.errors import S3Error
-from gateway.handlers.common import S3Request, int_param, url_encoding, xml_response
+from gateway.protocol import s3xml
+from gateway.protocol.errors import S3Error
+from gateway.s3api.handlers.common import S3Request, int_param, url_encoding, xml_response
 
 MAX_KEYS = 1000
 _STORAGE = "<StorageClass>STANDARD</StorageClass>"

@@ -20,8 +20,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from gateway.errors import S3Error
-from gateway.sigv4 import EMPTY_SHA256, sign, signatures_equal
+from gateway.protocol.errors import S3Error
+from gateway.protocol.sigv4 import EMPTY_SHA256, sign, signatures_equal
 
 #: framing lines longer than this are refused (a chunk header is ~90 bytes)
 MAX_LINE = 4096

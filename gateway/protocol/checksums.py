@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from awscrt import checksums as crt
 
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 #: algorithm name (as in ``x-amz-checksum-<name>``) -> digest length in bytes
 ALGORITHMS: dict[str, int] = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}

@@ -23,14 +23,15 @@ old, and the live gateways catch up within one interval.
 An intent whose id names no registered instance (written by a process from before instances
 were registered, by the CLI, or ``adopt-``/``reconcile-`` intents) is dead once it is older
 than ``unknown_grace`` (1 h). The intents of live instances are never touched, and a process
-never recovers its own (its :class:`~gateway.rollback.Janitor` does).
+never recovers its own (its :class:`~gateway.usecases.rollback.Janitor` does).
 
 What a run does (each step idempotent, so two gateways running at once do no harm):
 
 1. leftovers in the object store's own scratch space (``local`` backend): temp files of dead
    writers are removed; a multipart upload whose completion was killed is put back, so it can be
    listed, completed again or aborted (or removed, when the completion was done);
-2. dead intents are rolled back (:func:`gateway.rollback.roll_back`): the object such a write
+2. dead intents are rolled back (:func:`gateway.usecases.rollback.roll_back`): the object such a
+write
    may have stored is removed, then its partial commit, claim and intent, so the key is
    writable again. ``adopt-`` and ``reconcile-`` intents only lose their metadata side: their
    object is the owner's data. A dead CompleteMultipartUpload is left alone until the dead
@@ -48,7 +49,8 @@ record (:meth:`MetadataStore.take_lease`, an insert under a unique index). So an
 is writable again within about a minute of the crash (plus the 35 s heartbeat bound when the
 dead process ran on another host), and at once when a gateway restarts on the same host.
 
-``minimo reconcile`` runs the same steps (gateway.reconcile): without ``--repair`` it reports
+``minimo reconcile`` runs the same steps (gateway.usecases.reconcile): without ``--repair`` it
+reports
 them as findings, with it it repairs them; it also finds write-once claims that have neither
 intent nor record (:meth:`Recovery.orphan_claims`, a walk over every claim, so not done
 periodically).
@@ -69,9 +71,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from gateway.backends.base import Leftover, ObjectStore
-from gateway.errors import S3Error
 from gateway.instance import host_key, instance_id, owner_of, process_alive, process_token
-from gateway.rollback import roll_back
+from gateway.protocol.errors import S3Error
+from gateway.usecases.rollback import roll_back
 from policy.store.base import MAX_PAGE, InstanceRecord, MetadataStore, WriteIntent
 
 log = logging.getLogger("minimo.recovery")

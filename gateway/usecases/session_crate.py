@@ -1,7 +1,8 @@
 """Close a session, first writing its RO-Crate into its prefix (issue 4).
 
 ``<prefix>ro-crate-metadata.json`` is written as an object OF the session, through the same
-write protocol as a PutObject (:mod:`gateway.writes`): the policy decides (as for a personal key
+write protocol as a PutObject (:mod:`gateway.usecases.writes`): the policy decides (as for a
+personal key
 naming the session in ``x-amz-meta-minimo-session``), the key is claimed under write-once rules,
 an intent is recorded, the bytes are stamped ``minimo-session: <id>`` and hashed, and the record
 (principal = whoever closes) and its audit event are committed. Then the session is closed.
@@ -39,8 +40,8 @@ from datetime import UTC, datetime
 from typing import IO
 
 from gateway.backends.base import ObjectStore, WriteMeta
-from gateway.errors import S3Error
-from gateway.writes import GENERATED_META, WritePath, stamp
+from gateway.protocol.errors import S3Error
+from gateway.usecases.writes import GENERATED_META, WritePath, stamp
 from policy.enforce import SESSION_META, Decision, Refusal, s3_url
 from policy.principal import Principal, Role
 from policy.rocrate import MEDIA_TYPE, CrateLayout, crate_key

@@ -16,12 +16,14 @@ one of these inconsistencies, each a :data:`FindingKind`:
 - ``mismatch``: a record whose size or ETag disagrees with the object. Repair rewrites the
   record from the object when the object is stamped with a known session (else reported only).
 
-and the crash leftovers that :mod:`gateway.recovery` finds (and a running gateway repairs by
+and the crash leftovers that :mod:`gateway.usecases.recovery` finds (and a running gateway repairs
+by
 itself within about a minute), repaired here with the same code:
 
 - ``dead_intent``: an intent whose writer is gone (its gateway stopped heartbeating or its
   process no longer exists; an intent of an unknown writer once older than ``stale_after``),
-  whatever its age. Repair rolls the write back (gateway.rollback: the object it may have stored
+  whatever its age. Repair rolls the write back (gateway.usecases.rollback: the object it may have
+  stored
   is removed, its claim released), so the key is writable again.
 - ``temp_file`` / ``interrupted_complete``: a dead writer's temp files, and a multipart upload
   whose completion it was running (``local`` backend). Repair removes them, or puts the upload
@@ -49,8 +51,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from gateway.backends.base import ObjectInfo, ObjectStore
-from gateway.errors import S3Error
-from gateway.recovery import RECOVERY_KINDS, Liveness, Recovered, Recovery, RecoverySettings
+from gateway.protocol.errors import S3Error
+from gateway.usecases.recovery import (
+    RECOVERY_KINDS,
+    Liveness,
+    Recovered,
+    Recovery,
+    RecoverySettings,
+)
 from policy.store.base import (
     MAX_PAGE,
     MetadataStore,
@@ -230,7 +238,7 @@ class Reconciler:
             if result is not None:
                 await result
 
-    # -- (c) crash leftovers: gateway.recovery's steps, reported or repaired --------------------
+    # -- (c) crash leftovers: gateway.usecases.recovery's steps, reported or repaired --------------
     async def _check_leftovers(self) -> None:
         bar = self._progress("leftovers")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from gateway.backends.base import Conditions, ObjectInfo
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 
 def _etags(header: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The request body as backends consume it: decoded, measured and verified while it streams.
 
-:func:`request_body` looks at the request's headers (and the :class:`~gateway.auth.AuthContext`)
+:func:`request_body` looks at the request's headers (and the
+:class:`~gateway.s3api.auth.AuthContext`)
 and refuses malformed ones at once; iterating the returned :class:`RequestBody` yields the
 payload (aws-chunked framing removed) and checks, as the bytes go by:
 
@@ -28,9 +29,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import sigv4
-from gateway.auth import AuthContext
-from gateway.checksums import (
+from gateway.protocol import sigv4
+from gateway.protocol.checksums import (
     ALGORITHMS,
     HEADER_PREFIX,
     Checksum,
@@ -38,9 +38,10 @@ from gateway.checksums import (
     decode_expected,
     header_checksums,
 )
-from gateway.chunked import AwsChunkedDecoder
-from gateway.errors import S3Error
-from gateway.uint import parse_uint
+from gateway.protocol.chunked import AwsChunkedDecoder
+from gateway.protocol.errors import S3Error
+from gateway.protocol.uint import parse_uint
+from gateway.s3api.auth import AuthContext
 
 #: pieces smaller than this are hashed inline: a thread hop costs more than it saves
 THREAD_MIN = 128 * 1024

@@ -9,10 +9,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway import s3xml
 from gateway.backends.base import MAX_PART_NUMBER
-from gateway.errors import S3Error
-from gateway.handlers.common import (
+from gateway.protocol import s3xml
+from gateway.protocol.errors import S3Error
+from gateway.s3api.handlers.common import (
     S3Request,
     checksum_headers,
     conditions,
@@ -23,7 +23,7 @@ from gateway.handlers.common import (
     write_meta,
     xml_response,
 )
-from gateway.writes import WritePath, hash_object, refused, stamp
+from gateway.usecases.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, Refusal
 from policy.store.base import MultipartRecord
 

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 import xmltodict
 
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"

@@ -2,7 +2,7 @@
 
 :func:`authenticate` checks everything that can be checked before the body is read. What can
 only be checked while the body streams (payload SHA-256, chunk signatures, checksums) is done by
-:mod:`gateway.body`, from the :class:`AuthContext` returned here.
+:mod:`gateway.s3api.body`, from the :class:`AuthContext` returned here.
 
 There is no server-side SigV4 library, so this follows the AWS documentation directly. Two
 client habits shape it:
@@ -24,10 +24,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from gateway import sigv2, sigv4
-from gateway.chunked import ChunkSigner
-from gateway.errors import S3Error
-from gateway.uint import parse_uint
+from gateway.protocol import sigv2, sigv4
+from gateway.protocol.chunked import ChunkSigner
+from gateway.protocol.errors import S3Error
+from gateway.protocol.uint import parse_uint
 from policy.identity import Identity
 from policy.principal import Credential, Principal
 
@@ -66,7 +66,8 @@ class AuthContext:
 
     @property
     def chunk_signer(self) -> ChunkSigner | None:
-        """What :class:`gateway.chunked.AwsChunkedDecoder` needs to verify signed chunks."""
+        """What :class:`gateway.protocol.chunked.AwsChunkedDecoder` needs to verify signed
+        chunks."""
         if self.signing_key is None or self.seed_signature is None:
             return None
         return ChunkSigner(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from gateway.backends.base import ObjectInfo, ObjectStore
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 from policy.enforce import SESSION_META, s3_url
 from policy.store.base import AuditEvent, MetadataStore, WriteIntent
 

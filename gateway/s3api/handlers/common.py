@@ -11,13 +11,13 @@ from urllib.parse import unquote
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
-from gateway import s3xml
 from gateway.backends.base import STORED_HEADERS, Conditions, ObjectStore, WriteMeta
-from gateway.body import request_body
 from gateway.config import Config
-from gateway.errors import S3Error
-from gateway.names import validate_bucket, validate_key
-from gateway.writes import WritePath
+from gateway.protocol import s3xml
+from gateway.protocol.errors import S3Error
+from gateway.protocol.names import validate_bucket, validate_key
+from gateway.s3api.body import request_body
+from gateway.usecases.writes import WritePath
 from policy.enforce import Decision
 
 MAX_METADATA_BYTES = 2048
@@ -42,7 +42,7 @@ class S3Request:
     op: str
     bucket: str
     key: str
-    auth: Any  # gateway.auth.AuthContext
+    auth: Any  # gateway.s3api.auth.AuthContext
     #: what policy.enforce decided for this request (None only in handler unit tests)
     decision: Decision | None = None
     #: the write protocol's services (records, claims, audit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from gateway.backends.base import ByteRange
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 

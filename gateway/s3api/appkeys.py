@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.backends.base import ObjectStore
 from gateway.config import Config
-from gateway.writes import WritePath
+from gateway.usecases.writes import WritePath
 from policy.identity import Identity
 from policy.store.base import MetadataStore
 

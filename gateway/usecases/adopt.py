@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
-from gateway.errors import S3Error
-from gateway.reconcile import STAMP_KEY
-from gateway.writes import GENERATED_META
+from gateway.protocol.errors import S3Error
+from gateway.usecases.reconcile import STAMP_KEY
+from gateway.usecases.writes import GENERATED_META
 from policy.audit import principal_details
 from policy.principal import Principal, Role
 from policy.services import Services

@@ -7,11 +7,12 @@ import logging
 
 from aiohttp import web
 
-from gateway import s3xml
 from gateway.backends.base import Conditions, ObjectInfo, WriteMeta
-from gateway.errors import S3Error
-from gateway.handlers.buckets import ACL_DOCUMENT
-from gateway.handlers.common import (
+from gateway.protocol import s3xml
+from gateway.protocol.errors import S3Error
+from gateway.protocol.names import validate_key
+from gateway.s3api.handlers.buckets import ACL_DOCUMENT
+from gateway.s3api.handlers.common import (
     S3Request,
     check_version_id,
     checksum_headers,
@@ -22,10 +23,9 @@ from gateway.handlers.common import (
     write_meta,
     xml_response,
 )
-from gateway.names import validate_key
-from gateway.safe_serving import apply_download_rule, refuse_as_subresource
-from gateway.sendfile import send_body
-from gateway.writes import WritePath, hash_object, refused, stamp
+from gateway.s3api.safe_serving import apply_download_rule, refuse_as_subresource
+from gateway.s3api.sendfile import send_body
+from gateway.usecases.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, Refusal
 
 log = logging.getLogger("minimo.s3")
@@ -50,7 +50,8 @@ RESPONSE_OVERRIDES = {
 
 def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
     """The headers of a GET/HEAD answer. nosniff and the sandbox CSP are stamped on every S3
-    response by gateway.app; here active types become attachments (gateway.safe_serving)."""
+    response by gateway.s3api.app; here active types become attachments
+    (gateway.s3api.safe_serving)."""
     headers = {
         "ETag": s3xml.quote_etag(info.etag),
         "Last-Modified": s3xml.http_date(info.last_modified),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import s3xml
-from gateway.errors import S3Error
-from gateway.handlers.common import S3Request, read_xml, xml_response
+from gateway.protocol import s3xml
+from gateway.protocol.errors import S3Error
+from gateway.s3api.handlers.common import S3Request, read_xml, xml_response
 
 _ACL_INNER = (
     f"{s3xml.OWNER_XML}<AccessControlList><Grant>"

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
-from gateway.errors import RETRY_AFTER_SECONDS, S3Error, metadata_failure
 from gateway.instance import instance_id
-from gateway.rollback import Janitor, maybe_landed, roll_back
+from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, metadata_failure
+from gateway.usecases.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
 from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
 from policy.identity import IdentityService
@@ -52,7 +52,7 @@ def new_intent_id() -> str:
     return f"{instance_id()}{next(_intent_counter):016x}"
 
 
-#: user metadata only minimo itself sets (gateway.session_crate marks the crates it writes)
+#: user metadata only minimo itself sets (gateway.usecases.session_crate marks the crates it writes)
 GENERATED_META = "minimo-generated"
 
 

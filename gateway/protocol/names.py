@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from gateway.backends.base import MAX_KEY_BYTES
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _IP_LIKE = re.compile(r"\d{1,3}(\.\d{1,3}){3}\Z")

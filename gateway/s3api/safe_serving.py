@@ -7,7 +7,7 @@ opened in that browser would run with the user's login. Three layers keep that f
 
 1. Every S3 answer carries ``X-Content-Type-Options: nosniff`` (the browser never guesses a
    type, so ``text/plain`` or ``binary/octet-stream`` bytes are never rendered as HTML) and
-   :data:`OBJECT_CSP` (gateway.app stamps both on every S3 response, error documents included:
+   :data:`OBJECT_CSP` (gateway.s3api.app stamps both on every S3 response, error documents included:
    two constant headers cost less than deciding which answers need them).
 2. Active media types (:func:`download_rule`) are answered with ``Content-Disposition:
    attachment``, also when the client asked for ``inline``, so the browser saves them instead
@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from multidict import CIMultiDictProxy
 
-from gateway.errors import S3Error
+from gateway.protocol.errors import S3Error
 
 #: ``sandbox`` (no allow-* tokens): the document gets an opaque origin, no scripts, no forms,
 #: no plugins, no popups, so even bytes a browser does render cannot reach the UI's cookies,

@@ -73,7 +73,7 @@ from typing import Any, Literal
 from gateway.backends.base import Leftover, ObjectStore
 from gateway.instance import host_key, instance_id, owner_of, process_alive, process_token
 from gateway.protocol.errors import S3Error
-from gateway.usecases.rollback import roll_back
+from gateway.usecases.rollback import finish_dead_delete, roll_back
 from policy.store.base import MAX_PAGE, InstanceRecord, MetadataStore, WriteIntent
 
 log = logging.getLogger("minimo.recovery")
@@ -317,6 +317,9 @@ class Recovery:
     async def _dead_intent(self, intent: WriteIntent, why: str) -> None:
         if len(self.dead_keys) < 100_000:
             self.dead_keys.add((intent.bucket, intent.key))
+        if intent.kind == "delete":
+            await self._dead_delete(intent, why)
+            return
         foreign = owner_of(intent.id) is None  # adopt-/reconcile-: the object is not its own
         what = f"multipart upload {intent.upload_id} " if intent.upload_id else ""
         item = Recovered(
@@ -340,6 +343,28 @@ class Recovery:
             item.repaired = True
             log.info(
                 "recovered s3://%s/%s: rolled back write %s (%s)",
+                intent.bucket,
+                intent.key,
+                intent.id,
+                why,
+            )
+        await self._found(item)
+
+    async def _dead_delete(self, intent: WriteIntent, why: str) -> None:
+        item = Recovered(
+            "dead_intent",
+            intent.bucket,
+            intent.key,
+            f"delete by {intent.principal} started {intent.started:%Y-%m-%d %H:%M:%S} UTC "
+            f"never finished: {why}",
+            session_id=intent.session_id,
+            intent_id=intent.id,
+        )
+        if self.repair:
+            await finish_dead_delete(self.objects, self.metadata, intent)
+            item.repaired = True
+            log.info(
+                "recovered s3://%s/%s: finished delete %s (%s)",
                 intent.bucket,
                 intent.key,
                 intent.id,

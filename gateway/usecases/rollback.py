@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from gateway.backends.base import ObjectInfo, ObjectStore
 from gateway.protocol.errors import S3Error
@@ -91,6 +91,37 @@ async def _remove_object(
         await metadata.delete_object_record(intent.bucket, intent.key)
 
 
+async def finish_dead_delete(
+    objects: ObjectStore, metadata: MetadataStore, intent: WriteIntent
+) -> None:
+    """Settle a delete whose process died (``intent.kind == "delete"``) so that the metadata
+    matches the object store: the key's writes are marked superseded first (what the dead
+    process may not have got to), so none commits across this; then, when the object is gone,
+    its record goes too, with an audit event marked as not acknowledged (the delete happened,
+    its client never heard so); when it is still there, only the intent goes."""
+    await metadata.supersede_writes(intent.bucket, intent.key)
+    try:
+        await objects.head_object(intent.bucket, intent.key)
+    except S3Error as exc:
+        if exc.code not in ("NoSuchKey", "NoSuchBucket"):
+            raise
+    else:
+        await metadata.abort_write(intent.id)
+        return
+    details: dict[str, object] = {"acknowledged": False, "recovered": True}
+    if intent.session_id is not None:
+        details["session"] = intent.session_id
+    event = AuditEvent(
+        time=datetime.now(UTC),
+        principal=intent.principal,
+        action="DeleteObject",
+        target=s3_url(intent.bucket, intent.key),
+        outcome="allowed",
+        details=details,
+    )
+    await metadata.finish_delete(intent.bucket, intent.key, event, intent.id)
+
+
 def _written_by(info: ObjectInfo, intent: WriteIntent, etag: str | None) -> bool:
     if etag is not None:
         return bare_etag(info.etag) == bare_etag(etag)
@@ -145,12 +176,27 @@ class Janitor:
 
         self._add(f"write {intent.id}", _Repair(intent.bucket, intent.key, fix))
 
+    def add_intent_drop(self, intent: WriteIntent) -> None:
+        """A delete that failed before its object went (or may have): drop its delete intent,
+        which otherwise keeps writes of the key refused for as long as this process lives."""
+
+        async def fix() -> None:
+            await self.metadata.abort_write(intent.id)
+
+        self._add(f"delete {intent.id}", _Repair(intent.bucket, intent.key, fix))
+
     def add_record_drop(
-        self, objects: ObjectStore, bucket: str, key: str, event: AuditEvent
+        self,
+        objects: ObjectStore,
+        bucket: str,
+        key: str,
+        event: AuditEvent,
+        intent_id: str | None = None,
     ) -> None:
         """The object was deleted but its record stayed: drop it (with the delete's audit
-        event, marked as not acknowledged to the client) once the store answers, unless a new
-        object has been written at the key meanwhile (its record is the right one)."""
+        event, marked as not acknowledged to the client) and the delete intent ``intent_id``
+        once the store answers, unless a new object has been written at the key meanwhile (its
+        record is the right one)."""
 
         async def fix() -> None:
             try:
@@ -159,9 +205,12 @@ class Janitor:
                 if exc.code not in ("NoSuchKey", "NoSuchBucket"):
                     raise
             else:
+                if intent_id is not None:
+                    await self.metadata.abort_write(intent_id)
                 return
             details = {**event.details, "acknowledged": False}
-            await self.metadata.finish_delete(bucket, key, replace(event, details=details))
+            event_now = replace(event, details=details)
+            await self.metadata.finish_delete(bucket, key, event_now, intent_id)
 
         self._add(f"delete {s3_url(bucket, key)} {id(event)}", _Repair(bucket, key, fix))
 

@@ -28,7 +28,14 @@ from policy.audit import Auditor, principal_details, principal_name
 from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
 from policy.identity import IdentityService
 from policy.services import Services
-from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, WriteIntent
+from policy.store.base import (
+    AuditEvent,
+    IntentKind,
+    KeyBusy,
+    MetadataStore,
+    ObjectRecord,
+    WriteIntent,
+)
 
 log = logging.getLogger("minimo.writes")
 
@@ -80,6 +87,18 @@ def not_recorded(resource: str) -> S3Error:
     return S3Error("ServiceUnavailable", NOT_RECORDED, resource=resource, headers=RETRY_AFTER)
 
 
+#: a write refused because a delete of its key is running (docs/write-protocol.md, "Writes
+#: beside deletes"); the delete takes milliseconds, so the SDKs' own retry of a 503 gets through
+KEY_BUSY = (
+    "A delete of this key ran at the same time, so this write was not stored (nothing under "
+    "this key changed by it). Try again."
+)
+
+
+def key_busy(resource: str) -> S3Error:
+    return S3Error("ServiceUnavailable", KEY_BUSY, resource=resource, headers={"Retry-After": "1"})
+
+
 @dataclass(slots=True)
 class WritePath:
     """The services the write handlers need; one per process (an app key)."""
@@ -95,16 +114,7 @@ class WritePath:
     def begin(
         self, decision: Decision, bucket: str, key: str, upload_id: str | None = None
     ) -> Write:
-        intent = WriteIntent(
-            id=new_intent_id(),
-            bucket=bucket,
-            key=key,
-            session_id=decision.session_id,
-            principal=decision.principal.user if decision.principal else "-",
-            started=datetime.now(UTC),
-            upload_id=upload_id,
-        )
-        return Write(self, decision, intent)
+        return Write(self, decision, _intent(decision, bucket, key, upload_id=upload_id))
 
     async def accepted(self, decision: Decision, target: str, **details: object) -> None:
         """Audit an accepted operation that stores no object record (a part, an upload begun
@@ -123,27 +133,77 @@ class WritePath:
     async def deleted(
         self, objects: ObjectStore, decision: Decision, bucket: str, key: str
     ) -> bool:
-        """DeleteObject after the policy allowed it: the object, then its record, write-once
-        claim and audit event in one store call. Returns whether a record existed.
+        """DeleteObject after the policy allowed it: a delete intent, the object, then its
+        record, write-once claim and audit event in one store call. Returns whether a record
+        existed.
 
-        The object goes first: a record without its object is harmless (reads say NoSuchKey,
-        reconcile drops it), an object without its record is the one thing minimo promises
-        never to show. When the store call fails the client hears 503 and may retry (a delete
-        of a deleted key is a no-op that still drops the record)."""
-        await objects.delete_object(bucket, key)
+        The delete intent keeps writes of the key from committing across the delete: without
+        it a PUT could store its object, lose it to this delete, and then record it (a record
+        of nothing), or store it after this delete removed the old object and be recorded
+        just before this delete drops "the" record (an object without one). Writes in flight
+        when the delete starts or ends fail and roll back; writes that start meanwhile are
+        refused (both with a retryable 503).
+
+        The object goes before the record: a record without its object is harmless (reads say
+        NoSuchKey, reconcile drops it), an object without its record is the one thing minimo
+        promises never to show. When the last store call fails the client hears 503 and may
+        retry (a delete of a deleted key is a no-op that still drops the record)."""
+        resource = f"/{bucket}/{key}"
+        intent = _intent(decision, bucket, key, kind="delete")
+        try:
+            await self.store.start_delete(intent)
+        except Exception as exc:
+            log.error("could not start the delete of %s: %s", s3_url(bucket, key), exc)
+            self.janitor.add_intent_drop(intent)  # it may have been stored all the same
+            raise metadata_failure(exc, _not_deleted(resource)) from exc
+        try:
+            await objects.delete_object(bucket, key)
+        except BaseException:
+            # (whether or not the object went, its record stays: at worst a record of nothing)
+            self.janitor.add_intent_drop(intent)
+            raise
         event = accepted_event(decision, s3_url(bucket, key))
         try:
-            return await self.store.finish_delete(bucket, key, event)
+            return await self.store.finish_delete(bucket, key, event, intent.id)
         except Exception as exc:
             log.error("could not record the delete of %s: %s", event.target, exc)
-            self.janitor.add_record_drop(objects, bucket, key, event)
+            self.janitor.add_record_drop(objects, bucket, key, event, intent.id)
             raise S3Error(
                 "ServiceUnavailable",
                 "The object was deleted, but the metadata store could not record it. Send the "
                 "delete again.",
-                resource=f"/{bucket}/{key}",
+                resource=resource,
                 headers=RETRY_AFTER,
             ) from exc
+
+
+def _intent(
+    decision: Decision,
+    bucket: str,
+    key: str,
+    *,
+    upload_id: str | None = None,
+    kind: IntentKind = "write",
+) -> WriteIntent:
+    return WriteIntent(
+        id=new_intent_id(),
+        bucket=bucket,
+        key=key,
+        session_id=decision.session_id,
+        principal=decision.principal.user if decision.principal else "-",
+        started=datetime.now(UTC),
+        upload_id=upload_id,
+        kind=kind,
+    )
+
+
+def _not_deleted(resource: str) -> S3Error:
+    return S3Error(
+        "ServiceUnavailable",
+        "The metadata store could not record this delete, so nothing was deleted. Try again.",
+        resource=resource,
+        headers=RETRY_AFTER,
+    )
 
 
 def accepted_event(decision: Decision, target: str, **details: object) -> AuditEvent:
@@ -193,6 +253,9 @@ class Write:
         self.started = True
         try:
             won = await store.start_write(self.intent, claim=write_once)
+        except KeyBusy as exc:
+            self.started = False  # nothing is left behind
+            raise key_busy(self.resource) from exc
         except BaseException:
             # A store that timed out may still have stored the intent or the claim (it did the
             # work, the answer was lost): undo both, now or, via the janitor, once it answers.
@@ -250,6 +313,10 @@ class Write:
         event = accepted_event(self.decision, self.target, size=size, sha256=sha256, **details)
         try:
             record = await self.path.store.finish_write(self.intent.id, record, event)
+        except KeyBusy as exc:
+            # a delete of the key overtook this write: it may have removed these very bytes
+            await self.abort(objects, etag=etag)
+            raise key_busy(self.resource) from exc
         except Exception as exc:
             log.error("could not commit %s (write %s): %s", self.target, self.intent.id, exc)
             await self.abort(objects, etag=etag)

@@ -51,6 +51,12 @@ class NotFound(StoreError):
     """The record to update does not exist."""
 
 
+class KeyBusy(StoreError):
+    """A delete of the key is in progress: a write that starts now is refused (nothing was
+    stored), since the delete could remove its object after it was acknowledged. The same
+    write may be sent again at once (docs/write-protocol.md, "Writes beside deletes")."""
+
+
 class StoreUnavailable(StoreError):
     """The metadata store cannot answer now: unreachable, timed out, busy past its timeout or
     failing over. Nothing about the request is wrong; the same call may succeed later (the
@@ -284,6 +290,9 @@ class SessionPage:
     next_cursor: str | None = None
 
 
+IntentKind = Literal["write", "delete"]
+
+
 @dataclass(frozen=True, slots=True)
 class WriteIntent:
     """A write in progress (DESIGN.md decision 4): recorded before the first byte is stored."""
@@ -298,6 +307,9 @@ class WriteIntent:
     started: datetime
     #: set for CompleteMultipartUpload
     upload_id: str | None = None
+    #: "delete": a DeleteObject in progress, held while the object is deleted so that no write
+    #: of the key commits across it (docs/write-protocol.md, "Writes beside deletes")
+    kind: IntentKind = "write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,18 +539,39 @@ class MetadataStore(ABC):
     async def start_write(self, intent: WriteIntent, *, claim: bool) -> bool:
         """Record ``intent`` and, when ``claim``, claim its key (:meth:`claim_key`); returns
         whether the claim was won (True when no claim was asked for). The intent is recorded
-        even when the claim is lost (the caller aborts it). If this raises, nothing is left
-        behind. Backends that can do both in one round trip override this."""
+        even when the claim is lost (the caller aborts it). Raises :class:`KeyBusy` (leaving
+        nothing behind) while a delete of the key is in progress: the intent goes in first and
+        the delete's intent is looked for after, the order :meth:`start_delete` mirrors, so of
+        a write and a delete that start together at least one sees the other. If this raises,
+        nothing is left behind. Backends that can do it all in one round trip override this."""
         await self.begin_write(intent)
-        if not claim:
-            return True
         try:
+            if await self.delete_in_progress(intent.bucket, intent.key):
+                raise KeyBusy(f"a delete of {intent.bucket}/{intent.key} is in progress")
+            if not claim:
+                return True
             return await self.claim_key(intent.bucket, intent.key, intent.id)
         except BaseException:
             # a claim that timed out may have been stored all the same: release it too
             with contextlib.suppress(Exception):
                 await self.roll_back_write(intent)
             raise
+
+    @abstractmethod
+    async def delete_in_progress(self, bucket: str, key: str) -> bool:
+        """Whether a delete intent of (bucket, key) is recorded."""
+
+    @abstractmethod
+    async def supersede_writes(self, bucket: str, key: str) -> None:
+        """Mark every write intent of (bucket, key) superseded (as :meth:`start_delete` does);
+        recovery calls it before finishing a dead delete."""
+
+    @abstractmethod
+    async def start_delete(self, intent: WriteIntent) -> None:
+        """Record a delete intent (``kind == "delete"``) before the object is deleted, then mark
+        every write intent of the key as superseded: those writes can no longer commit
+        (:meth:`finish_write` refuses them) and roll back; new ones are refused while the delete
+        intent stays (:class:`KeyBusy`)."""
 
     @abstractmethod
     async def finish_write(
@@ -549,13 +582,20 @@ class MetadataStore(ABC):
         Audit is part of the write (DESIGN.md decision 4): the write is acknowledged only when
         this returns, and it returns only when both the record and ``audit`` are stored. When it
         raises, the caller rolls the write back (:meth:`roll_back_write`, which also removes
-        whatever part of this commit did get stored). Returns the record as stored."""
+        whatever part of this commit did get stored). Returns the record as stored.
+
+        Raises :class:`NotFound` when the intent is gone (recovery rolled the write back),
+        :class:`KeyBusy` when a delete of the key superseded it (:meth:`start_delete`)."""
 
     @abstractmethod
-    async def finish_delete(self, bucket: str, key: str, audit: AuditEvent) -> bool:
+    async def finish_delete(
+        self, bucket: str, key: str, audit: AuditEvent, intent_id: str | None = None
+    ) -> bool:
         """After the object store deleted (bucket, key): drop its current record and write-once
-        claim (as :meth:`delete_object_record`) and append ``audit``, all or (as far as the
-        store allows) nothing. Returns whether a current record existed."""
+        claim (as :meth:`delete_object_record`), mark the key's write intents superseded again
+        (writes that started while the delete ran), append ``audit`` and drop the delete intent
+        ``intent_id``, all or (as far as the store allows) nothing, the intent last. Returns
+        whether a current record existed."""
 
     @abstractmethod
     async def roll_back_write(self, intent: WriteIntent) -> None:

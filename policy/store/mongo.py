@@ -59,6 +59,7 @@ from policy.store.base import (
     FieldFilter,
     FormRecord,
     InstanceRecord,
+    KeyBusy,
     KeyRecord,
     MetadataStore,
     MultipartRecord,
@@ -262,6 +263,7 @@ def _intent_doc(intent: WriteIntent) -> dict[str, Any]:
         "principal": intent.principal,
         "started": _utc(intent.started),
         "upload_id": intent.upload_id,
+        "kind": intent.kind,
     }
 
 
@@ -274,6 +276,7 @@ def _intent(doc: dict[str, Any]) -> WriteIntent:
         doc["principal"],
         doc["started"],
         doc.get("upload_id"),
+        doc.get("kind", "write"),
     )
 
 
@@ -523,6 +526,9 @@ class MongoMetadataStore(MetadataStore):
         )
         await db[WRITE_INTENTS].create_index([("id", ASCENDING)], unique=True, name="id_unique")
         await db[WRITE_INTENTS].create_index([("started", ASCENDING)], name="started")
+        await db[WRITE_INTENTS].create_index(
+            [("bucket", ASCENDING), ("key", ASCENDING)], name="bucket_key"
+        )
         await db[OBJECTS].create_index(
             [("bucket", ASCENDING), ("key", ASCENDING)], unique=True, name="bucket_key_unique"
         )
@@ -890,8 +896,29 @@ class MongoMetadataStore(MetadataStore):
         stored, _ = await self._commit(intent_id, record)
         return stored
 
-    async def _commit(self, intent_id: str, record: ObjectRecord) -> tuple[ObjectRecord, bool]:
-        """commit_write, and whether the intent was still there to drop."""
+    async def delete_in_progress(self, bucket: str, key: str) -> bool:
+        found = await self.db[WRITE_INTENTS].find_one(
+            {"bucket": bucket, "key": key, "kind": "delete"}, {"_id": 1}
+        )
+        return found is not None
+
+    async def start_delete(self, intent: WriteIntent) -> None:
+        # The delete intent first, then the marks (the mirror of start_write's order): a write
+        # that did not see this intent had recorded its own before, so it gets marked here.
+        await self.begin_write(intent)
+        await self.supersede_writes(intent.bucket, intent.key)
+
+    async def supersede_writes(self, bucket: str, key: str) -> None:
+        await self.db[WRITE_INTENTS].update_many(
+            {"bucket": bucket, "key": key, "kind": {"$ne": "delete"}},
+            {"$set": {"superseded": True}},
+        )
+
+    async def _commit(
+        self, intent_id: str, record: ObjectRecord, *, unless_superseded: bool = False
+    ) -> tuple[ObjectRecord, bool]:
+        """commit_write, and whether the intent was still there to drop (with
+        ``unless_superseded``, only an intent no delete marked counts)."""
         # History first (idempotent on the intent id), then the current record, then the
         # intent: an interruption leaves the intent behind for reconcile, never a current
         # record missing from the history.
@@ -906,7 +933,10 @@ class MongoMetadataStore(MetadataStore):
             # Two first commits of one key raced to insert: the record exists now, so replace
             # it (the last commit wins, as on any overwrite).
             await self.db[OBJECTS].replace_one(where, doc)
-        dropped = await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
+        which: dict[str, Any] = {"id": intent_id}
+        if unless_superseded:
+            which["superseded"] = {"$ne": True}
+        dropped = await self.db[WRITE_INTENTS].delete_one(which)
         return _object(doc), dropped.deleted_count > 0
 
     async def finish_write(
@@ -921,14 +951,25 @@ class MongoMetadataStore(MetadataStore):
         # rolled this write back meanwhile (its writer was taken for dead) and what was just
         # stored describes an object that is gone; the caller's rollback removes it again
         # (by intent id), so the write fails as a whole instead of leaving a record behind.
-        stored, dropped = await self._commit(intent_id, record)
+        # A delete of the key that began meanwhile marked the intent superseded: the delete may
+        # have removed this write's object, so the write fails the same way.
+        stored, dropped = await self._commit(intent_id, record, unless_superseded=True)
         if not dropped:
+            if await self.db[WRITE_INTENTS].find_one({"id": intent_id}, {"_id": 1}):
+                raise KeyBusy(f"write intent {intent_id} was superseded by a delete of its key")
             raise NotFound(f"write intent {intent_id} is gone: the write was rolled back")
         return stored
 
-    async def finish_delete(self, bucket: str, key: str, audit: AuditEvent) -> bool:
+    async def finish_delete(
+        self, bucket: str, key: str, audit: AuditEvent, intent_id: str | None = None
+    ) -> bool:
+        # The delete intent goes last: until then a new write of the key is refused, and an
+        # interrupted finish is found (and finished) by recovery.
+        await self.supersede_writes(bucket, key)
         existed = await self.delete_object_record(bucket, key)
         await self.append_audit(audit)
+        if intent_id is not None:
+            await self.abort_write(intent_id)
         return existed
 
     async def roll_back_write(self, intent: WriteIntent) -> None:

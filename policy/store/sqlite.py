@@ -30,6 +30,7 @@ from policy.store.base import (
     FieldFilter,
     FormRecord,
     InstanceRecord,
+    KeyBusy,
     KeyRecord,
     MetadataStore,
     MultipartRecord,
@@ -54,6 +55,8 @@ BUSY_TIMEOUT_MS = 10_000
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: finish_write of an intent that recovery rolled back (its writer was taken for dead)
 _INTENT_GONE = "write intent {} is gone: the write was rolled back"
+#: finish_write of an intent that a delete of its key overtook
+_INTENT_SUPERSEDED = "write intent {} was superseded by a delete of its key: the write is undone"
 _T = TypeVar("_T")
 
 #: Migrations in order; a migration's version is its index + 1. Append, never edit.
@@ -228,6 +231,13 @@ MIGRATIONS: list[Sequence[str]] = [
         )""",
         "CREATE INDEX multipart_uploads_by_created ON multipart_uploads (created, upload_id)",
     ),
+    # Writes beside deletes (docs/write-protocol.md): a DeleteObject holds a delete intent while
+    # it runs, and marks the key's write intents superseded so none of them commits across it.
+    (
+        "ALTER TABLE write_intents ADD COLUMN kind TEXT NOT NULL DEFAULT 'write'",
+        "ALTER TABLE write_intents ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX write_intents_by_key ON write_intents (bucket, object_key)",
+    ),
 ]
 
 _USER_COLUMNS = "name, role, password_hash, created, deleted"
@@ -240,7 +250,7 @@ _SESSION_COLUMNS = (
 )
 #: the same, qualified with the alias the search gives the table
 _SESSION_COLUMNS_S = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
-_INTENT_COLUMNS = "id, bucket, object_key, session_id, principal, started, upload_id"
+_INTENT_COLUMNS = "id, bucket, object_key, session_id, principal, started, upload_id, kind"
 _OBJECT_COLUMNS = (
     "bucket, object_key, size, etag, sha256, content_type, session_id, principal, committed"
 )
@@ -312,7 +322,7 @@ def _session(row: Any) -> SessionRecord:
 
 def _intent(row: Any) -> WriteIntent:
     return WriteIntent(
-        row[0], row[1], row[2], row[3], row[4], datetime.fromisoformat(row[5]), row[6]
+        row[0], row[1], row[2], row[3], row[4], datetime.fromisoformat(row[5]), row[6], row[7]
     )
 
 
@@ -821,10 +831,26 @@ class SqliteStore(MetadataStore):
 
     async def start_write(self, intent: WriteIntent, *, claim: bool) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
+            # (raising undoes this request's savepoint: the intent is not kept)
+            if _deleting(conn, intent.bucket, intent.key):
+                raise KeyBusy(f"a delete of {intent.bucket}/{intent.key} is in progress")
             _insert_intent(conn, intent)
             return _claim(conn, intent.bucket, intent.key, intent.id) if claim else True
 
         return await self._batched(op)
+
+    async def delete_in_progress(self, bucket: str, key: str) -> bool:
+        return await self._call(lambda conn: _deleting(conn, bucket, key))
+
+    async def supersede_writes(self, bucket: str, key: str) -> None:
+        await self._batched(lambda conn: _supersede_writes(conn, bucket, key))
+
+    async def start_delete(self, intent: WriteIntent) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            _insert_intent(conn, intent)
+            _supersede_writes(conn, intent.bucket, intent.key)
+
+        await self._batched(op)
 
     async def commit_write(self, intent_id: str, record: ObjectRecord) -> ObjectRecord:
         return await self._batched(lambda conn: _commit(conn, intent_id, record))
@@ -835,18 +861,27 @@ class SqliteStore(MetadataStore):
         # One transaction on one database (decision 1 allows it): the record, its history, the
         # intent's removal and the audit event become durable together, or none of them does.
         def op(conn: sqlite3.Connection) -> ObjectRecord:
-            if _fetch_one(conn, "SELECT 1 FROM write_intents WHERE id = ?", (intent_id,)) is None:
+            sql = "SELECT superseded FROM write_intents WHERE id = ?"
+            row = _fetch_one(conn, sql, (intent_id,))
+            if row is None:
                 raise NotFound(_INTENT_GONE.format(intent_id))
+            if row[0]:
+                raise KeyBusy(_INTENT_SUPERSEDED.format(intent_id))
             stored = _commit(conn, intent_id, record)
             _insert_audit(conn, audit)
             return stored
 
         return await self._batched(op)
 
-    async def finish_delete(self, bucket: str, key: str, audit: AuditEvent) -> bool:
+    async def finish_delete(
+        self, bucket: str, key: str, audit: AuditEvent, intent_id: str | None = None
+    ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             existed = _delete_record(conn, bucket, key)
+            _supersede_writes(conn, bucket, key)
             _insert_audit(conn, audit)
+            if intent_id is not None:
+                conn.execute("DELETE FROM write_intents WHERE id = ?", (intent_id,))
             return existed
 
         return await self._batched(op)
@@ -1261,7 +1296,7 @@ def _transaction(
 def _insert_intent(conn: sqlite3.Connection, intent: WriteIntent) -> None:
     try:
         conn.execute(
-            f"INSERT INTO write_intents ({_INTENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO write_intents ({_INTENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 intent.id,
                 intent.bucket,
@@ -1270,10 +1305,27 @@ def _insert_intent(conn: sqlite3.Connection, intent: WriteIntent) -> None:
                 intent.principal,
                 _ts(intent.started),
                 intent.upload_id,
+                intent.kind,
             ),
         )
     except sqlite3.IntegrityError as exc:
         raise AlreadyExists(f"write intent {intent.id!r} already exists") from exc
+
+
+def _deleting(conn: sqlite3.Connection, bucket: str, key: str) -> bool:
+    sql = (
+        "SELECT 1 FROM write_intents WHERE bucket = ? AND object_key = ? AND kind = 'delete'"
+        " LIMIT 1"
+    )
+    return _fetch_one(conn, sql, (bucket, key)) is not None
+
+
+def _supersede_writes(conn: sqlite3.Connection, bucket: str, key: str) -> None:
+    conn.execute(
+        "UPDATE write_intents SET superseded = 1"
+        " WHERE bucket = ? AND object_key = ? AND kind = 'write'",
+        (bucket, key),
+    )
 
 
 def _claim(conn: sqlite3.Connection, bucket: str, key: str, intent_id: str) -> bool:

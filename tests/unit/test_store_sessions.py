@@ -23,6 +23,7 @@ from policy.store import (
     AlreadyExists,
     AuditEvent,
     FieldFilter,
+    KeyBusy,
     KeyRecord,
     MetadataStore,
     MultipartRecord,
@@ -99,7 +100,10 @@ def record(bucket: str, key: str, size: int, session_id: str | None, **kw: Any) 
 
 
 def intent(iid: str, bucket: str = "raw", key: str = "k", sid: str | None = "s1", **kw: Any):
-    return WriteIntent(iid, bucket, key, sid, "alice", kw.get("started", now()), kw.get("upload"))
+    started = kw.get("started", now())
+    return WriteIntent(
+        iid, bucket, key, sid, "alice", started, kw.get("upload"), kw.get("kind", "write")
+    )
 
 
 # -- forms ---------------------------------------------------------------------------------------
@@ -814,6 +818,51 @@ def test_roll_back_write(with_store) -> None:
         assert await store.get_object_record("raw", "e") is None
         assert await store.list_object_history("raw", "e") == []
         assert await _targets(store, "PutObject") == ["s3://raw/b"]
+
+    with_store(body)
+
+
+def test_writes_beside_a_delete(with_store) -> None:
+    """A delete intent keeps writes of its key from committing across the delete: a write in
+    flight when the delete starts (or one that slips in before it ends) cannot commit, and a
+    write that starts while it runs is refused with nothing left behind. Other keys are free."""
+
+    async def body(store: MetadataStore) -> None:
+        assert await store.start_write(intent("early", key="k"), claim=False)
+        assert await store.start_write(intent("other", key="k2"), claim=False)
+        deleting = intent("del", key="k", kind="delete")
+        await store.start_delete(deleting)
+        assert (await store.get_intent("del")).kind == "delete"  # type: ignore[union-attr]
+        assert await store.delete_in_progress("raw", "k")
+        assert not await store.delete_in_progress("raw", "k2")
+        # the write that was in flight is superseded: its finish fails, its rollback is clean
+        with pytest.raises(KeyBusy):
+            await store.finish_write("early", record("raw", "k", 1, "s1"), _event("k"))
+        await store.roll_back_write(intent("early", key="k"))
+        assert await store.get_object_record("raw", "k") is None
+        assert await _targets(store, "PutObject") == []
+        # a write that starts now is refused and leaves no intent or claim
+        for claim in (False, True):
+            with pytest.raises(KeyBusy):
+                await store.start_write(intent(f"late{claim}", key="k"), claim=claim)
+            assert await store.get_intent(f"late{claim}") is None
+        assert await store.get_claim("raw", "k") is None
+        # another key is not held up
+        await store.finish_write("other", record("raw", "k2", 2, "s1"), _event("k2"))
+        # finishing the delete drops its intent: writes of the key go through again
+        assert not await store.finish_delete("raw", "k", _event("k", "DeleteObject"), "del")
+        assert await store.get_intent("del") is None
+        assert not await store.delete_in_progress("raw", "k")
+        assert await store.start_write(intent("after", key="k"), claim=True)
+        await store.finish_write("after", record("raw", "k", 3, "s1"), _event("k"))
+        assert (await store.get_object_record("raw", "k")).intent_id == "after"  # type: ignore[union-attr]
+        # a write that started before the delete's finish (but after its start was refused
+        # to others) is marked again by the finish: here one begun by a store-level caller
+        await store.begin_write(intent("sneaky", key="k"))
+        await store.start_delete(intent("del2", key="k", kind="delete"))
+        await store.finish_delete("raw", "k", _event("k", "DeleteObject"), "del2")
+        with pytest.raises(KeyBusy):
+            await store.finish_write("sneaky", record("raw", "k", 4, "s1"), _event("k"))
 
     with_store(body)
 

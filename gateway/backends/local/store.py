@@ -49,12 +49,17 @@ class LocalObjectStore(ObjectStore):
     """Objects as files under ``root``. Safe to share between processes on the same host."""
 
     kind = "local"
+    needs_body_md5 = True
 
     def __init__(self, root: Path, *, fsync: bool = True, threads: int = 32) -> None:
         self.root = Path(root)
         self._layout = Layout(self.root, fsync=fsync)
         self._pool = DiskPool(threads)
         self._uploads = Uploads(self._layout)
+
+    @property
+    def local_dir(self) -> Path:
+        return self.root
 
     async def start(self) -> None:
         await self._pool.run(self._start_sync)

@@ -89,8 +89,9 @@ async def health(request: web.Request) -> web.Response:
         _probe(metadata_store.ping if metadata_store is not None else None),
     )
     # a disk that is full answers probes fine but refuses every write: say so
-    if object_status == "ok" and getattr(object_store, "kind", None) == "local":
-        object_status = disk_full(object_store.root) or object_status  # type: ignore[union-attr]
+    object_dir = object_store.local_dir if object_store is not None else None
+    if object_status == "ok" and object_dir is not None:
+        object_status = disk_full(object_dir) or object_status
     if metadata_status == "ok" and getattr(metadata_store, "kind", None) == "sqlite":
         path = metadata_store.path  # type: ignore[union-attr]
         metadata_status = disk_full(path.parent) or metadata_status

@@ -20,7 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol
 
 from gateway.protocol.errors import S3Error
 
@@ -198,8 +199,22 @@ class Leftover:
 class ObjectStore(ABC):
     """One object store backend. Instances are shared by all requests of a process."""
 
-    #: "local" or "s3"
+    #: the backend's name, "local" or "s3", for logs and messages; callers that need to know
+    #: what a backend does ask one of its capabilities below, never its name
     kind: str
+
+    #: Whether the ETags this store writes are the MD5 of the bytes it is given, computed in
+    #: the gateway. Then the request body should hash while it streams (the store takes that
+    #: digest and does not read the bytes a second time); a store that computes its ETags
+    #: elsewhere (an S3 upstream) would only waste the CPU.
+    needs_body_md5: ClassVar[bool] = False
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The directory on this host that holds the objects, or None when they live elsewhere
+        (an S3 upstream). A full file system there answers probes fine but refuses every
+        write, so health checks its free space."""
+        return None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pools, create directories. Called once before serving."""

@@ -23,7 +23,7 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], O
     try:
         from gateway.backends.s3 import S3ObjectStore
     except ImportError as exc:
-        pytest.fail(f"the s3 backend (gateway/backends/s3.py, S3ObjectStore) is missing: {exc}")
+        pytest.fail(f"the s3 backend (gateway/backends/s3/, S3ObjectStore) is missing: {exc}")
     return lambda: S3ObjectStore(
         endpoint=server.endpoint,
         access_key=server.access_key,

@@ -904,6 +904,9 @@ def test_factory_picks_backend(versitygw: Versitygw, tmp_path) -> None:
     assert isinstance(store, S3ObjectStore) and store.kind == "s3"
     local = open_object_store(Config(data_dir=tmp_path))
     assert local.kind == "local"
+    # the capabilities callers ask instead of the name: who hashes for the ETag, where on disk
+    assert local.needs_body_md5 and not store.needs_body_md5
+    assert local.local_dir == Config(data_dir=tmp_path).objects_dir and store.local_dir is None
     with pytest.raises(ValueError):
         open_object_store(Config(data_dir=tmp_path, s3_endpoint=versitygw.endpoint))
 

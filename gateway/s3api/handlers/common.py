@@ -63,8 +63,8 @@ class S3Request:
     def body(self, *, sha256: bool = False) -> Any:
         """The decoded, verified request body (gateway.backends.base.Body); ``sha256`` makes
         it compute ``sha256_hex`` (for the object record) as it streams."""
-        # only the local backend needs MD5 (its ETag); an s3 upstream computes its own
-        return request_body(self.request, self.auth, md5=self.store.kind == "local", sha256=sha256)
+        md5 = self.store.needs_body_md5
+        return request_body(self.request, self.auth, md5=md5, sha256=sha256)
 
 
 def xml_response(body: bytes, status: int = 200) -> web.Response:

@@ -1,0 +1,151 @@
+"""The write path's second half: a sealed temp file (or a folder marker's directory) made
+visible under its key in one atomic step, with the directories above it created on the way.
+
+``rename`` replaces an existing object; ``If-None-Match: *`` uses ``link`` (or ``XATTR_CREATE``
+for a marker) instead, which refuses an existing name, so exactly one of several concurrent
+writers wins. Every step runs on the thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+from gateway.backends.base import no_such_bucket
+from gateway.backends.local.layout import (
+    Target,
+    is_directory,
+    parent_is_file,
+    require_bucket,
+)
+from gateway.backends.local.lister import holds_object
+from gateway.backends.local.records import get_meta, set_meta
+from gateway.backends.local.writing import fsync_dir
+from gateway.protocol.errors import S3Error
+
+#: tries before a key that concurrent writers and deletes keep changing gives up (SlowDown)
+_ATTEMPTS = 8
+
+
+def already_exists(key: str) -> S3Error:
+    return S3Error(
+        "PreconditionFailed",
+        f"{key!r} already exists (If-None-Match: *).",
+        extra={"Condition": "If-None-Match"},
+    )
+
+
+def _changing(key: str) -> S3Error:
+    return S3Error("SlowDown", f"{key!r} is being changed concurrently; try again.")
+
+
+def precheck(t: Target, if_none_match: bool) -> None:
+    """Fail before reading a body that could never be stored (checked again at the end)."""
+    require_bucket(t.bucket_dir, t.bucket)
+    try:
+        st = os.stat(t.path)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise parent_is_file(t.key) from None
+    if t.marker:
+        if not stat.S_ISDIR(st.st_mode):
+            raise parent_is_file(t.key)
+        exists = get_meta(t.path) is not None
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            if get_meta(t.path) is not None or holds_object(t.path):
+                raise is_directory(t.key)
+            return
+        exists = True
+    if exists and if_none_match:
+        raise already_exists(t.key)
+
+
+def ensure_parents(t: Target) -> None:
+    """Create the directories above ``t`` (never the bucket itself)."""
+    parent = t.parent
+    if os.path.isdir(parent):
+        return
+    if not os.path.isdir(t.bucket_dir):
+        raise no_such_bucket(t.bucket)
+    rel = os.path.relpath(parent, t.bucket_dir)
+    current = t.bucket_dir
+    for segment in rel.split(os.sep):
+        current = os.path.join(current, segment)
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            if not os.path.isdir(current):
+                raise parent_is_file(t.key) from None
+        except NotADirectoryError:
+            raise parent_is_file(t.key) from None
+        except FileNotFoundError:
+            # the bucket or a parent vanished; a concurrent delete pruned it: caller retries
+            if not os.path.isdir(t.bucket_dir):
+                raise no_such_bucket(t.bucket) from None
+            raise
+
+
+def _clear_empty_dir(t: Target) -> None:
+    """``t.path`` is a directory where a file should go: remove it if it holds no object
+    (leftover empty directories, e.g. after a crash), else refuse."""
+    if get_meta(t.path) is None and not holds_object(t.path):
+        for dirpath, _dirs, _files in os.walk(t.path, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
+        if not os.path.isdir(t.path):
+            return
+    raise is_directory(t.key)
+
+
+def place_file(src: str, t: Target, exclusive: bool, *, fsync: bool) -> None:
+    """Move the sealed temp file ``src`` to ``t`` atomically (link for If-None-Match)."""
+    for _attempt in range(_ATTEMPTS):
+        try:
+            ensure_parents(t)
+            if exclusive:
+                os.link(src, t.path)
+                os.unlink(src)
+            else:
+                os.rename(src, t.path)
+        except FileExistsError:
+            if os.path.isdir(t.path):
+                _clear_empty_dir(t)
+                continue
+            raise already_exists(t.key) from None
+        except IsADirectoryError:
+            _clear_empty_dir(t)
+            continue
+        except NotADirectoryError:
+            raise parent_is_file(t.key) from None
+        except FileNotFoundError:
+            continue  # a concurrent delete removed an empty parent: create it again
+        if fsync:
+            fsync_dir(t.parent)
+        return
+    raise _changing(t.key)
+
+
+def place_marker(t: Target, meta: bytes, exclusive: bool, *, fsync: bool) -> None:
+    """A folder marker is its directory carrying the metadata xattr."""
+    for _attempt in range(_ATTEMPTS):
+        try:
+            ensure_parents(t)
+            try:
+                os.mkdir(t.path)
+            except FileExistsError:
+                if not os.path.isdir(t.path):
+                    raise parent_is_file(t.key) from None
+            set_meta(t.path, meta, os.XATTR_CREATE if exclusive else 0)
+        except FileExistsError:
+            raise already_exists(t.key) from None
+        except NotADirectoryError:
+            raise parent_is_file(t.key) from None
+        except FileNotFoundError:
+            continue
+        if fsync:
+            fsync_dir(t.parent)
+        return
+    raise _changing(t.key)

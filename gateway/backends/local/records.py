@@ -1,0 +1,98 @@
+"""The ``user.minimo`` xattr that travels with every object file (or marker directory): the
+ETag, content type, user metadata, stored headers and part count, and the ObjectInfo a file
+and its record describe together."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.backends.base import ObjectInfo, WriteMeta
+from gateway.backends.local.pool import FULL_ERRNOS, nearly_full
+from gateway.protocol.errors import S3Error
+
+XATTR = "user.minimo"
+EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def get_meta(path_or_fd: str | int) -> dict[str, Any] | None:
+    """The ``user.minimo`` xattr as a dict, or None when absent or unreadable."""
+    try:
+        raw = os.getxattr(path_or_fd, XATTR)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def encode_meta(etag: str, meta: WriteMeta, parts: int | None = None) -> bytes:
+    record: dict[str, Any] = {"etag": etag, "mtime": time.time()}
+    if meta.content_type:
+        record["type"] = meta.content_type
+    if meta.metadata:
+        record["meta"] = meta.metadata
+    if meta.headers:
+        record["headers"] = meta.headers
+    if parts:
+        record["parts"] = parts
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def meta_of(record: dict[str, Any] | None) -> WriteMeta:
+    record = record or {}
+    return WriteMeta(
+        content_type=record.get("type"),
+        metadata=dict(record.get("meta") or {}),
+        headers=dict(record.get("headers") or {}),
+    )
+
+
+def set_meta(path_or_fd: str | int, data: bytes, flags: int = 0) -> None:
+    try:
+        os.setxattr(path_or_fd, XATTR, data, flags)
+    except OSError as exc:
+        if exc.errno in FULL_ERRNOS and nearly_full(path_or_fd):
+            raise  # a full disk (see pool.disk_errors), not metadata too large
+        if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ERANGE):
+            raise S3Error(
+                "MetadataTooLarge",
+                "The object's metadata and headers are too large to store beside it "
+                "(the local backend keeps them in one extended attribute of at most ~4 KiB).",
+            ) from exc
+        raise
+
+
+def foreign_etag(st: os.stat_result) -> str:
+    """A stable stand-in ETag for a file put on disk by hand (no xattr): not an MD5."""
+    return hashlib.md5(f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}".encode()).hexdigest()
+
+
+def object_info(key: str, st: os.stat_result, record: dict[str, Any] | None) -> ObjectInfo:
+    is_dir = stat.S_ISDIR(st.st_mode)
+    rec = record or {}
+    when = rec.get("mtime") if is_dir else None
+    meta = meta_of(rec)
+    return ObjectInfo(
+        key=key,
+        size=0 if is_dir else st.st_size,
+        etag=rec.get("etag") or (EMPTY_MD5 if is_dir else foreign_etag(st)),
+        last_modified=utc(float(when) if when is not None else st.st_mtime),
+        content_type=meta.content_type,
+        metadata=meta.metadata,
+        headers=meta.headers,
+    )

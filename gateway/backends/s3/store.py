@@ -1,0 +1,459 @@
+""":class:`S3ObjectStore`: the ObjectStore operations as requests to an S3 upstream.
+
+Each operation maps the interface onto the S3 API (:mod:`.translate`) and smooths over where
+upstreams differ from S3 or from each other (versitygw's date conditions, NoSuchKey on a raced
+delete, common prefixes at a page boundary...), so both backends answer alike. The requests
+themselves go through :class:`~gateway.backends.s3.upstream.Upstream`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from gateway.backends.base import (
+    MAX_KEY_BYTES,
+    Body,
+    BucketInfo,
+    Conditions,
+    CopyResult,
+    ListPage,
+    ObjectInfo,
+    ObjectReader,
+    ObjectStore,
+    PartInfo,
+    PartsPage,
+    UploadInfo,
+    UploadsPage,
+    WriteMeta,
+)
+from gateway.backends.s3.splice_reader import UpstreamReader
+from gateway.backends.s3.translate import (
+    SINGLE_RANGE,
+    as_bool,
+    bad_answer,
+    complete_xml,
+    copy_result,
+    decoder,
+    dig,
+    etag_condition_headers,
+    etag_of,
+    format_http_time,
+    forwardable_range,
+    is_common_prefix,
+    iso_time,
+    object_info,
+    parse_content_range,
+    trim_page,
+    unquote,
+    write_headers,
+)
+from gateway.backends.s3.upstream import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    SLOW_READ_TIMEOUT,
+    Upstream,
+    read_body,
+)
+from gateway.protocol.conditions import check_conditions
+from gateway.protocol.errors import S3Error
+from gateway.protocol.sigv4 import uri_encode
+
+#: how long the health probe waits for the upstream's answer
+CHECK_TIMEOUT = 5.0
+
+
+class S3ObjectStore(ObjectStore):
+    """An upstream S3 endpoint (MinIO, versitygw, Ceph RGW, Garage, AWS) as the object store."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        region: str = "us-east-1",
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        slow_read_timeout: float = SLOW_READ_TIMEOUT,
+        max_connections: int = 64,
+    ) -> None:
+        self._upstream = Upstream(
+            endpoint,
+            access_key,
+            secret_key,
+            region,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            slow_read_timeout=slow_read_timeout,
+            max_connections=max_connections,
+        )
+        self.endpoint = self._upstream.endpoint
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._upstream.start()
+
+    async def close(self) -> None:
+        await self._upstream.close()
+
+    async def check(self) -> None:
+        resp = await self._upstream.send(
+            "GET", timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT), retry=False
+        )
+        await read_body(resp)
+
+    # -- buckets -------------------------------------------------------------------------------
+    async def list_buckets(self) -> list[BucketInfo]:
+        doc = await self._upstream.xml("GET")
+        buckets = dig(doc, "ListAllMyBucketsResult", "Buckets", "Bucket") or []
+        return [BucketInfo(b["Name"], iso_time(b.get("CreationDate"))) for b in buckets]
+
+    async def create_bucket(self, bucket: str) -> None:
+        body = b""
+        if self._upstream.region != "us-east-1":
+            body = (
+                "<CreateBucketConfiguration><LocationConstraint>"
+                f"{self._upstream.region}</LocationConstraint></CreateBucketConfiguration>"
+            ).encode()
+        await self._upstream.discard("PUT", bucket, data=body)
+
+    async def delete_bucket(self, bucket: str) -> None:
+        # In-flight multipart uploads count as content (the interface says so); not every
+        # upstream agrees (versitygw deletes such a bucket), so ask first.
+        uploads = await self.list_multipart_uploads(bucket, max_uploads=1)
+        if uploads.uploads:
+            raise S3Error("BucketNotEmpty", resource=f"/{bucket}")
+        await self._upstream.discard("DELETE", bucket)
+
+    async def head_bucket(self, bucket: str) -> None:
+        await self._upstream.discard("HEAD", bucket)
+
+    # -- objects -------------------------------------------------------------------------------
+    async def put_object(
+        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+    ) -> str:
+        check_key(bucket, key)
+        headers = write_headers(meta)
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        resp = await self._upstream.upload("PUT", bucket, key, body, headers=headers)
+        await read_body(resp)
+        return etag_of(resp.headers)
+
+    async def head_object(
+        self, bucket: str, key: str, conditions: Conditions | None = None
+    ) -> ObjectInfo:
+        resp = await self._upstream.send("HEAD", bucket, key)
+        resp.release()
+        info = object_info(key, resp.headers)
+        # evaluated here, not upstream: versitygw compares dates with sub-second precision, so
+        # an object would look modified since its own Last-Modified
+        check_conditions(info, conditions)
+        return info
+
+    async def open_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        range_header: str | None = None,
+        conditions: Conditions | None = None,
+    ) -> ObjectReader:
+        # ETag conditions go upstream (it answers 304/412 without a body); date conditions are
+        # checked here on the answer's headers, at the one-second resolution S3 uses
+        headers = etag_condition_headers(conditions, "")
+        if range_header and forwardable_range(range_header):
+            headers["range"] = range_header
+        try:
+            resp = await self._upstream.send("GET", bucket, key, headers=headers)
+        except S3Error as exc:
+            if exc.code == "NotModified" and "ETag" not in exc.headers:
+                # a 304 carries the validators; some upstreams leave them out
+                info = await self.head_object(bucket, key)
+                exc.headers["ETag"] = f'"{info.etag}"'
+                exc.headers["Last-Modified"] = format_http_time(info.last_modified)
+            raise
+        try:
+            info = object_info(key, resp.headers)
+            byte_range = None
+            if resp.status == 206:
+                byte_range = parse_content_range(resp.headers.get("Content-Range", ""))
+                if byte_range is not None:
+                    info.size = byte_range.total
+            check_conditions(info, conditions)
+        except BaseException:
+            resp.close()
+            raise
+        return UpstreamReader(self._upstream, resp, info, byte_range)
+
+    async def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        meta: WriteMeta | None,
+        conditions: Conditions | None = None,
+    ) -> CopyResult:
+        check_key(dst_bucket, dst_key)
+        headers = await self._copy_source_headers(src_bucket, src_key, conditions)
+        if meta is None:
+            headers["x-amz-metadata-directive"] = "COPY"
+        else:
+            headers["x-amz-metadata-directive"] = "REPLACE"
+            headers.update(write_headers(meta))
+        doc = await self._copy_xml(dst_bucket, dst_key, headers=headers)
+        return copy_result(doc, "CopyObjectResult")
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        try:
+            await self._upstream.discard("DELETE", bucket, key)
+        except S3Error as exc:
+            # S3 answers 204 for a missing key; an upstream may say NoSuchKey when another
+            # delete of the key won the race (versitygw under concurrent deletes): same outcome
+            if exc.code != "NoSuchKey":
+                raise
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        # When start_after is itself a common prefix (the last entry of the previous page), it
+        # must be skipped whole. Upstreams differ on that, so ask for one entry more and drop it.
+        skip = start_after if is_common_prefix(start_after, prefix, delimiter) else None
+        want = max(0, min(max_keys + (1 if skip else 0), 1000))
+        query = [("list-type", "2"), ("encoding-type", "url"), ("max-keys", str(want))]
+        if prefix:
+            query.append(("prefix", prefix))
+        if delimiter:
+            query.append(("delimiter", delimiter))
+        if start_after:
+            query.append(("start-after", start_after))
+        doc = await self._upstream.xml("GET", bucket, query=query)
+        result = doc.get("ListBucketResult") or {}
+        decode = decoder(result)
+        objects = [
+            ObjectInfo(
+                key=decode(item["Key"]),
+                size=int(item.get("Size") or 0),
+                etag=unquote(item.get("ETag") or ""),
+                last_modified=iso_time(item.get("LastModified")),
+            )
+            for item in result.get("Contents") or []
+        ]
+        prefixes = [decode(p["Prefix"]) for p in result.get("CommonPrefixes") or []]
+        truncated = as_bool(result.get("IsTruncated"))
+        if skip is not None:
+            prefixes = [p for p in prefixes if p != skip]
+            objects = [o for o in objects if not o.key.startswith(skip)]
+        return trim_page(objects, prefixes, truncated, max_keys)
+
+    # -- multipart -----------------------------------------------------------------------------
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+        check_key(bucket, key)
+        doc = await self._upstream.xml(
+            "POST", bucket, key, query=[("uploads", "")], headers=write_headers(meta)
+        )
+        upload_id = dig(doc, "InitiateMultipartUploadResult", "UploadId")
+        if not upload_id:
+            raise bad_answer("CreateMultipartUpload")
+        return upload_id
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+    ) -> str:
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        resp = await self._upstream.upload("PUT", bucket, key, body, query=query)
+        await read_body(resp)
+        return etag_of(resp.headers)
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        *,
+        range_header: str | None = None,
+        conditions: Conditions | None = None,
+    ) -> CopyResult:
+        headers = await self._copy_source_headers(src_bucket, src_key, conditions)
+        if range_header:
+            headers["x-amz-copy-source-range"] = await self._copy_range(
+                src_bucket, src_key, range_header
+            )
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        doc = await self._copy_xml(bucket, key, query=query, headers=headers)
+        return copy_result(doc, "CopyPartResult")
+
+    async def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> str:
+        body = complete_xml(parts)
+        try:
+            doc = await self._upstream.xml(
+                "POST",
+                bucket,
+                key,
+                query=[("uploadId", upload_id)],
+                headers={"content-type": "application/xml"},
+                data=body,
+                timeout=self._upstream.slow_timeout,
+            )
+        except S3Error as exc:
+            # versitygw checks the parts before the upload: a finished or aborted upload
+            # comes back as InvalidPart where S3 says NoSuchUpload
+            if exc.code == "InvalidPart":
+                await self.list_parts(bucket, key, upload_id, max_parts=1)
+            raise
+        etag = dig(doc, "CompleteMultipartUploadResult", "ETag")
+        if etag is None:
+            raise bad_answer("CompleteMultipartUpload")
+        return unquote(etag)
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self._upstream.discard("DELETE", bucket, key, query=[("uploadId", upload_id)])
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, part_marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage:
+        query = [("uploadId", upload_id), ("max-parts", str(max_parts))]
+        if part_marker:
+            query.append(("part-number-marker", str(part_marker)))
+        doc = await self._upstream.xml("GET", bucket, key, query=query)
+        result = doc.get("ListPartsResult") or {}
+        parts = [
+            PartInfo(
+                number=int(p["PartNumber"]),
+                etag=unquote(p.get("ETag") or ""),
+                size=int(p.get("Size") or 0),
+                last_modified=iso_time(p.get("LastModified")),
+            )
+            for p in result.get("Part") or []
+        ]
+        truncated = as_bool(result.get("IsTruncated"))
+        marker = result.get("NextPartNumberMarker")
+        next_marker = int(marker) if truncated and marker else None
+        if truncated and next_marker is None and parts:
+            next_marker = parts[-1].number
+        return PartsPage(parts, truncated, next_marker)
+
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        query = [("uploads", ""), ("encoding-type", "url"), ("max-uploads", str(max_uploads))]
+        for name, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("key-marker", key_marker),
+            ("upload-id-marker", upload_id_marker),
+        ):
+            if value:
+                query.append((name, value))
+        doc = await self._upstream.xml("GET", bucket, query=query)
+        result = doc.get("ListMultipartUploadsResult") or {}
+        decode = decoder(result)
+        uploads = [
+            UploadInfo(
+                key=decode(u["Key"]),
+                upload_id=u["UploadId"],
+                initiated=iso_time(u.get("Initiated")),
+            )
+            for u in result.get("Upload") or []
+        ]
+        prefixes = [decode(p["Prefix"]) for p in result.get("CommonPrefixes") or []]
+        truncated = as_bool(result.get("IsTruncated"))
+        next_key = result.get("NextKeyMarker")
+        next_id = result.get("NextUploadIdMarker")
+        return UploadsPage(
+            uploads,
+            prefixes,
+            truncated,
+            next_key_marker=decode(next_key) if truncated and next_key else None,
+            next_upload_id_marker=next_id if truncated and next_id else None,
+        )
+
+    async def _copy_xml(self, bucket: str, key: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await self._upstream.xml(
+                "PUT", bucket, key, timeout=self._upstream.slow_timeout, **kwargs
+            )
+        except S3Error as exc:
+            # S3 answers a failed x-amz-copy-source-if-* with 412, never 304 (versitygw: 304)
+            if exc.code == "NotModified":
+                raise S3Error(
+                    "PreconditionFailed",
+                    "The copy source's x-amz-copy-source-if-none-match or "
+                    "x-amz-copy-source-if-modified-since condition does not hold.",
+                    resource=f"/{bucket}/{key}",
+                ) from None
+            raise
+
+    async def _copy_source_headers(
+        self, bucket: str, key: str, conditions: Conditions | None
+    ) -> dict[str, str]:
+        """``x-amz-copy-source`` and its conditions.
+
+        Date conditions are checked here on a HEAD of the source (see ``head_object``); the
+        copy is then pinned to the ETag that was checked, so it cannot copy a newer version.
+        """
+        headers = {
+            "x-amz-copy-source": "/"
+            + uri_encode(bucket, keep_slash=False)
+            + "/"
+            + uri_encode(key, keep_slash=True)
+        }
+        headers.update(etag_condition_headers(conditions, "x-amz-copy-source-"))
+        if conditions and (conditions.if_modified_since or conditions.if_unmodified_since):
+            info = await self.head_object(bucket, key)
+            check_conditions(info, conditions, copy_source=True)
+            headers.setdefault("x-amz-copy-source-if-match", f'"{info.etag}"')
+        return headers
+
+    async def _copy_range(self, bucket: str, key: str, range_header: str) -> str:
+        """The client's ``bytes=a-b`` as x-amz-copy-source-range; open ranges need the size."""
+        match = SINGLE_RANGE.match(range_header.strip())
+        if not match or not (match.group(1) or match.group(2)):
+            raise S3Error(
+                "InvalidArgument",
+                "The x-amz-copy-source-range value must be of the form bytes=first-last where "
+                "first and last are the zero-based offsets of the first and last bytes to copy.",
+            )
+        first, last = match.groups()
+        if first and last:
+            if int(first) > int(last):
+                raise S3Error("InvalidArgument", f"Invalid copy source range {range_header}.")
+            return f"bytes={first}-{last}"
+        size = (await self.head_object(bucket, key)).size
+        if first:
+            start, end = int(first), size - 1
+        else:
+            start, end = max(0, size - int(last)), size - 1
+        if start > end:
+            raise S3Error("InvalidRange", resource=f"/{bucket}/{key}")
+        return f"bytes={start}-{end}"
+
+
+def check_key(bucket: str, key: str) -> None:
+    # S3's limit, which not every upstream enforces (versitygw takes longer keys)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", resource=f"/{bucket}/{key[:64]}...")

@@ -42,6 +42,7 @@ from policy.identity import IdentityError
 from policy.principal import Principal, Role
 from policy.rules import PolicyError
 from policy.services import Services
+from policy.session_view import session_json
 from policy.sessions import SessionError, parse_where, session_status
 from policy.store.base import MAX_PAGE, AuditEvent, SessionRecord
 from policy.timestamps import utc_text_or_none
@@ -381,22 +382,7 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _session_json(record: SessionRecord, usage: tuple[int, int] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": record.id,
-        "form": record.form_name,
-        "form_version": record.form_version,
-        "values": record.values,
-        "bucket": record.bucket,
-        "prefix": record.prefix,
-        "scope": f"s3://{record.bucket}/{record.prefix}",
-        "owner": record.owner,
-        "state": session_status(record),
-        "created": utc_text_or_none(record.created),
-        "expires": utc_text_or_none(record.expires),
-        "closed": utc_text_or_none(record.closed),
-        "closed_by": record.closed_by,
-        "access_key": record.access_key,
-    }
+    out = session_json(record, with_scope=True)
     if usage is not None:
         out["objects"], out["bytes"] = usage
     return out

@@ -49,10 +49,11 @@ from policy.rules import Policy, Rule
 from policy.sessions import SessionService, is_session_id
 from policy.store.base import MetadataStore, MultipartRecord, SessionRecord
 
-#: the header a personal key names its session with (lower-case, as aiohttp looks it up)
-SESSION_HEADER = "x-amz-meta-minimo-session"
-#: the user metadata key the stamp is stored under (``x-amz-meta-`` removed)
+#: the user metadata key the stamp is stored under (``x-amz-meta-`` removed); the one spelling
+#: of the stamp (the write path, rollback, the RO-Crate, reconcile and adopt import it)
 SESSION_META = "minimo-session"
+#: the header a personal key names its session with (lower-case, as aiohttp looks it up)
+SESSION_HEADER = f"x-amz-meta-{SESSION_META}"
 
 READS = frozenset(
     {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.usecases.reconcile import STAMP_KEY
+from policy.enforce import SESSION_META
 from tests.api.client import Browser
 from tests.contract.helpers import pattern
 from tests.helpers import Setup, cli, policy_rule, s3_client
@@ -94,14 +94,14 @@ def test_adopt_cli_and_api(world: tuple[Gateway, Setup]) -> None:
     # -- HeadObject shows the stamp, and the object kept its content type and metadata -----------
     s3 = s3_client(gw)
     head = s3.head_object(Bucket=bucket, Key="old/a/one.bin")
-    assert head["Metadata"] == {"instrument": "scope-7", STAMP_KEY: cli_session}
+    assert head["Metadata"] == {"instrument": "scope-7", SESSION_META: cli_session}
     assert head["ContentType"] == "application/x-run"
     assert head["CacheControl"] == "no-cache"
     forged = s3.head_object(Bucket=bucket, Key="old/a/two.bin")
-    assert forged["Metadata"] == {"instrument": "scope-7", STAMP_KEY: cli_session}
+    assert forged["Metadata"] == {"instrument": "scope-7", SESSION_META: cli_session}
     got = s3.get_object(Bucket=bucket, Key="old/b/three.bin")
     assert got["Body"].read() == data["old/b/three.bin"]
-    assert got["Metadata"][STAMP_KEY] == api_session
+    assert got["Metadata"][SESSION_META] == api_session
 
     # -- reconcile agrees --------------------------------------------------------------------------
     done = cli(gw.data_dir, "reconcile", "--bucket", bucket, "--json", *store_args, check=False)
@@ -120,7 +120,7 @@ def test_adopt_cli_and_api(world: tuple[Gateway, Setup]) -> None:
     assert sorted(key for key, _why in again["skipped"]) == sorted(data)
 
     # -- an object stamped already (but with no record) is left to reconcile ---------------------
-    setup.put(bucket, "old/c/stamped.bin", b"stamped", {STAMP_KEY: cli_session})
+    setup.put(bucket, "old/c/stamped.bin", b"stamped", {SESSION_META: cli_session})
     reply = browser.call("POST", path, {**body, "prefix": "old/c/"})
     assert reply.status == 200, reply.body
     assert reply.body["adopted"] == 0

@@ -83,7 +83,7 @@ def serve_flags() -> set[str]:
 @pytest.fixture(scope="module")
 def serve_envvars() -> set[str]:
     """Every environment variable the `minimo serve` command reads (its click envvars)."""
-    from gateway.cli import serve
+    from gateway.cli.serve import serve
 
     names: set[str] = set()
     for param in serve.params:

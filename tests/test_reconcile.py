@@ -26,7 +26,8 @@ import pytest
 from gateway.backends.base import ObjectStore, WriteMeta
 from gateway.backends.local import LocalObjectStore
 from gateway.protocol.errors import S3Error
-from gateway.usecases.reconcile import RECONCILE_PRINCIPAL, STAMP_KEY, Finding, Reconciler
+from gateway.usecases.reconcile import RECONCILE_PRINCIPAL, Finding, Reconciler
+from policy.enforce import SESSION_META
 from policy.store import MetadataStore, open_metadata_store
 from policy.store.base import (
     InstanceRecord,
@@ -133,7 +134,7 @@ async def put(
     """Store an object straight through the backend, stamped like the gateway stamps."""
     meta = WriteMeta(content_type="application/x-run")
     if session_id is not None:
-        meta.metadata[STAMP_KEY] = session_id
+        meta.metadata[SESSION_META] = session_id
     return await objects.put_object(bucket, key, Bytes(data), meta)
 
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.protocol.errors import S3Error
-from gateway.usecases.reconcile import STAMP_KEY
 from gateway.usecases.writes import GENERATED_META
 from policy.audit import principal_details
+from policy.enforce import SESSION_META
 from policy.principal import Principal, Role
 from policy.services import Services
 from policy.sessions import SessionError
@@ -140,9 +140,9 @@ async def _adopt_one(
         if exc.code in ("NoSuchKey", "NoSuchBucket"):
             return  # deleted since listed: nothing to adopt
         raise
-    if STAMP_KEY in head.metadata:
+    if SESSION_META in head.metadata:
         result.skipped_stamped += 1
-        result.skipped.append((key, f"already stamped with session {head.metadata[STAMP_KEY]}"))
+        result.skipped.append((key, f"already stamped with session {head.metadata[SESSION_META]}"))
         return
     session_id = result.session.id
     intent = WriteIntent(
@@ -174,7 +174,7 @@ async def _adopt_one(
                 size += len(piece)
         finally:
             await reader.aclose()
-        if size != info.size or STAMP_KEY in info.metadata:
+        if size != info.size or SESSION_META in info.metadata:
             raise _Changed
         meta = WriteMeta(
             content_type=info.content_type,
@@ -182,7 +182,7 @@ async def _adopt_one(
             # drops it from client writes (it would let a crate rewrite overwrite this object)
             metadata={
                 **{k: v for k, v in info.metadata.items() if k != GENERATED_META},
-                STAMP_KEY: session_id,
+                SESSION_META: session_id,
             },
             headers=dict(info.headers),
         )

@@ -59,6 +59,7 @@ from gateway.usecases.recovery import (
     Recovery,
     RecoverySettings,
 )
+from policy.enforce import SESSION_META
 from policy.store.base import (
     MAX_PAGE,
     MetadataStore,
@@ -67,8 +68,6 @@ from policy.store.base import (
     WriteIntent,
 )
 
-#: the user metadata key of the stamp (``x-amz-meta-minimo-session`` on the wire)
-STAMP_KEY = "minimo-session"
 #: the principal rebuilt records name, so nobody mistakes them for a client's own commit
 RECONCILE_PRINCIPAL = "reconcile"
 
@@ -343,7 +342,7 @@ class Reconciler:
         if await self._write_in_flight(bucket, info.key):
             self.summary.in_flight += 1
             return
-        stamp = info.metadata.get(STAMP_KEY)
+        stamp = info.metadata.get(SESSION_META)
         session = await self._session(stamp) if stamp else None
         if session is None:
             detail = (
@@ -399,7 +398,7 @@ class Reconciler:
                 if exc.code not in ("NoSuchKey", "NoSuchBucket"):
                     raise
                 info = None  # gone since listed: the record walk reports it
-            stamp = info.metadata.get(STAMP_KEY) if info is not None else None
+            stamp = info.metadata.get(SESSION_META) if info is not None else None
             session = await self._session(stamp) if stamp else None
             if session is None:
                 finding.detail += " (object not stamped with a known session; not refreshed)"
@@ -441,7 +440,7 @@ class Reconciler:
                 # The GET's own info, not the earlier HEAD: size, ETag and bytes then all
                 # describe one version of the object even if it is overwritten meanwhile.
                 info = reader.info
-                if info.metadata.get(STAMP_KEY) != session_id:
+                if info.metadata.get(SESSION_META) != session_id:
                     raise _Vanished
                 digest = hashlib.sha256()
                 size = 0

@@ -11,12 +11,13 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
 
 from gateway.s3api import appkeys
+from policy import session_view
 from policy.identity import IdentityService
 from policy.principal import Principal, Role
 from policy.services import Services
@@ -255,25 +256,8 @@ iso = utc_text_or_none
 
 
 def session_json(session: SessionRecord, now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
-    state = session.state
-    if state == "open" and not session.is_open(now):
-        state = "expired"
-    return {
-        "id": session.id,
-        "form": session.form_name,
-        "form_version": session.form_version,
-        "values": session.values,
-        "bucket": session.bucket,
-        "prefix": session.prefix,
-        "owner": session.owner,
-        "state": state,
-        "created": iso(session.created),
-        "expires": iso(session.expires),
-        "closed": iso(session.closed),
-        "closed_by": session.closed_by,
-        "access_key": session.access_key,
-    }
+    """A session as the API returns it: policy's one JSON shape of a session (without scope)."""
+    return session_view.session_json(session, now)
 
 
 def object_json(record: ObjectRecord) -> dict[str, Any]:

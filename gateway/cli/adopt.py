@@ -1,8 +1,7 @@
-"""The ``minimo adopt`` command: link existing data (the work is :mod:`gateway.usecases.adopt`).
+"""``minimo adopt``: link existing data (the work is :mod:`gateway.usecases.adopt`).
 
 It opens the server's stores directly, like ``reconcile``, so it takes the same object store
-options. Attached to the ``minimo`` group by :func:`register` rather than importing
-:mod:`gateway.cli`, which would load that module twice under ``python -m gateway.cli``.
+options.
 """
 
 from __future__ import annotations
@@ -13,30 +12,19 @@ from pathlib import Path
 
 import click
 
-from gateway.cli_meta import _parse_sets
-from gateway.cli_stores import (
-    DataDirOption,
-    MakeConfig,
-    S3Options,
-    existing_stores_config,
-    s3_options,
-)
+from gateway.cli.options import S3Options, data_dir_option, parse_sets, s3_options
+from gateway.cli.output import validation_lines
+from gateway.cli.stores import existing_stores_config, on_services, user_principal
 from gateway.config import Config
 from gateway.protocol.errors import S3Error
 from policy.forms import FormValidationError
-from policy.principal import Principal, Role
+from policy.services import Services
 from policy.sessions import SessionError
 
-_make_config: MakeConfig | None = None
 
-
-def register(main: click.Group, data_dir_option: DataDirOption, make_config: MakeConfig) -> None:
-    """Add ``adopt`` to ``main``; ``data_dir_option``/``make_config`` are gateway.cli's."""
-    global _make_config
-    _make_config = make_config
-    main.add_command(data_dir_option(adopt))
-
-
+# The store options are added to the finished command (not its function), which lists them
+# last in --help, after the object store options, as this command always has.
+@data_dir_option
 @click.command("adopt")
 @click.option("--bucket", required=True)
 @click.option("--prefix", required=True, help="Adopt the objects under this key prefix.")
@@ -63,14 +51,12 @@ def adopt(
     secret_key_file: Path | None,
 ) -> None:
     """Link objects under BUCKET/PREFIX that have no metadata to a new session."""
-    values = _parse_sets(sets)
-    assert _make_config is not None, "gateway.cli_adopt.register() was not called"
-    config = existing_stores_config(_make_config, data_dir, secret_key_file, s3)
+    values = parse_sets(sets)
+    config = existing_stores_config(data_dir, secret_key_file, s3)
     try:
         out = asyncio.run(_adopt(config, as_user, bucket, prefix, form_name, values))
     except FormValidationError as exc:
-        lines = [f"{name}: {m}" if name else m for name, ms in exc.errors.items() for m in ms]
-        raise click.ClickException("\n".join(lines)) from exc
+        raise click.ClickException("\n".join(validation_lines(exc))) from exc
     except SessionError as exc:
         raise click.ClickException(str(exc)) from exc
     except S3Error as exc:
@@ -98,27 +84,19 @@ async def _adopt(
     values: dict[str, object],
 ) -> dict[str, object]:
     from gateway.backends import open_object_store
-    from gateway.server import open_identity
+    from gateway.usecases.adopt import AdoptResult
     from gateway.usecases.adopt import adopt as run_adopt
-    from policy.services import Services
 
-    identity = await open_identity(config)
-    try:
-        services = Services.build(identity)
-        user = await identity.get_user(as_user)
-        if user is None or not user.active:
-            raise SessionError(f"no user {as_user!r} (create one with minimo user add)")
-        principal = Principal(user=user.name, role=Role(user.role))
+    async def action(services: Services) -> AdoptResult:
+        principal = await user_principal(services, as_user)
         objects = open_object_store(config)
         await objects.start()
         try:
-            result = await run_adopt(
-                objects, services, principal, bucket, prefix, form_name, values
-            )
+            return await run_adopt(objects, services, principal, bucket, prefix, form_name, values)
         finally:
             await objects.close()
-    finally:
-        await identity.store.close()
+
+    result = await on_services(config, action)
     return {
         "session": result.session.id,
         "counts": result.counts(),

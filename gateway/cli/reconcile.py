@@ -8,10 +8,6 @@ stderr when it is a terminal (never with ``--json``).
 Exit status: 0 when the stores agree (or every problem found was repaired), 1 when problems
 remain: any problem without ``--repair``; with it, those reconcile must not fix on its own
 (unlinked objects, unstamped mismatches).
-
-Like :mod:`gateway.cli_meta`, this module is attached to the ``minimo`` group by
-:func:`register` rather than importing :mod:`gateway.cli`, which would load that module twice
-under ``python -m gateway.cli``.
 """
 
 from __future__ import annotations
@@ -26,35 +22,16 @@ from typing import Any
 
 import click
 
-from gateway.cli_stores import (
-    DataDirOption,
-    MakeConfig,
-    S3Options,
-    existing_stores_config,
-    s3_options,
-)
+from gateway.cli.options import S3Options, data_dir_option, duration_value, s3_options
+from gateway.cli.stores import existing_stores_config
 from gateway.config import Config
 from gateway.protocol.errors import S3Error
 from gateway.usecases.reconcile import FINDING_KINDS, Finding, Reconciler, Summary
-from policy.durations import DurationError, parse_duration
-
-_make_config: MakeConfig | None = None
 
 
-def register(main: click.Group, data_dir_option: DataDirOption, make_config: MakeConfig) -> None:
-    """Add ``reconcile`` to ``main``; ``data_dir_option``/``make_config`` are gateway.cli's."""
-    global _make_config
-    _make_config = make_config
-    main.add_command(data_dir_option(reconcile))
-
-
-def _stale_after(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
-    try:
-        return parse_duration(value)
-    except DurationError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from exc
-
-
+# The store options are added to the finished command (not its function), which lists them
+# last in --help, after the object store options, as this command always has.
+@data_dir_option
 @click.command("reconcile")
 @click.option(
     "--repair",
@@ -69,7 +46,7 @@ def _stale_after(ctx: click.Context, param: click.Parameter, value: str) -> time
     "--stale-after",
     default="1h",
     show_default=True,
-    callback=_stale_after,
+    callback=duration_value,
     help="Intents of an unknown writer (no registered gateway: the CLI, an older version) "
     "older than this are writes that never finished (e.g. 30m, 1h, 2d). Intents of a gateway "
     "that is gone count at any age.",
@@ -78,7 +55,7 @@ def _stale_after(ctx: click.Context, param: click.Parameter, value: str) -> time
     "--multipart-expiry",
     default="7d",
     show_default=True,
-    callback=_stale_after,
+    callback=duration_value,
     help="Multipart uploads unfinished for longer than this are expired.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (no progress bar).")
@@ -95,8 +72,7 @@ def reconcile(
 ) -> None:
     """Compare the object store with the metadata store's records and report (or --repair)
     what disagrees."""
-    assert _make_config is not None, "gateway.cli_reconcile.register() was not called"
-    config = existing_stores_config(_make_config, data_dir, secret_key_file, s3)
+    config = existing_stores_config(data_dir, secret_key_file, s3)
     try:
         summary = asyncio.run(
             _reconcile(config, repair, bucket, stale_after, multipart_expiry, as_json)

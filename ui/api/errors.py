@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from policy.sessions import SessionError, SessionNotAllowed, SessionNotFound
 from ui.outages import outage_of
 
 log = logging.getLogger("minimo.api")
@@ -44,14 +45,14 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
 
 
-def session_refusal(exc: Exception) -> ApiError:
-    """A ``policy.sessions.SessionError`` as the API answers it: something named that does not
-    exist is a 404, a refusal by policy or ownership (about who asks, not what they sent) a 403,
-    anything else a 400."""
+def session_refusal(exc: SessionError) -> ApiError:
+    """A refused session request as the API answers it, by the refusal's kind: a target that
+    does not exist is a 404, a refusal about who asks (role, ownership, policy) a 403, anything
+    else (what was sent) a 400."""
     message = str(exc)
-    if message.startswith(("no session", "no bucket")):
+    if isinstance(exc, SessionNotFound):
         return not_found(message)
-    if " may not " in message or message.startswith("only "):
+    if isinstance(exc, SessionNotAllowed):
         return forbidden(message)
     return bad_request(message)
 

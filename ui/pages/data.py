@@ -13,7 +13,7 @@ from gateway.s3api.appkeys import OBJECT_STORE
 from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.usecases.adopt import AdoptResult, adopt
 from policy.forms import Form, FormValidationError
-from policy.sessions import SessionError, session_status
+from policy.sessions import SessionError, SessionNotFound, session_status
 from ui.api.browse import (
     NO_BUCKET,
     NOT_THERE,
@@ -274,9 +274,10 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
         )
     except FormValidationError as exc:
         errors, general = split_errors(form, exc)
+    except SessionNotFound:
+        # adopt's only missing target is the bucket
+        raise PageError(404, f"There is no bucket {bucket}.") from None
     except SessionError as exc:
-        if str(exc).startswith("no bucket"):
-            raise PageError(404, f"There is no bucket {bucket}.") from None
         general = [str(exc)]
     except S3Error as err:
         if err.code in NO_BUCKET:

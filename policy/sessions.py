@@ -300,6 +300,24 @@ class SessionService:
         )
         return record, credential
 
+    async def allowed_forms(
+        self, principal: Principal, bucket: str, prefix: str
+    ) -> tuple[list[Form], str | None]:
+        """The forms ``principal`` may open a session with at bucket/prefix, or why there are
+        none (a sentence for people): what the new-session and link-data pages offer, by the
+        same rule :meth:`_check_open` enforces."""
+        rule = (await self.policies.current()).match(bucket, prefix)
+        where = scope_url(bucket, prefix)
+        if rule is None:
+            return [], f"No policy rule covers {where}, so no session can be opened there."
+        if not rule.may_open(principal.user, principal.role):
+            return [], f"{principal.user} may not open sessions at {where}."
+        forms = [f for name in rule.forms if (f := await self.forms.find(name)) is not None]
+        if not forms:
+            scratch = "its rule names no form, so there is none to fill"
+            return [], f"{where} is a scratch area: {scratch}."
+        return forms, None
+
     async def _check_open(
         self,
         principal: Principal,

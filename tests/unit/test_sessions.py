@@ -259,6 +259,26 @@ def test_refusals_by_policy(run) -> None:
     run(body)
 
 
+def test_allowed_forms_follow_the_rules_open_checks(run) -> None:
+    """What the new-session and link-data pages offer: the forms opening would accept there,
+    or the reason there are none."""
+
+    async def body(w: World) -> None:
+        forms, problem = await w.sessions.allowed_forms(BOB, "raw", "2026/")
+        assert [f.name for f in forms] == ["run"] and problem is None
+        cases = [
+            (BOB, "raw", "private/x/", "bob may not open sessions at s3://raw/private/x/."),
+            (RITA, "raw", "2026/", "rita may not open sessions at s3://raw/2026/."),
+            (BOB, "other", "", "No policy rule covers s3://other/, so no session"),
+            (BOB, "scratch", "a/", "s3://scratch/a/ is a scratch area: its rule names no form"),
+        ]
+        for who, bucket, prefix, message in cases:
+            forms, problem = await w.sessions.allowed_forms(who, bucket, prefix)
+            assert forms == [] and problem is not None and problem.startswith(message), problem
+
+    run(body)
+
+
 def test_close(run) -> None:
     async def body(w: World) -> None:
         record, credential = await w.sessions.open(BOB, "run", "raw", None, GOOD, None)

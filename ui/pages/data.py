@@ -20,7 +20,6 @@ from ui.api.browse import (
     UNLINKED_SCAN,
     Unlinked,
     adopt_prefix_of,
-    allowed_forms,
     describe_object,
     scan_unlinked,
 )
@@ -201,7 +200,7 @@ async def _adopt_context(
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
-    forms, problem = await allowed_forms(svc, request["minimo.page.user"], bucket, prefix)
+    forms, problem = await svc.sessions.allowed_forms(request["minimo.page.user"], bucket, prefix)
     return unlinked, forms, problem
 
 

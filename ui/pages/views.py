@@ -16,7 +16,6 @@ from policy.sessions import SessionError, is_session_id, session_status
 from policy.store.base import SessionRecord
 from ui.api import rocrate
 from ui.api.auth import LoginFailed, LoginRateLimited, sign_in, sign_out
-from ui.api.browse import allowed_forms
 from ui.api.common import services
 from ui.api.errors import ApiError
 from ui.pages import admin, data, metadata
@@ -100,7 +99,7 @@ async def new_session_page(request: web.Request) -> web.StreamResponse:
     forms: list[Form] = []
     problem = None
     if bucket:
-        forms, problem = await allowed_forms(services(request), who, bucket, prefix)
+        forms, problem = await services(request).sessions.allowed_forms(who, bucket, prefix)
     chosen = next((f for f in forms if f.name == form_name), None)
     if chosen is None and len(forms) == 1:
         chosen = forms[0]

@@ -4,16 +4,15 @@ traceback, and with a 4xx status whenever the client can fix it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from policy.sessions import SessionError, SessionNotAllowed, SessionNotFound
 from ui.outages import outage_of
+from ui.security import Handler
 
 log = logging.getLogger("minimo.api")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):

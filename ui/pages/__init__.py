@@ -18,15 +18,13 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from aiohttp_session import session_middleware
 
-from gateway.s3api.appkeys import CONFIG
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import views
-from ui.pages.common import Handler, Middleware, error_pages
+from ui.pages.common import error_pages
 from ui.pages.fields import html_pattern
-from ui.security import cookie_storage
+from ui.security import login_cookie_middleware
 
 UI_DIR = Path(__file__).resolve().parent.parent
 CSP = (
@@ -45,24 +43,6 @@ def _api_state(app: web.Application) -> ApiState:
     return ApiState()
 
 
-def _lazy_session(app: web.Application) -> Middleware:
-    # The cookie key is read from the data dir at the first request, not at app creation, for
-    # the same reason as the API's (app factories in tests must not touch the key file).
-    middleware: Middleware | None = None
-
-    @web.middleware
-    async def lazy(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal middleware
-        if middleware is None:
-            config = app[CONFIG]
-            middleware = session_middleware(
-                cookie_storage(config.secret_key_path, secure=config.tls)
-            )
-        return await middleware(request, handler)
-
-    return lazy
-
-
 async def _harden(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -74,7 +54,7 @@ async def _harden(request: web.Request, response: web.StreamResponse) -> None:
 
 def setup_pages(app: web.Application) -> None:
     """Mount the pages on the gateway app (call after setup_api, before the S3 catch-all)."""
-    pages = web.Application(middlewares=[_lazy_session(app), error_pages])
+    pages = web.Application(middlewares=[login_cookie_middleware(app), error_pages])
     pages[API_STATE] = _api_state(app)
     env = aiohttp_jinja2.setup(
         pages,

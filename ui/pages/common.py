@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp_jinja2
@@ -14,10 +14,7 @@ from policy.principal import Principal, Role
 from ui.api.auth import _from_cookie  # one definition of "the cookie's user", shared with the API
 from ui.api.common import Access, role_allows
 from ui.outages import outage_of
-from ui.security import csrf_ok, new_csrf_token
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+from ui.security import Handler, csrf_ok, new_csrf_token
 
 #: where ``next=`` may send a user after login: pages only (no open redirect to other hosts)
 PAGES_ROOT = "/_minimo/"

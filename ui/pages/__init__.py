@@ -1,5 +1,9 @@
 """Server-rendered pages under ``/_minimo/`` (aiohttp-jinja2, autoescaped).
 
+Each pages module lists its routes in ``ROUTES`` (:class:`ui.pages.common.Page`: method, path,
+handler, who may use it, name); :func:`setup_pages` registers them all behind the one guard
+that checks sign-in, role and CSRF (:func:`ui.pages.common.guard`).
+
 The pages live in a sub-application mounted at ``/_minimo`` *after* the API and health routes,
 so those keep their paths and everything else under the prefix is a page (or a friendly 404).
 The sub-app shares the API's per-process state (services, login rate limiter), so a login
@@ -21,8 +25,8 @@ from aiohttp import web
 
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
-from ui.pages import views
-from ui.pages.common import error_pages
+from ui.pages import admin, admin_tools, data, metadata, upload, views
+from ui.pages.common import Page, error_pages, guard
 from ui.pages.fields import html_pattern
 from ui.security import login_cookie_middleware
 
@@ -31,6 +35,14 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+def all_pages() -> list[Page]:
+    """Every page route, in the order the router tries them."""
+    pages: list[Page] = []
+    for module in (views, upload, metadata, data, admin, admin_tools):
+        pages.extend(module.ROUTES)
+    return pages
 
 
 def _api_state(app: web.Application) -> ApiState:
@@ -68,7 +80,12 @@ def setup_pages(app: web.Application) -> None:
     env.globals["session_status"] = session_status
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
-    views.add_routes(pages)
+    for page in all_pages():
+        # a GET and a POST of one path share the name (one resource); add_get answers HEAD too
+        if page.method == "GET":
+            pages.router.add_get(page.path, guard(page), name=page.name)
+        else:
+            pages.router.add_route(page.method, page.path, guard(page), name=page.name)
     # "/_minimo" itself (what people type) would otherwise be a 404: send it to the home page.
     # Registered before the sub-app, which would answer it first.
     app.router.add_get("/_minimo", _to_home)

@@ -35,10 +35,8 @@ from ui.api.forms import (
     draft_from_json,
     value_errors,
 )
-from ui.pages import admin_tools
-from ui.pages.common import check_csrf, render, require
+from ui.pages.common import Page, page_user, render
 from ui.pages.fields import display_values, input_value, values_from_post
-from ui.security import CSRF_HEADER
 
 ROLES = ("reader", "uploader", "admin")
 EXAMPLE_FORM = {
@@ -53,7 +51,6 @@ EXAMPLE_FORM = {
 
 
 async def admin_index(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
     svc = services(request)
     policy = await svc.policies.current()
     return await render(
@@ -168,7 +165,6 @@ async def _forms_page(
 
 
 async def forms_page(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
     edit = request.query.get("edit")
     context: dict[str, Any] = {}
     if edit:
@@ -182,8 +178,6 @@ async def forms_page(request: web.Request) -> web.StreamResponse:
 
 async def forms_preview(request: web.Request) -> web.StreamResponse:
     """The preview pane alone, for static/form-preview.js (CSRF token in the header)."""
-    await require(request, "admin")
-    await check_csrf(request, {"csrf_token": request.headers.get(CSRF_HEADER)})
     data = await request.post()
     preview = await _posted_preview(request, data)
     return await render(request, "_form_preview.html", {"preview": preview})
@@ -199,9 +193,8 @@ async def _preview_page(request: web.Request, data: MultiDictProxy[Any]) -> web.
 
 
 async def forms_submit(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "admin")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     forms = services(request).forms
     if data.get("_action") == "check":
         return await _preview_page(request, data)
@@ -262,14 +255,12 @@ async def _users_page(
 
 
 async def users_page(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
     return await _users_page(request)
 
 
 async def users_submit(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "admin")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     svc = services(request)
     name = str(data.get("name", "")).strip()
     action = data.get("action")
@@ -301,13 +292,18 @@ async def users_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(str(request.app.router["admin_users"].url_for()))
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/admin/", admin_index, name="admin")
-    r.add_get("/admin/forms", forms_page, name="admin_forms")
-    r.add_post("/admin/forms", forms_submit)
-    r.add_post("/admin/forms/preview", forms_preview, name="admin_forms_preview")
-    r.add_get("/admin/users", users_page, name="admin_users")
-    r.add_post("/admin/users", users_submit)
-    # policy rules, access keys and the audit log live in their own module
-    admin_tools.add_routes(app)
+ROUTES = [
+    Page("GET", "/admin/", admin_index, "admin", "admin"),
+    Page("GET", "/admin/forms", forms_page, "admin", "admin_forms"),
+    Page("POST", "/admin/forms", forms_submit, "admin", "admin_forms"),
+    Page(
+        "POST",
+        "/admin/forms/preview",
+        forms_preview,
+        "admin",
+        "admin_forms_preview",
+        csrf="header",
+    ),
+    Page("GET", "/admin/users", users_page, "admin", "admin_users"),
+    Page("POST", "/admin/users", users_submit, "admin", "admin_users"),
+]

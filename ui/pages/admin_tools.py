@@ -19,7 +19,7 @@ from policy.principal import Role
 from policy.rules import PolicyError
 from policy.timestamps import parse_instant
 from ui.api.common import role_allows, services
-from ui.pages.common import check_csrf, render, require
+from ui.pages.common import Page, page_user, render
 
 #: audit events per page; the store pages with an opaque cursor, so only "next" is cheap
 AUDIT_PAGE = 50
@@ -41,14 +41,12 @@ async def _policy_page(
 
 
 async def policy_page(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
     return await _policy_page(request)
 
 
 async def policy_submit(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "admin")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     # Browsers submit textarea lines with CRLF; store what the CLI would (LF), so saving the
     # unchanged text does not look like a new version.
     text = str(data.get("toml", "")).replace("\r\n", "\n")
@@ -63,7 +61,7 @@ async def policy_submit(request: web.Request) -> web.StreamResponse:
 
 # -- keys ----------------------------------------------------------------------------------------
 async def _keys_page(request: web.Request, status: int = 200, **context: Any) -> web.StreamResponse:
-    who = request["minimo.page.user"]
+    who = page_user(request)
     is_admin = who.role is Role.ADMIN
     # Only an admin may choose whose keys to see; anyone else sees their own, whatever the URL.
     wanted = (request.query.get("user") or None) if is_admin else who.user
@@ -80,15 +78,12 @@ async def _keys_page(request: web.Request, status: int = 200, **context: Any) ->
 
 
 async def keys_page(request: web.Request) -> web.StreamResponse:
-    await require(request, "reader")
     return await _keys_page(request)
 
 
 async def keys_submit(request: web.Request) -> web.StreamResponse:
-    # Readers have no use for keys that may write; the API draws the same line.
-    who = await require(request, "uploader")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     svc = services(request)
     action = data.get("action")
     try:
@@ -143,7 +138,6 @@ def _parse_time(name: str, raw: str, problems: list[str]) -> datetime | None:
 
 
 async def audit_page(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
     q = request.query
     filters = {name: q.get(name, "").strip() for name in ("since", "until", "user", "action")}
     problems: list[str] = []
@@ -182,10 +176,11 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     return await render(request, "admin_audit.html", context, 400 if problems else 200)
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/admin/policy", policy_page, name="admin_policy")
-    r.add_post("/admin/policy", policy_submit)
-    r.add_get("/admin/audit", audit_page, name="admin_audit")
-    r.add_get("/keys", keys_page, name="keys")
-    r.add_post("/keys", keys_submit)
+ROUTES = [
+    Page("GET", "/admin/policy", policy_page, "admin", "admin_policy"),
+    Page("POST", "/admin/policy", policy_submit, "admin", "admin_policy"),
+    Page("GET", "/admin/audit", audit_page, "admin", "admin_audit"),
+    Page("GET", "/keys", keys_page, "reader", "keys"),
+    # readers have no use for keys that may write; the API draws the same line
+    Page("POST", "/keys", keys_submit, "uploader", "keys"),
+]

@@ -25,14 +25,13 @@ from ui.api.browse import (
 )
 from ui.api.common import services
 from ui.outages import outage_of, pass_outage
-from ui.pages.common import PageError, check_csrf, render, require
+from ui.pages.common import Page, PageError, page_user, render
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 
 DATA_PAGE = 100
 
 
 async def data_buckets(request: web.Request) -> web.StreamResponse:
-    await require(request)
     try:
         buckets = await request.config_dict[OBJECT_STORE].list_buckets()
     except S3Error as err:
@@ -42,7 +41,6 @@ async def data_buckets(request: web.Request) -> web.StreamResponse:
 
 
 async def data_bucket(request: web.Request) -> web.StreamResponse:
-    await require(request)
     bucket = request.match_info["bucket"]
     prefix = request.query.get("prefix", "")
     start_after = request.query.get("start_after", "")
@@ -97,7 +95,6 @@ async def download(request: web.Request) -> web.StreamResponse:
     S3 answers' sandboxing CSP too, not the pages' (which allows this origin's scripts), so even
     a browser that rendered it would give it an opaque origin and no script.
     """
-    await require(request)
     bucket = request.match_info["bucket"]
     key = request.query.get("key", "")
     if not key:
@@ -147,7 +144,6 @@ def _prefix_query(prefix: str) -> str:
 
 async def data_object(request: web.Request) -> web.StreamResponse:
     """One object: what the object store says, its record, and its session's metadata."""
-    await require(request)
     bucket = request.match_info["bucket"]
     key = request.query.get("key", "")
     if not key:
@@ -200,12 +196,11 @@ async def _adopt_context(
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
-    forms, problem = await svc.sessions.allowed_forms(request["minimo.page.user"], bucket, prefix)
+    forms, problem = await svc.sessions.allowed_forms(page_user(request), bucket, prefix)
     return unlinked, forms, problem
 
 
 async def adopt_page(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
     bucket = request.match_info["bucket"]
     prefix = adopt_prefix_of(request.query.get("prefix", ""))
     unlinked, forms, problem = await _adopt_context(request, bucket, prefix)
@@ -253,9 +248,8 @@ async def _render_adopt(
 
 
 async def adopt_submit(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "admin")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     bucket = request.match_info["bucket"]
     prefix = adopt_prefix_of(str(data.get("_prefix", "")))
     if not prefix:
@@ -325,11 +319,11 @@ async def _render_result(
     )
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/data/", data_buckets, name="data")
-    r.add_get("/data/{bucket}", data_bucket, name="data_bucket")
-    r.add_get("/data/{bucket}/object", data_object, name="data_object")
-    r.add_get("/data/{bucket}/adopt", adopt_page, name="data_adopt")
-    r.add_post("/data/{bucket}/adopt", adopt_submit)
-    r.add_get("/download/{bucket}", download, name="download")
+ROUTES = [
+    Page("GET", "/data/", data_buckets, "reader", "data"),
+    Page("GET", "/data/{bucket}", data_bucket, "reader", "data_bucket"),
+    Page("GET", "/data/{bucket}/object", data_object, "reader", "data_object"),
+    Page("GET", "/data/{bucket}/adopt", adopt_page, "admin", "data_adopt"),
+    Page("POST", "/data/{bucket}/adopt", adopt_submit, "admin", "data_adopt"),
+    Page("GET", "/download/{bucket}", download, "reader", "download"),
+]

@@ -22,7 +22,7 @@ from policy.sessions import WHERE_CONDITION, SessionError, parse_where
 from policy.store.base import FieldFilter, SessionPage, SessionQuery
 from ui.api.common import services
 from ui.api.sessions import MAX_CONDITIONS, parse_sort, sort_name
-from ui.pages.common import render, require
+from ui.pages.common import Page, render
 
 PAGE_SIZE = 25
 _STATES = ("open", "closed", "expired")
@@ -103,7 +103,6 @@ def _sort_problem(sort: str, form: Form | None) -> str | None:
 
 
 async def browse_sessions(request: web.Request) -> web.StreamResponse:
-    await require(request)
     q = request.query
     svc = services(request)
     names = ("form", "owner", "bucket", "state", "created_from", "created_to", "sort")
@@ -226,5 +225,4 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/sessions", browse_sessions, name="sessions")
+ROUTES = [Page("GET", "/sessions", browse_sessions, "reader", "sessions")]

@@ -18,11 +18,9 @@ from ui.api import rocrate
 from ui.api.auth import LoginFailed, LoginRateLimited, sign_in, sign_out
 from ui.api.common import services
 from ui.api.errors import ApiError
-from ui.pages import admin, data, metadata
-from ui.pages.common import PageError, check_csrf, current_user, render, require, safe_next
+from ui.pages.common import Page, PageError, page_user, render, safe_next
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 from ui.pages.snippets import snippets
-from ui.pages.upload import upload_urls
 
 #: how many objects the session page lists (the API pages through all of them)
 OBJECTS_SHOWN = 500
@@ -37,7 +35,6 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    await check_csrf(request, form)
     user = str(form.get("user", ""))
     password = str(form.get("password", ""))
     target = safe_next(str(form.get("next", "")))
@@ -67,20 +64,19 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    login_page_url = str(request.app.router["login"].url_for())
-    who = await current_user(request)
-    if who is None:
-        # Signed out already (another tab, or the login was ended elsewhere): nothing to end, so
-        # no CSRF check is needed, and the user lands where signing out would have taken them.
-        raise web.HTTPSeeOther(login_page_url)
-    await check_csrf(request, await request.post())
-    await sign_out(request, who)
-    raise web.HTTPSeeOther(login_page_url)
+    await sign_out(request, page_user(request))
+    return await _to_login(request)
+
+
+async def _to_login(request: web.Request) -> web.StreamResponse:
+    """Where signing out lands; also what a signed-out user's Sign out gets (another tab, or the
+    login was ended elsewhere): nothing to end, so no CSRF check is needed, and no way back."""
+    raise web.HTTPSeeOther(str(request.app.router["login"].url_for()))
 
 
 # -- home ----------------------------------------------------------------------------------------
 async def home(request: web.Request) -> web.StreamResponse:
-    who = await require(request)
+    who = page_user(request)
     sessions = services(request).sessions
     mine = await sessions.search(owner=who.user, state="open", limit=20)
     recent = await sessions.search(limit=10)
@@ -93,7 +89,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 # -- new session ---------------------------------------------------------------------------------
 async def new_session_page(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "uploader")
+    who = page_user(request)
     q = request.query
     bucket, prefix, form_name = q.get("bucket", ""), q.get("prefix", ""), q.get("form", "")
     forms: list[Form] = []
@@ -129,9 +125,8 @@ async def new_session_page(request: web.Request) -> web.StreamResponse:
 
 
 async def new_session_submit(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "uploader")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     bucket = str(data.get("_bucket", ""))
     prefix = str(data.get("_prefix", ""))
     svc = services(request)
@@ -185,9 +180,8 @@ async def _session_or_404(request: web.Request) -> SessionRecord:
 
 
 async def session_page(request: web.Request) -> web.StreamResponse:
-    who = await require(request)
     session = await _session_or_404(request)
-    return await _session_view(request, who, session)
+    return await _session_view(request, page_user(request), session)
 
 
 async def _session_view(
@@ -256,9 +250,8 @@ async def _session_view(
 
 
 async def close_session(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "uploader")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     session = await _session_or_404(request)
     # An unticked checkbox sends nothing: the page always says what it wants.
     ro_crate = data.get("ro_crate") == "on"
@@ -281,22 +274,19 @@ async def close_session(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/", home, name="home")
-    r.add_get("/login", login_page, name="login")
-    r.add_post("/login", login_submit)
-    r.add_post("/logout", logout, name="logout")
-    r.add_get("/sessions/new", new_session_page, name="new_session")
-    r.add_post("/sessions/new", new_session_submit)
-    r.add_get("/sessions/{id}", session_page, name="session")
-    r.add_post("/sessions/{id}/close", close_session, name="close_session")
-    r.add_post("/sessions/{id}/upload-urls", upload_urls, name="upload_urls")
-    metadata.add_routes(app)
-    data.add_routes(app)
-    admin.add_routes(app)
-    r.add_get("/admin", _to_admin)
-
-
 async def _to_admin(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/_minimo/admin/")
+
+
+ROUTES = [
+    Page("GET", "/", home, "reader", "home"),
+    Page("GET", "/login", login_page, "public", "login"),
+    Page("POST", "/login", login_submit, "public", "login"),
+    Page("POST", "/logout", logout, "reader", "logout", signed_out=_to_login),
+    # before /sessions/{id}, which would take "new" for an id
+    Page("GET", "/sessions/new", new_session_page, "uploader", "new_session"),
+    Page("POST", "/sessions/new", new_session_submit, "uploader", "new_session"),
+    Page("GET", "/sessions/{id}", session_page, "reader", "session"),
+    Page("POST", "/sessions/{id}/close", close_session, "uploader", "close_session"),
+    Page("GET", "/admin", _to_admin, "public", "admin_without_slash"),
+]

@@ -25,7 +25,19 @@ from aiohttp import web
 
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
-from ui.pages import admin, admin_tools, data, metadata, upload, views
+from ui.pages import (
+    admin,
+    audit,
+    auth,
+    browse,
+    forms,
+    home,
+    keys,
+    policy,
+    sessions,
+    upload,
+    users,
+)
 from ui.pages.common import Page, error_pages, guard
 from ui.pages.fields import html_pattern
 from ui.security import login_cookie_middleware
@@ -40,7 +52,7 @@ CSP = (
 def all_pages() -> list[Page]:
     """Every page route, in the order the router tries them."""
     pages: list[Page] = []
-    for module in (views, upload, metadata, data, admin, admin_tools):
+    for module in (home, auth, sessions, upload, browse, admin, forms, users, policy, keys, audit):
         pages.extend(module.ROUTES)
     return pages
 

@@ -1,4 +1,5 @@
-"""The data browser: buckets -> prefixes -> objects, each with its session's metadata or none."""
+"""The data browser (twin of ui/api/browse.py): buckets -> prefixes -> objects, each with its
+session's metadata or none; an object's bytes to download; linking existing data (adopt)."""
 
 from __future__ import annotations
 

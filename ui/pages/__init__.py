@@ -11,8 +11,9 @@ refused five times on the page counts against the API too, and the same encrypte
 (ui.security) authenticates both.
 
 Security: Content-Security-Policy allows scripts and styles from ``/_minimo/static/`` only (no
-inline code), every POST must carry the session's CSRF token in a hidden ``csrf_token`` field,
-and templates escape everything (autoescape on for every template, whatever its name).
+inline code), every POST must carry the session's CSRF token in a hidden ``csrf_token`` field
+(static/*.js's calls: the X-CSRF-Token header), and templates escape everything (autoescape on
+for every template, whatever its name).
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ SessionStatus = Literal["open", "closed", "expired"]
 __all__ = [
     "FormValidationError",
     "SessionError",
+    "SessionInvalid",
+    "SessionNotAllowed",
+    "SessionNotFound",
     "SessionService",
     "in_scope",
     "is_session_id",
@@ -84,7 +87,24 @@ __all__ = [
 
 
 class SessionError(Exception):
-    """A session request that cannot be done; the message is meant for people."""
+    """A session request that cannot be done; the message is meant for people.
+
+    Raise one of the subclasses, which say *why* (callers such as the JSON API pick a status
+    from the type, never from the words); ``except SessionError`` catches them all.
+    """
+
+
+class SessionNotFound(SessionError):
+    """Something the request names as its target (a session, a bucket) does not exist."""
+
+
+class SessionNotAllowed(SessionError):
+    """Refused because of who asks (role, ownership, policy's open_sessions), not what they sent."""
+
+
+class SessionInvalid(SessionError):
+    """What was sent cannot be done: a bad name, prefix, ttl, condition, or a form or scope that
+    policy does not offer there."""
 
 
 def _base32(value: int, chars: int) -> str:
@@ -154,7 +174,7 @@ def parse_where(text: str, form: Form | None = None) -> FieldFilter:
     """
     match = WHERE_CONDITION.fullmatch(text)
     if match is None:
-        raise SessionError(
+        raise SessionInvalid(
             f"bad condition {text!r}: use FIELD=VALUE, FIELD>=VALUE, FIELD<=VALUE or FIELD~TEXT"
         )
     name, symbol, raw = match.group(1), match.group(2), match.group(3).strip()
@@ -162,19 +182,19 @@ def parse_where(text: str, form: Form | None = None) -> FieldFilter:
     value: FieldValue = raw
     field = form.field(name) if form is not None else None
     if form is not None and field is None:
-        raise SessionError(f"form {form.name} has no field {name!r}")
+        raise SessionInvalid(f"form {form.name} has no field {name!r}")
     if op == "contains":
         pass
     elif field is not None:
         if field.type in ("integer", "number"):
             number = _number(raw)
             if number is None:
-                raise SessionError(f"{name}: {raw!r} is not a number")
+                raise SessionInvalid(f"{name}: {raw!r} is not a number")
             value = number
         elif field.type == "boolean" and op == "eq":
             lowered = raw.lower()
             if lowered not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
-                raise SessionError(f"{name}: {raw!r} is not true or false")
+                raise SessionInvalid(f"{name}: {raw!r} is not true or false")
             value = lowered in ("true", "yes", "1", "on")
         elif field.type == "datetime":
             try:
@@ -190,7 +210,7 @@ def parse_where(text: str, form: Form | None = None) -> FieldFilter:
     try:
         return FieldFilter(name, op, value)
     except ValueError as exc:
-        raise SessionError(f"bad condition {text!r}: {exc}") from None
+        raise SessionInvalid(f"bad condition {text!r}: {exc}") from None
 
 
 class SessionService:
@@ -243,7 +263,7 @@ class SessionService:
             credential = await self.identity.create_key(principal.user, session_id=session_id)
         except IdentityError as exc:
             await self.auditor.refused(principal, "session.open", target, str(exc), form=form)
-            raise SessionError(str(exc)) from None
+            raise SessionInvalid(str(exc)) from None
         record = SessionRecord(
             id=session_id,
             form_name=latest.name,
@@ -265,7 +285,7 @@ class SessionService:
             with contextlib.suppress(Exception):
                 await self.identity.revoke_key(credential.access_key)
             if isinstance(exc, AlreadyExists):
-                raise SessionError("session id collision; try again") from None
+                raise SessionInvalid("session id collision; try again") from None
             raise
         await self.auditor.ok(
             principal,
@@ -280,6 +300,24 @@ class SessionService:
         )
         return record, credential
 
+    async def allowed_forms(
+        self, principal: Principal, bucket: str, prefix: str
+    ) -> tuple[list[Form], str | None]:
+        """The forms ``principal`` may open a session with at bucket/prefix, or why there are
+        none (a sentence for people): what the new-session and link-data pages offer, by the
+        same rule :meth:`_check_open` enforces."""
+        rule = (await self.policies.current()).match(bucket, prefix)
+        where = scope_url(bucket, prefix)
+        if rule is None:
+            return [], f"No policy rule covers {where}, so no session can be opened there."
+        if not rule.may_open(principal.user, principal.role):
+            return [], f"{principal.user} may not open sessions at {where}."
+        forms = [f for name in rule.forms if (f := await self.forms.find(name)) is not None]
+        if not forms:
+            scratch = "its rule names no form, so there is none to fill"
+            return [], f"{where} is a scratch area: {scratch}."
+        return forms, None
+
     async def _check_open(
         self,
         principal: Principal,
@@ -291,11 +329,11 @@ class SessionService:
         session_id: str,
     ) -> tuple[str, Rule, Form, dict[str, Any], timedelta]:
         if principal.session_id is not None:
-            raise SessionError(
+            raise SessionNotAllowed(
                 "a session key cannot open sessions: use your personal key or the web UI"
             )
         if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
-            raise SessionError(
+            raise SessionInvalid(
                 f"invalid bucket name {bucket!r}: 3-63 lowercase letters, digits, '.' and '-'"
             )
         scope = self._scope(prefix, session_id)
@@ -308,39 +346,40 @@ class SessionService:
                 if prefix is None and any(r.matches(bucket, r.prefix) for r in policy.rules)
                 else "an admin can add one with minimo policy set"
             )
-            raise SessionError(
+            raise SessionInvalid(
                 f"no policy rule covers {where}, so nothing can be written there; {hint}"
             )
         number = policy.rules.index(rule) + 1
         if not rule.may_open(principal.user, principal.role):
             allowed = ", ".join(rule.open_sessions) or "admins only"
-            raise SessionError(
+            raise SessionNotAllowed(
                 f"{principal.user} ({principal.role.value}) may not open sessions at {where}: "
                 f"policy rule {number} lets {allowed} open them"
             )
         if form_name not in rule.forms:
             if not rule.require_session and not rule.forms:
-                raise SessionError(
+                raise SessionInvalid(
                     f"{where} is a scratch area (policy rule {number}: require_session = false): "
                     "upload there without a session"
                 )
-            raise SessionError(
+            raise SessionInvalid(
                 f"form {form_name} is not allowed at {where}: policy rule {number} allows "
                 f"{', '.join(rule.forms) or 'no forms'}"
             )
         latest = await self.forms.find(form_name)
         if latest is None:
-            raise SessionError(f"no form {form_name}")
+            # named in the request's body, not its target: a bad request rather than a 404
+            raise SessionInvalid(f"no form {form_name}")
         lifetime = rule.session_ttl
         if ttl is not None:
             try:
                 lifetime = ttl if isinstance(ttl, timedelta) else parse_duration(ttl)
             except DurationError as exc:
-                raise SessionError(f"ttl: {exc}") from None
+                raise SessionInvalid(f"ttl: {exc}") from None
             if lifetime <= timedelta(0):
-                raise SessionError("ttl: must be longer than zero")
+                raise SessionInvalid("ttl: must be longer than zero")
             if lifetime > rule.max_session_ttl:
-                raise SessionError(
+                raise SessionInvalid(
                     f"ttl: {_duration(lifetime)} is longer than the "
                     f"{format_duration(rule.max_session_ttl)} policy rule {number} allows at "
                     f"{where}"
@@ -353,16 +392,18 @@ class SessionService:
         if prefix is None:
             return f"{session_id}/"
         if not isinstance(prefix, str) or not prefix.strip("/").strip():
-            raise SessionError("prefix: must not be empty (leave it out for '<session id>/')")
+            raise SessionInvalid("prefix: must not be empty (leave it out for '<session id>/')")
         if prefix.startswith("/"):
-            raise SessionError("prefix: must not start with '/' (keys are relative to the bucket)")
+            raise SessionInvalid(
+                "prefix: must not start with '/' (keys are relative to the bucket)"
+            )
         if not prefix.endswith("/"):
             # A scope is a folder: "run7" must not also cover "run70/...".
             prefix += "/"
         if len(prefix.encode()) > MAX_PREFIX_BYTES:
-            raise SessionError(f"prefix: must be at most {MAX_PREFIX_BYTES} bytes")
+            raise SessionInvalid(f"prefix: must be at most {MAX_PREFIX_BYTES} bytes")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
-            raise SessionError("prefix: must not contain control characters")
+            raise SessionInvalid("prefix: must not contain control characters")
         return prefix
 
     # -- close ---------------------------------------------------------------------------------
@@ -372,16 +413,16 @@ class SessionService:
         session = await self.get(session_id)
         if session is None:
             await self.auditor.refused(principal, "session.close", target, "no such session")
-            raise SessionError(f"no session {session_id}")
+            raise SessionNotFound(f"no session {session_id}")
         if principal.role != Role.ADMIN and principal.user != session.owner:
             reason = f"only {session.owner} (the owner) or an admin may close session {session_id}"
             await self.auditor.refused(principal, "session.close", target, reason)
-            raise SessionError(reason)
+            raise SessionNotAllowed(reason)
         was_closed = session.state == "closed"
         try:
             session = await self.store.close_session(session_id, self._clock(), principal.user)
         except NotFound:
-            raise SessionError(f"no session {session_id}") from None
+            raise SessionNotFound(f"no session {session_id}") from None
         self._cache.forget(session_id)
         if session.access_key is not None:
             # IdentityError: the key was never stored (an open that failed halfway).
@@ -401,7 +442,7 @@ class SessionService:
     async def require(self, session_id: str) -> SessionRecord:
         session = await self.get(session_id)
         if session is None:
-            raise SessionError(f"no session {session_id}")
+            raise SessionNotFound(f"no session {session_id}")
         return session
 
     async def lookup(self, session_id: str) -> SessionRecord | None:
@@ -427,13 +468,13 @@ class SessionService:
             try:
                 query = SessionQuery(**filters)
             except (TypeError, ValueError) as exc:
-                raise SessionError(str(exc)) from None
+                raise SessionInvalid(str(exc)) from None
         elif filters:
             raise TypeError("pass either a SessionQuery or keyword filters, not both")
         try:
             return await self.store.search_sessions(query)
         except ValueError as exc:  # e.g. a cursor from another backend
-            raise SessionError(str(exc)) from None
+            raise SessionInvalid(str(exc)) from None
 
     async def objects(
         self, session_id: str, limit: int = 1000, cursor: str | None = None

@@ -37,7 +37,7 @@ from tests.servers import Gateway, mongo_uri, run_gateway
 #: 5,000 (a multiple of 125 keeps the first owner's last session on a page boundary); MongoDB
 #: itself would use the indexes.
 COUNTS = {"sqlite": 10_000, "mongo": 5_000}
-PAGE = 25  # the page's page size (ui.pages.metadata.PAGE_SIZE)
+PAGE = 25  # the page's page size (ui.pages.sessions.PAGE_SIZE)
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 OWNERS = ("ada", "bob", "cyd", "dee", "eli")
 BUCKETS = ("raw", "lab", "cold", "share")

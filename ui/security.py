@@ -33,13 +33,16 @@ import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from aiohttp import web
+from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway.s3api.appkeys import CONFIG
 from policy.crypto import load_or_create_key
 from policy.logins import LOGIN_MAX_AGE_SECONDS
 
@@ -76,6 +79,31 @@ def cookie_storage(secret_key_file: Path, *, secure: bool) -> EncryptedCookieSto
         samesite="Lax",
         secure=secure,
     )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def login_cookie_middleware(app: web.Application) -> Middleware:
+    """aiohttp-session's middleware over :func:`cookie_storage`, for a sub-app of ``app``.
+
+    The storage is built at the first request, from ``app``'s config: building it when the app
+    is created would make every app factory (tests included) read or create the key file.
+    """
+    middleware: Middleware | None = None
+
+    @web.middleware
+    async def lazy(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal middleware
+        if middleware is None:
+            config = app[CONFIG]
+            middleware = session_middleware(
+                cookie_storage(config.secret_key_path, secure=config.tls)
+            )
+        return await middleware(request, handler)
+
+    return lazy
 
 
 def new_csrf_token() -> str:

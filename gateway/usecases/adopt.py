@@ -33,7 +33,7 @@ from policy.audit import principal_details
 from policy.enforce import SESSION_META
 from policy.principal import Principal, Role
 from policy.services import Services
-from policy.sessions import SessionError
+from policy.sessions import SessionInvalid, SessionNotAllowed, SessionNotFound
 from policy.store.base import MAX_PAGE, AuditEvent, ObjectRecord, SessionRecord, WriteIntent
 
 
@@ -81,17 +81,17 @@ async def adopt(
     from opening the session; S3Error when the object store fails.
     """
     if principal.role is not Role.ADMIN or principal.session_id is not None:
-        raise SessionError("only an admin may link existing data")
+        raise SessionNotAllowed("only an admin may link existing data")
     try:
         await objects.head_bucket(bucket)
     except S3Error as exc:
         if exc.code == "NoSuchBucket":
-            raise SessionError(f"no bucket {bucket}") from None
+            raise SessionNotFound(f"no bucket {bucket}") from None
         raise
     # An empty prefix would give the session its default '<id>/' scope, which covers none of
     # the existing data; adopting a whole bucket is not what a session is for.
     if not prefix:
-        raise SessionError("a prefix is needed: the session's scope is the data it adopts")
+        raise SessionInvalid("a prefix is needed: the session's scope is the data it adopts")
     session, _credential = await services.sessions.open(
         principal, form, bucket, prefix, values, None
     )

@@ -46,7 +46,7 @@ from policy.enforce import SESSION_META, Decision, Refusal, s3_url
 from policy.principal import Principal, Role
 from policy.rocrate import MEDIA_TYPE, CrateLayout, crate_key
 from policy.services import Services
-from policy.sessions import SessionError
+from policy.sessions import SessionError, SessionInvalid
 from policy.store.base import MAX_PAGE, ObjectRecord, SessionRecord
 
 log = logging.getLogger("minimo.crate")
@@ -113,7 +113,7 @@ async def close_with_crate(
     if not ro_crate:
         return CloseResult(await services.sessions.close(principal, session_id))
     if not session.is_open(now):
-        raise SessionError(
+        raise SessionInvalid(
             f"session {session.id} expired at {session.expires:%Y-%m-%d %H:%M:%S} UTC: nothing "
             "can be written into it any more, so it gets no RO-Crate; close it without one"
         )
@@ -158,7 +158,7 @@ async def write_crate(
             principal, "PutObject", session.bucket, key, session.id
         )
     except Refusal as refusal:
-        raise SessionError(f"the RO-Crate cannot be written: {refusal.message}") from None
+        raise SessionInvalid(f"the RO-Crate cannot be written: {refusal.message}") from None
     replace = await _replaceable(objects, session, key)
     return await _put(services, writes, objects, decision, session, replace=replace)
 

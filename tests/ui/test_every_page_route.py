@@ -1,9 +1,11 @@
 """Every page route under /_minimo/ enforces sign-in, its role and CSRF, checked for all of them.
 
-The routes come from the real pages application (the router ``setup_pages`` builds), so a page
-added later is swept without anyone remembering it; it only has to get a line in ``NEEDS``
-(its minimum role, and for a POST a body that would change something), and the first test fails
-until it has one. Then, against a real ``minimo serve`` and with plain HTTP as a browser sends it:
+The routes come from the real pages application (the router ``setup_pages`` builds), and each
+route's role (and whether static/*.js calls it) from the pages' own route tables
+(``ui.pages.all_pages()``, the lists the guard is built from), so a page added later is swept
+without anyone remembering it. A POST also needs a line in ``CALLS`` (a body that would change
+something), and the first test fails until it has one. Then, against a real ``minimo serve`` and
+with plain HTTP as a browser sends it:
 
 * signed out, a GET is sent to the login page (``next=`` that page) and a POST is refused
   (``next=`` the page the form was on, never its POST-only target);
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +38,7 @@ from tests.api.conftest import POLICY, RUN_FORM
 from tests.servers import Gateway, read_initial_admin, run_gateway
 from tests.ui.helpers import prepare, s3
 from ui import setup_ui
+from ui.pages import all_pages
 
 PAGES = "/_minimo"
 PASSWORD = "correct horse battery"
@@ -58,12 +61,9 @@ PROBE_FORM = {"name": "probe", "title": "Probe", "fields": [{"name": "x", "type"
 
 
 @dataclass(frozen=True)
-class Need:
-    """What a route legitimately needs: its minimum role, and how to call it for real."""
+class Call:
+    """How to call a route for real, beyond a bare request of its method."""
 
-    role: str
-    #: answered to static/*.js fetch calls: JSON errors and the X-CSRF-Token header
-    fetch: bool = False
     query: str = ""
     #: a POST body that would change something if the checks let it through
     body: dict[str, str] = field(default_factory=dict)
@@ -74,52 +74,45 @@ class Need:
     changes: str = ""
 
 
-#: (method, route as the router spells it) -> what it needs. A route missing here fails the
-#: first test: a new page forces a decision about who may use it.
-NEEDS: dict[tuple[str, str], Need] = {
-    ("GET", "/_minimo/login"): Need("public"),
-    ("POST", "/_minimo/login"): Need("public", body={"user": "admin", "password": ADMIN_PASSWORD}),
-    ("GET", "/_minimo/static"): Need("public", query=""),
-    ("GET", "/_minimo/admin"): Need("public"),  # a bare redirect to /_minimo/admin/
-    ("POST", "/_minimo/logout"): Need("reader"),
-    ("GET", "/_minimo/"): Need("reader"),
-    ("GET", "/_minimo/sessions"): Need("reader"),
-    ("GET", "/_minimo/sessions/{id}"): Need("reader"),
-    ("GET", "/_minimo/data/"): Need("reader"),
-    ("GET", "/_minimo/data/{bucket}"): Need("reader"),
-    ("GET", "/_minimo/data/{bucket}/object"): Need("reader", query="key=old/a.txt"),
-    ("GET", "/_minimo/download/{bucket}"): Need("reader", query="key=old/a.txt"),
-    ("GET", "/_minimo/keys"): Need("reader"),
-    ("GET", "/_minimo/sessions/new"): Need("uploader"),
-    ("POST", "/_minimo/sessions/new"): Need(
-        "uploader",
+@dataclass(frozen=True)
+class Need(Call):
+    """What a route legitimately needs: its minimum role (from the route tables), and how to
+    call it for real."""
+
+    role: str = "public"
+    #: answered to static/*.js fetch calls: the X-CSRF-Token header (and maybe JSON errors)
+    fetch: bool = False
+
+
+#: (method, route as the router spells it) -> how to call it. Every POST needs a line (the first
+#: test says which is missing); a GET without one is called bare. No roles here: those are the
+#: route tables' (ui.pages).
+CALLS: dict[tuple[str, str], Call] = {
+    ("POST", "/_minimo/login"): Call(body={"user": "admin", "password": ADMIN_PASSWORD}),
+    ("POST", "/_minimo/logout"): Call(),
+    ("GET", "/_minimo/data/{bucket}/object"): Call(query="key=old/a.txt"),
+    ("GET", "/_minimo/download/{bucket}"): Call(query="key=old/a.txt"),
+    ("POST", "/_minimo/sessions/new"): Call(
         body={"_bucket": "raw", "_prefix": "probe/", "_form": "run", "sample": "S9"},
         changes="/sessions?limit=200",
     ),
-    ("POST", "/_minimo/sessions/{id}/close"): Need(
-        "uploader", body={"ro_crate": "on"}, changes="/sessions?limit=200"
+    ("POST", "/_minimo/sessions/{id}/close"): Call(
+        body={"ro_crate": "on"}, changes="/sessions?limit=200"
     ),
-    ("POST", "/_minimo/sessions/{id}/upload-urls"): Need(
-        "uploader", fetch=True, json_body={"files": [{"path": "a.bin", "size": 1}]}
+    ("POST", "/_minimo/sessions/{id}/upload-urls"): Call(
+        json_body={"files": [{"path": "a.bin", "size": 1}]}
     ),
-    ("POST", "/_minimo/keys"): Need("uploader", body={"action": "create"}, changes="/keys"),
-    ("GET", "/_minimo/data/{bucket}/adopt"): Need("admin", query="prefix=old/"),
-    ("POST", "/_minimo/data/{bucket}/adopt"): Need(
-        "admin",
+    ("POST", "/_minimo/keys"): Call(body={"action": "create"}, changes="/keys"),
+    ("GET", "/_minimo/data/{bucket}/adopt"): Call(query="prefix=old/"),
+    ("POST", "/_minimo/data/{bucket}/adopt"): Call(
         # (scratch has no unlinked object here: the page checks this body, changes nothing)
         body={"_prefix": "old/", "_form": "run", "sample": "S0"},
     ),
-    ("GET", "/_minimo/admin/"): Need("admin"),
-    ("GET", "/_minimo/admin/forms"): Need("admin"),
-    ("POST", "/_minimo/admin/forms"): Need(
-        "admin", body={"action": "save", "definition": json.dumps(PROBE_FORM)}, changes="/forms"
+    ("POST", "/_minimo/admin/forms"): Call(
+        body={"action": "save", "definition": json.dumps(PROBE_FORM)}, changes="/forms"
     ),
-    ("POST", "/_minimo/admin/forms/preview"): Need(
-        "admin", fetch=True, body={"definition": json.dumps(PROBE_FORM)}
-    ),
-    ("GET", "/_minimo/admin/users"): Need("admin"),
-    ("POST", "/_minimo/admin/users"): Need(
-        "admin",
+    ("POST", "/_minimo/admin/forms/preview"): Call(body={"definition": json.dumps(PROBE_FORM)}),
+    ("POST", "/_minimo/admin/users"): Call(
         body={"action": "add", "name": "mallory", "role": "admin"},
         # reset-password would end rita's login, checked after the refusals
         variants=(
@@ -129,12 +122,23 @@ NEEDS: dict[tuple[str, str], Need] = {
         ),
         changes="/users",
     ),
-    ("GET", "/_minimo/admin/policy"): Need("admin"),
-    ("POST", "/_minimo/admin/policy"): Need(
-        "admin", body={"toml": POLICY + EXTRA_RULE}, changes="/policy"
-    ),
-    ("GET", "/_minimo/admin/audit"): Need("admin"),
+    ("POST", "/_minimo/admin/policy"): Call(body={"toml": POLICY + EXTRA_RULE}, changes="/policy"),
 }
+
+
+def declared_needs() -> dict[tuple[str, str], Need]:
+    """Every route the route tables declare, with its role from there and its CALLS line."""
+    # the static files are a directory, not a page handler: no table line, and anyone may
+    needs = {("GET", PAGES + "/static"): Need(role="public")}
+    for page in all_pages():
+        key = (page.method, PAGES + page.path)
+        call = CALLS.get(key, Call())
+        how = {f.name: getattr(call, f.name) for f in fields(Call)}
+        needs[key] = Need(**how, role=page.access, fetch=page.csrf == "header")
+    return needs
+
+
+NEEDS = declared_needs()
 _PARAM = re.compile(r"\{(\w+)[^}]*\}")
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -318,8 +322,12 @@ def test_every_page_route_has_a_decided_role() -> None:
     served = page_routes()
     missing = sorted(served - NEEDS.keys())
     gone = sorted(NEEDS.keys() - served)
-    assert not missing, f"page routes without a line in NEEDS (decide their role): {missing}"
-    assert not gone, f"NEEDS names routes the pages no longer serve: {gone}"
+    assert not missing, f"page routes the route tables do not declare: {missing}"
+    assert not gone, f"route tables name routes the pages do not serve: {gone}"
+    assert {need.role for need in NEEDS.values()} <= BELOW.keys()
+    uncalled = sorted(key for key in NEEDS if key[0] == "POST" and key not in CALLS)
+    assert not uncalled, f"POST routes without a line in CALLS (a body to try): {uncalled}"
+    assert not CALLS.keys() - served, f"CALLS names routes not served: {CALLS.keys() - served}"
     assert len(served) >= 25
 
 
@@ -456,7 +464,7 @@ def test_the_wrong_method_is_a_friendly_405_for_every_route(site: Site) -> None:
     checked = 0
     for path, served in sorted(methods.items()):
         for method in {"GET", "POST"} - served:
-            need = Need("admin", query=NEEDS[(next(iter(served)), path)].query)
+            need = Need(role="admin", query=NEEDS[(next(iter(served)), path)].query)
             reply = send(site.people["admin"], method, site.url(path, need), need, token=None)
             assert reply.status_code == 405, (method, path, reply.status_code)
             assert reply.headers["Content-Type"].startswith("text/html"), (method, path)

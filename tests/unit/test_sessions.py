@@ -18,6 +18,9 @@ from policy.identity import IdentityService
 from policy.principal import Principal, Role
 from policy.sessions import (
     SessionError,
+    SessionInvalid,
+    SessionNotAllowed,
+    SessionNotFound,
     SessionService,
     is_session_id,
     new_session_id,
@@ -160,7 +163,7 @@ def test_open_prefix_ttl_and_latest_version(run) -> None:
         ]:
             with pytest.raises(SessionError, match=message):
                 await w.sessions.open(ALICE, "run", "raw", bad, GOOD, None)
-        with pytest.raises(SessionError, match="ttl: 4d is longer than the 3d policy rule 2"):
+        with pytest.raises(SessionInvalid, match="ttl: 4d is longer than the 3d policy rule 2"):
             await w.sessions.open(BOB, "run", "raw", None, GOOD, "4d")
         with pytest.raises(SessionError, match="ttl: bad duration"):
             await w.sessions.open(BOB, "run", "raw", None, GOOD, "1 week")
@@ -218,21 +221,34 @@ def test_refusals_by_policy(run) -> None:
                 "private/x/",
                 "bob (uploader) may not open sessions at "
                 "s3://raw/private/x/: policy rule 1 lets alice open them",
+                SessionNotAllowed,
             ),
-            (RITA, "raw", None, "rita (reader) may not open sessions"),
-            (BOB, "other", None, "no policy rule covers s3://other/<session id>/"),
-            (BOB, "scratch", None, "s3://scratch/<session id>/ is a scratch area"),
-            (BOB, "Bad_Bucket", None, "invalid bucket name"),
+            (RITA, "raw", None, "rita (reader) may not open sessions", SessionNotAllowed),
+            (
+                BOB,
+                "other",
+                None,
+                "no policy rule covers s3://other/<session id>/",
+                SessionInvalid,
+            ),
+            (
+                BOB,
+                "scratch",
+                None,
+                "s3://scratch/<session id>/ is a scratch area",
+                SessionInvalid,
+            ),
+            (BOB, "Bad_Bucket", None, "invalid bucket name", SessionInvalid),
         ]
-        for who, bucket, prefix, message in cases:
-            with pytest.raises(SessionError) as refused:
+        for who, bucket, prefix, message, kind in cases:
+            with pytest.raises(kind) as refused:
                 await w.sessions.open(who, "run", bucket, prefix, GOOD, None)
             assert message in str(refused.value)
         await w.forms.create({"name": "other", "fields": [{"name": "a", "type": "text"}]}, "x")
-        with pytest.raises(SessionError, match="form other is not allowed at s3://raw/"):
+        with pytest.raises(SessionInvalid, match="form other is not allowed at s3://raw/"):
             await w.sessions.open(BOB, "other", "raw", None, {}, None)
         key_principal = Principal("bob", Role.UPLOADER, "MKX", new_session_id())
-        with pytest.raises(SessionError, match="a session key cannot open sessions"):
+        with pytest.raises(SessionNotAllowed, match="a session key cannot open sessions"):
             await w.sessions.open(key_principal, "run", "raw", None, GOOD, None)
         outcomes = [o for _, o, _ in await w.audit("session.open")]
         assert outcomes == ["refused"] * 7
@@ -243,11 +259,31 @@ def test_refusals_by_policy(run) -> None:
     run(body)
 
 
+def test_allowed_forms_follow_the_rules_open_checks(run) -> None:
+    """What the new-session and link-data pages offer: the forms opening would accept there,
+    or the reason there are none."""
+
+    async def body(w: World) -> None:
+        forms, problem = await w.sessions.allowed_forms(BOB, "raw", "2026/")
+        assert [f.name for f in forms] == ["run"] and problem is None
+        cases = [
+            (BOB, "raw", "private/x/", "bob may not open sessions at s3://raw/private/x/."),
+            (RITA, "raw", "2026/", "rita may not open sessions at s3://raw/2026/."),
+            (BOB, "other", "", "No policy rule covers s3://other/, so no session"),
+            (BOB, "scratch", "a/", "s3://scratch/a/ is a scratch area: its rule names no form"),
+        ]
+        for who, bucket, prefix, message in cases:
+            forms, problem = await w.sessions.allowed_forms(who, bucket, prefix)
+            assert forms == [] and problem is not None and problem.startswith(message), problem
+
+    run(body)
+
+
 def test_close(run) -> None:
     async def body(w: World) -> None:
         record, credential = await w.sessions.open(BOB, "run", "raw", None, GOOD, None)
         assert await w.sessions.lookup(record.id) is not None
-        with pytest.raises(SessionError, match="only bob \\(the owner\\) or an admin"):
+        with pytest.raises(SessionNotAllowed, match="only bob \\(the owner\\) or an admin"):
             await w.sessions.close(ALICE, record.id)
         closed = await w.sessions.close(BOB, record.id)
         assert closed.state == "closed" and closed.closed_by == "bob"
@@ -256,7 +292,7 @@ def test_close(run) -> None:
         # Idempotent: a second close (by an admin) changes nothing.
         again = await w.sessions.close(ADMIN, record.id)
         assert again.closed == closed.closed and again.closed_by == "bob"
-        with pytest.raises(SessionError, match="no session"):
+        with pytest.raises(SessionNotFound, match="no session"):
             await w.sessions.close(ADMIN, new_session_id())
         assert [(p, o) for p, o, _ in await w.audit("session.close")] == [
             ("alice", "refused"),
@@ -359,5 +395,5 @@ def test_parse_where() -> None:
         ("colour=red", "form run has no field 'colour'"),
         ("temp_c>=warm", "is not a number"),
     ]:
-        with pytest.raises(SessionError, match=message):
+        with pytest.raises(SessionInvalid, match=message):
             parse_where(bad, form)

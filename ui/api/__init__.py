@@ -8,12 +8,8 @@ describes the same list.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
-from aiohttp_session import session_middleware
 
-from gateway.s3api.appkeys import CONFIG
 from ui.api import (
     audit,
     auth,
@@ -28,9 +24,9 @@ from ui.api import (
 )
 from ui.api.auth import guard
 from ui.api.common import API_PREFIX, API_STATE, ApiState, Route, router_path
-from ui.api.errors import Handler, error_middleware
+from ui.api.errors import error_middleware
 from ui.api.openapi import openapi_route
-from ui.security import cookie_storage
+from ui.security import login_cookie_middleware
 
 
 def all_routes() -> list[Route]:
@@ -39,29 +35,6 @@ def all_routes() -> list[Route]:
         routes.extend(module.ROUTES)
     routes.append(openapi_route(routes))
     return routes
-
-
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
-
-def _lazy_session_middleware(app: web.Application) -> Middleware:
-    """aiohttp-session's middleware, its storage built at the first API request.
-
-    The cookie key comes from the data dir's secret key file; building it when the app is
-    created would make every app factory (tests included) read or create that file.
-    """
-    middleware: Middleware | None = None
-
-    @web.middleware
-    async def lazy(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal middleware
-        if middleware is None:
-            config = app[CONFIG]
-            storage = cookie_storage(config.secret_key_path, secure=config.tls)
-            middleware = session_middleware(storage)
-        return await middleware(request, handler)
-
-    return lazy
 
 
 async def _harden(request: web.Request, response: web.StreamResponse) -> None:
@@ -76,7 +49,7 @@ def setup_api(app: web.Application) -> None:
     # Errors are turned into JSON inside the session middleware too, so a session changed by a
     # refused request (an invalidated login) is still saved; the outer one catches the rest.
     api = web.Application(
-        middlewares=[error_middleware, _lazy_session_middleware(app), error_middleware]
+        middlewares=[error_middleware, login_cookie_middleware(app), error_middleware]
     )
     api[API_STATE] = ApiState()
     api.on_response_prepare.append(_harden)

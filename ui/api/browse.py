@@ -15,7 +15,6 @@ from gateway.protocol.errors import S3Error
 from gateway.s3api.appkeys import OBJECT_STORE
 from gateway.usecases.adopt import adopt
 from policy.forms import Form, FormValidationError
-from policy.principal import Principal
 from policy.services import Services
 from policy.sessions import SessionError
 from policy.store.base import MetadataStore, ObjectRecord, SessionRecord
@@ -134,22 +133,6 @@ async def scan_unlinked(
     return Unlinked(len(keys), len(page.objects), page.truncated, keys[:UNLINKED_SHOWN])
 
 
-async def allowed_forms(
-    svc: Services, who: Principal, bucket: str, prefix: str
-) -> tuple[list[Form], str | None]:
-    """The forms policy allows for a session at bucket/prefix, or the reason there are none."""
-    rule = (await svc.policies.current()).match(bucket, prefix)
-    where = f"s3://{bucket}/{prefix}"
-    if rule is None:
-        return [], f"No policy rule covers {where}, so no session can be opened there."
-    if not rule.may_open(who.user, who.role):
-        return [], f"{who.user} may not open sessions at {where}."
-    forms = [f for name in rule.forms if (f := await svc.forms.find(name)) is not None]
-    if not forms:
-        return [], f"{where} is a scratch area: its rule names no form, so there is none to fill."
-    return forms, None
-
-
 def adopt_prefix_of(raw: str) -> str:
     """A prefix as a session scope: a folder, so "run7" means "run7/" (not "run70/...")."""
     return raw if not raw or raw.endswith("/") else raw + "/"
@@ -260,7 +243,7 @@ async def adopt_preview(request: web.Request) -> web.StreamResponse:
         unlinked = await scan_unlinked(request.config_dict[OBJECT_STORE], svc.store, bucket, prefix)
     except S3Error as err:
         raise _store_error(err, bucket) from None
-    forms, problem = await allowed_forms(svc, principal(request), bucket, prefix)
+    forms, problem = await svc.sessions.allowed_forms(principal(request), bucket, prefix)
     return ok(
         {
             "bucket": bucket,

@@ -4,15 +4,15 @@ traceback, and with a 4xx status whenever the client can fix it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 
+from policy.sessions import SessionError, SessionNotAllowed, SessionNotFound
 from ui.outages import outage_of
+from ui.security import Handler
 
 log = logging.getLogger("minimo.api")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
@@ -44,14 +44,14 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
 
 
-def session_refusal(exc: Exception) -> ApiError:
-    """A ``policy.sessions.SessionError`` as the API answers it: something named that does not
-    exist is a 404, a refusal by policy or ownership (about who asks, not what they sent) a 403,
-    anything else a 400."""
+def session_refusal(exc: SessionError) -> ApiError:
+    """A refused session request as the API answers it, by the refusal's kind: a target that
+    does not exist is a 404, a refusal about who asks (role, ownership, policy) a 403, anything
+    else (what was sent) a 400."""
     message = str(exc)
-    if message.startswith(("no session", "no bucket")):
+    if isinstance(exc, SessionNotFound):
         return not_found(message)
-    if " may not " in message or message.startswith("only "):
+    if isinstance(exc, SessionNotAllowed):
         return forbidden(message)
     return bad_request(message)
 

@@ -1,5 +1,9 @@
 """Server-rendered pages under ``/_minimo/`` (aiohttp-jinja2, autoescaped).
 
+Each pages module lists its routes in ``ROUTES`` (:class:`ui.pages.common.Page`: method, path,
+handler, who may use it, name); :func:`setup_pages` registers them all behind the one guard
+that checks sign-in, role and CSRF (:func:`ui.pages.common.guard`).
+
 The pages live in a sub-application mounted at ``/_minimo`` *after* the API and health routes,
 so those keep their paths and everything else under the prefix is a page (or a friendly 404).
 The sub-app shares the API's per-process state (services, login rate limiter), so a login
@@ -7,8 +11,9 @@ refused five times on the page counts against the API too, and the same encrypte
 (ui.security) authenticates both.
 
 Security: Content-Security-Policy allows scripts and styles from ``/_minimo/static/`` only (no
-inline code), every POST must carry the session's CSRF token in a hidden ``csrf_token`` field,
-and templates escape everything (autoescape on for every template, whatever its name).
+inline code), every POST must carry the session's CSRF token in a hidden ``csrf_token`` field
+(static/*.js's calls: the X-CSRF-Token header), and templates escape everything (autoescape on
+for every template, whatever its name).
 """
 
 from __future__ import annotations
@@ -18,21 +23,39 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from aiohttp_session import session_middleware
 
-from gateway.s3api.appkeys import CONFIG
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
-from ui.pages import views
-from ui.pages.common import Handler, Middleware, error_pages
+from ui.pages import (
+    admin,
+    audit,
+    auth,
+    browse,
+    forms,
+    home,
+    keys,
+    policy,
+    sessions,
+    upload,
+    users,
+)
+from ui.pages.common import Page, error_pages, guard
 from ui.pages.fields import html_pattern
-from ui.security import cookie_storage
+from ui.security import login_cookie_middleware
 
 UI_DIR = Path(__file__).resolve().parent.parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+def all_pages() -> list[Page]:
+    """Every page route, in the order the router tries them."""
+    pages: list[Page] = []
+    for module in (home, auth, sessions, upload, browse, admin, forms, users, policy, keys, audit):
+        pages.extend(module.ROUTES)
+    return pages
 
 
 def _api_state(app: web.Application) -> ApiState:
@@ -43,24 +66,6 @@ def _api_state(app: web.Application) -> ApiState:
             return info["app"][API_STATE]
     # The API is not mounted (never in the gateway): pages still work with their own state.
     return ApiState()
-
-
-def _lazy_session(app: web.Application) -> Middleware:
-    # The cookie key is read from the data dir at the first request, not at app creation, for
-    # the same reason as the API's (app factories in tests must not touch the key file).
-    middleware: Middleware | None = None
-
-    @web.middleware
-    async def lazy(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal middleware
-        if middleware is None:
-            config = app[CONFIG]
-            middleware = session_middleware(
-                cookie_storage(config.secret_key_path, secure=config.tls)
-            )
-        return await middleware(request, handler)
-
-    return lazy
 
 
 async def _harden(request: web.Request, response: web.StreamResponse) -> None:
@@ -74,7 +79,7 @@ async def _harden(request: web.Request, response: web.StreamResponse) -> None:
 
 def setup_pages(app: web.Application) -> None:
     """Mount the pages on the gateway app (call after setup_api, before the S3 catch-all)."""
-    pages = web.Application(middlewares=[_lazy_session(app), error_pages])
+    pages = web.Application(middlewares=[login_cookie_middleware(app), error_pages])
     pages[API_STATE] = _api_state(app)
     env = aiohttp_jinja2.setup(
         pages,
@@ -88,7 +93,12 @@ def setup_pages(app: web.Application) -> None:
     env.globals["session_status"] = session_status
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
-    views.add_routes(pages)
+    for page in all_pages():
+        # a GET and a POST of one path share the name (one resource); add_get answers HEAD too
+        if page.method == "GET":
+            pages.router.add_get(page.path, guard(page), name=page.name)
+        else:
+            pages.router.add_route(page.method, page.path, guard(page), name=page.name)
     # "/_minimo" itself (what people type) would otherwise be a 404: send it to the home page.
     # Registered before the sub-app, which would answer it first.
     app.router.add_get("/_minimo", _to_home)

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from aiohttp_session import get_session
 
 from gateway.protocol.sigv4 import (
     ALGORITHM,
@@ -35,8 +34,7 @@ from gateway.s3api.appkeys import CONFIG
 from policy.principal import Role
 from policy.sessions import is_session_id
 from ui.api.common import services
-from ui.pages.common import current_user
-from ui.security import CSRF_HEADER, csrf_ok
+from ui.pages.common import Page, json_refusal, page_user
 
 URL_SECONDS = 3600
 MAX_FILES = 1000
@@ -97,35 +95,27 @@ def relative_key_problem(path: Any) -> str | None:
     return None
 
 
-def _refuse(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 async def upload_urls(request: web.Request) -> web.StreamResponse:
-    who = await current_user(request)
-    if who is None:
-        return _refuse(401, "sign in again")
-    if not csrf_ok((await get_session(request)).get("csrf"), request.headers.get(CSRF_HEADER)):
-        return _refuse(403, f"missing or wrong {CSRF_HEADER} header; reload the page")
+    who = page_user(request)
     sid = request.match_info["id"]
     svc = services(request)
     session = await svc.sessions.get(sid) if is_session_id(sid) else None
     if session is None:
-        return _refuse(404, f"no session {sid}")
+        return json_refusal(404, f"no session {sid}")
     if who.role is not Role.ADMIN and who.user != session.owner:
-        return _refuse(403, f"only {session.owner} (or an admin) uploads into this session")
+        return json_refusal(403, f"only {session.owner} (or an admin) uploads into this session")
     now = datetime.now(UTC)
     if not session.is_open(now):
-        return _refuse(409, "the session is not open any more")
+        return json_refusal(409, "the session is not open any more")
     try:
         body = await request.json()
     except ValueError:
-        return _refuse(400, "send a JSON body")
+        return json_refusal(400, "send a JSON body")
     if not isinstance(body, dict):
-        return _refuse(400, "send a JSON object")
+        return json_refusal(400, "send a JSON object")
     credential = await svc.identity.credential(session.access_key)
     if credential is None:
-        return _refuse(409, "the session key is gone (session closed?)")
+        return json_refusal(409, "the session key is gone (session closed?)")
     region = request.config_dict[CONFIG].region
 
     def url(method: str, path: str, *params: tuple[str, str]) -> str:
@@ -144,7 +134,7 @@ async def upload_urls(request: web.Request) -> web.StreamResponse:
     multipart = body.get("multipart")
     paths = [multipart.get("path")] if isinstance(multipart, dict) else body.get("paths")
     if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_FILES:
-        return _refuse(400, f"paths must be a list of 1 to {MAX_FILES} relative paths")
+        return json_refusal(400, f"paths must be a list of 1 to {MAX_FILES} relative paths")
     problems = [p for p in map(relative_key_problem, paths) if p]
     if not problems:
         problems = [
@@ -153,7 +143,7 @@ async def upload_urls(request: web.Request) -> web.StreamResponse:
             if len((session.prefix + p).encode()) > MAX_KEY_BYTES
         ]
     if problems:
-        return _refuse(400, "; ".join(problems[:5]))
+        return json_refusal(400, "; ".join(problems[:5]))
     headers = {"Cache-Control": "no-store"}
     if isinstance(multipart, dict):
         # Large files go in parts: the browser retries a failed part, not the whole file.
@@ -165,9 +155,9 @@ async def upload_urls(request: web.Request) -> web.StreamResponse:
                 {"create": url("POST", path, ("uploads", ""))}, headers=headers
             )
         if not isinstance(upload_id, str) or not upload_id:
-            return _refuse(400, "upload_id must be the id CreateMultipartUpload returned")
+            return json_refusal(400, "upload_id must be the id CreateMultipartUpload returned")
         if not (isinstance(parts, int) and not isinstance(parts, bool) and 1 <= parts <= MAX_PARTS):
-            return _refuse(400, f"parts must be a number from 1 to {MAX_PARTS}")
+            return json_refusal(400, f"parts must be a number from 1 to {MAX_PARTS}")
         uid = ("uploadId", upload_id)
         return web.json_response(
             {
@@ -183,3 +173,16 @@ async def upload_urls(request: web.Request) -> web.StreamResponse:
         {"urls": [{"path": p, "key": session.prefix + p, "url": url("PUT", p)} for p in paths]},
         headers=headers,
     )
+
+
+ROUTES = [
+    Page(
+        "POST",
+        "/sessions/{id}/upload-urls",
+        upload_urls,
+        "uploader",
+        "upload_urls",
+        csrf="header",
+        refusals="json",
+    ),
+]

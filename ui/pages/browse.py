@@ -1,4 +1,5 @@
-"""The data browser: buckets -> prefixes -> objects, each with its session's metadata or none."""
+"""The data browser (twin of ui/api/browse.py): buckets -> prefixes -> objects, each with its
+session's metadata or none; an object's bytes to download; linking existing data (adopt)."""
 
 from __future__ import annotations
 
@@ -13,27 +14,25 @@ from gateway.s3api.appkeys import OBJECT_STORE
 from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.usecases.adopt import AdoptResult, adopt
 from policy.forms import Form, FormValidationError
-from policy.sessions import SessionError, session_status
+from policy.sessions import SessionError, SessionNotFound, session_status
 from ui.api.browse import (
     NO_BUCKET,
     NOT_THERE,
     UNLINKED_SCAN,
     Unlinked,
     adopt_prefix_of,
-    allowed_forms,
     describe_object,
     scan_unlinked,
 )
 from ui.api.common import services
 from ui.outages import outage_of, pass_outage
-from ui.pages.common import PageError, check_csrf, render, require
+from ui.pages.common import Page, PageError, page_user, render
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 
 DATA_PAGE = 100
 
 
 async def data_buckets(request: web.Request) -> web.StreamResponse:
-    await require(request)
     try:
         buckets = await request.config_dict[OBJECT_STORE].list_buckets()
     except S3Error as err:
@@ -43,7 +42,6 @@ async def data_buckets(request: web.Request) -> web.StreamResponse:
 
 
 async def data_bucket(request: web.Request) -> web.StreamResponse:
-    await require(request)
     bucket = request.match_info["bucket"]
     prefix = request.query.get("prefix", "")
     start_after = request.query.get("start_after", "")
@@ -98,7 +96,6 @@ async def download(request: web.Request) -> web.StreamResponse:
     S3 answers' sandboxing CSP too, not the pages' (which allows this origin's scripts), so even
     a browser that rendered it would give it an opaque origin and no script.
     """
-    await require(request)
     bucket = request.match_info["bucket"]
     key = request.query.get("key", "")
     if not key:
@@ -148,7 +145,6 @@ def _prefix_query(prefix: str) -> str:
 
 async def data_object(request: web.Request) -> web.StreamResponse:
     """One object: what the object store says, its record, and its session's metadata."""
-    await require(request)
     bucket = request.match_info["bucket"]
     key = request.query.get("key", "")
     if not key:
@@ -201,12 +197,11 @@ async def _adopt_context(
         if err.code in NO_BUCKET:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
-    forms, problem = await allowed_forms(svc, request["minimo.page.user"], bucket, prefix)
+    forms, problem = await svc.sessions.allowed_forms(page_user(request), bucket, prefix)
     return unlinked, forms, problem
 
 
 async def adopt_page(request: web.Request) -> web.StreamResponse:
-    await require(request, "admin")
     bucket = request.match_info["bucket"]
     prefix = adopt_prefix_of(request.query.get("prefix", ""))
     unlinked, forms, problem = await _adopt_context(request, bucket, prefix)
@@ -254,9 +249,8 @@ async def _render_adopt(
 
 
 async def adopt_submit(request: web.Request) -> web.StreamResponse:
-    who = await require(request, "admin")
+    who = page_user(request)
     data = await request.post()
-    await check_csrf(request, data)
     bucket = request.match_info["bucket"]
     prefix = adopt_prefix_of(str(data.get("_prefix", "")))
     if not prefix:
@@ -274,9 +268,10 @@ async def adopt_submit(request: web.Request) -> web.StreamResponse:
         )
     except FormValidationError as exc:
         errors, general = split_errors(form, exc)
+    except SessionNotFound:
+        # adopt's only missing target is the bucket
+        raise PageError(404, f"There is no bucket {bucket}.") from None
     except SessionError as exc:
-        if str(exc).startswith("no bucket"):
-            raise PageError(404, f"There is no bucket {bucket}.") from None
         general = [str(exc)]
     except S3Error as err:
         if err.code in NO_BUCKET:
@@ -325,11 +320,11 @@ async def _render_result(
     )
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/data/", data_buckets, name="data")
-    r.add_get("/data/{bucket}", data_bucket, name="data_bucket")
-    r.add_get("/data/{bucket}/object", data_object, name="data_object")
-    r.add_get("/data/{bucket}/adopt", adopt_page, name="data_adopt")
-    r.add_post("/data/{bucket}/adopt", adopt_submit)
-    r.add_get("/download/{bucket}", download, name="download")
+ROUTES = [
+    Page("GET", "/data/", data_buckets, "reader", "data"),
+    Page("GET", "/data/{bucket}", data_bucket, "reader", "data_bucket"),
+    Page("GET", "/data/{bucket}/object", data_object, "reader", "data_object"),
+    Page("GET", "/data/{bucket}/adopt", adopt_page, "admin", "data_adopt"),
+    Page("POST", "/data/{bucket}/adopt", adopt_submit, "admin", "data_adopt"),
+    Page("GET", "/download/{bucket}", download, "reader", "download"),
+]

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from gateway.s3api.appkeys import CONFIG
+from policy.forms import FIELD_TYPES
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import views
@@ -84,6 +85,7 @@ def setup_pages(app: web.Application) -> None:
     )
     env.globals["static"] = lambda name: f"/_minimo/static/{name}"
     env.globals["html_pattern"] = html_pattern
+    env.globals["field_type_names"] = FIELD_TYPES  # the forms page lists them
     # "expired" is derived (an open session past its expiry): one rule for every page
     env.globals["session_status"] = session_status
     pages.on_response_prepare.append(_harden)

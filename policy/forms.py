@@ -9,6 +9,9 @@ Two separate checks live here:
   (Draft 2020-12 with format assertion switched on) judge the result, and finally translates each
   jsonschema error into a short message that names the field and the broken rule.
 
+What each field type means (its allowed keys, schema, coercion, messages) is defined once in
+:mod:`policy.field_types`; this module applies it to whole forms.
+
 Decisions (also described in the README section on forms):
 
 * Empty input counts as absent: ``None``, ``""``, whitespace-only strings and empty lists. HTML
@@ -30,29 +33,25 @@ Decisions (also described in the README section on forms):
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
-from policy.timestamps import utc_text
-
-FIELD_TYPES: tuple[str, ...] = (
-    "text",
-    "textarea",
-    "choice",
-    "multichoice",
-    "integer",
-    "number",
-    "boolean",
-    "date",
-    "datetime",
+from policy.field_types import (
+    FIELD_TYPES_BY_NAME,
+    TYPED_KEYS,
+    BadValue,
+    FieldType,
+    parse_date,
+    parse_datetime,
 )
+
+#: the names of the field types (see policy.field_types), in the order they are documented
+FIELD_TYPES: tuple[str, ...] = tuple(FIELD_TYPES_BY_NAME)
 MAX_NAME_LENGTH = 64
 MAX_LABEL_LENGTH = 200
 
@@ -66,36 +65,7 @@ FORM_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 RESERVED_FORM_NAMES = frozenset({"import", "preview"})
 
 _FORM_KEYS = frozenset({"name", "title", "description", "fields", "version"})
-_FIELD_KEYS = frozenset(
-    {
-        "name",
-        "label",
-        "help",
-        "type",
-        "required",
-        "default",
-        "choices",
-        "min",
-        "max",
-        "pattern",
-        "max_length",
-    }
-)
-# Which optional keys make sense for which type; anything else is a definition error, so that a
-# "pattern" on a number field is reported instead of being silently ignored.
-_ALLOWED_BY_TYPE: dict[str, frozenset[str]] = {
-    "text": frozenset({"pattern", "max_length"}),
-    "textarea": frozenset({"pattern", "max_length"}),
-    "choice": frozenset({"choices"}),
-    "multichoice": frozenset({"choices", "min", "max"}),
-    "integer": frozenset({"min", "max"}),
-    "number": frozenset({"min", "max"}),
-    "boolean": frozenset(),
-    "date": frozenset({"min", "max"}),
-    "datetime": frozenset({"min", "max"}),
-}
-_TYPED_KEYS = frozenset({"choices", "min", "max", "pattern", "max_length"})
-
+_FIELD_KEYS = frozenset({"name", "label", "help", "type", "required", "default"}) | TYPED_KEYS
 # Python `re` syntax that ECMA 262 reads differently or not at all.
 _PYTHON_ONLY_REGEX = (
     # Python 3.11 only knows (?P<name>...), ECMA only (?<name>...): no spelling works in both.
@@ -105,18 +75,8 @@ _PYTHON_ONLY_REGEX = (
     (re.compile(r"\\[AZ]"), r"\A and \Z are not portable: use ^ and $"),
 )
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# ISO 8601 extended format, as accepted on input (seconds optional, space or T, any offset form).
-_DATETIME_IN = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?",
-    re.IGNORECASE,
-)
 # RFC 3339 date-time, which is what JSON Schema's "date-time" format means.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
-_INTEGER = re.compile(r"[+-]?\d+")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_TRUE = frozenset({"true", "yes", "on", "1", "y", "t"})
-_FALSE = frozenset({"false", "no", "off", "0", "n", "f"})
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -154,6 +114,11 @@ class Field:
     pattern: str | None = None
     max_length: int | None = None
 
+    @property
+    def field_type(self) -> FieldType:
+        """What the field's ``type`` means: its schema, coercion, search and widget."""
+        return FIELD_TYPES_BY_NAME[self.type]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
@@ -173,7 +138,7 @@ class Field:
         return out
 
     def json_schema(self) -> dict[str, Any]:
-        schema = _type_schema(self)
+        schema = self.field_type.schema(self)
         schema["title"] = self.label
         if self.help:
             schema["description"] = self.help
@@ -223,33 +188,6 @@ class Form:
 # --- JSON Schema compilation ------------------------------------------------------------------
 
 
-def _type_schema(f: Field) -> dict[str, Any]:
-    bounds = {"minimum": f.min, "maximum": f.max}
-    if f.type in ("text", "textarea"):
-        schema: dict[str, Any] = {"type": "string"}
-        if f.max_length is not None:
-            schema["maxLength"] = f.max_length
-        if f.pattern is not None:
-            schema["pattern"] = f.pattern
-    elif f.type == "choice":
-        schema = {"type": "string", "enum": list(f.choices)}
-    elif f.type == "multichoice":
-        schema = {
-            "type": "array",
-            "items": {"type": "string", "enum": list(f.choices)},
-            "uniqueItems": True,
-        }
-        bounds = {"minItems": f.min, "maxItems": f.max}
-    elif f.type in ("integer", "number", "boolean"):
-        schema = {"type": f.type}
-    else:  # date, datetime
-        schema = {"type": "string", "format": "date" if f.type == "date" else "date-time"}
-        bounds = {"formatMinimum": f.min, "formatMaximum": f.max}
-    if f.type != "boolean":
-        schema.update({key: value for key, value in bounds.items() if value is not None})
-    return schema
-
-
 def _object_schema(fields: tuple[Field, ...], head: dict[str, Any]) -> dict[str, Any]:
     schema = {
         **head,
@@ -266,33 +204,6 @@ def _object_schema(fields: tuple[Field, ...], head: dict[str, Any]) -> dict[str,
 # --- the validator: 2020-12 + real date/date-time checks + formatMinimum/formatMaximum ---------
 
 
-def _parse_date(value: object) -> date | None:
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _parse_datetime(value: object) -> datetime | None:
-    """An aware datetime from ISO 8601 input, or None (naive values are not acceptable)."""
-    if not isinstance(value, str) or not _DATETIME_IN.fullmatch(value.strip()):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().upper())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    try:
-        # values are compared and stored in UTC: 0001-01-01T00:00+14:00 has no UTC instant
-        parsed.astimezone(UTC)
-    except OverflowError:
-        return None
-    return parsed
-
-
 # jsonschema's own "date-time" checker needs the optional rfc3339-validator package and silently
 # passes everything without it, so both formats get checkers written here.
 FORMAT_CHECKER = FormatChecker(formats=())
@@ -300,21 +211,21 @@ FORMAT_CHECKER = FormatChecker(formats=())
 
 @FORMAT_CHECKER.checks("date")
 def _is_date(value: object) -> bool:
-    return not isinstance(value, str) or _parse_date(value) is not None
+    return not isinstance(value, str) or parse_date(value) is not None
 
 
 @FORMAT_CHECKER.checks("date-time")
 def _is_datetime(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    return _RFC3339.fullmatch(value) is not None and _parse_datetime(value) is not None
+    return _RFC3339.fullmatch(value) is not None and parse_datetime(value) is not None
 
 
 def _format_bound(
     compare: Callable[[Any, Any], bool], words: str
 ) -> Callable[..., Iterator[ValidationError]]:
     def check(validator: Any, bound: Any, instance: Any, schema: Mapping[str, Any]):
-        parse = _parse_date if schema.get("format") == "date" else _parse_datetime
+        parse = parse_date if schema.get("format") == "date" else parse_datetime
         value, limit = parse(instance), parse(bound)
         # Unparsable values are the "format" keyword's business, not ours.
         if value is not None and limit is not None and not compare(value, limit):
@@ -340,60 +251,12 @@ def make_validator(schema: Mapping[str, Any]) -> Any:
 # --- values: coercion, validation, messages ---------------------------------------------------
 
 
-class _BadValue(Exception):
-    """A value that coercion can name the problem of better than jsonschema could."""
-
-
 def _is_empty(value: object) -> bool:
     if value is None:
         return True
     if isinstance(value, str):
         return not value.strip()
     return isinstance(value, list | tuple) and not value
-
-
-def _coerce(f: Field, value: Any) -> Any:
-    """Best-effort conversion of CLI/HTML strings; anything unconvertible is left for jsonschema
-    to reject with the type or format message."""
-    text = value.strip() if isinstance(value, str) else None
-    if f.type == "choice":
-        return text if text is not None else value
-    if f.type == "multichoice":
-        if text is not None:
-            return [part.strip() for part in text.split(",") if part.strip()]
-        if isinstance(value, list | tuple):
-            return [v.strip() if isinstance(v, str) else v for v in value]
-        return value
-    if f.type == "integer":
-        if text is not None and _INTEGER.fullmatch(text):
-            return int(text)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
-    if f.type == "number":
-        if text is not None and _NUMBER.fullmatch(text):
-            value = float(text) if any(c in text for c in ".eE") else int(text)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _BadValue("must be a finite number")
-        return value
-    if f.type == "boolean":
-        if text is not None and text.lower() in _TRUE | _FALSE:
-            return text.lower() in _TRUE
-        if type(value) is int and value in (0, 1):
-            return bool(value)
-        return value
-    if f.type == "date":
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return value.isoformat()
-        return text if text is not None else value
-    if f.type == "datetime":
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise _BadValue(_DATETIME_MESSAGE)
-            return utc_text(value)
-        parsed = _parse_datetime(text)
-        return utc_text(parsed) if parsed is not None else (text if text is not None else value)
-    return value  # text, textarea: kept exactly as typed
 
 
 def _jsonable(value: Any) -> Any:
@@ -404,30 +267,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-_DATETIME_MESSAGE = (
-    "must be an ISO 8601 date-time with a timezone, e.g. 2026-11-25T14:30:00Z or "
-    "2026-11-25T14:30:00+01:00"
-)
-_TYPE_MESSAGES = {
-    "text": "must be text",
-    "textarea": "must be text",
-    "multichoice": "must be a list of choices (or a comma-separated string)",
-    "integer": "must be a whole number",
-    "number": "must be a number",
-    "boolean": "must be true or false (yes/no, on/off, 1/0)",
-    "date": "must be a date in the form YYYY-MM-DD",
-    "datetime": _DATETIME_MESSAGE,
-}
-
-
 def _message(f: Field, error: ValidationError) -> str:
     """Translate one jsonschema error on field ``f`` into words naming the broken rule."""
     keyword, limit = error.validator, error.validator_value
-    choices = ", ".join(f.choices)
-    if keyword == "enum" or (keyword == "type" and f.type == "choice"):
-        if f.type == "multichoice":
-            return f"{error.instance!r} is not one of {choices}"
-        return f"must be one of {choices}"
+    if keyword == "enum":
+        return f.field_type.enum_message(f, error.instance)
     simple = {
         "minimum": f"must be at least {_fmt(limit)}",
         "maximum": f"must be at most {_fmt(limit)}",
@@ -442,7 +286,7 @@ def _message(f: Field, error: ValidationError) -> str:
     if keyword in simple:
         return simple[keyword]
     if keyword in ("type", "format"):
-        return _TYPE_MESSAGES[f.type]
+        return f.field_type.type_message(f)
     return error.message  # a keyword this module does not emit; keep jsonschema's words
 
 
@@ -464,8 +308,8 @@ def _check(
             instance[name] = raw  # so that jsonschema's additionalProperties sees it too
         elif not _is_empty(raw):
             try:
-                instance[name] = _coerce(field, raw)
-            except _BadValue as bad:
+                instance[name] = field.field_type.coerce(raw)
+            except BadValue as bad:
                 add(name, str(bad))
     for field in fields:
         if field.name not in instance and field.name not in errors and field.default is not None:
@@ -545,33 +389,49 @@ def _check_pattern(pattern: object) -> str | None:
     return None
 
 
-def _parse_bound(ftype: str, value: object) -> tuple[Any, str | None]:
-    """Normalize one min/max; return (value, problem)."""
-    if ftype == "integer" or ftype == "multichoice":
-        if type(value) is not int:
-            return None, "must be a whole number"
-        if ftype == "multichoice" and value < 0:
-            return None, "must not be negative"
-        return value, None
-    if ftype == "number":
-        if type(value) not in (int, float) or not math.isfinite(value):
-            return None, "must be a finite number"
-        return value, None
-    if ftype == "date":
-        parsed = _parse_date(value)
-        return (parsed.isoformat(), None) if parsed else (None, "must be a date YYYY-MM-DD")
-    parsed_dt = _parse_datetime(value)
-    if parsed_dt is None:
-        return None, "must be an ISO 8601 date-time with a timezone"
-    return utc_text(parsed_dt), None
+def _parse_choices(
+    kind: FieldType, raw: Mapping[str, Any], problem: Callable[[str, str], None]
+) -> tuple[str, ...]:
+    """The field's checked ``choices`` (empty after reporting a problem)."""
+    raw_choices = raw.get("choices")
+    if not isinstance(raw_choices, list) or not raw_choices:
+        problem("choices", f"a {kind.name} field needs a non-empty list of choices")
+    elif not all(isinstance(c, str) and c.strip() for c in raw_choices):
+        problem("choices", "every choice must be a non-empty string")
+    elif len(set(raw_choices)) != len(raw_choices):
+        dupes = sorted({c for c in raw_choices if raw_choices.count(c) > 1})
+        problem("choices", f"duplicate choices: {', '.join(dupes)}")
+    elif (type_problem := kind.choices_problem(raw_choices)) is not None:
+        problem("choices", type_problem)
+    else:
+        return tuple(raw_choices)
+    return ()
 
 
-def _bound_key(ftype: str, value: Any) -> Any:
-    if ftype == "date":
-        return date.fromisoformat(value)
-    if ftype == "datetime":
-        return _parse_datetime(value)
-    return value
+def _parse_bounds(
+    kind: FieldType,
+    raw: Mapping[str, Any],
+    choices: tuple[str, ...],
+    problem: Callable[[str, str], None],
+) -> dict[str, Any]:
+    """The field's normalized ``min``/``max`` that are valid (the others reported)."""
+    bounds: dict[str, Any] = {}
+    for key in ("min", "max"):
+        if key in raw and key in kind.constraints:
+            value, bound_problem = kind.parse_bound(raw[key])
+            if bound_problem:
+                problem(key, bound_problem)
+            else:
+                bounds[key] = value
+    if (
+        "min" in bounds
+        and "max" in bounds
+        and kind.bound_order(bounds["min"]) > kind.bound_order(bounds["max"])
+    ):
+        problem("min", f"{bounds['min']} is greater than max {bounds['max']}")
+    if "min" in kind.constraints and (count_problem := kind.bounds_problem(bounds, choices)):
+        problem("min", count_problem)
+    return bounds
 
 
 def _parse_field(raw: object, where: str, problems: list[str]) -> Field | None:
@@ -595,7 +455,8 @@ def _parse_field(raw: object, where: str, problems: list[str]) -> Field | None:
     if ftype not in FIELD_TYPES:
         problem("type", f"{ftype!r} is not one of {', '.join(FIELD_TYPES)}")
         return None
-    for key in sorted((set(raw) & _TYPED_KEYS) - _ALLOWED_BY_TYPE[ftype]):
+    kind = FIELD_TYPES_BY_NAME[ftype]
+    for key in sorted((set(raw) & TYPED_KEYS) - kind.constraints):
         problem(key, f"not allowed for type {ftype}")
 
     # Without a valid name there is no default label to derive; the name problem says enough.
@@ -609,44 +470,12 @@ def _parse_field(raw: object, where: str, problems: list[str]) -> Field | None:
     if not isinstance(raw.get("required", False), bool):
         problem("required", "must be true or false")
 
-    choices: tuple[str, ...] = ()
-    if ftype in ("choice", "multichoice"):
-        raw_choices = raw.get("choices")
-        if not isinstance(raw_choices, list) or not raw_choices:
-            problem("choices", f"a {ftype} field needs a non-empty list of choices")
-        elif not all(isinstance(c, str) and c.strip() for c in raw_choices):
-            problem("choices", "every choice must be a non-empty string")
-        elif len(set(raw_choices)) != len(raw_choices):
-            dupes = sorted({c for c in raw_choices if raw_choices.count(c) > 1})
-            problem("choices", f"duplicate choices: {', '.join(dupes)}")
-        elif any("," in c for c in raw_choices) and ftype == "multichoice":
-            # A comma-separated string is an accepted way to send several choices.
-            problem("choices", "multichoice choices must not contain commas")
-        else:
-            choices = tuple(raw_choices)
-
-    bounds: dict[str, Any] = {}
-    if ftype in ("multichoice", "integer", "number", "date", "datetime"):
-        for key in ("min", "max"):
-            if key in raw:
-                value, bound_problem = _parse_bound(ftype, raw[key])
-                if bound_problem:
-                    problem(key, bound_problem)
-                else:
-                    bounds[key] = value
-        if (
-            "min" in bounds
-            and "max" in bounds
-            and (_bound_key(ftype, bounds["min"]) > _bound_key(ftype, bounds["max"]))
-        ):
-            problem("min", f"{bounds['min']} is greater than max {bounds['max']}")
-        if ftype == "multichoice" and choices and bounds.get("min", 0) > len(choices):
-            problem("min", f"cannot choose {bounds['min']} of {len(choices)} choices")
-
-    pattern = raw.get("pattern") if ftype in ("text", "textarea") else None
+    choices = _parse_choices(kind, raw, problem) if "choices" in kind.constraints else ()
+    bounds = _parse_bounds(kind, raw, choices, problem)
+    pattern = raw.get("pattern") if "pattern" in kind.constraints else None
     if pattern is not None and (pattern_problem := _check_pattern(pattern)):
         problem("pattern", pattern_problem)
-    max_length = raw.get("max_length") if ftype in ("text", "textarea") else None
+    max_length = raw.get("max_length") if "max_length" in kind.constraints else None
     if max_length is not None and (type(max_length) is not int or max_length < 1):
         problem("max_length", "must be a whole number of at least 1")
 

@@ -41,6 +41,7 @@ from policy.audit import Auditor
 from policy.catalog import FormService, PolicyService
 from policy.durations import DurationError, format_duration, parse_duration
 from policy.expiring import ExpiringCache
+from policy.field_types import BadSearchValue, SearchOp, finite_number
 from policy.forms import Form, FormValidationError, validate_values
 from policy.identity import IdentityError, IdentityService
 from policy.principal import Credential, Principal, Role
@@ -141,21 +142,9 @@ def scope_url(bucket: str, prefix: str) -> str:
     return f"s3://{bucket}/{prefix}"
 
 
-def _number(text: str) -> int | float | None:
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
-
-
 #: a search condition: FIELD, an operator, the value (the metadata page splits rows with it too)
 WHERE_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
-_OPS: dict[str, Literal["eq", "min", "max", "contains"]] = {
+_OPS: dict[str, SearchOp] = {
     "=": "eq",
     ">=": "min",
     "<=": "max",
@@ -166,8 +155,9 @@ _OPS: dict[str, Literal["eq", "min", "max", "contains"]] = {
 def parse_where(text: str, form: Form | None = None) -> FieldFilter:
     """``FIELD=VALUE``, ``FIELD>=V``, ``FIELD<=V`` or ``FIELD~TEXT`` as a search condition.
 
-    The value gets the type of the form's field when a form is given (a number for integer and
-    number fields, a boolean for booleans, normalised UTC text for date-times), because stored
+    The value gets the type of the form's field when a form is given (its type's
+    ``search_value``: a number for integer and number fields, a boolean for booleans,
+    normalised UTC text for date-times), because stored
     values are typed and a text "7" never equals the number 7. Without a form, a value that reads
     as a number is a number, ``true``/``false`` a boolean, anything else text. ``~`` is always a
     case-insensitive substring.
@@ -183,26 +173,17 @@ def parse_where(text: str, form: Form | None = None) -> FieldFilter:
     field = form.field(name) if form is not None else None
     if form is not None and field is None:
         raise SessionInvalid(f"form {form.name} has no field {name!r}")
+    if field is not None and op not in field.field_type.search_operators:
+        raise SessionInvalid(f"{name}: {symbol} does not apply to a {field.type} field")
     if op == "contains":
         pass
     elif field is not None:
-        if field.type in ("integer", "number"):
-            number = _number(raw)
-            if number is None:
-                raise SessionInvalid(f"{name}: {raw!r} is not a number")
-            value = number
-        elif field.type == "boolean" and op == "eq":
-            lowered = raw.lower()
-            if lowered not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
-                raise SessionInvalid(f"{name}: {raw!r} is not true or false")
-            value = lowered in ("true", "yes", "1", "on")
-        elif field.type == "datetime":
-            try:
-                value = validate_values(Form(form.name, form.title, (field,)), {name: raw})[name]
-            except FormValidationError:
-                value = raw  # e.g. a bare date as a bound: compares correctly as text
+        try:
+            value = field.field_type.search_value(field, op, raw)
+        except BadSearchValue as exc:
+            raise SessionInvalid(f"{name}: {exc}") from None
     else:
-        number = _number(raw)
+        number = finite_number(raw)
         if number is not None:
             value = number
         elif op == "eq" and raw.lower() in ("true", "false"):

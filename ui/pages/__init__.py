@@ -24,6 +24,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from policy.forms import FIELD_TYPES
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import (
@@ -89,6 +90,7 @@ def setup_pages(app: web.Application) -> None:
     )
     env.globals["static"] = lambda name: f"/_minimo/static/{name}"
     env.globals["html_pattern"] = html_pattern
+    env.globals["field_type_names"] = FIELD_TYPES  # the forms page lists them
     # "expired" is derived (an open session past its expiry): one rule for every page
     env.globals["session_status"] = session_status
     pages.on_response_prepare.append(_harden)

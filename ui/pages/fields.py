@@ -1,31 +1,22 @@
 """Form fields as HTML inputs and back: values for inputs, values from a POSTed form.
 
 Shared by every page that renders a form's fields with ``_fields.html`` (new session, the admin's
-form preview, linking existing data).
+form preview, linking existing data). What differs by field type (which input, how its value is
+posted and shown) is each type's business in :mod:`policy.field_types`.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from multidict import MultiDictProxy
 
 from policy.forms import Field, Form, FormValidationError
 
-# a datetime-local value: no offset (browsers send "2026-11-25T14:30" or with seconds)
-_NAIVE_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
-_OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
-
 
 def input_value(field: Field, value: Any) -> Any:
     """A stored or default value as the HTML input wants it."""
-    if value is None:
-        return ""
-    if field.type == "datetime" and isinstance(value, str):
-        # stored as RFC 3339 UTC; datetime-local takes "YYYY-MM-DDTHH:MM[:SS]" with no zone
-        return value.removesuffix("Z")[:19]
-    return value
+    return "" if value is None else field.field_type.input_value(value)
 
 
 def html_pattern(pattern: str | None) -> str | None:
@@ -36,37 +27,14 @@ def html_pattern(pattern: str | None) -> str | None:
 
 def values_from_post(form: Form, data: MultiDictProxy[Any]) -> dict[str, Any]:
     """The raw values (strings, as validate_values coerces them) and, for the page, lists."""
+    # the browser's UTC offset (static/minimo.js), for inputs that carry no zone
     offset = str(data.get("_tz", ""))
-    values: dict[str, Any] = {}
-    for field in form.fields:
-        if field.type == "multichoice":
-            values[field.name] = [str(v) for v in data.getall(field.name, [])]
-        elif field.type == "boolean":
-            # An unticked checkbox sends nothing: that is "false", not "absent".
-            values[field.name] = "true" if data.get(field.name) else "false"
-        else:
-            raw = str(data.get(field.name, ""))
-            if field.type == "datetime" and _NAIVE_LOCAL.fullmatch(raw.strip()):
-                # datetime-local has no zone; static/forms.js sends the browser's offset, and
-                # without JavaScript the label says the time is UTC.
-                raw = raw.strip() + (offset if _OFFSET.fullmatch(offset) else "Z")
-            values[field.name] = raw
-    return values
+    return {f.name: f.field_type.posted_value(data, f.name, offset) for f in form.fields}
 
 
 def display_values(form: Form, values: dict[str, Any]) -> dict[str, Any]:
-    shown = {}
-    for field in form.fields:
-        value = values.get(field.name)
-        if (
-            field.type == "datetime"
-            and isinstance(value, str)
-            and not _NAIVE_LOCAL.fullmatch(value)
-        ):
-            # what the user typed (with the offset we added) back into the datetime-local input
-            value = value[:19]
-        shown[field.name] = value
-    return shown
+    """Submitted values as they go back into the inputs when the page is shown again."""
+    return {f.name: f.field_type.shown_value(values.get(f.name)) for f in form.fields}
 
 
 def split_errors(form: Form, exc: FormValidationError) -> tuple[dict[str, list[str]], list[str]]:

@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.instance import instance_id
-from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, metadata_failure
+from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, storage_full
 from gateway.usecases.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
 from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
 from policy.identity import IdentityService
 from policy.services import Services
-from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, WriteIntent
+from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, StoreFull, WriteIntent
 
 log = logging.getLogger("minimo.writes")
 
@@ -78,6 +78,12 @@ RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 def not_recorded(resource: str) -> S3Error:
     return S3Error("ServiceUnavailable", NOT_RECORDED, resource=resource, headers=RETRY_AFTER)
+
+
+def metadata_failure(exc: BaseException, otherwise: S3Error) -> S3Error:
+    """The answer for a write whose metadata store call failed with ``exc``: 507 when the store
+    is full (policy.store.StoreFull), else ``otherwise``."""
+    return storage_full("metadata") if isinstance(exc, StoreFull) else otherwise
 
 
 @dataclass(slots=True)

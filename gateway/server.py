@@ -186,12 +186,14 @@ async def _open_object_store(config: Config) -> Any:
 
 
 def _create_app(config: Config, object_store: Any, identity: IdentityService) -> web.Application:
+    """The S3 app with the web UI mounted on it (the S3 front end does not import the UI)."""
     from gateway.s3api.app import create_app
     from gateway.usecases.writes import build_write_path
+    from ui import setup_ui
 
     # Enforcement (policy.enforce) and the write protocol share the identity's metadata store.
     writes = build_write_path(identity, config.ui_base_url)
-    return create_app(config, object_store, identity, writes)
+    return create_app(config, object_store, identity, writes, mount=setup_ui)
 
 
 def _recovery_service(config: Config, object_store: Any, store: MetadataStore) -> Any:

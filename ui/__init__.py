@@ -1,7 +1,7 @@
 """The ``/_minimo/`` side of the gateway: pages, the JSON API, health and metrics.
 
-``gateway.s3api.app.create_app`` calls :func:`setup_ui` to mount everything here. Only the health
-route exists so far.
+The wiring (``gateway.server``) hands :func:`setup_ui` to ``gateway.s3api.app.create_app``, which
+calls it to mount everything here before its S3 catch-all route.
 """
 
 from __future__ import annotations

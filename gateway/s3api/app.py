@@ -388,8 +388,16 @@ async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None
 
 
 def create_app(
-    config: Config, object_store: ObjectStore, identity: Identity, writes: WritePath
+    config: Config,
+    object_store: ObjectStore,
+    identity: Identity,
+    writes: WritePath,
+    *,
+    mount: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
+    """The S3 application. ``mount`` registers what else this app serves under ``/_minimo/``
+    (the wiring passes the web UI's ``setup_ui``): it runs before the S3 catch-all route is
+    added, so those routes match first. The S3 front end itself knows nothing of the UI."""
     app = web.Application(handler_args=HANDLER_ARGS)
     app[CONFIG] = config
     app[OBJECT_STORE] = object_store
@@ -400,12 +408,8 @@ def create_app(
     if config.ui_url is not None:
         app[UI_HOST] = parse_ui_url(config.ui_url)[1]
         app.middlewares.append(ui_host_middleware(config.ui_url))
-    try:
-        from ui import setup_ui
-    except ImportError:
-        setup_ui = None
-    if setup_ui is not None:
-        setup_ui(app)
+    if mount is not None:
+        mount(app)
     # Registered last, so the UI's /_minimo/ routes match first.
     app.router.add_route("*", "/{tail:.*}", s3_entry)
     return app

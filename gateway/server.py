@@ -26,7 +26,7 @@ from aiohttp import web
 
 from gateway import tls
 from gateway.config import Config
-from gateway.s3api.appkeys import METADATA_STORE
+from gateway.usecases.appkeys import METADATA_STORE
 from policy.crypto import SecretBox, SecretKeyError
 from policy.identity import IdentityService, InitialAdmin
 from policy.store import MetadataStore, open_metadata_store

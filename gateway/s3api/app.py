@@ -23,12 +23,18 @@ from gateway.config import Config
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, log_outage, storage_full, store_unavailable
 from gateway.protocol.names import validate_bucket, validate_key
-from gateway.s3api.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
-from gateway.s3api.auth import authenticate
+from gateway.protocol.safe_serving import NOSNIFF, OBJECT_CSP
+from gateway.s3api.auth import authenticate, signature_check
 from gateway.s3api.handlers import buckets, listing, multipart, objects
 from gateway.s3api.handlers.common import S3Request
-from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
+from gateway.usecases.appkeys import (
+    CONFIG,
+    IDENTITY,
+    OBJECT_STORE,
+    VERIFY_SIGNATURE,
+    WRITE_PATH,
+)
 from gateway.usecases.writes import WritePath, refused
 from policy.enforce import CONTINUES, READS, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
@@ -373,10 +379,9 @@ def _cause(exc: BaseException) -> str:
 
 async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Every response names the server; S3 responses carry the request id, and nosniff and a
-    sandboxing CSP (gateway.s3api.safe_serving), so no stored byte ever runs as this origin. Those
-    two
-    are set on every S3 answer (errors, 304, listings too), replacing anything a handler set:
-    constant values, cheaper than deciding which answers need them."""
+    sandboxing CSP (gateway.protocol.safe_serving), so no stored byte ever runs as this origin.
+    Those two are set on every S3 answer (errors, 304, listings too), replacing anything a
+    handler set: constant values, cheaper than deciding which answers need them."""
     headers = response.headers
     headers["Server"] = "minimo"
     request_id = request.get(REQUEST_ID)
@@ -403,6 +408,7 @@ def create_app(
     app[OBJECT_STORE] = object_store
     app[IDENTITY] = identity
     app[WRITE_PATH] = writes
+    app[VERIFY_SIGNATURE] = signature_check(identity, region=config.region, domain=config.domain)
     app[HOST_ID] = base64.b64encode(secrets.token_bytes(48)).decode("ascii")
     app.on_response_prepare.append(_stamp)
     if config.ui_url is not None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.protocol.errors import S3Error
-from gateway.s3api.appkeys import OBJECT_STORE, WRITE_PATH
+from gateway.usecases.appkeys import OBJECT_STORE, WRITE_PATH
+from gateway.usecases.object_store import S3Error
 from gateway.usecases.session_crate import (
     CloseResult,
     CrateConflict,

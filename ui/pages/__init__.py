@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from gateway.s3api.appkeys import CONFIG
+from gateway.usecases.appkeys import CONFIG
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import views

@@ -189,10 +189,12 @@ def _create_app(config: Config, object_store: Any, identity: IdentityService) ->
     """The S3 app with the web UI mounted on it (the S3 front end does not import the UI)."""
     from gateway.s3api.app import create_app
     from gateway.usecases.writes import build_write_path
-    from ui import setup_ui
+    from ui import session_link, setup_ui
 
-    # Enforcement (policy.enforce) and the write protocol share the identity's metadata store.
-    writes = build_write_path(identity, config.ui_base_url)
+    # Enforcement (policy.enforce) and the write protocol share the identity's metadata store;
+    # refusals link to the UI's new-session page.
+    ui_url = config.ui_base_url
+    writes = build_write_path(identity, ui_url, session_link(ui_url))
     return create_app(config, object_store, identity, writes, mount=setup_ui)
 
 

@@ -214,7 +214,7 @@ async def _put(
     described = (
         session if session.closed else dataclasses.replace(session, closed=datetime.now(UTC))
     )
-    layout = CrateLayout.build(described, form, writes.enforcer.public_url)
+    layout = CrateLayout.build(described, form, writes.ui_url)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         size, sha256, (count, total) = await _spool(services, layout, spool)
         write = writes.begin(decision, session.bucket, key)

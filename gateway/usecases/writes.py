@@ -25,7 +25,7 @@ from gateway.instance import instance_id
 from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, storage_full
 from gateway.usecases.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
-from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
+from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, SessionLink, s3_url
 from policy.identity import IdentityService
 from policy.services import Services
 from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, StoreFull, WriteIntent
@@ -93,6 +93,8 @@ class WritePath:
     store: MetadataStore
     enforcer: Enforcer
     auditor: Auditor
+    #: the web UI's base URL: the crates written on close name their form's schema under it
+    ui_url: str
     janitor: Janitor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -310,9 +312,9 @@ async def hash_object(
     return digest.hexdigest(), size, reader.info.content_type
 
 
-def build_write_path(identity: IdentityService, public_url: str) -> WritePath:
-    """The enforcement services over the identity's metadata store (gateway.server uses it)."""
+def build_write_path(identity: IdentityService, ui_url: str, open_link: SessionLink) -> WritePath:
+    """The enforcement services over the identity's metadata store (gateway.server uses it);
+    ``open_link`` is where refusals send people to open a session (the wiring's choice)."""
     s = Services.build(identity)
-    return WritePath(
-        s.store, Enforcer(s.policies, s.sessions, s.store, s.auditor, public_url), s.auditor
-    )
+    enforcer = Enforcer(s.policies, s.sessions, s.store, s.auditor, open_link)
+    return WritePath(s.store, enforcer, s.auditor, ui_url)

@@ -29,8 +29,6 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any
 
-from policy.principal import Role
-
 # The errors, records and queries the interface speaks live in their own modules; they are named
 # here too, so ``from policy.store.base import ObjectRecord`` keeps working for every caller.
 from policy.store.errors import (
@@ -65,6 +63,7 @@ from policy.store.records import (
     MultipartRecord,
     ObjectRecord,
     PolicyRecord,
+    Role,
     SessionRecord,
     SessionState,
     UserRecord,
@@ -88,6 +87,7 @@ __all__ = [
     "NotFound",
     "ObjectRecord",
     "PolicyRecord",
+    "Role",
     "SessionPage",
     "SessionQuery",
     "SessionRecord",

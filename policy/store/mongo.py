@@ -51,7 +51,6 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from policy.principal import Role
 from policy.store.base import (
     MAX_PAGE,
     AlreadyExists,
@@ -65,6 +64,7 @@ from policy.store.base import (
     NotFound,
     ObjectRecord,
     PolicyRecord,
+    Role,
     SessionPage,
     SessionQuery,
     SessionRecord,

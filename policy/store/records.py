@@ -1,5 +1,5 @@
-"""The records a metadata store keeps: users, keys, forms, policies, sessions, write intents,
-object records, multipart uploads, gateway instances and audit events.
+"""The records a metadata store keeps: users (and their roles), keys, forms, policies, sessions,
+write intents, object records, multipart uploads, gateway instances and audit events.
 
 Frozen dataclasses with timezone-aware UTC times; the stores read and write them and nothing
 else (the interface is :class:`policy.store.base.MetadataStore`).
@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
-from policy.principal import Role
+
+class Role(StrEnum):
+    """What a user may do (``policy.principal`` names it for everyone above the stores): the
+    stores keep it on each user record, so it is store vocabulary."""
+
+    ADMIN = "admin"
+    UPLOADER = "uploader"
+    READER = "reader"
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_transport(config: Config) -> None:
-    """Plain HTTP only on loopback, unless explicitly forced (DESIGN.md decision 9)."""
+    """Plain HTTP only on loopback, unless explicitly forced (docs/design.md, decision 9)."""
     if config.tls or config.insecure_http or is_loopback(config.listen_host):
         return
     raise ServeError(

@@ -1,5 +1,5 @@
 """The one enforcement decision: may this principal do this S3 operation here, and under which
-metadata session (DESIGN.md decisions 4-7)?
+metadata session (docs/design.md, decisions 4-7)?
 
 :meth:`Enforcer.decide` is asked once per S3 request (the gateway classifies the operation
 first). It answers a :class:`Decision` (the matching policy rule, the session the write belongs

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-#: every route this package serves lives under this prefix (DESIGN.md decision 8)
+#: every route this package serves lives under this prefix (docs/design.md, decision 8)
 PREFIX = "/_minimo/"
 #: the page where a session is opened (ui.pages.views serves it)
 NEW_SESSION_PAGE = PREFIX + "sessions/new"

@@ -9,7 +9,7 @@
   TLS, scoped to ``/_minimo/``, and dies ``LOGIN_MAX_AGE_SECONDS`` after login (Fernet's TTL is
   checked server-side, whatever the browser does with Max-Age).
 - **Sign-out**: every login gets a random login id (``policy.logins``), kept inside the
-  cookie. Signing out records the id as ended in the metadata store (DESIGN.md decision 2:
+  cookie. Signing out records the id as ended in the metadata store (docs/design.md, decision 2:
   nothing only in process memory), and every cookie-authenticated request refuses an ended login
   like an expired one, so a copied cookie stops working too. Bound: other gateway processes
   cache "not ended" for at most 2 s per login, so they refuse it within 2 s; the process that

@@ -217,7 +217,7 @@ def _method_not_allowed(method: str, resource: str) -> S3Error:
 async def authorize(
     writes: WritePath, request: web.Request, auth: object, op: str, bucket: str, key: str
 ) -> Decision:
-    """The one authorization: ``policy.enforce`` (DESIGN.md decisions 5-7). A refusal becomes
+    """The one authorization: ``policy.enforce`` (docs/design.md, decisions 5-7). A refusal becomes
     the S3 error (AccessDenied, with the teaching Message) clients print."""
     upload_id = request.query.get("uploadId") if op in CONTINUES else None
     try:

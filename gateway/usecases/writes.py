@@ -1,4 +1,4 @@
-"""The write protocol (DESIGN.md decision 4) as the object handlers run it.
+"""The write protocol (docs/design.md, decision 4) as the object handlers run it.
 
 enforce (done by the app before the handler) -> claim the key when the rule is write-once ->
 record a write intent -> stream to the object store with the session stamp while hashing

@@ -3,7 +3,7 @@
 Backends keep records and nothing else: they never hash passwords, encrypt secrets or decide
 who may do what (that is :mod:`policy.identity`). Every method is a single atomic operation on
 one record, so correctness never needs a transaction spanning records or processes
-(DESIGN.md decision 1); uniqueness is enforced by the backend's unique indexes.
+(docs/design.md, decision 1); uniqueness is enforced by the backend's unique indexes.
 
 Times are timezone-aware UTC datetimes. The ``mongo`` backend keeps whole milliseconds (BSON
 dates), so a record a method returns is always what a later read returns, never the input as is.
@@ -270,7 +270,7 @@ class MetadataStore(ABC):
     ) -> ObjectRecord:
         """Commit ``record`` (as :meth:`commit_write`) together with its audit event.
 
-        Audit is part of the write (DESIGN.md decision 4): the write is acknowledged only when
+        Audit is part of the write (docs/design.md, decision 4): the write is acknowledged only when
         this returns, and it returns only when both the record and ``audit`` are stored. When it
         raises, the caller rolls the write back (:meth:`roll_back_write`, which also removes
         whatever part of this commit did get stored). Returns the record as stored."""

@@ -104,7 +104,8 @@ class SessionRecord:
 
 @dataclass(frozen=True, slots=True)
 class WriteIntent:
-    """A write in progress (DESIGN.md decision 4): recorded before the first byte is stored."""
+    """A write in progress (docs/design.md, decision 4): recorded before the first byte is
+    stored."""
 
     id: str
     bucket: str

@@ -29,34 +29,22 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any
 
-# The errors, records and queries the interface speaks live in their own modules; they are named
-# here too, so ``from policy.store.base import ObjectRecord`` keeps working for every caller.
-from policy.store.errors import (
-    AlreadyExists,
-    NotFound,
-    StoreError,
-    StoreFull,
-    StoreUnavailable,
-    Translator,
-    translate_errors,
-)
-from policy.store.queries import (
-    MAX_PAGE,
-    SORT_COLUMNS,
-    FieldFilter,
-    FieldOp,
-    FieldValue,
-    SessionPage,
-    SessionQuery,
-    SessionStateFilter,
-    SortColumn,
-    check_field_name,
-    decode_cursor,
-    encode_cursor,
-)
+# The errors, records and queries the interface speaks live in their own modules. Those its
+# callers import from here are named here too (``X as X``), so their imports did not change.
+from policy.store.errors import AlreadyExists as AlreadyExists
+from policy.store.errors import NotFound as NotFound
+from policy.store.errors import StoreError as StoreError
+from policy.store.errors import StoreFull as StoreFull
+from policy.store.errors import StoreUnavailable as StoreUnavailable
+from policy.store.errors import translate_errors as translate_errors
+from policy.store.queries import MAX_PAGE, SessionPage, SessionQuery
+from policy.store.queries import FieldFilter as FieldFilter
+from policy.store.queries import FieldValue as FieldValue
+from policy.store.queries import SortColumn as SortColumn
+from policy.store.queries import decode_cursor as decode_cursor
+from policy.store.queries import encode_cursor as encode_cursor
 from policy.store.records import (
     AuditEvent,
-    AuditOutcome,
     FormRecord,
     InstanceRecord,
     KeyRecord,
@@ -65,46 +53,10 @@ from policy.store.records import (
     PolicyRecord,
     Role,
     SessionRecord,
-    SessionState,
     UserRecord,
     WriteIntent,
 )
-
-__all__ = [
-    "MAX_PAGE",
-    "SORT_COLUMNS",
-    "AlreadyExists",
-    "AuditEvent",
-    "AuditOutcome",
-    "FieldFilter",
-    "FieldOp",
-    "FieldValue",
-    "FormRecord",
-    "InstanceRecord",
-    "KeyRecord",
-    "MetadataStore",
-    "MultipartRecord",
-    "NotFound",
-    "ObjectRecord",
-    "PolicyRecord",
-    "Role",
-    "SessionPage",
-    "SessionQuery",
-    "SessionRecord",
-    "SessionState",
-    "SessionStateFilter",
-    "SortColumn",
-    "StoreError",
-    "StoreFull",
-    "StoreUnavailable",
-    "Translator",
-    "UserRecord",
-    "WriteIntent",
-    "check_field_name",
-    "decode_cursor",
-    "encode_cursor",
-    "translate_errors",
-]
+from policy.store.records import AuditOutcome as AuditOutcome
 
 
 class MetadataStore(ABC):

@@ -56,8 +56,9 @@ class Target:
     admin: Endpoint
 
 
-#: How writes reach minimo. ``session`` is the product's normal path (DESIGN.md #7): a policy
-#: rule that needs a form, one open session, and every request signed with its session key.
+#: How writes reach minimo. ``session`` is the product's normal path (docs/design.md, decision
+#: 7): a policy rule that needs a form, one open session, and every request signed with its
+#: session key.
 #: ``scratch`` is a ``require_session = false`` rule and the admin's own key: the S3 front door
 #: without session bookkeeping, to show what sessions cost.
 WRITE_MODES = ("session", "scratch")

@@ -22,7 +22,7 @@ class Config:
     tls: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    #: where generated TLS material lives (DESIGN.md layout: ``certs/``)
+    #: where generated TLS material lives (docs/design.md, "Shape": ``certs/``)
     certs_dir: Path = Path("certs")
     #: extra host names for the generated certificate's SANs
     hosts: list[str] = field(default_factory=list)
@@ -42,10 +42,9 @@ class Config:
     mongo_uri: str | None = None
     #: a policy file (TOML) put in force at start; unchanged files make no new version
     policy_file: Path | None = None
-    #: crash recovery (gateway.usecases.recovery): seconds between this process's heartbeats (it
-    #: counts
-    #: as dead after 3 missed ones + 5 s), seconds between recovery runs, and the age at which
-    #: unfinished multipart uploads are aborted
+    #: crash recovery (gateway.usecases.recovery): seconds between this process's heartbeats
+    #: (it counts as dead after 3 missed ones + 5 s), seconds between recovery runs, and the age
+    #: at which unfinished multipart uploads are aborted
     heartbeat_interval: float = 10.0
     recovery_interval: float = 60.0
     multipart_expiry: timedelta = timedelta(days=7)

@@ -1,10 +1,10 @@
 """Who this process is, for crash recovery (gateway.usecases.recovery).
 
 Every process has a random 16-hex-digit *instance id*, drawn at import and again in a forked
-child. It begins every write intent id the process makes (gateway.usecases.writes) and every temp
-file
-name of the ``local`` backend, so recovery knows which process owns a leftover and can ask the
-metadata store whether that process is still alive (its heartbeat, :class:`InstanceRecord`).
+child. It begins every write intent id the process makes (gateway.usecases.writes) and every
+temp file name of the ``local`` backend, so recovery knows which process owns a leftover and can
+ask the metadata store whether that process is still alive (its heartbeat,
+:class:`InstanceRecord`).
 
 This module imports nothing from ``policy``: the object store backends use it too.
 """

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from gateway import tls
 from gateway.config import Config
-from gateway.s3api.appkeys import METADATA_STORE
+from gateway.usecases.appkeys import METADATA_STORE
 from policy.crypto import SecretBox, SecretKeyError
 from policy.identity import IdentityService, InitialAdmin
 from policy.store import MetadataStore, open_metadata_store
@@ -71,7 +71,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_transport(config: Config) -> None:
-    """Plain HTTP only on loopback, unless explicitly forced (DESIGN.md decision 9)."""
+    """Plain HTTP only on loopback, unless explicitly forced (docs/design.md, decision 9)."""
     if config.tls or config.insecure_http or is_loopback(config.listen_host):
         return
     raise ServeError(
@@ -186,12 +186,16 @@ async def _open_object_store(config: Config) -> Any:
 
 
 def _create_app(config: Config, object_store: Any, identity: IdentityService) -> web.Application:
+    """The S3 app with the web UI mounted on it (the S3 front end does not import the UI)."""
     from gateway.s3api.app import create_app
     from gateway.usecases.writes import build_write_path
+    from ui import session_link, setup_ui
 
-    # Enforcement (policy.enforce) and the write protocol share the identity's metadata store.
-    writes = build_write_path(identity, config.ui_base_url)
-    return create_app(config, object_store, identity, writes)
+    # Enforcement (policy.enforce) and the write protocol share the identity's metadata store;
+    # refusals link to the UI's new-session page.
+    ui_url = config.ui_base_url
+    writes = build_write_path(identity, ui_url, session_link(ui_url))
+    return create_app(config, object_store, identity, writes, mount=setup_ui)
 
 
 def _recovery_service(config: Config, object_store: Any, store: MetadataStore) -> Any:

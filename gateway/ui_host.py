@@ -1,8 +1,8 @@
 """``--ui-url``: the web UI on a host name of its own, so stored objects never share its origin.
 
 Without it the UI (``/_minimo/``) and S3 answer on every host name the gateway is reached by,
-and objects are kept from scripting the UI by the headers of gateway.s3api.safe_serving alone. With
-``--ui-url https://ui.example.org`` (and ``--public-url https://s3.example.org`` for S3):
+and objects are kept from scripting the UI by the headers of gateway.protocol.safe_serving alone.
+With ``--ui-url https://ui.example.org`` (and ``--public-url https://s3.example.org`` for S3):
 
 - On the UI's host name, S3 reads (GET and HEAD: objects, listings, everything) are refused, so
   no stored byte is ever served on the origin that holds the login cookie. S3 writes stay

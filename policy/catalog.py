@@ -4,7 +4,7 @@ Both are thin on purpose: :mod:`policy.forms` and :mod:`policy.rules` decide wha
 policy is; these services version them in the store, check what crosses the two (a policy may
 only name forms that exist) and audit every change.
 
-Staleness bound (DESIGN.md decision 2): :meth:`PolicyService.current` keeps the policy it read
+Staleness bound (docs/design.md, decision 2): :meth:`PolicyService.current` keeps the policy it read
 for at most ``POLICY_CACHE_SECONDS`` (2 s) per process, so a ``minimo policy set`` anywhere (CLI,
 UI, another gateway process) is in force on every process within 2 s plus one store read. A set
 through the same service instance is in force there at once. Forms are not cached: they are read

@@ -1,4 +1,4 @@
-"""Encryption at rest for S3 secrets (DESIGN.md decision 9).
+"""Encryption at rest for S3 secrets (docs/design.md, decision 9).
 
 SigV4 needs each key's plaintext secret, so secrets cannot be hashed; they are encrypted with
 Fernet under a key kept outside the metadata store, in a file created 0600 when absent. Losing

@@ -1,10 +1,12 @@
 """The one enforcement decision: may this principal do this S3 operation here, and under which
-metadata session (DESIGN.md decisions 4-7)?
+metadata session (docs/design.md, decisions 4-7)?
 
 :meth:`Enforcer.decide` is asked once per S3 request (the gateway classifies the operation
 first). It answers a :class:`Decision` (the matching policy rule, the session the write belongs
 to, the multipart upload it continues) or raises :class:`Refusal`, whose message teaches: it says
-why and where to fix it, naming the configured public URL. Refused writes are audited here;
+why and where to fix it, with a link to open a session there. Which link is the wiring's choice
+(a :data:`SessionLink` passed in; the web UI's new-session page): policy knows no UI path.
+Refused writes are audited here;
 accepted writes are audited by the write path once they are committed (with their SHA-256).
 
 What it decides, by operation:
@@ -40,7 +42,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlencode
 
 from policy.audit import Auditor
 from policy.catalog import PolicyService
@@ -115,6 +116,10 @@ class Decision:
         return self.rule is not None and self.rule.overwrite != "allow"
 
 
+#: (bucket, prefix) -> the URL where a session for s3://bucket/prefix is opened
+SessionLink = Callable[[str, str], str]
+
+
 def s3_url(bucket: str, key: str = "") -> str:
     return f"s3://{bucket}/{key}"
 
@@ -140,7 +145,7 @@ class Enforcer:
         sessions: SessionService,
         store: MetadataStore,
         auditor: Auditor,
-        public_url: str,
+        open_link: SessionLink,
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -148,14 +153,9 @@ class Enforcer:
         self.sessions = sessions
         self.store = store
         self.auditor = auditor
-        self.public_url = public_url.rstrip("/")
+        #: where a refusal tells people to open a session for s3://bucket/prefix
+        self.open_link = open_link
         self._clock = clock or (lambda: datetime.now(UTC))
-
-    # -- links ---------------------------------------------------------------------------------
-    def open_link(self, bucket: str, prefix: str) -> str:
-        """Where to open a session for s3://bucket/prefix (query values URL-encoded)."""
-        query = urlencode({"bucket": bucket, "prefix": prefix})
-        return f"{self.public_url}/_minimo/sessions/new?{query}"
 
     # -- the decision --------------------------------------------------------------------------
     async def decide(

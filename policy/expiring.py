@@ -2,7 +2,7 @@
 
 Each entry is trusted until its deadline (a monotonic time); the whole cache is dropped once it
 holds ``max_entries`` (bounded memory without LRU bookkeeping: a refill costs one store read per
-busy id). Everything else lives in the metadata store (DESIGN.md decision 2).
+busy id). Everything else lives in the metadata store (docs/design.md, decision 2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Import forms written in the original minimo's text format (see DESIGN.md, "The original minimo").
+"""Import forms written in the original minimo's text format (the lab tool minimo replaces).
 
 The format::
 

@@ -5,7 +5,7 @@ needs identities: SigV4 verification asks it for a key's secret on every request
 (later) the UI manage users and keys through it. Passwords are argon2id hashes, secrets are
 Fernet-encrypted before they reach the store.
 
-Staleness bound (DESIGN.md decision 2): :meth:`IdentityService.credential` caches each answer
+Staleness bound (docs/design.md, decision 2): :meth:`IdentityService.credential` caches each answer
 for at most ``CREDENTIAL_CACHE_SECONDS`` (2 s) per process. A key revoked or a user deleted
 anywhere (CLI, another gateway process) therefore stops working on every process within 5 s
 (2 s of cache plus the time for in-flight lookups to finish). Unknown keys are never cached, so

@@ -1,7 +1,7 @@
 """Signed-out browser logins, shared by every gateway process through the metadata store.
 
 The login cookie carries a random login id (:func:`new_login_id`). Signing out records that id
-as ended in the metadata store (DESIGN.md decision 2: nothing only in process memory), so a
+as ended in the metadata store (docs/design.md, decision 2: nothing only in process memory), so a
 copied cookie stops working on every gateway process, not only in the browser that signed out.
 
 Staleness bound: :meth:`LoginService.is_ended` caches a "not ended" answer for at most

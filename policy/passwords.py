@@ -1,4 +1,4 @@
-"""Password hashing with argon2id (DESIGN.md decision 9).
+"""Password hashing with argon2id (docs/design.md, decision 9).
 
 Hashing is deliberately slow (tens of milliseconds, 64 MiB), so the async helpers run it in a
 worker thread and the event loop keeps serving S3 requests meanwhile.

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    UPLOADER = "uploader"
-    READER = "reader"
+# Roles are kept on user records, so they are the stores' vocabulary (the stores import nothing
+# from policy's services); this is where everyone else finds them.
+from policy.store.records import Role as Role
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ Decisions:
   close wins, see the store), and revokes the session key again in case an earlier close stopped
   between the two steps.
 
-Staleness bound (DESIGN.md decision 2): :meth:`SessionService.lookup` (what the write path asks)
-keeps each found session for at most ``SESSION_CACHE_SECONDS`` (2 s) per process, so a session
+Staleness bound (docs/design.md, decision 2): :meth:`SessionService.lookup` (what the write path
+asks) keeps each found session for at most ``SESSION_CACHE_SECONDS`` (2 s) per process, so a session
 closed anywhere is refused on every process within 2 s plus one store read; expiry is judged
 against the clock at each call, so it is exact. Unknown ids are never cached, so a session opened
 on another process is usable at once. :meth:`SessionService.get` always reads the store.

@@ -1,4 +1,4 @@
-"""Object answers never script the UI's origin (issue 8 item 5, gateway.s3api.safe_serving).
+"""Object answers never script the UI's origin (issue 8 item 5, gateway.protocol.safe_serving).
 
 Every S3 answer carries ``X-Content-Type-Options: nosniff`` and the sandboxing CSP; active
 types (HTML, XHTML, SVG, XML, JavaScript) go out as ``Content-Disposition: attachment``, also
@@ -16,7 +16,7 @@ from email.message import Message
 
 import pytest
 
-from gateway.s3api.safe_serving import OBJECT_CSP
+from gateway.protocol.safe_serving import OBJECT_CSP
 from tests.conftest import boto3_client, ssl_context
 from tests.servers import Gateway
 

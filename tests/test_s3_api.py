@@ -1,4 +1,5 @@
-"""The S3 surface of the front end (DESIGN.md "S3 surface"), against real ``minimo serve``.
+"""The S3 surface of the front end (docs/design.md, "The S3 surface in brief"), against a real
+``minimo serve``.
 
 boto3 drives every operation; raw signed HTTP (botocore's signer, http.client) covers what
 boto3 will not send: encoded paths, malformed XML, unimplemented sub-resources, HEAD errors.

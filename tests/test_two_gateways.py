@@ -1,4 +1,4 @@
-"""Two gateways, one state (issue 3 item 10, DESIGN.md decision 2).
+"""Two gateways, one state (issue 3 item 10, docs/design.md, decision 2).
 
 Two ``minimo serve`` processes share one FerretDB database and one versitygw, as two replicas
 behind a load balancer would. Nothing a write needs may live only in one process's memory: a

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from gateway.s3api.safe_serving import OBJECT_CSP
+from gateway.protocol.safe_serving import OBJECT_CSP
 from gateway.ui_host import check_ui_url, host_name, parse_ui_url
 from tests.helpers import s3_client
 from tests.servers import REPO, Gateway, run_gateway

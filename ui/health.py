@@ -20,8 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.protocol.errors import log_outage
-from gateway.s3api.appkeys import METADATA_STORE, OBJECT_STORE
+from gateway.usecases.appkeys import METADATA_STORE, OBJECT_STORE
+from gateway.usecases.outages import log_outage
 from policy.store.base import StoreFull, StoreUnavailable
 
 #: how long one probe may take before the store counts as unreachable

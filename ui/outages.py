@@ -1,8 +1,7 @@
 """Store outages as the UI and the JSON API answer them (docs/failures.md).
 
-A metadata store that is unavailable (``policy.store.StoreUnavailable``) or full
-(``StoreFull``), and an object store answering 503/507 (an ``S3Error`` the backends raise), are
-the state of a store, not a bug and not the client's fault: the API answers ``503`` (with
+Which exceptions are outages is decided by ``gateway.usecases.outages`` (a metadata store
+unavailable or full, an object store answering 503/507): the API answers ``503`` (with
 ``Retry-After``) or ``507`` as JSON, the pages a friendly page with the same status. The
 message says which store, never an address, a URI or driver text (those go to the log).
 """
@@ -11,15 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.protocol.errors import (
-    RETRY_AFTER_SECONDS,
-    S3Error,
-    is_outage,
-    log_outage,
-    storage_full,
-    store_unavailable,
-)
-from policy.store.base import StoreFull, StoreUnavailable
+from gateway.usecases.outages import RETRY_AFTER_SECONDS, S3Error, is_outage, outage_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +29,8 @@ class Outage:
 
 def outage_of(exc: BaseException) -> Outage | None:
     """The outage ``exc`` stands for (logging its detail), or None for any other error."""
-    if isinstance(exc, StoreUnavailable):
-        log_outage("metadata", "unavailable", f"{exc} ({exc.__cause__!r})")
-        err = store_unavailable("metadata")
-    elif isinstance(exc, StoreFull):
-        log_outage("metadata", "full", f"{exc} ({exc.__cause__!r})")
-        err = storage_full("metadata")
-    elif isinstance(exc, S3Error) and is_outage(exc):
-        err = exc
-    else:
+    err = outage_error(exc)
+    if err is None:
         return None
     if err.status == 507:
         return Outage(507, "storage_full", err.message, {})

@@ -9,7 +9,7 @@
   TLS, scoped to ``/_minimo/``, and dies ``LOGIN_MAX_AGE_SECONDS`` after login (Fernet's TTL is
   checked server-side, whatever the browser does with Max-Age).
 - **Sign-out**: every login gets a random login id (``policy.logins``), kept inside the
-  cookie. Signing out records the id as ended in the metadata store (DESIGN.md decision 2:
+  cookie. Signing out records the id as ended in the metadata store (docs/design.md, decision 2:
   nothing only in process memory), and every cookie-authenticated request refuses an ended login
   like an expired one, so a copied cookie stops working too. Bound: other gateway processes
   cache "not ended" for at most 2 s per login, so they refuse it within 2 s; the process that
@@ -42,7 +42,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.s3api.appkeys import CONFIG
+from gateway.usecases.appkeys import CONFIG
 from policy.crypto import load_or_create_key
 from policy.logins import LOGIN_MAX_AGE_SECONDS
 

@@ -1,15 +1,35 @@
-"""Object store backends and the factory that picks one from the configuration."""
+"""Object store backends and the factory that picks one from the settings."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from gateway.backends.base import ObjectStore
-    from gateway.config import Config
 
 
-def open_object_store(config: Config) -> ObjectStore:
+class ObjectStoreSettings(Protocol):
+    """What the factory reads of the configuration (``gateway.config.Config`` has it all): the
+    backends know these five settings, not the configuration they come from."""
+
+    @property
+    def s3_endpoint(self) -> str | None: ...
+
+    @property
+    def s3_access_key(self) -> str | None: ...
+
+    @property
+    def s3_secret_key(self) -> str | None: ...
+
+    @property
+    def s3_region(self) -> str: ...
+
+    @property
+    def objects_dir(self) -> Path: ...
+
+
+def open_object_store(config: ObjectStoreSettings) -> ObjectStore:
     """The ``s3`` backend when an S3 endpoint is configured, else ``local`` under the data dir.
 
     The store is not started yet: the caller awaits ``start()`` before serving and ``close()``

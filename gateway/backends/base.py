@@ -23,7 +23,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
+# The interface speaks these S3 words (conditional headers, byte ranges, the key length limit);
+# they live in gateway.protocol and are named here too, for the backends and their callers.
+from gateway.protocol.conditions import Conditions as Conditions
 from gateway.protocol.errors import S3Error
+from gateway.protocol.names import MAX_KEY_BYTES as MAX_KEY_BYTES
+from gateway.protocol.ranges import ByteRange as ByteRange
 
 #: Headers that S3 stores with an object and returns on GET/HEAD (besides Content-Type).
 STORED_HEADERS = (
@@ -34,7 +39,6 @@ STORED_HEADERS = (
     "expires",
 )
 
-MAX_KEY_BYTES = 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
 MAX_PART_NUMBER = 10000
@@ -77,40 +81,6 @@ class ObjectInfo:
 class BucketInfo:
     name: str
     created: datetime
-
-
-@dataclass(slots=True)
-class Conditions:
-    """Conditional request headers (RFC 7232 as S3 applies them)."""
-
-    if_match: str | None = None
-    if_none_match: str | None = None
-    if_modified_since: datetime | None = None
-    if_unmodified_since: datetime | None = None
-
-    def __bool__(self) -> bool:
-        return any(
-            v is not None
-            for v in (
-                self.if_match,
-                self.if_none_match,
-                self.if_modified_since,
-                self.if_unmodified_since,
-            )
-        )
-
-
-@dataclass(slots=True)
-class ByteRange:
-    """A resolved, satisfiable byte range: ``start``..``end`` (inclusive) of ``total`` bytes."""
-
-    start: int
-    end: int
-    total: int
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start + 1
 
 
 class ObjectReader(ABC):

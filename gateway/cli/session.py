@@ -124,12 +124,14 @@ def session_close(
         from gateway.usecases.session_crate import close_with_crate
         from gateway.usecases.writes import WritePath
         from policy.enforce import Enforcer
+        from ui import session_link
 
         principal = await user_principal(s, as_user) if as_user else operator()
         writes = WritePath(
             s.store,
-            Enforcer(s.policies, s.sessions, s.store, s.auditor, config.base_url),
+            Enforcer(s.policies, s.sessions, s.store, s.auditor, session_link(config.base_url)),
             s.auditor,
+            config.base_url,
         )
         objects = open_object_store(config)
         await objects.start()

@@ -14,10 +14,46 @@ before comparing; otherwise an object would always look "modified since" its own
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from gateway.backends.base import Conditions, ObjectInfo
 from gateway.protocol.errors import S3Error
+
+
+@dataclass(slots=True)
+class Conditions:
+    """Conditional request headers (RFC 7232 as S3 applies them)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: datetime | None = None
+    if_unmodified_since: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.if_match,
+                self.if_none_match,
+                self.if_modified_since,
+                self.if_unmodified_since,
+            )
+        )
+
+
+class Validators(Protocol):
+    """What conditions are judged against: an object's key, ETag and time (a backend's
+    ``ObjectInfo`` has them; the protocol does not need to know the backends)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def etag(self) -> str: ...
+
+    @property
+    def last_modified(self) -> datetime: ...
 
 
 def _etags(header: str) -> list[str]:
@@ -42,7 +78,7 @@ def _seconds(when: datetime) -> datetime:
 
 
 def check_conditions(
-    info: ObjectInfo, conditions: Conditions | None, *, copy_source: bool = False
+    info: Validators, conditions: Conditions | None, *, copy_source: bool = False
 ) -> None:
     """Raise PreconditionFailed or NotModified when ``conditions`` do not hold for ``info``.
 
@@ -68,7 +104,7 @@ def check_conditions(
         raise _not_modified(info, "If-Modified-Since", copy_source)
 
 
-def _failed(info: ObjectInfo, header: str) -> S3Error:
+def _failed(info: Validators, header: str) -> S3Error:
     return S3Error(
         "PreconditionFailed",
         f'The {header} condition does not hold for {info.key!r} (ETag "{info.etag}").',
@@ -76,7 +112,7 @@ def _failed(info: ObjectInfo, header: str) -> S3Error:
     )
 
 
-def _not_modified(info: ObjectInfo, header: str, copy_source: bool) -> S3Error:
+def _not_modified(info: Validators, header: str, copy_source: bool) -> S3Error:
     if copy_source:
         return _failed(info, f"x-amz-copy-source-{header.lower()}")
     # a 304 carries the validators so caches can refresh their entry

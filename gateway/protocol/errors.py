@@ -188,14 +188,6 @@ def storage_full(store: Store) -> S3Error:
     )
 
 
-def metadata_failure(exc: BaseException, otherwise: S3Error) -> S3Error:
-    """The answer for a write whose metadata store call failed with ``exc``: 507 when the store
-    is full (policy.store.StoreFull), else ``otherwise``."""
-    from policy.store.base import StoreFull
-
-    return storage_full("metadata") if isinstance(exc, StoreFull) else otherwise
-
-
 def is_outage(err: S3Error) -> bool:
     """A 503 or 507: the store's state, not the request, is at fault."""
     return err.status in (503, 507)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 
-from gateway.backends.base import MAX_KEY_BYTES
 from gateway.protocol.errors import S3Error
+
+#: S3's limit on a key: 1024 bytes of UTF-8
+MAX_KEY_BYTES = 1024
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _IP_LIKE = re.compile(r"\d{1,3}(\.\d{1,3}){3}\Z")

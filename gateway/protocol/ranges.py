@@ -8,9 +8,23 @@ starts at or past the end of the object is refused with ``416 InvalidRange``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from gateway.backends.base import ByteRange
 from gateway.protocol.errors import S3Error
+
+
+@dataclass(slots=True)
+class ByteRange:
+    """A resolved, satisfiable byte range: ``start``..``end`` (inclusive) of ``total`` bytes."""
+
+    start: int
+    end: int
+    total: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 

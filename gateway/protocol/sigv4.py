@@ -110,7 +110,7 @@ def sign(key: bytes, message: str) -> str:
 
 
 def signatures_equal(a: str, b: str) -> bool:
-    """Constant-time comparison (DESIGN.md #9)."""
+    """Constant-time comparison (docs/design.md, decision 9)."""
     return hmac.compare_digest(a.encode(), b.encode())
 
 

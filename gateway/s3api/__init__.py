@@ -1,3 +1,3 @@
-"""The S3 front end: the aiohttp application, request authentication, bodies, the
-operation handlers and how object answers are made safe to serve.
+"""The S3 front end: the aiohttp application, request authentication, bodies and the
+operation handlers.
 """

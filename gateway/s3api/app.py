@@ -23,12 +23,18 @@ from gateway.config import Config
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, log_outage, storage_full, store_unavailable
 from gateway.protocol.names import validate_bucket, validate_key
-from gateway.s3api.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
-from gateway.s3api.auth import authenticate
+from gateway.protocol.safe_serving import NOSNIFF, OBJECT_CSP
+from gateway.s3api.auth import authenticate, signature_check
 from gateway.s3api.handlers import buckets, listing, multipart, objects
 from gateway.s3api.handlers.common import S3Request
-from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
+from gateway.usecases.appkeys import (
+    CONFIG,
+    IDENTITY,
+    OBJECT_STORE,
+    VERIFY_SIGNATURE,
+    WRITE_PATH,
+)
 from gateway.usecases.writes import WritePath, refused
 from policy.enforce import CONTINUES, READS, SESSION_HEADER, Decision, Refusal
 from policy.identity import Identity
@@ -211,7 +217,7 @@ def _method_not_allowed(method: str, resource: str) -> S3Error:
 async def authorize(
     writes: WritePath, request: web.Request, auth: object, op: str, bucket: str, key: str
 ) -> Decision:
-    """The one authorization: ``policy.enforce`` (DESIGN.md decisions 5-7). A refusal becomes
+    """The one authorization: ``policy.enforce`` (docs/design.md, decisions 5-7). A refusal becomes
     the S3 error (AccessDenied, with the teaching Message) clients print."""
     upload_id = request.query.get("uploadId") if op in CONTINUES else None
     try:
@@ -373,10 +379,9 @@ def _cause(exc: BaseException) -> str:
 
 async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Every response names the server; S3 responses carry the request id, and nosniff and a
-    sandboxing CSP (gateway.s3api.safe_serving), so no stored byte ever runs as this origin. Those
-    two
-    are set on every S3 answer (errors, 304, listings too), replacing anything a handler set:
-    constant values, cheaper than deciding which answers need them."""
+    sandboxing CSP (gateway.protocol.safe_serving), so no stored byte ever runs as this origin.
+    Those two are set on every S3 answer (errors, 304, listings too), replacing anything a
+    handler set: constant values, cheaper than deciding which answers need them."""
     headers = response.headers
     headers["Server"] = "minimo"
     request_id = request.get(REQUEST_ID)
@@ -388,24 +393,29 @@ async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None
 
 
 def create_app(
-    config: Config, object_store: ObjectStore, identity: Identity, writes: WritePath
+    config: Config,
+    object_store: ObjectStore,
+    identity: Identity,
+    writes: WritePath,
+    *,
+    mount: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
+    """The S3 application. ``mount`` registers what else this app serves under ``/_minimo/``
+    (the wiring passes the web UI's ``setup_ui``): it runs before the S3 catch-all route is
+    added, so those routes match first. The S3 front end itself knows nothing of the UI."""
     app = web.Application(handler_args=HANDLER_ARGS)
     app[CONFIG] = config
     app[OBJECT_STORE] = object_store
     app[IDENTITY] = identity
     app[WRITE_PATH] = writes
+    app[VERIFY_SIGNATURE] = signature_check(identity, region=config.region, domain=config.domain)
     app[HOST_ID] = base64.b64encode(secrets.token_bytes(48)).decode("ascii")
     app.on_response_prepare.append(_stamp)
     if config.ui_url is not None:
         app[UI_HOST] = parse_ui_url(config.ui_url)[1]
         app.middlewares.append(ui_host_middleware(config.ui_url))
-    try:
-        from ui import setup_ui
-    except ImportError:
-        setup_ui = None
-    if setup_ui is not None:
-        setup_ui(app)
+    if mount is not None:
+        mount(app)
     # Registered last, so the UI's /_minimo/ routes match first.
     app.router.add_route("*", "/{tail:.*}", s3_entry)
     return app

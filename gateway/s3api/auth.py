@@ -28,6 +28,7 @@ from gateway.protocol import sigv2, sigv4
 from gateway.protocol.chunked import ChunkSigner
 from gateway.protocol.errors import S3Error
 from gateway.protocol.uint import parse_uint
+from gateway.usecases.appkeys import SignatureCheck
 from policy.identity import Identity
 from policy.principal import Credential, Principal
 
@@ -121,6 +122,16 @@ def _query_candidates(request: web.Request, exclude: str | None) -> list[str]:
 
 
 # -- entry point -------------------------------------------------------------------------------
+def signature_check(identity: Identity, *, region: str, domain: str | None) -> SignatureCheck:
+    """:func:`authenticate` bound to this gateway's identity, region and domain: the check the
+    S3 app offers whatever is mounted on it (``gateway.usecases.appkeys.VERIFY_SIGNATURE``)."""
+
+    async def check(request: web.Request) -> AuthContext:
+        return await authenticate(request, identity, region=region, domain=domain)
+
+    return check
+
+
 async def authenticate(
     request: web.Request,
     identity: Identity,

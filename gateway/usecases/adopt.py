@@ -9,7 +9,7 @@ decision. Adopting makes that decision: a NEW session is opened with form values
 1. hashed by streaming its bytes (SHA-256, bounded memory),
 2. stamped by a server-side copy onto itself with metadata directive REPLACE that keeps its
    content type, stored headers and user metadata and adds ``minimo-session: <id>``, so the link
-   survives the loss of the metadata store as for any write (DESIGN.md decision 4),
+   survives the loss of the metadata store as for any write (docs/design.md, decision 4),
 3. recorded through the normal intent -> commit path (principal = the admin), and audited.
 
 Objects already stamped or already recorded are skipped and counted, so adopting twice is

@@ -1,9 +1,9 @@
 """``minimo reconcile``: find (and with ``repair`` fix) where the object store and the metadata
 store disagree.
 
-The write protocol (DESIGN.md decision 4) is intent -> stamped object -> commit. A process that
-dies between those steps, or an operator who touches either store behind minimo's back, leaves
-one of these inconsistencies, each a :data:`FindingKind`:
+The write protocol (docs/design.md, decision 4) is intent -> stamped object -> commit. A process
+that dies between those steps, or an operator who touches either store behind minimo's back,
+leaves one of these inconsistencies, each a :data:`FindingKind`:
 
 - ``rebuildable``: an object without a current record whose ``minimo-session`` stamp names a
   known session. Repair rebuilds the record from the object itself (HEAD data, SHA-256
@@ -16,15 +16,13 @@ one of these inconsistencies, each a :data:`FindingKind`:
 - ``mismatch``: a record whose size or ETag disagrees with the object. Repair rewrites the
   record from the object when the object is stamped with a known session (else reported only).
 
-and the crash leftovers that :mod:`gateway.usecases.recovery` finds (and a running gateway repairs
-by
-itself within about a minute), repaired here with the same code:
+and the crash leftovers that :mod:`gateway.usecases.recovery` finds (and a running gateway
+repairs by itself within about a minute), repaired here with the same code:
 
 - ``dead_intent``: an intent whose writer is gone (its gateway stopped heartbeating or its
   process no longer exists; an intent of an unknown writer once older than ``stale_after``),
-  whatever its age. Repair rolls the write back (gateway.usecases.rollback: the object it may have
-  stored
-  is removed, its claim released), so the key is writable again.
+  whatever its age. Repair rolls the write back (gateway.usecases.rollback: the object it may
+  have stored is removed, its claim released), so the key is writable again.
 - ``temp_file`` / ``interrupted_complete``: a dead writer's temp files, and a multipart upload
   whose completion it was running (``local`` backend). Repair removes them, or puts the upload
   back so it can be listed, completed or aborted.
@@ -38,7 +36,7 @@ time (each looked up by key), records one bucket page at a time, and findings ar
 callback as they are found instead of being collected.
 
 This module lives in ``gateway`` (not ``policy``) because it needs the object store, and
-``policy`` never imports ``gateway`` (DESIGN.md "Shape").
+``policy`` never imports ``gateway`` (docs/design.md, "Layers").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Crash recovery (DESIGN.md decision 4: crash leftovers are recovered automatically).
+"""Crash recovery (docs/design.md, decision 4: crash leftovers are recovered automatically).
 
 A gateway process that dies (SIGKILL, OOM, power loss) in the middle of a write leaves its
 intent (and the write-once claim the intent holds, which keeps the key refused), maybe the
@@ -30,9 +30,8 @@ What a run does (each step idempotent, so two gateways running at once do no har
 1. leftovers in the object store's own scratch space (``local`` backend): temp files of dead
    writers are removed; a multipart upload whose completion was killed is put back, so it can be
    listed, completed again or aborted (or removed, when the completion was done);
-2. dead intents are rolled back (:func:`gateway.usecases.rollback.roll_back`): the object such a
-write
-   may have stored is removed, then its partial commit, claim and intent, so the key is
+2. dead intents are rolled back (:func:`gateway.usecases.rollback.roll_back`): the object such
+   a write may have stored is removed, then its partial commit, claim and intent, so the key is
    writable again. ``adopt-`` and ``reconcile-`` intents only lose their metadata side: their
    object is the owner's data. A dead CompleteMultipartUpload is left alone until the dead
    gateway's heartbeat bound has passed since it began (an S3 upstream goes on completing after
@@ -50,8 +49,7 @@ is writable again within about a minute of the crash (plus the 35 s heartbeat bo
 dead process ran on another host), and at once when a gateway restarts on the same host.
 
 ``minimo reconcile`` runs the same steps (gateway.usecases.reconcile): without ``--repair`` it
-reports
-them as findings, with it it repairs them; it also finds write-once claims that have neither
+reports them as findings, with it it repairs them; it also finds write-once claims that have neither
 intent nor record (:meth:`Recovery.orphan_claims`, a walk over every claim, so not done
 periodically).
 

@@ -1,4 +1,4 @@
-"""Rolling back a write that will not be acknowledged (DESIGN.md decision 4).
+"""Rolling back a write that will not be acknowledged (docs/design.md, decision 4).
 
 A write is acknowledged exactly when its record and audit event are stored. When anything
 fails after the intent was recorded (the object store, the commit, the client going away), the

@@ -18,9 +18,9 @@ Decisions:
 * Closing an already-closed session rewrites nothing; the result names the crate written then.
 * Sessions that only expire get no crate, and the policy default (``ro_crate_on_close``) applies
   only to open sessions: asking explicitly for a crate of an expired session is refused.
-* Bounded memory (DESIGN.md decision 3): the records are read from the store page by page and the
-  document is spooled (in memory up to ``SPOOL_IN_MEMORY`` bytes, then a temporary file), so its
-  size is known before the upload starts, as the object stores need.
+* Bounded memory (docs/design.md, decision 3): the records are read from the store page by page
+  and the document is spooled (in memory up to ``SPOOL_IN_MEMORY`` bytes, then a temporary
+  file), so its size is known before the upload starts, as the object stores need.
 * An object committed under the session between the crate's write and the close (the session key
   is still valid then) would be missing from the crate: after closing, the session's object count
   and bytes are compared with what the crate describes, and the crate is regenerated once if
@@ -214,7 +214,7 @@ async def _put(
     described = (
         session if session.closed else dataclasses.replace(session, closed=datetime.now(UTC))
     )
-    layout = CrateLayout.build(described, form, writes.enforcer.public_url)
+    layout = CrateLayout.build(described, form, writes.ui_url)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         size, sha256, (count, total) = await _spool(services, layout, spool)
         write = writes.begin(decision, session.bucket, key)

@@ -1,4 +1,4 @@
-"""The write protocol (DESIGN.md decision 4) as the object handlers run it.
+"""The write protocol (docs/design.md, decision 4) as the object handlers run it.
 
 enforce (done by the app before the handler) -> claim the key when the rule is write-once ->
 record a write intent -> stream to the object store with the session stamp while hashing
@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.instance import instance_id
-from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, metadata_failure
+from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, storage_full
 from gateway.usecases.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
-from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
+from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, SessionLink, s3_url
 from policy.identity import IdentityService
 from policy.services import Services
 from policy.store.base import (
@@ -34,6 +34,7 @@ from policy.store.base import (
     KeyBusy,
     MetadataStore,
     ObjectRecord,
+    StoreFull,
     WriteIntent,
 )
 
@@ -99,6 +100,12 @@ def key_busy(resource: str) -> S3Error:
     return S3Error("ServiceUnavailable", KEY_BUSY, resource=resource, headers={"Retry-After": "1"})
 
 
+def metadata_failure(exc: BaseException, otherwise: S3Error) -> S3Error:
+    """The answer for a write whose metadata store call failed with ``exc``: 507 when the store
+    is full (policy.store.StoreFull), else ``otherwise``."""
+    return storage_full("metadata") if isinstance(exc, StoreFull) else otherwise
+
+
 @dataclass(slots=True)
 class WritePath:
     """The services the write handlers need; one per process (an app key)."""
@@ -106,6 +113,8 @@ class WritePath:
     store: MetadataStore
     enforcer: Enforcer
     auditor: Auditor
+    #: the web UI's base URL: the crates written on close name their form's schema under it
+    ui_url: str
     janitor: Janitor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -371,9 +380,9 @@ async def hash_object(
     return digest.hexdigest(), size, reader.info.content_type
 
 
-def build_write_path(identity: IdentityService, public_url: str) -> WritePath:
-    """The enforcement services over the identity's metadata store (gateway.server uses it)."""
+def build_write_path(identity: IdentityService, ui_url: str, open_link: SessionLink) -> WritePath:
+    """The enforcement services over the identity's metadata store (gateway.server uses it);
+    ``open_link`` is where refusals send people to open a session (the wiring's choice)."""
     s = Services.build(identity)
-    return WritePath(
-        s.store, Enforcer(s.policies, s.sessions, s.store, s.auditor, public_url), s.auditor
-    )
+    enforcer = Enforcer(s.policies, s.sessions, s.store, s.auditor, open_link)
+    return WritePath(s.store, enforcer, s.auditor, ui_url)

@@ -3,7 +3,7 @@
 Backends keep records and nothing else: they never hash passwords, encrypt secrets or decide
 who may do what (that is :mod:`policy.identity`). Every method is a single atomic operation on
 one record, so correctness never needs a transaction spanning records or processes
-(DESIGN.md decision 1); uniqueness is enforced by the backend's unique indexes.
+(docs/design.md, decision 1); uniqueness is enforced by the backend's unique indexes.
 
 Times are timezone-aware UTC datetimes. The ``mongo`` backend keeps whole milliseconds (BSON
 dates), so a record a method returns is always what a later read returns, never the input as is.
@@ -24,375 +24,41 @@ Decisions every backend follows:
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import inspect
-import json
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
-
-from policy.principal import Role
-
-
-class StoreError(Exception):
-    """Base of the errors a metadata store raises on purpose."""
-
-
-class AlreadyExists(StoreError):
-    """A record with the same unique name or id exists."""
-
-
-class NotFound(StoreError):
-    """The record to update does not exist."""
-
-
-class KeyBusy(StoreError):
-    """A delete of the key is in progress: a write that starts now is refused (nothing was
-    stored), since the delete could remove its object after it was acknowledged. The same
-    write may be sent again at once (docs/write-protocol.md, "Writes beside deletes")."""
-
-
-class StoreUnavailable(StoreError):
-    """The metadata store cannot answer now: unreachable, timed out, busy past its timeout or
-    failing over. Nothing about the request is wrong; the same call may succeed later (the
-    gateway answers ``503 ServiceUnavailable``). The message is for the server log only: it may
-    carry driver text and addresses, which clients never see (docs/failures.md)."""
-
-
-class StoreFull(StoreError):
-    """The metadata store has no space left for a write (its disk or quota is full); the
-    gateway answers ``507 InsufficientStorage``. The message is for the server log only."""
-
-
-#: what a backend's translator returns for a driver exception: the store error it means, or
-#: None when it means something else (a bug, a constraint) and must pass unchanged
-Translator = Callable[[Exception], StoreError | None]
-_C = TypeVar("_C", bound=type)
-
-
-def translate_errors(translate: Translator) -> Callable[[_C], _C]:
-    """Class decorator: every public coroutine method of a store (its own and those inherited
-    from :class:`MetadataStore`) passes driver exceptions through ``translate``, so the
-    "store unavailable / full" decision is made in one place per backend and nothing above
-    the interface ever sees a driver's exception types for an outage."""
-
-    def decorate(cls: _C) -> _C:
-        for name in dir(cls):
-            if name.startswith("_"):
-                continue
-            method = inspect.getattr_static(cls, name)
-            if inspect.iscoroutinefunction(method):
-                setattr(cls, name, _translating(method, translate))
-        return cls
-
-    return decorate
-
-
-def _translating(method: Callable[..., Any], translate: Translator) -> Callable[..., Any]:
-    @functools.wraps(method)
-    async def translated(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(*args, **kwargs)
-        except StoreError:
-            raise
-        except Exception as exc:
-            mapped = translate(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
-
-    return translated
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    name: str
-    role: Role
-    #: argon2id hash in PHC string form (``$argon2id$...``)
-    password_hash: str
-    created: datetime
-    #: set when the user was deleted; a deleted user's keys stop working
-    deleted: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.deleted is None
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    access_key: str
-    #: the secret, encrypted (Fernet token); the store never sees the plaintext
-    secret_encrypted: str
-    owner: str
-    created: datetime
-    revoked: datetime | None = None
-    #: set for a session key: the session it writes into (None for a personal key)
-    session_id: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked is None
-
-
-@dataclass(frozen=True, slots=True)
-class FormRecord:
-    """One version of a form; ``definition`` is the form file as JSON-able data."""
-
-    name: str
-    version: int
-    definition: dict[str, Any]
-    created: datetime
-    created_by: str
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyRecord:
-    """One version of the policy: its parsed ``document`` and the TOML ``source`` it came from."""
-
-    version: int
-    document: dict[str, Any]
-    source: str
-    created: datetime
-    created_by: str
-
-
-SessionState = Literal["open", "closed"]
-#: what a search may ask for: "open" excludes expired sessions, "expired" = open but past expiry
-SessionStateFilter = Literal["open", "closed", "expired"]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    id: str
-    form_name: str
-    form_version: int
-    #: the validated field values (JSON-able: str, int, float, bool, lists of str; dates as
-    #: ISO text as the form normalised them)
-    values: dict[str, Any]
-    bucket: str
-    prefix: str
-    owner: str
-    state: SessionState
-    created: datetime
-    expires: datetime
-    closed: datetime | None = None
-    closed_by: str | None = None
-    #: the session key minted at open
-    access_key: str | None = None
-
-    def is_open(self, now: datetime) -> bool:
-        """Open and not expired at ``now`` (expired means ``expires < now``, as in searches)."""
-        return self.state == "open" and now <= self.expires
-
-
-#: the largest page any listing returns at once
-MAX_PAGE = 1000
-
-FieldOp = Literal["eq", "min", "max", "contains"]
-#: the fixed columns a session search may sort by (``sort_field`` sorts by a field of values)
-SortColumn = Literal["created", "owner", "bucket", "form_name"]
-SORT_COLUMNS: tuple[SortColumn, ...] = ("created", "owner", "bucket", "form_name")
-FieldValue = str | int | float | bool
-
-#: field names a query may name (forms allow ``[a-z][a-z0-9_]*``); anything else could escape
-#: the JSON path (sqlite) or the dotted path (mongo) it is spliced into
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-def check_field_name(name: str) -> str:
-    if not _FIELD_NAME.fullmatch(name):
-        raise ValueError(f"invalid field name {name!r}")
-    return name
-
-
-@dataclass(frozen=True, slots=True)
-class FieldFilter:
-    """One condition on a session's ``values``.
-
-    - ``eq``: equal (str, number or bool; numbers compare numerically, 5 == 5.0);
-    - ``min`` / ``max``: inclusive bound on a number, or on text (ISO dates and datetimes
-      compare as text, which is time order for the forms' normalised UTC form);
-    - ``contains``: case-insensitive substring of a text value.
-
-    A list value (multichoice) matches when any of its elements does. Type-mismatched values
-    never match (a text "7" is not >= 5).
-    """
-
-    field: str
-    op: FieldOp
-    value: FieldValue
-
-    def __post_init__(self) -> None:
-        check_field_name(self.field)
-        if self.op not in ("eq", "min", "max", "contains"):
-            raise ValueError(f"unknown field operator {self.op!r}")
-        if self.op == "contains" and not isinstance(self.value, str):
-            raise ValueError("'contains' needs a text value")
-        if self.op in ("min", "max") and isinstance(self.value, bool):
-            raise ValueError(f"{self.op!r} needs a number or text value")
-        if not isinstance(self.value, str | int | float):
-            raise ValueError(f"unsupported filter value {self.value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class SessionQuery:
-    """A session search. All given conditions must hold; bounds are inclusive."""
-
-    form_name: str | None = None
-    owner: str | None = None
-    bucket: str | None = None
-    state: SessionStateFilter | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    fields: tuple[FieldFilter, ...] = ()
-    #: a field of ``values`` to sort by (ties: newest first); None sorts by ``sort_column``
-    sort_field: str | None = None
-    #: the column to sort by when ``sort_field`` is None; ties of owner, bucket or form are
-    #: broken newest first (created, then id, descending) whichever way the column runs
-    sort_column: SortColumn = "created"
-    descending: bool = True
-    limit: int = 50
-    #: skip this many matches (for "page N" links); ignored when ``cursor`` is given
-    offset: int = 0
-    #: the ``next_cursor`` of the previous page, for "more" (stable while sessions are added)
-    cursor: str | None = None
-    #: the time "open"/"expired" are judged at (default: the time of the search)
-    now: datetime | None = None
-    #: False skips counting all matches (``SessionPage.total`` is then -1): for the later pages
-    #: of a walk that already knows the total, since counting reads every match each time
-    count: bool = True
-
-    def __post_init__(self) -> None:
-        if self.sort_field is not None:
-            check_field_name(self.sort_field)
-        if self.sort_column not in SORT_COLUMNS:
-            raise ValueError(f"cannot sort sessions by {self.sort_column!r}")
-        if self.state not in (None, "open", "closed", "expired"):
-            raise ValueError(f"unknown session state {self.state!r}")
-        if not 1 <= self.limit <= MAX_PAGE:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-        if self.offset < 0:
-            raise ValueError("offset must not be negative")
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPage:
-    sessions: list[SessionRecord]
-    #: how many sessions match the query in all (not just this page); -1 when not counted
-    total: int
-    #: pass as ``SessionQuery.cursor`` for the next page; None on the last page
-    next_cursor: str | None = None
-
-
-IntentKind = Literal["write", "delete"]
-
-
-@dataclass(frozen=True, slots=True)
-class WriteIntent:
-    """A write in progress (DESIGN.md decision 4): recorded before the first byte is stored."""
-
-    id: str
-    bucket: str
-    key: str
-    #: None for a write into a scratch area (``require_session: false``)
-    session_id: str | None
-    #: the user name behind the request
-    principal: str
-    started: datetime
-    #: set for CompleteMultipartUpload
-    upload_id: str | None = None
-    #: "delete": a DeleteObject in progress, held while the object is deleted so that no write
-    #: of the key commits across it (docs/write-protocol.md, "Writes beside deletes")
-    kind: IntentKind = "write"
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRecord:
-    """A committed write: what the object store holds at (bucket, key) and who put it there."""
-
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    #: hex SHA-256 of the stored bytes
-    sha256: str
-    content_type: str | None
-    session_id: str | None
-    principal: str
-    committed: datetime
-    #: the write intent that committed it (set on records read back from a store); not part of
-    #: a record's value, only how rollback tells "this write's record" from another's
-    intent_id: str | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class MultipartRecord:
-    """A multipart upload in flight, so any gateway process can take its parts."""
-
-    upload_id: str
-    bucket: str
-    key: str
-    session_id: str | None
-    principal: str
-    created: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceRecord:
-    """A running gateway process, so recovery can tell a dead writer's intents from a live
-    one's (gateway.usecases.recovery). ``id`` is the process's intent id prefix: every intent id the
-    process makes starts with it."""
-
-    id: str
-    #: where the process runs: host name, kernel boot id and PID namespace, so a process on the
-    #: same host (and namespace) can check whether ``process`` still exists
-    host: str
-    #: ``PID:START`` (START: the process's start time in clock ticks since boot, from
-    #: /proc/PID/stat), so a reused PID is not mistaken for the same process
-    process: str
-    started: datetime
-    #: the last heartbeat
-    heartbeat: datetime
-    #: seconds between heartbeats: the instance counts as dead once several are missed
-    every: float
-
-
-AuditOutcome = Literal["allowed", "refused", "ok", "error"]
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    time: datetime
-    #: user name (or "-" when unauthenticated)
-    principal: str
-    #: e.g. "PutObject", "session.open", "form.create"
-    action: str
-    #: e.g. "s3://bucket/key", "session:ID", "form:NAME"
-    target: str
-    outcome: AuditOutcome
-    reason: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def encode_cursor(data: object) -> str:
-    """An opaque, URL-safe page cursor carrying ``data`` (JSON-able)."""
-    raw = json.dumps(data, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> Any:
-    """The data of a cursor from :func:`encode_cursor`; ValueError for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return json.loads(raw)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("invalid page cursor") from exc
+from typing import Any
+
+# The errors, records and queries the interface speaks live in their own modules. Those its
+# callers import from here are named here too (``X as X``), so their imports did not change.
+from policy.store.errors import AlreadyExists as AlreadyExists
+from policy.store.errors import KeyBusy
+from policy.store.errors import NotFound as NotFound
+from policy.store.errors import StoreError as StoreError
+from policy.store.errors import StoreFull as StoreFull
+from policy.store.errors import StoreUnavailable as StoreUnavailable
+from policy.store.errors import translate_errors as translate_errors
+from policy.store.queries import MAX_PAGE, SessionPage, SessionQuery
+from policy.store.queries import FieldFilter as FieldFilter
+from policy.store.queries import FieldValue as FieldValue
+from policy.store.queries import SortColumn as SortColumn
+from policy.store.queries import decode_cursor as decode_cursor
+from policy.store.queries import encode_cursor as encode_cursor
+from policy.store.records import (
+    AuditEvent,
+    FormRecord,
+    InstanceRecord,
+    KeyRecord,
+    MultipartRecord,
+    ObjectRecord,
+    PolicyRecord,
+    Role,
+    SessionRecord,
+    UserRecord,
+    WriteIntent,
+)
+from policy.store.records import AuditOutcome as AuditOutcome
+from policy.store.records import IntentKind as IntentKind
 
 
 class MetadataStore(ABC):
@@ -579,7 +245,7 @@ class MetadataStore(ABC):
     ) -> ObjectRecord:
         """Commit ``record`` (as :meth:`commit_write`) together with its audit event.
 
-        Audit is part of the write (DESIGN.md decision 4): the write is acknowledged only when
+        Audit is part of the write (docs/design.md, decision 4): the write is acknowledged only when
         this returns, and it returns only when both the record and ``audit`` are stored. When it
         raises, the caller rolls the write back (:meth:`roll_back_write`, which also removes
         whatever part of this commit did get stored). Returns the record as stored.

@@ -1,7 +1,7 @@
 """The shared metadata store: a MongoDB database reached with PyMongo's async client.
 
 Any number of gateway processes and CLI invocations use one database at once. Nothing here
-relies on a multi-document transaction (DESIGN.md decision 1: FerretDB has none and MongoDB
+relies on a multi-document transaction (docs/design.md, decision 1: FerretDB has none and MongoDB
 needs a replica set for them); uniqueness comes from unique indexes (a duplicate insert fails
 with code 11000).
 
@@ -51,7 +51,6 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from policy.principal import Role
 from policy.store.base import (
     MAX_PAGE,
     AlreadyExists,
@@ -66,6 +65,7 @@ from policy.store.base import (
     NotFound,
     ObjectRecord,
     PolicyRecord,
+    Role,
     SessionPage,
     SessionQuery,
     SessionRecord,

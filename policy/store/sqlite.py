@@ -22,7 +22,6 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from policy.principal import Role
 from policy.store.base import (
     MAX_PAGE,
     AlreadyExists,
@@ -37,6 +36,7 @@ from policy.store.base import (
     NotFound,
     ObjectRecord,
     PolicyRecord,
+    Role,
     SessionPage,
     SessionQuery,
     SessionRecord,

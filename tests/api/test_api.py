@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.s3api.appkeys import CONFIG
+from gateway.usecases.appkeys import CONFIG
 from tests.api.client import API, Browser, Signer
 from tests.api.conftest import POLICY, RUN_FORM
 from tests.servers import Gateway

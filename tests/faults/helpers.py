@@ -308,7 +308,7 @@ def check_integrity(
     gw: Gateway, bucket: str, answers: list[Answer], upstream: Versitygw | None = None
 ) -> None:
     """Nothing acknowledged lost or different, everything acknowledged recorded, and nothing
-    visible without a record (DESIGN.md decision 4)."""
+    visible without a record (docs/design.md, decision 4)."""
     s3 = client(gw)
     acknowledged = {a.key: a.sha256 for a in answers if a.status == 200}
     assert acknowledged, "no write was acknowledged"

@@ -32,7 +32,7 @@ import requests
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.s3api.appkeys import CONFIG
+from gateway.usecases.appkeys import CONFIG
 from tests.api.client import Browser
 from tests.api.conftest import POLICY, RUN_FORM
 from tests.servers import Gateway, read_initial_admin, run_gateway

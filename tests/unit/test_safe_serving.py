@@ -1,4 +1,4 @@
-"""gateway.s3api.safe_serving: which Content-Types become downloads, and how a disposition is
+"""gateway.protocol.safe_serving: which Content-Types become downloads, and how a disposition is
 forced."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.s3api.safe_serving import (
+from gateway.protocol.safe_serving import (
     DOWNLOAD_BY_DEFAULT,
     FORCE_DOWNLOAD,
     OBJECT_CSP,

@@ -6,11 +6,10 @@ and the gateway's region, e.g.::
 
     curl --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AK:$SK" https://HOST/_minimo/api/v1/sessions
 
-The signature check is the gateway's own (:func:`gateway.s3api.auth.authenticate`): ``ui`` imports
-that
-one function rather than keeping a second SigV4 verifier. DESIGN.md draws ``ui -> policy``; this
-``ui -> gateway.s3api.auth`` arrow is the documented exception, harmless because ``ui`` is only ever
-mounted by the gateway app. The body of a signed request is checked against the signed
+The signature check is the gateway's own: the S3 app offers its verifier
+(``gateway.s3api.auth.authenticate``) under ``gateway.usecases.appkeys.VERIFY_SIGNATURE``, so the
+API keeps no second SigV4 verifier and does not import the S3 front end (docs/design.md,
+"Layers"). The body of a signed request is checked against the signed
 ``x-amz-content-sha256`` (``UNSIGNED-PAYLOAD`` is accepted as S3 accepts it; streaming payloads
 are refused: API bodies are small JSON documents).
 
@@ -31,9 +30,8 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.protocol.errors import S3Error
-from gateway.s3api import appkeys
-from gateway.s3api.auth import authenticate
+from gateway.usecases import appkeys
+from gateway.usecases.object_store import S3Error
 from policy.logins import new_login_id
 from policy.passwords import hash_password_async, verify_password_async
 from policy.principal import Principal
@@ -79,8 +77,6 @@ class _WithHeaders:
 
 
 async def _from_signature(request: web.Request) -> Principal:
-    config = request.config_dict[appkeys.CONFIG]
-    identity = request.config_dict[appkeys.IDENTITY]
     target = request
     if "x-amz-content-sha256" not in request.headers and request.can_read_body:
         # Signers for services other than S3 (curl --aws-sigv4 among them) put the body's hash
@@ -91,7 +87,7 @@ async def _from_signature(request: web.Request) -> Principal:
         headers["x-amz-content-sha256"] = hashlib.sha256(await request.read()).hexdigest()
         target = cast(web.Request, _WithHeaders(request, CIMultiDictProxy(headers)))
     try:
-        auth = await authenticate(target, identity, region=config.region, domain=config.domain)
+        auth = await request.config_dict[appkeys.VERIFY_SIGNATURE](target)
     except S3Error as err:
         raise ApiError(403, "invalid_signature", err.message or err.code) from None
     if auth.principal is None:

@@ -10,10 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.backends.base import ObjectInfo, ObjectStore
-from gateway.protocol.errors import S3Error
-from gateway.s3api.appkeys import OBJECT_STORE
 from gateway.usecases.adopt import adopt
+from gateway.usecases.appkeys import OBJECT_STORE
+from gateway.usecases.object_store import ObjectInfo, ObjectStore, S3Error
 from policy.forms import Form, FormValidationError
 from policy.services import Services
 from policy.sessions import SessionError

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway.s3api import appkeys
+from gateway.usecases import appkeys
 from policy import session_view
 from policy.identity import IdentityService
 from policy.principal import Principal, Role
@@ -144,8 +144,7 @@ def services(request: web.Request) -> Services:
     identity = request.config_dict[appkeys.IDENTITY]
     if not isinstance(identity, IdentityService):
         raise ApiError(503, "unavailable", "the identity service is not configured")
-    write_key = getattr(appkeys, "WRITE_PATH", None)
-    writes = request.config_dict.get(write_key) if write_key is not None else None
+    writes = request.config_dict.get(appkeys.WRITE_PATH)
     enforcer = getattr(writes, "enforcer", None)
     state.services = (
         Services.around(enforcer.sessions) if enforcer is not None else Services.build(identity)

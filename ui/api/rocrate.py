@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.protocol.errors import S3Error
-from gateway.s3api.appkeys import OBJECT_STORE, WRITE_PATH
+from gateway.usecases.appkeys import OBJECT_STORE, WRITE_PATH
+from gateway.usecases.object_store import S3Error
 from gateway.usecases.session_crate import (
     CloseResult,
     CrateConflict,
@@ -35,7 +35,7 @@ async def get_crate(request: web.Request) -> web.StreamResponse:
     if session is None:
         raise not_found(f"no session {request.match_info['id']}")
     form = await svc.forms.find(session.form_name, session.form_version)
-    # Streamed as the store pages in (DESIGN.md decision 3): a session of millions of objects
+    # Streamed as the store pages in (docs/design.md, decision 3): a session of millions of objects
     # never has its whole crate in memory.
     response = web.StreamResponse(
         headers={

@@ -241,7 +241,7 @@ def _csv_cell(value: Any) -> Any:
 
 async def export_sessions(request: web.Request) -> web.StreamResponse:
     """Every session matching the search (not one page) as CSV or JSON, streamed page by page,
-    so a large export never sits whole in memory (DESIGN.md decision 3)."""
+    so a large export never sits whole in memory (docs/design.md, decision 3)."""
     fmt = request.query.get("format", "csv")
     if fmt not in ("csv", "json"):
         raise bad_request("format must be csv or json", {"format": ["must be csv or json"]})

@@ -9,10 +9,9 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from gateway.protocol.errors import S3Error
-from gateway.s3api.appkeys import OBJECT_STORE
-from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.usecases.adopt import AdoptResult, adopt
+from gateway.usecases.appkeys import OBJECT_STORE
+from gateway.usecases.object_store import NOSNIFF, OBJECT_CSP, S3Error
 from policy.forms import Form, FormValidationError
 from policy.sessions import SessionError, SessionNotFound, session_status
 from ui.api.browse import (

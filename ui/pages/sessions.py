@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from multidict import MultiMapping
 
-from gateway.s3api.appkeys import CONFIG
+from gateway.usecases.appkeys import CONFIG
 from gateway.usecases.session_crate import crate_default
 from policy.forms import Form, FormValidationError
 from policy.principal import Principal, Role

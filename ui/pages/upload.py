@@ -4,10 +4,11 @@ straight to the gateway's S3 side (progress events, no body ever passes through 
 The URLs are signed with the session's own key, so every write goes through the same enforcement
 as any S3 client's (scope, overwrite rules, records, SHA-256) and dies with the session. They
 name the exact key (session prefix + the file's relative path), sign only ``host`` and the
-``UNSIGNED-PAYLOAD`` (the gateway hashes the body itself) and expire after an hour. Large files
-go as multipart uploads: one request for the CreateMultipartUpload URL, then one for the part,
-complete and abort URLs of that upload id. Asking for
-URLs needs the login cookie, the CSRF header and ownership of the open session (or admin).
+``UNSIGNED-PAYLOAD`` (the gateway hashes the body itself) and expire after an hour
+(gateway.usecases.presign). Large files go as multipart uploads: one request for the
+CreateMultipartUpload URL, then one for the part, complete and abort URLs of that upload id.
+Asking for URLs needs the login cookie, the CSRF header and ownership of the open session (or
+admin).
 """
 
 from __future__ import annotations
@@ -17,69 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.protocol.sigv4 import (
-    ALGORITHM,
-    AMZ_DATE_FORMAT,
-    UNSIGNED_PAYLOAD,
-    canonical_query,
-    canonical_request,
-    canonical_uri,
-    scope,
-    sign,
-    signing_key,
-    string_to_sign,
-    uri_encode,
-)
-from gateway.s3api.appkeys import CONFIG
+from gateway.usecases.appkeys import CONFIG
+from gateway.usecases.presign import presigned
 from policy.principal import Role
 from policy.sessions import is_session_id
 from ui.api.common import services
 from ui.pages.common import Page, json_refusal, page_user
 
-URL_SECONDS = 3600
 MAX_FILES = 1000
 MAX_KEY_BYTES = 1024
 MAX_PARTS = 10_000
-
-
-def presigned(
-    method: str,
-    host: str,
-    bucket: str,
-    key: str,
-    access: str,
-    secret: str,
-    region: str,
-    now: datetime,
-    params: tuple[tuple[str, str], ...] = (),
-) -> str:
-    """A path + query (same origin as the page) for ``METHOD /bucket/key?params``, signed as a
-    SigV4 query (presigned) request; ``params`` (e.g. ``uploadId``) are covered by the signature.
-    """
-    raw_path = f"/{uri_encode(bucket, keep_slash=False)}/{uri_encode(key, keep_slash=True)}"
-    amz_date = now.strftime(AMZ_DATE_FORMAT)
-    credential_scope = scope(amz_date[:8], region)
-    query = [
-        *params,
-        ("X-Amz-Algorithm", ALGORITHM),
-        ("X-Amz-Credential", f"{access}/{credential_scope}"),
-        ("X-Amz-Date", amz_date),
-        ("X-Amz-Expires", str(URL_SECONDS)),
-        ("X-Amz-SignedHeaders", "host"),
-    ]
-    canonical = canonical_request(
-        method,
-        canonical_uri(raw_path),
-        canonical_query(query),
-        {"host": host},
-        ["host"],
-        UNSIGNED_PAYLOAD,
-    )
-    signature = sign(
-        signing_key(secret, amz_date[:8], region),
-        string_to_sign(amz_date, credential_scope, canonical),
-    )
-    return f"{raw_path}?{canonical_query(query)}&X-Amz-Signature={signature}"
 
 
 def relative_key_problem(path: Any) -> str | None:

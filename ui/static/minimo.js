@@ -104,7 +104,7 @@ document.addEventListener("DOMContentLoaded", () => {
       xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded));
       xhr.addEventListener("load", () => {
         if (xhr.status >= 200 && xhr.status < 300) return resolve();
-        // S3 errors are XML; the Message teaches what went wrong (DESIGN.md: refusals teach)
+        // S3 errors are XML; the Message teaches what went wrong (docs/design.md, decision 6: refusals teach)
         const message = /<Message>([\s\S]*?)<\/Message>/.exec(xhr.responseText || "");
         reject(new Error(message ? message[1] : "HTTP " + xhr.status));
       });

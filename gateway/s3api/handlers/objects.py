@@ -11,6 +11,7 @@ from gateway.backends.base import Conditions, ObjectInfo, WriteMeta
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error
 from gateway.protocol.names import validate_key
+from gateway.protocol.safe_serving import apply_download_rule, refuse_as_subresource
 from gateway.s3api.handlers.buckets import ACL_DOCUMENT
 from gateway.s3api.handlers.common import (
     S3Request,
@@ -23,7 +24,6 @@ from gateway.s3api.handlers.common import (
     write_meta,
     xml_response,
 )
-from gateway.s3api.safe_serving import apply_download_rule, refuse_as_subresource
 from gateway.s3api.sendfile import send_body
 from gateway.usecases.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, Refusal
@@ -51,7 +51,7 @@ RESPONSE_OVERRIDES = {
 def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
     """The headers of a GET/HEAD answer. nosniff and the sandbox CSP are stamped on every S3
     response by gateway.s3api.app; here active types become attachments
-    (gateway.s3api.safe_serving)."""
+    (gateway.protocol.safe_serving)."""
     headers = {
         "ETag": s3xml.quote_etag(info.etag),
         "Last-Modified": s3xml.http_date(info.last_modified),

@@ -8,7 +8,8 @@ opened in that browser would run with the user's login. Three layers keep that f
 1. Every S3 answer carries ``X-Content-Type-Options: nosniff`` (the browser never guesses a
    type, so ``text/plain`` or ``binary/octet-stream`` bytes are never rendered as HTML) and
    :data:`OBJECT_CSP` (gateway.s3api.app stamps both on every S3 response, error documents included:
-   two constant headers cost less than deciding which answers need them).
+   two constant headers cost less than deciding which answers need them; the web UI's download
+   answer carries both too).
 2. Active media types (:func:`download_rule`) are answered with ``Content-Disposition:
    attachment``, also when the client asked for ``inline``, so the browser saves them instead
    of rendering them.

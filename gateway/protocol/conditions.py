@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from gateway.backends.base import Conditions, ObjectInfo
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 
 def _etags(header: str) -> list[str]:
@@ -70,7 +70,7 @@ def check_conditions(
 
 def _failed(info: ObjectInfo, header: str) -> S3Error:
     return S3Error(
-        "PreconditionFailed",
+        S3ErrorCode.PreconditionFailed,
         f'The {header} condition does not hold for {info.key!r} (ETag "{info.etag}").',
         extra={"Condition": header},
     )
@@ -81,7 +81,7 @@ def _not_modified(info: ObjectInfo, header: str, copy_source: bool) -> S3Error:
         return _failed(info, f"x-amz-copy-source-{header.lower()}")
     # a 304 carries the validators so caches can refresh their entry
     return S3Error(
-        "NotModified",
+        S3ErrorCode.NotModified,
         f"{info.key!r} was not modified ({header}).",
         headers={"ETag": f'"{info.etag}"'},
     )

@@ -21,7 +21,13 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 from gateway.backends.base import ObjectStore
 from gateway.config import Config
 from gateway.protocol import s3xml
-from gateway.protocol.errors import S3Error, log_outage, storage_full, store_unavailable
+from gateway.protocol.errors import (
+    S3Error,
+    S3ErrorCode,
+    log_outage,
+    storage_full,
+    store_unavailable,
+)
 from gateway.protocol.names import validate_bucket, validate_key
 from gateway.s3api.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
 from gateway.s3api.auth import authenticate
@@ -141,7 +147,7 @@ def classify(
         sub = _unsupported(query)
         what = f"the {sub!r} sub-resource" if sub else f"{method} on this resource"
         raise S3Error(
-            "NotImplemented",
+            S3ErrorCode.NotImplemented,
             f"minimo does not implement {what}. It supports the core S3 operations only.",
         )
     return op
@@ -200,7 +206,7 @@ def _classify_object(
 
 def _method_not_allowed(method: str, resource: str) -> S3Error:
     return S3Error(
-        "MethodNotAllowed",
+        S3ErrorCode.MethodNotAllowed,
         f"The {method} method is not allowed against this resource.",
         resource=resource,
         extra={"Method": method, "ResourceType": "SERVICE" if resource == "/" else "OBJECT"},
@@ -233,7 +239,7 @@ async def authorize(
             except S3Error:
                 pass  # absent (or unknowable): the refusal stands
             else:
-                raise S3Error("BucketAlreadyOwnedByYou", resource=f"/{bucket}") from None
+                raise S3Error(S3ErrorCode.BucketAlreadyOwnedByYou, resource=f"/{bucket}") from None
         raise refused(refusal, f"/{bucket}/{key}" if key else f"/{bucket}") from None
 
 
@@ -263,7 +269,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     config = app[CONFIG]
     if _header_bytes(request) > MAX_HEADER_BYTES:
         raise S3Error(
-            "RequestHeaderSectionTooLarge",
+            S3ErrorCode.RequestHeaderSectionTooLarge,
             f"Your request header section exceeds {MAX_HEADER_BYTES} bytes.",
             extra={"MaxSizeAllowed": str(MAX_HEADER_BYTES)},
         )
@@ -277,7 +283,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     if auth.principal is None:
         # Before any name checks, as before enforcement existed: anonymous callers learn nothing.
         raise S3Error(
-            "AccessDenied",
+            S3ErrorCode.AccessDenied,
             "Anonymous access is not allowed: sign your requests with an access key.",
             resource=f"/{bucket}/{key}" if key else f"/{bucket}",
         )
@@ -297,19 +303,20 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     return await op.handler(s3req)
 
 
-_HTTP_CODES = {
-    400: "InvalidRequest",
-    403: "AccessDenied",
-    404: "NoSuchKey",
-    405: "MethodNotAllowed",
-    411: "MissingContentLength",
-    413: "EntityTooLarge",
-    416: "InvalidRange",
+_HTTP_CODES: dict[int, S3ErrorCode] = {
+    400: S3ErrorCode.InvalidRequest,
+    403: S3ErrorCode.AccessDenied,
+    404: S3ErrorCode.NoSuchKey,
+    405: S3ErrorCode.MethodNotAllowed,
+    411: S3ErrorCode.MissingContentLength,
+    413: S3ErrorCode.EntityTooLarge,
+    416: S3ErrorCode.InvalidRange,
 }
 
 
 def _from_http_exception(exc: web.HTTPException) -> S3Error:
-    code = _HTTP_CODES.get(exc.status, "InternalError" if exc.status >= 500 else "InvalidRequest")
+    fallback = S3ErrorCode.InternalError if exc.status >= 500 else S3ErrorCode.InvalidRequest
+    code = _HTTP_CODES.get(exc.status, fallback)
     return S3Error(code, exc.reason or None, status=exc.status)
 
 
@@ -338,7 +345,7 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
     try:
         if request.raw_path.startswith(RESERVED_PREFIX):
             raise S3Error(
-                "NoSuchKey",
+                S3ErrorCode.NoSuchKey,
                 "Nothing here: /_minimo/ is reserved for minimo's UI and API.",
                 status=404,
             )
@@ -356,13 +363,13 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
         return error_response(request, _from_http_exception(exc), request_id)
     except ConnectionError:
         # The client went away mid-request; aiohttp quietly fails to send this answer.
-        return error_response(request, S3Error("IncompleteBody"), request_id)
+        return error_response(request, S3Error(S3ErrorCode.IncompleteBody), request_id)
     except Exception:
         # The traceback stays in the server log; the client gets only the request id to quote.
         log.exception(
             "internal error in %s %s (request id %s)", request.method, request.raw_path, request_id
         )
-        return error_response(request, S3Error("InternalError"), request_id)
+        return error_response(request, S3Error(S3ErrorCode.InternalError), request_id)
 
 
 def _cause(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from gateway.protocol import sigv2, sigv4
 from gateway.protocol.chunked import ChunkSigner
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.uint import parse_uint
 from policy.identity import Identity
 from policy.principal import Credential, Principal
@@ -141,7 +141,7 @@ async def authenticate(
     presigned_v2 = "AWSAccessKeyId" in query and "Signature" in query
     if authorization is not None and (presigned_v4 or presigned_v2):
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "Only one auth mechanism allowed; send either the Authorization header or a "
             "presigned query string, not both.",
         )
@@ -157,7 +157,7 @@ async def authenticate(
     if scheme == "AWS":
         return await _header_v2(request, identity, now, domain, authorization)
     raise S3Error(
-        "AccessDenied",
+        S3ErrorCode.AccessDenied,
         f"Unsupported Authorization type {scheme[:40]!r}: sign requests with AWS Signature "
         "Version 4 (AWS4-HMAC-SHA256).",
     )
@@ -175,9 +175,9 @@ def _valid_payload_hash(value: str) -> str:
     if _HEX64.fullmatch(value):
         return value.lower()
     if value.startswith("STREAMING-"):
-        raise S3Error("NotImplemented", f"Payload signing {value!r} is not supported.")
+        raise S3Error(S3ErrorCode.NotImplemented, f"Payload signing {value!r} is not supported.")
     raise S3Error(
-        "InvalidArgument",
+        S3ErrorCode.InvalidArgument,
         "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
         "[-TRAILER], STREAMING-UNSIGNED-PAYLOAD-TRAILER or a valid hex SHA-256 value.",
     )
@@ -187,7 +187,7 @@ async def _lookup(identity: Identity, access_key: str) -> Credential:
     credential = await identity.credential(access_key)
     if credential is None:
         raise S3Error(
-            "InvalidAccessKeyId",
+            S3ErrorCode.InvalidAccessKeyId,
             f"The access key {access_key!r} does not exist or has been revoked. "
             "Create a key with `minimo key create USER`.",
         )
@@ -197,7 +197,7 @@ async def _lookup(identity: Identity, access_key: str) -> Credential:
 def _check_skew(when: datetime, now: datetime) -> None:
     if abs(now - when) > MAX_SKEW:
         raise S3Error(
-            "RequestTimeTooSkewed",
+            S3ErrorCode.RequestTimeTooSkewed,
             f"The request time {when:%Y-%m-%dT%H:%M:%SZ} differs from the server time "
             f"{now:%Y-%m-%dT%H:%M:%SZ} by more than 15 minutes. Fix the client's clock.",
             extra={
@@ -250,7 +250,7 @@ class _Scope:
         return sigv4.scope(self.date, self.region)
 
 
-def _parse_credential(value: str, region: str, error: str) -> _Scope:
+def _parse_credential(value: str, region: str, error: S3ErrorCode) -> _Scope:
     parts = value.rsplit("/", 4)
     if len(parts) != 5 or not parts[0]:
         raise S3Error(
@@ -273,7 +273,7 @@ def _parse_credential(value: str, region: str, error: str) -> _Scope:
     return _Scope(access_key, date, region)
 
 
-def _parse_signed_headers(value: str, error: str) -> list[str]:
+def _parse_signed_headers(value: str, error: S3ErrorCode) -> list[str]:
     names = [n.strip().lower() for n in value.split(";") if n.strip()]
     if "host" not in names:
         raise S3Error(error, "The 'host' header must be signed.")
@@ -281,7 +281,7 @@ def _parse_signed_headers(value: str, error: str) -> list[str]:
 
 
 def _parse_v4_header(authorization: str) -> dict[str, str]:
-    error = "AuthorizationHeaderMalformed"
+    error = S3ErrorCode.AuthorizationHeaderMalformed
     rest = authorization.strip()[len(sigv4.ALGORITHM) :]
     fields: dict[str, str] = {}
     for part in rest.split(","):
@@ -321,7 +321,7 @@ def _verify_v4(
             if sigv4.signatures_equal(expected, signature):
                 return key
     raise S3Error(
-        "SignatureDoesNotMatch",
+        S3ErrorCode.SignatureDoesNotMatch,
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
     )
@@ -330,7 +330,7 @@ def _verify_v4(
 async def _header_v4(
     request: web.Request, identity: Identity, region: str, now: datetime, authorization: str
 ) -> AuthContext:
-    error = "AuthorizationHeaderMalformed"
+    error = S3ErrorCode.AuthorizationHeaderMalformed
     fields = _parse_v4_header(authorization)
     scope = _parse_credential(fields["Credential"], region, error)
     signed_headers = _parse_signed_headers(fields["SignedHeaders"], error)
@@ -341,7 +341,8 @@ async def _header_v4(
         amz_date = when.strftime(sigv4.AMZ_DATE_FORMAT) if when else None
     if when is None or amz_date is None:
         raise S3Error(
-            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header."
+            S3ErrorCode.AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header.",
         )
     _check_skew(when, now)
     if scope.date != amz_date[:8]:
@@ -380,7 +381,7 @@ async def _header_v4(
 async def _presigned_v4(
     request: web.Request, identity: Identity, region: str, now: datetime
 ) -> AuthContext:
-    error = "AuthorizationQueryParametersError"
+    error = S3ErrorCode.AuthorizationQueryParametersError
     params = dict(raw_query_pairs(request))
     algorithm = params.get("X-Amz-Algorithm")
     if algorithm != sigv4.ALGORITHM:
@@ -403,9 +404,11 @@ async def _presigned_v4(
     if scope.date != amz_date[:8]:
         raise S3Error(error, "The X-Amz-Credential date is not the date of X-Amz-Date.")
     if when - now > MAX_SKEW:
-        raise S3Error("AccessDenied", "Request is not valid yet: X-Amz-Date is in the future.")
+        raise S3Error(
+            S3ErrorCode.AccessDenied, "Request is not valid yet: X-Amz-Date is in the future."
+        )
     if now > when + timedelta(seconds=expires):
-        raise S3Error("AccessDenied", "Request has expired.")
+        raise S3Error(S3ErrorCode.AccessDenied, "Request has expired.")
     signed_hash = params.get("X-Amz-Content-Sha256", sigv4.UNSIGNED_PAYLOAD)
     payload_hash = _valid_payload_hash(signed_hash)
     signature = params["X-Amz-Signature"].lower()
@@ -432,7 +435,7 @@ async def _presigned_v4(
     )
 
 
-def _parse_expires(value: str, error: str) -> int:
+def _parse_expires(value: str, error: S3ErrorCode) -> int:
     expires = parse_uint(value)
     if expires is None:
         raise S3Error(error, "X-Amz-Expires should be a number of seconds.")
@@ -478,7 +481,7 @@ def _verify_v2(
         if sigv4.signatures_equal(sigv2.signature(credential.secret_key, message), signature):
             return
     raise S3Error(
-        "SignatureDoesNotMatch",
+        S3ErrorCode.SignatureDoesNotMatch,
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
     )
@@ -492,12 +495,12 @@ async def _presigned_v2(
     expires_at = parse_uint(expires)
     if expires_at is None:
         raise S3Error(
-            "AccessDenied",
+            S3ErrorCode.AccessDenied,
             "Query-string authentication requires the Signature, Expires and AWSAccessKeyId "
             "parameters; Expires must be a Unix time.",
         )
     if now.timestamp() > expires_at:
-        raise S3Error("AccessDenied", "Request has expired.")
+        raise S3Error(S3ErrorCode.AccessDenied, "Request has expired.")
     credential = await _lookup(identity, params["AWSAccessKeyId"])
     _verify_v2(request, credential, params["Signature"], expires, _v2_paths(request, domain))
     return AuthContext(
@@ -518,7 +521,7 @@ async def _header_v2(
     access_key, sep, signature = authorization.strip()[len("AWS") :].strip().rpartition(":")
     if not sep or not access_key or not signature:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "AWS authorization header is invalid. Expected AwsAccessKeyId:signature.",
         )
     amz_date = request.headers.get("x-amz-date")
@@ -526,7 +529,8 @@ async def _header_v2(
     when = _parse_http_date(amz_date if amz_date is not None else date_header)
     if when is None:
         raise S3Error(
-            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header."
+            S3ErrorCode.AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header.",
         )
     _check_skew(when, now)
     credential = await _lookup(identity, access_key.strip())

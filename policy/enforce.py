@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from urllib.parse import urlencode
 
 from policy.audit import Auditor
@@ -81,11 +82,23 @@ BUCKET_ADMIN = frozenset({"CreateBucket", "DeleteBucket"})
 DELETES = frozenset({"DeleteObject", "DeleteObjects"})
 
 
+class RefusalCode(StrEnum):
+    """How a refusal is answered, named as the S3 error code it becomes. policy may not import
+    the gateway's error table, so this is its own small vocabulary; the gateway maps it onto
+    that table in one place (``gateway.usecases.writes.REFUSAL_CODES``)."""
+
+    #: the principal may not do this here (the message says why and how to fix it)
+    AccessDenied = "AccessDenied"
+    #: the multipart upload to continue does not exist (or is not at this bucket and key)
+    NoSuchUpload = "NoSuchUpload"
+
+
 class Refusal(Exception):
     """A refused operation. ``message`` is for people (it becomes the S3 error Message);
-    ``code`` is the S3 error code (AccessDenied, or NoSuchUpload for unknown uploads)."""
+    ``code`` says which S3 error it becomes (AccessDenied, or NoSuchUpload for unknown
+    uploads)."""
 
-    def __init__(self, message: str, code: str = "AccessDenied") -> None:
+    def __init__(self, message: str, code: RefusalCode = RefusalCode.AccessDenied) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -352,7 +365,7 @@ class Enforcer:
             raise Refusal(
                 "The specified multipart upload does not exist. The upload ID may be invalid, "
                 "or the upload may have been aborted or completed.",
-                code="NoSuchUpload",
+                code=RefusalCode.NoSuchUpload,
             )
         admin_abort = op == "AbortMultipartUpload" and principal.role == Role.ADMIN
         if upload.principal != principal.user and not admin_abort:

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.instance import instance_id
-from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, metadata_failure
+from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, S3ErrorCode, metadata_failure
 from gateway.usecases.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
-from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, s3_url
+from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, RefusalCode, s3_url
 from policy.identity import IdentityService
 from policy.services import Services
 from policy.store.base import AuditEvent, MetadataStore, ObjectRecord, WriteIntent
@@ -36,9 +36,17 @@ log = logging.getLogger("minimo.writes")
 _THREAD_HASH = 128 * 1024
 
 
+#: each way policy refuses (its own vocabulary: policy may not import the gateway) as the S3
+#: error clients see; the one place the two meet
+REFUSAL_CODES: dict[RefusalCode, S3ErrorCode] = {
+    RefusalCode.AccessDenied: S3ErrorCode.AccessDenied,
+    RefusalCode.NoSuchUpload: S3ErrorCode.NoSuchUpload,
+}
+
+
 def refused(refusal: Refusal, resource: str | None = None) -> S3Error:
     """A policy refusal as the S3 error clients print (its Message teaches)."""
-    return S3Error(refusal.code, refusal.message, resource=resource)
+    return S3Error(REFUSAL_CODES[refusal.code], refusal.message, resource=resource)
 
 
 #: intent ids only need to be unique (they are never a secret or a capability): the process's
@@ -77,7 +85,9 @@ RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 def not_recorded(resource: str) -> S3Error:
-    return S3Error("ServiceUnavailable", NOT_RECORDED, resource=resource, headers=RETRY_AFTER)
+    return S3Error(
+        S3ErrorCode.ServiceUnavailable, NOT_RECORDED, resource=resource, headers=RETRY_AFTER
+    )
 
 
 @dataclass(slots=True)
@@ -115,7 +125,7 @@ class WritePath:
         except Exception as exc:
             log.error("could not record audit event for %s: %s", target, exc)
             raise S3Error(
-                "ServiceUnavailable",
+                S3ErrorCode.ServiceUnavailable,
                 "The metadata store could not record this request in the audit log. Try again.",
                 headers=RETRY_AFTER,
             ) from exc
@@ -138,7 +148,7 @@ class WritePath:
             log.error("could not record the delete of %s: %s", event.target, exc)
             self.janitor.add_record_drop(objects, bucket, key, event)
             raise S3Error(
-                "ServiceUnavailable",
+                S3ErrorCode.ServiceUnavailable,
                 "The object was deleted, but the metadata store could not record it. Send the "
                 "delete again.",
                 resource=f"/{bucket}/{key}",
@@ -218,7 +228,7 @@ class Write:
         try:
             await objects.head_object(self.intent.bucket, self.intent.key)
         except S3Error as err:
-            if err.code == "NoSuchKey":
+            if err.code == S3ErrorCode.NoSuchKey:
                 return
             raise
         raise await self.overwrite_refused()

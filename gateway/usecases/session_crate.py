@@ -42,7 +42,7 @@ from typing import IO
 from gateway.backends.base import ObjectStore, WriteMeta
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.usecases.writes import GENERATED_META, WritePath, stamp
-from policy.enforce import SESSION_META, Decision, Refusal, s3_url
+from policy.enforce import SESSION_META, Decision, OperationClass, Refusal, s3_url
 from policy.principal import Principal, Role
 from policy.rocrate import MEDIA_TYPE, CrateLayout, crate_key
 from policy.services import Services
@@ -155,7 +155,7 @@ async def write_crate(
     try:
         # As a personal key naming the session would: same rule, scope and ownership checks.
         decision = await writes.enforcer.decide(
-            principal, "PutObject", session.bucket, key, session.id
+            principal, "PutObject", OperationClass.CREATE, session.bucket, key, session.id
         )
     except Refusal as refusal:
         raise SessionError(f"the RO-Crate cannot be written: {refusal.message}") from None

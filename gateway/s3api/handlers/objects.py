@@ -26,7 +26,7 @@ from gateway.s3api.handlers.common import (
 from gateway.s3api.safe_serving import apply_download_rule, refuse_as_subresource
 from gateway.s3api.sendfile import send_body
 from gateway.usecases.writes import WritePath, hash_object, refused, stamp
-from policy.enforce import Decision, Refusal
+from policy.enforce import Decision, OperationClass, Refusal
 
 log = logging.getLogger("minimo.s3")
 
@@ -333,7 +333,9 @@ async def _delete_one(r: S3Request, key: str, version: str | None) -> str:
         validate_key(r.bucket, key)
         try:
             # Each key is judged on its own (its rule, its owner), refusals audited.
-            decision = await writes.enforcer.decide(r.auth.principal, "DeleteObject", r.bucket, key)
+            decision = await writes.enforcer.decide(
+                r.auth.principal, "DeleteObject", OperationClass.DELETE, r.bucket, key
+            )
         except Refusal as refusal:
             raise refused(refusal) from None
         await _delete(r, writes, decision, key)

@@ -27,7 +27,7 @@ from gateway.protocol.errors import (
 )
 from gateway.protocol.names import validate_bucket, validate_key
 from gateway.s3api.appkeys import CONFIG, IDENTITY, OBJECT_STORE, WRITE_PATH
-from gateway.s3api.auth import authenticate
+from gateway.s3api.auth import AuthContext, authenticate
 from gateway.s3api.handlers.common import S3Request
 from gateway.s3api.operations import S3Operation, classify
 from gateway.s3api.safe_serving import NOSNIFF, OBJECT_CSP
@@ -65,7 +65,12 @@ def next_request_id() -> str:
 
 
 async def authorize(
-    writes: WritePath, request: web.Request, auth: object, op: S3Operation, bucket: str, key: str
+    writes: WritePath,
+    request: web.Request,
+    auth: AuthContext,
+    op: S3Operation,
+    bucket: str,
+    key: str,
 ) -> Decision:
     """The one authorization: ``policy.enforce`` (DESIGN.md decisions 5-7). A refusal becomes
     the S3 error (AccessDenied, with the teaching Message) clients print."""
@@ -73,7 +78,7 @@ async def authorize(
     upload_id = request.query.get("uploadId") if continues else None
     try:
         return await writes.enforcer.decide(
-            auth.principal,  # type: ignore[attr-defined]
+            auth.principal,
             op.name,
             op.policy_class,
             bucket,
@@ -131,7 +136,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     auth = await authenticate(request, app[IDENTITY], region=config.region, domain=config.domain)
     query = request.query
     op = classify(request.method, bucket, key, query, request.headers)
-    if auth.principal is None:
+    if auth.is_anonymous:
         # Before any name checks, as before enforcement existed: anonymous callers learn nothing.
         raise S3Error(
             S3ErrorCode.AccessDenied,

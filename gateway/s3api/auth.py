@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -46,33 +47,60 @@ _PAYLOAD_KEYWORDS = frozenset(
 _PRESIGN_V4_PARAMS = ("X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature")
 
 
-@dataclass(slots=True)
-class AuthContext:
-    """The outcome of authentication, and what body verification needs later."""
+class AuthMethod(StrEnum):
+    """How a request proved who sent it (the value is what logs and tests show)."""
 
-    #: None = anonymous (no Authorization header, no presigned query)
+    #: no Authorization header, no presigned query
+    ANONYMOUS = "anonymous"
+    #: AWS Signature Version 4 in the Authorization header
+    SIGV4_HEADER = "v4-header"
+    #: AWS Signature Version 4 in a presigned URL's query
+    SIGV4_PRESIGNED = "v4-query"
+    #: AWS Signature Version 2 in the Authorization header
+    SIGV2_HEADER = "v2-header"
+    #: AWS Signature Version 2 in a presigned URL's query
+    SIGV2_PRESIGNED = "v2-query"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """The outcome of authentication, and what body verification needs later.
+
+    Build it with :meth:`anonymous` or :meth:`signed`: a principal exactly when the request
+    was signed, a chunk signer only for SigV4.
+    """
+
+    method: AuthMethod
+    #: who signed the request; None exactly when :attr:`method` is ANONYMOUS
     principal: Principal | None
     #: the x-amz-content-sha256 value: lower-case hex, UNSIGNED-PAYLOAD or STREAMING-...
     payload_hash: str | None
-    #: "anonymous", "v4-header", "v4-query", "v2-header" or "v2-query"
-    method: str = "anonymous"
     access_key: str | None = None
-    #: SigV4 only: the derived signing key, the request signature (the seed of chunk
-    #: signatures), x-amz-date and the credential scope
-    signing_key: bytes | None = None
-    seed_signature: str | None = None
-    amz_date: str | None = None
-    scope: str | None = None
+    #: SigV4 only: what verifying aws-chunked chunk signatures needs (the derived signing key,
+    #: the request signature that seeds them, x-amz-date and the credential scope)
+    chunk_signer: ChunkSigner | None = None
+
+    def __post_init__(self) -> None:
+        if (self.principal is None) != (self.method is AuthMethod.ANONYMOUS):
+            raise ValueError(f"{self.method} authentication with principal {self.principal!r}")
+
+    @classmethod
+    def anonymous(cls, payload_hash: str | None) -> AuthContext:
+        return cls(AuthMethod.ANONYMOUS, None, payload_hash)
+
+    @classmethod
+    def signed(
+        cls,
+        method: AuthMethod,
+        credential: Credential,
+        payload_hash: str,
+        chunk_signer: ChunkSigner | None = None,
+    ) -> AuthContext:
+        return cls(method, credential.principal, payload_hash, credential.access_key, chunk_signer)
 
     @property
-    def chunk_signer(self) -> ChunkSigner | None:
-        """What :class:`gateway.protocol.chunked.AwsChunkedDecoder` needs to verify signed
-        chunks."""
-        if self.signing_key is None or self.seed_signature is None:
-            return None
-        return ChunkSigner(
-            self.signing_key, self.amz_date or "", self.scope or "", self.seed_signature
-        )
+    def is_anonymous(self) -> bool:
+        return self.method is AuthMethod.ANONYMOUS
 
 
 # -- the request as signed ---------------------------------------------------------------------
@@ -150,7 +178,7 @@ async def authenticate(
     if presigned_v2:
         return await _presigned_v2(request, identity, now, domain)
     if authorization is None:
-        return AuthContext(principal=None, payload_hash=_anonymous_payload_hash(request))
+        return AuthContext.anonymous(_anonymous_payload_hash(request))
     scheme = authorization.strip().split(" ", 1)[0]
     if scheme == sigv4.ALGORITHM:
         return await _header_v4(request, identity, region, now, authorization)
@@ -366,16 +394,8 @@ async def _header_v4(
         signature=signature,
         exclude=None,
     )
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=payload_hash,
-        method="v4-header",
-        access_key=credential.access_key,
-        signing_key=key,
-        seed_signature=signature,
-        amz_date=amz_date,
-        scope=scope.text,
-    )
+    signer = ChunkSigner(key, amz_date, scope.text, signature)
+    return AuthContext.signed(AuthMethod.SIGV4_HEADER, credential, payload_hash, signer)
 
 
 async def _presigned_v4(
@@ -423,16 +443,8 @@ async def _presigned_v4(
         signature=signature,
         exclude="X-Amz-Signature",
     )
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=payload_hash,
-        method="v4-query",
-        access_key=credential.access_key,
-        signing_key=key,
-        seed_signature=signature,
-        amz_date=amz_date,
-        scope=scope.text,
-    )
+    signer = ChunkSigner(key, amz_date, scope.text, signature)
+    return AuthContext.signed(AuthMethod.SIGV4_PRESIGNED, credential, payload_hash, signer)
 
 
 def _parse_expires(value: str, error: S3ErrorCode) -> int:
@@ -503,12 +515,7 @@ async def _presigned_v2(
         raise S3Error(S3ErrorCode.AccessDenied, "Request has expired.")
     credential = await _lookup(identity, params["AWSAccessKeyId"])
     _verify_v2(request, credential, params["Signature"], expires, _v2_paths(request, domain))
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=sigv4.UNSIGNED_PAYLOAD,
-        method="v2-query",
-        access_key=credential.access_key,
-    )
+    return AuthContext.signed(AuthMethod.SIGV2_PRESIGNED, credential, sigv4.UNSIGNED_PAYLOAD)
 
 
 async def _header_v2(
@@ -537,9 +544,5 @@ async def _header_v2(
     # with x-amz-date the Date line is empty (it is signed among the x-amz-* headers instead)
     date_line = "" if amz_date is not None else date_header.strip()
     _verify_v2(request, credential, signature.strip(), date_line, _v2_paths(request, domain))
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=_anonymous_payload_hash(request) or sigv4.UNSIGNED_PAYLOAD,
-        method="v2-header",
-        access_key=credential.access_key,
-    )
+    payload_hash = _anonymous_payload_hash(request) or sigv4.UNSIGNED_PAYLOAD
+    return AuthContext.signed(AuthMethod.SIGV2_HEADER, credential, payload_hash)

@@ -16,6 +16,7 @@ from gateway.config import Config
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.names import validate_bucket, validate_key
+from gateway.s3api.auth import AuthContext
 from gateway.s3api.body import request_body
 from gateway.usecases.writes import WritePath
 from policy.enforce import Decision
@@ -42,7 +43,7 @@ class S3Request:
     op: str
     bucket: str
     key: str
-    auth: Any  # gateway.s3api.auth.AuthContext
+    auth: AuthContext
     #: what policy.enforce decided for this request (None only in handler unit tests)
     decision: Decision | None = None
     #: the write protocol's services (records, claims, audit)

@@ -2,7 +2,8 @@
 
 Everything outside ``/_minimo/`` is S3. A request is routed by hand (bucket and key decoded from
 the *raw* path, so ``%2F`` and ``+`` keep their meaning), authenticated, classified into an
-S3 operation, authorized by ``policy.enforce`` and handed to one handler function.
+S3 operation (:mod:`gateway.s3api.operations`, whose table also gives its handler and policy
+class), authorized by ``policy.enforce`` and handed to that handler.
 """
 
 from __future__ import annotations

@@ -32,6 +32,18 @@ QUERIES = (
 HEADERS = ({}, {"x-amz-copy-source": "/b/src"})
 
 
+def _classify(
+    method: str, bucket: str, key: str, query: dict | None = None, headers: dict | None = None
+) -> S3Operation:
+    return classify(
+        method,
+        bucket,
+        key,
+        MultiDictProxy(MultiDict(query or {})),
+        CIMultiDictProxy(CIMultiDict(headers or {})),
+    )
+
+
 def _routed() -> dict[str, S3Operation]:
     """Every operation some request is routed to (a request refused by the router is skipped)."""
     reached: dict[str, S3Operation] = {}
@@ -39,13 +51,7 @@ def _routed() -> dict[str, S3Operation]:
         METHODS, TARGETS, QUERIES, HEADERS
     ):
         try:
-            op = classify(
-                method,
-                bucket,
-                key,
-                MultiDictProxy(MultiDict(query)),
-                CIMultiDictProxy(CIMultiDict(headers)),
-            )
+            op = _classify(method, bucket, key, query, headers)
         except S3Error as err:
             assert err.code in (S3ErrorCode.NotImplemented, S3ErrorCode.MethodNotAllowed)
             continue
@@ -103,26 +109,13 @@ def test_the_policy_classes() -> None:
 def test_classify(
     method: str, bucket: str, key: str, query: dict, headers: dict, name: str
 ) -> None:
-    op = classify(
-        method,
-        bucket,
-        key,
-        MultiDictProxy(MultiDict(query)),
-        CIMultiDictProxy(CIMultiDict(headers)),
-    )
-    assert op is OPERATIONS[name]
+    assert _classify(method, bucket, key, query, headers) is OPERATIONS[name]
 
 
 def test_unrouted_requests_are_refused() -> None:
     with pytest.raises(S3Error) as caught:
-        classify("PUT", "", "", MultiDictProxy(MultiDict()), CIMultiDictProxy(CIMultiDict()))
+        _classify("PUT", "", "")
     assert caught.value.code == S3ErrorCode.MethodNotAllowed
     with pytest.raises(S3Error) as caught:
-        classify(
-            "GET",
-            "b",
-            "k",
-            MultiDictProxy(MultiDict({"tagging": ""})),
-            CIMultiDictProxy(CIMultiDict()),
-        )
+        _classify("GET", "b", "k", {"tagging": ""})
     assert caught.value.code == S3ErrorCode.NotImplemented

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 UI_PREFIX = "/_minimo/"
 #: answered on any host name (probes reach the gateway by address)
@@ -67,7 +67,7 @@ def refuse_read_on_ui_host(request: web.Request, ui_name: str, s3_url: str) -> N
     """The S3 side's half: S3Error AccessDenied for a read sent to the UI's host name."""
     if request.method in READS and host_name(request.headers.get("Host", "")) == ui_name:
         raise S3Error(
-            "AccessDenied",
+            S3ErrorCode.AccessDenied,
             f"{ui_name} serves minimo's web UI: objects are never read on its host name. "
             f"Send S3 requests to {s3_url}.",
         )

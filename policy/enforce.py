@@ -1,15 +1,16 @@
 """The one enforcement decision: may this principal do this S3 operation here, and under which
 metadata session (docs/design.md, decisions 4-7)?
 
-:meth:`Enforcer.decide` is asked once per S3 request (the gateway classifies the operation
-first). It answers a :class:`Decision` (the matching policy rule, the session the write belongs
-to, the multipart upload it continues) or raises :class:`Refusal`, whose message teaches: it says
-why and where to fix it, with a link to open a session there. Which link is the wiring's choice
-(a :data:`SessionLink` passed in; the web UI's new-session page): policy knows no UI path.
+:meth:`Enforcer.decide` is asked once per S3 request, with the operation's name and its
+:class:`OperationClass` (the gateway's operation table gives it). It answers a
+:class:`Decision` (the matching policy rule, the session the write belongs to, the multipart
+upload it continues) or raises :class:`Refusal`, whose message teaches: it says why and where to
+fix it, with a link to open a session there. Which link is the wiring's choice (a
+:data:`SessionLink` passed in; the web UI's new-session page): policy knows no UI path.
 Refused writes are audited here;
 accepted writes are audited by the write path once they are committed (with their SHA-256).
 
-What it decides, by operation:
+What it decides, by operation class:
 
 * reads: any user; a session key reads only inside its session's bucket (ListBuckets excepted:
   it names buckets, nothing inside them, and clients probe it before writing).
@@ -42,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum, StrEnum
 
 from policy.audit import Auditor
 from policy.catalog import PolicyService
@@ -56,38 +58,42 @@ SESSION_META = "minimo-session"
 #: the header a personal key names its session with (lower-case, as aiohttp looks it up)
 SESSION_HEADER = f"x-amz-meta-{SESSION_META}"
 
-READS = frozenset(
-    {
-        "ListBuckets",
-        "HeadBucket",
-        "GetBucketLocation",
-        "GetBucketVersioning",
-        "GetBucketAcl",
-        "ListObjects",
-        "ListObjectsV2",
-        "ListObjectVersions",
-        "ListMultipartUploads",
-        "GetObject",
-        "HeadObject",
-        "GetObjectAcl",
-        "ListParts",
-    }
-)
-#: writes that create an object (or start one) at (bucket, key)
-CREATES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
-#: writes that continue a multipart upload (the upload's record decides)
-CONTINUES = frozenset(
-    {"UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload"}
-)
-BUCKET_ADMIN = frozenset({"CreateBucket", "DeleteBucket"})
-DELETES = frozenset({"DeleteObject", "DeleteObjects"})
+
+class OperationClass(Enum):
+    """How the enforcer judges an S3 operation. The gateway gives each operation its class
+    (``gateway.s3api.operations.OPERATIONS``) and passes it with the operation's name; the name
+    only words messages and the audit log (and marks the two exceptions noted below)."""
+
+    #: reads: any user; a session key only inside its session's bucket
+    READ = "read"
+    #: writes that create an object (or start one) at (bucket, key): the rule and the session
+    CREATE = "create"
+    #: writes that continue a multipart upload: the upload's record decides (AbortMultipartUpload
+    #: stays possible for admins and after the session closed)
+    CONTINUE = "continue"
+    #: deletes: the rule's ``delete`` (DeleteObjects is judged key by key by its handler)
+    DELETE = "delete"
+    #: CreateBucket, DeleteBucket: admins with a personal key
+    BUCKET_ADMIN = "bucket admin"
+
+
+class RefusalCode(StrEnum):
+    """How a refusal is answered, named as the S3 error code it becomes. policy may not import
+    the gateway's error table, so this is its own small vocabulary; the gateway maps it onto
+    that table in one place (``gateway.usecases.writes.REFUSAL_CODES``)."""
+
+    #: the principal may not do this here (the message says why and how to fix it)
+    AccessDenied = "AccessDenied"
+    #: the multipart upload to continue does not exist (or is not at this bucket and key)
+    NoSuchUpload = "NoSuchUpload"
 
 
 class Refusal(Exception):
     """A refused operation. ``message`` is for people (it becomes the S3 error Message);
-    ``code`` is the S3 error code (AccessDenied, or NoSuchUpload for unknown uploads)."""
+    ``code`` says which S3 error it becomes (AccessDenied, or NoSuchUpload for unknown
+    uploads)."""
 
-    def __init__(self, message: str, code: str = "AccessDenied") -> None:
+    def __init__(self, message: str, code: RefusalCode = RefusalCode.AccessDenied) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -162,18 +168,22 @@ class Enforcer:
         self,
         principal: Principal | None,
         op: str,
+        op_class: OperationClass,
         bucket: str,
         key: str | None,
         session_header: str | None = None,
         *,
         upload_id: str | None = None,
     ) -> Decision:
-        """Allow ``op`` on s3://bucket/key or raise :class:`Refusal` (audited when a write)."""
+        """Allow ``op`` (of class ``op_class``) on s3://bucket/key or raise :class:`Refusal`
+        (audited unless a read)."""
         key = key or ""
         try:
-            return await self._decide(principal, op, bucket, key, session_header, upload_id)
+            return await self._decide(
+                principal, op, op_class, bucket, key, session_header, upload_id
+            )
         except Refusal as refusal:
-            if op not in READS:
+            if op_class is not OperationClass.READ:
                 details = {"upload_id": upload_id} if upload_id else {}
                 await self.auditor.refused(
                     principal, op, s3_url(bucket, key), refusal.message, **details
@@ -184,6 +194,7 @@ class Enforcer:
         self,
         principal: Principal | None,
         op: str,
+        op_class: OperationClass,
         bucket: str,
         key: str,
         header: str | None,
@@ -191,7 +202,7 @@ class Enforcer:
     ) -> Decision:
         if principal is None:
             raise Refusal("Anonymous access is not allowed: sign your requests with an access key.")
-        if op in READS:
+        if op_class is OperationClass.READ:
             await self._check_read(principal, bucket)
             return Decision(op, principal)
         if principal.role == Role.READER:
@@ -199,18 +210,18 @@ class Enforcer:
                 f"{op} is a write, and user {principal.user!r} has the role 'reader', which may "
                 "only read. Ask an admin for the uploader role."
             )
-        if op in CREATES:
+        if op_class is OperationClass.CREATE:
             return await self._decide_create(principal, op, bucket, key, header)
-        if op in CONTINUES:
+        if op_class is OperationClass.CONTINUE:
             return await self._decide_continue(principal, op, bucket, key, upload_id)
-        if op in DELETES:
+        if op_class is OperationClass.DELETE:
             if op == "DeleteObjects":
                 # The request names its keys in its body: each one is judged by decide_delete.
                 if principal.session_id is not None:
                     await self._session_key_session(principal, bucket, None)
                 return Decision(op, principal)
             return await self.decide_delete(principal, bucket, key)
-        if op in BUCKET_ADMIN:
+        if op_class is OperationClass.BUCKET_ADMIN:
             if principal.role != Role.ADMIN or principal.session_id is not None:
                 how = (
                     "a session key writes objects into its session only"
@@ -353,7 +364,7 @@ class Enforcer:
             raise Refusal(
                 "The specified multipart upload does not exist. The upload ID may be invalid, "
                 "or the upload may have been aborted or completed.",
-                code="NoSuchUpload",
+                code=RefusalCode.NoSuchUpload,
             )
         admin_abort = op == "AbortMultipartUpload" and principal.role == Role.ADMIN
         if upload.principal != principal.user and not admin_abort:

@@ -412,6 +412,33 @@ def test_delete_object_and_objects(s3, bucket: str) -> None:
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_no_such_version(gateway: Gateway, s3, bucket: str) -> None:
+    """One version per key ("null"): any other version id is 404 NoSuchVersion, for a read, a
+    copy's source and each key of a DeleteObjects (the table gives the status)."""
+    s3.put_object(Bucket=bucket, Key="v", Body=b"x")
+    assert s3.get_object(Bucket=bucket, Key="v", VersionId="null")["Body"].read() == b"x"
+    bogus = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="v", VersionId=bogus)
+    assert (code_of(exc), status_of(exc)) == ("NoSuchVersion", 404)
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="v", VersionId=bogus)
+    assert status_of(exc) == 404
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(
+            Bucket=bucket, Key="w", CopySource={"Bucket": bucket, "Key": "v", "VersionId": bogus}
+        )
+    assert (code_of(exc), status_of(exc)) == ("NoSuchVersion", 404)
+    result = s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "v", "VersionId": bogus}]}
+    )
+    assert [(e["Key"], e["Code"]) for e in result["Errors"]] == [("v", "NoSuchVersion")]
+    assert_error(
+        raw(gateway, "GET", f"/{bucket}/v", query={"versionId": bogus}), "NoSuchVersion", 404
+    )
+    assert s3.get_object(Bucket=bucket, Key="v")["Body"].read() == b"x"
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -26,7 +26,7 @@ from typing import ClassVar, Literal, Protocol
 # The interface speaks these S3 words (conditional headers, byte ranges, the key length limit);
 # they live in gateway.protocol and are named here too, for the backends and their callers.
 from gateway.protocol.conditions import Conditions as Conditions
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.names import MAX_KEY_BYTES as MAX_KEY_BYTES
 from gateway.protocol.ranges import ByteRange as ByteRange
 
@@ -340,8 +340,8 @@ class ObjectStore(ABC):
 
 
 def no_such_key(bucket: str, key: str) -> S3Error:
-    return S3Error("NoSuchKey", resource=f"/{bucket}/{key}")
+    return S3Error(S3ErrorCode.NoSuchKey, resource=f"/{bucket}/{key}")
 
 
 def no_such_bucket(bucket: str) -> S3Error:
-    return S3Error("NoSuchBucket", resource=f"/{bucket}")
+    return S3Error(S3ErrorCode.NoSuchBucket, resource=f"/{bucket}")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from awscrt import checksums as crt
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: algorithm name (as in ``x-amz-checksum-<name>``) -> digest length in bytes
 ALGORITHMS: dict[str, int] = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
@@ -32,7 +32,9 @@ class Checksum:
 
     def __init__(self, algorithm: str) -> None:
         if algorithm not in ALGORITHMS:
-            raise S3Error("InvalidRequest", f"Checksum algorithm {algorithm!r} is not supported.")
+            raise S3Error(
+                S3ErrorCode.InvalidRequest, f"Checksum algorithm {algorithm!r} is not supported."
+            )
         self.algorithm = algorithm
         self._crc_fn = _CRCS.get(algorithm)
         self._crc = 0
@@ -73,13 +75,15 @@ def algorithm_of_header(name: str) -> str | None:
 def decode_expected(algorithm: str, value: str, *, where: str) -> bytes:
     """Decode a client's base64 checksum, refusing values of the wrong shape."""
     if algorithm not in ALGORITHMS:
-        raise S3Error("InvalidRequest", f"Checksum algorithm in {where} is not supported.")
+        raise S3Error(
+            S3ErrorCode.InvalidRequest, f"Checksum algorithm in {where} is not supported."
+        )
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != ALGORITHMS[algorithm]:
-        raise S3Error("InvalidRequest", f"Value for {where} is invalid: {value!r}.")
+        raise S3Error(S3ErrorCode.InvalidRequest, f"Value for {where} is invalid: {value!r}.")
     return raw
 
 
@@ -91,7 +95,8 @@ def decode_content_md5(value: str) -> bytes:
         raw = b""
     if len(raw) != 16:
         raise S3Error(
-            "InvalidDigest", "The Content-MD5 you specified is not a base64-encoded 128-bit MD5."
+            S3ErrorCode.InvalidDigest,
+            "The Content-MD5 you specified is not a base64-encoded 128-bit MD5.",
         )
     return raw
 
@@ -105,5 +110,5 @@ def header_checksums(headers: Mapping[str, str]) -> dict[str, bytes]:
             continue
         found[algorithm] = decode_expected(algorithm, value, where=f"header {name.lower()}")
     if len(found) > 1:
-        raise S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header.")
+        raise S3Error(S3ErrorCode.InvalidRequest, "Expecting a single x-amz-checksum- header.")
     return found

@@ -20,7 +20,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.sigv4 import EMPTY_SHA256, sign, signatures_equal
 
 #: framing lines longer than this are refused (a chunk header is ~90 bytes)
@@ -61,7 +61,7 @@ class ChunkSigner:
 
 
 def malformed(why: str) -> S3Error:
-    return S3Error("InvalidRequest", f"The aws-chunked request body is malformed: {why}.")
+    return S3Error(S3ErrorCode.InvalidRequest, f"The aws-chunked request body is malformed: {why}.")
 
 
 class AwsChunkedDecoder:
@@ -122,7 +122,8 @@ class AwsChunkedDecoder:
         """The encoded body ended: it must have ended at the right place."""
         if self._state != _DONE:
             raise S3Error(
-                "IncompleteBody", "The aws-chunked request body ended before its final chunk."
+                S3ErrorCode.IncompleteBody,
+                "The aws-chunked request body ended before its final chunk.",
             )
 
     # -- framing -------------------------------------------------------------------------------
@@ -185,7 +186,7 @@ class AwsChunkedDecoder:
         expected = self._signer.chunk_signature(self._previous, self._chunk_hash.hexdigest())
         if not signatures_equal(expected, self._chunk_sig):
             raise S3Error(
-                "SignatureDoesNotMatch",
+                S3ErrorCode.SignatureDoesNotMatch,
                 "A chunk signature of the aws-chunked body does not match. "
                 "Check your key and signing method.",
             )
@@ -195,16 +196,22 @@ class AwsChunkedDecoder:
     def _trailer_line(self, line: bytes) -> None:
         self._trailer_bytes += len(line) + 2
         if self._trailer_bytes > MAX_TRAILER:
-            raise S3Error("MalformedTrailerError", "The request's trailing headers are too large.")
+            raise S3Error(
+                S3ErrorCode.MalformedTrailerError, "The request's trailing headers are too large."
+            )
         if not line.strip():
             self._end_trailers()
             return
         if self._trailer_sig is not None:
-            raise S3Error("MalformedTrailerError", "Trailing headers follow the trailer signature.")
+            raise S3Error(
+                S3ErrorCode.MalformedTrailerError, "Trailing headers follow the trailer signature."
+            )
         name, sep, value = line.decode("utf-8", "replace").partition(":")
         name = name.strip().lower()
         if not sep or not name:
-            raise S3Error("MalformedTrailerError", f"Malformed trailing header {line[:60]!r}.")
+            raise S3Error(
+                S3ErrorCode.MalformedTrailerError, f"Malformed trailing header {line[:60]!r}."
+            )
         if name == TRAILER_SIGNATURE:
             self._trailer_sig = value.strip()
         else:
@@ -221,12 +228,12 @@ class AwsChunkedDecoder:
     def _verify_trailer(self) -> None:
         assert self._signer is not None
         if self._trailer_sig is None:
-            raise S3Error("MalformedTrailerError", "The trailer signature is missing.")
+            raise S3Error(S3ErrorCode.MalformedTrailerError, "The trailer signature is missing.")
         canonical = "".join(f"{n}:{v}\n" for n, v in self._trailer_lines).encode()
         expected = self._signer.trailer_signature(self._previous, canonical)
         if not signatures_equal(expected, self._trailer_sig):
             raise S3Error(
-                "SignatureDoesNotMatch",
+                S3ErrorCode.SignatureDoesNotMatch,
                 "The trailer signature of the aws-chunked body does not match. "
                 "Check your key and signing method.",
             )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 
 @dataclass(slots=True)
@@ -106,7 +106,7 @@ def check_conditions(
 
 def _failed(info: Validators, header: str) -> S3Error:
     return S3Error(
-        "PreconditionFailed",
+        S3ErrorCode.PreconditionFailed,
         f'The {header} condition does not hold for {info.key!r} (ETag "{info.etag}").',
         extra={"Condition": header},
     )
@@ -117,7 +117,7 @@ def _not_modified(info: Validators, header: str, copy_source: bool) -> S3Error:
         return _failed(info, f"x-amz-copy-source-{header.lower()}")
     # a 304 carries the validators so caches can refresh their entry
     return S3Error(
-        "NotModified",
+        S3ErrorCode.NotModified,
         f"{info.key!r} was not modified ({header}).",
         headers={"ETag": f'"{info.etag}"'},
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: S3's limit on a key: 1024 bytes of UTF-8
 MAX_KEY_BYTES = 1024
@@ -21,7 +21,7 @@ _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3")
 
 def _bad_bucket(name: str, why: str) -> S3Error:
     return S3Error(
-        "InvalidBucketName",
+        S3ErrorCode.InvalidBucketName,
         f"The bucket name {name!r} is not valid: {why}.",
         resource=f"/{name}",
         extra={"BucketName": name},
@@ -49,23 +49,25 @@ def validate_bucket(name: str) -> None:
 def validate_key(bucket: str, key: str) -> None:
     """Raise KeyTooLongError or InvalidObjectName for keys no backend may store."""
     if not key:
-        raise S3Error("InvalidObjectName", "Object keys must not be empty.", resource=f"/{bucket}/")
+        raise S3Error(
+            S3ErrorCode.InvalidObjectName, "Object keys must not be empty.", resource=f"/{bucket}/"
+        )
     # Fast path: short ASCII keys cannot exceed the byte limit.
     if len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise S3Error(
-            "KeyTooLongError",
+            S3ErrorCode.KeyTooLongError,
             f"Your key is too long: keys are at most {MAX_KEY_BYTES} bytes of UTF-8.",
             resource=f"/{bucket}",
         )
     if "\x00" in key:
         raise S3Error(
-            "InvalidObjectName",
+            S3ErrorCode.InvalidObjectName,
             "Object keys must not contain the NUL character.",
             resource=f"/{bucket}",
         )
     if "." in key and _has_dot_segment(key):
         raise S3Error(
-            "InvalidObjectName",
+            S3ErrorCode.InvalidObjectName,
             "Keys with '.' or '..' path segments are refused because they would escape the "
             "bucket on a filesystem. Rename the object without such segments.",
             resource=f"/{bucket}/{key}",

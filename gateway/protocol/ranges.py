@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 
 @dataclass(slots=True)
@@ -32,7 +32,7 @@ _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 def invalid_range(header: str, size: int) -> S3Error:
     """The 416 answer S3 gives for an unsatisfiable range (with the object's real size)."""
     return S3Error(
-        "InvalidRange",
+        S3ErrorCode.InvalidRange,
         f"The requested range {header!r} is not satisfiable: the object is {size} bytes long.",
         extra={"RangeRequested": header, "ActualObjectSize": str(size)},
         headers={"Content-Range": f"bytes */{size}"},

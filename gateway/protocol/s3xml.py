@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 import xmltodict
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -100,22 +100,24 @@ MAX_REQUEST_XML = 1 << 20
 def parse(data: bytes, root: str) -> dict[str, Any]:
     """Parse a request document whose root element must be ``root``; MalformedXML otherwise."""
     if b"<!DOCTYPE" in data or b"<!doctype" in data or b"<!ENTITY" in data:
-        raise S3Error("MalformedXML", "DOCTYPE and entity declarations are not accepted.")
+        raise S3Error(S3ErrorCode.MalformedXML, "DOCTYPE and entity declarations are not accepted.")
     try:
         # Whitespace is kept: keys may begin or end with spaces.
         doc = xmltodict.parse(data, disable_entities=True, strip_whitespace=False)
     except Exception as exc:  # expat errors, entity refusals: all mean "not well-formed"
-        raise S3Error("MalformedXML", f"The XML you provided was not well-formed: {exc}") from exc
+        raise S3Error(
+            S3ErrorCode.MalformedXML, f"The XML you provided was not well-formed: {exc}"
+        ) from exc
     if not isinstance(doc, dict) or len(doc) != 1:
-        raise S3Error("MalformedXML", f"Expected a <{root}> document.")
+        raise S3Error(S3ErrorCode.MalformedXML, f"Expected a <{root}> document.")
     ((name, body),) = doc.items()
     # Accept a namespace prefix on the root (``s3:Delete``) as S3 does.
     if name.rsplit(":", 1)[-1] != root:
-        raise S3Error("MalformedXML", f"Expected a <{root}> document, got <{name}>.")
+        raise S3Error(S3ErrorCode.MalformedXML, f"Expected a <{root}> document, got <{name}>.")
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise S3Error("MalformedXML", f"<{root}> must contain elements.")
+        raise S3Error(S3ErrorCode.MalformedXML, f"<{root}> must contain elements.")
     return {k.rsplit(":", 1)[-1]: v for k, v in body.items() if k[0] not in "@#"}
 
 
@@ -138,12 +140,12 @@ def text(value: Any) -> str | None:
             return ""
         if isinstance(t, str):
             return t
-    raise S3Error("MalformedXML", "Expected a text element.")
+    raise S3Error(S3ErrorCode.MalformedXML, "Expected a text element.")
 
 
 def child(node: Any, name: str) -> Any:
     if not isinstance(node, dict):
-        raise S3Error("MalformedXML", f"Expected an element containing <{name}>.")
+        raise S3Error(S3ErrorCode.MalformedXML, f"Expected an element containing <{name}>.")
     for k, v in node.items():
         if k.rsplit(":", 1)[-1] == name:
             return v

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from multidict import CIMultiDictProxy
 
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: ``sandbox`` (no allow-* tokens): the document gets an opaque origin, no scripts, no forms,
 #: no plugins, no popups, so even bytes a browser does render cannot reach the UI's cookies,
@@ -162,7 +162,7 @@ def refuse_as_subresource(headers: CIMultiDictProxy[str], resource: str) -> None
         and headers.get("Sec-Fetch-Site") == "same-origin"
     ):
         raise S3Error(
-            "AccessDenied",
+            S3ErrorCode.AccessDenied,
             f"minimo does not serve objects to its own origin as a {dest}: stored objects never "
             "run in the web UI's pages.",
             resource=resource,

@@ -2,7 +2,8 @@
 
 Everything outside ``/_minimo/`` is S3. A request is routed by hand (bucket and key decoded from
 the *raw* path, so ``%2F`` and ``+`` keep their meaning), authenticated, classified into an
-S3 operation, authorized by ``policy.enforce`` and handed to one handler function.
+S3 operation (:mod:`gateway.s3api.operations`, whose table also gives its handler and policy
+class), authorized by ``policy.enforce`` and handed to that handler.
 """
 
 from __future__ import annotations
@@ -11,22 +12,26 @@ import base64
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from aiohttp import web
-from multidict import CIMultiDictProxy, MultiDictProxy
 
 from gateway.backends.base import ObjectStore
 from gateway.config import Config
 from gateway.protocol import s3xml
-from gateway.protocol.errors import S3Error, log_outage, storage_full, store_unavailable
+from gateway.protocol.errors import (
+    S3Error,
+    S3ErrorCode,
+    log_outage,
+    storage_full,
+    store_unavailable,
+)
 from gateway.protocol.names import validate_bucket, validate_key
 from gateway.protocol.safe_serving import NOSNIFF, OBJECT_CSP
-from gateway.s3api.auth import authenticate, signature_check
-from gateway.s3api.handlers import buckets, listing, multipart, objects
+from gateway.s3api.auth import AuthContext, authenticate, signature_check
 from gateway.s3api.handlers.common import S3Request
+from gateway.s3api.operations import S3Operation, classify
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
 from gateway.usecases.appkeys import (
     CONFIG,
@@ -36,7 +41,7 @@ from gateway.usecases.appkeys import (
     WRITE_PATH,
 )
 from gateway.usecases.writes import WritePath, refused
-from policy.enforce import CONTINUES, READS, SESSION_HEADER, Decision, Refusal
+from policy.enforce import SESSION_HEADER, Decision, OperationClass, Refusal
 from policy.identity import Identity
 from policy.store.base import StoreFull, StoreUnavailable
 
@@ -55,62 +60,6 @@ HOST_ID = web.AppKey("minimo_host_id", str)
 #: the UI's host name when --ui-url is set (gateway.ui_host)
 UI_HOST = web.AppKey("minimo_ui_host", str)
 
-Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
-
-
-class Operation(NamedTuple):
-    handler: Handler
-    write: bool
-
-
-OPERATIONS: dict[str, Operation] = {
-    "ListBuckets": Operation(buckets.list_buckets, False),
-    "CreateBucket": Operation(buckets.create_bucket, True),
-    "DeleteBucket": Operation(buckets.delete_bucket, True),
-    "HeadBucket": Operation(buckets.head_bucket, False),
-    "GetBucketLocation": Operation(buckets.get_bucket_location, False),
-    "GetBucketVersioning": Operation(buckets.get_bucket_versioning, False),
-    "GetBucketAcl": Operation(buckets.get_bucket_acl, False),
-    "ListObjects": Operation(listing.list_objects, False),
-    "ListObjectsV2": Operation(listing.list_objects_v2, False),
-    "ListObjectVersions": Operation(listing.list_object_versions, False),
-    "ListMultipartUploads": Operation(listing.list_multipart_uploads, False),
-    "GetObject": Operation(objects.get_object, False),
-    "HeadObject": Operation(objects.head_object, False),
-    "GetObjectAcl": Operation(objects.get_object_acl, False),
-    "PutObject": Operation(objects.put_object, True),
-    "CopyObject": Operation(objects.copy_object, True),
-    "DeleteObject": Operation(objects.delete_object, True),
-    "DeleteObjects": Operation(objects.delete_objects, True),
-    "CreateMultipartUpload": Operation(multipart.create_multipart_upload, True),
-    "UploadPart": Operation(multipart.upload_part, True),
-    "UploadPartCopy": Operation(multipart.upload_part_copy, True),
-    "CompleteMultipartUpload": Operation(multipart.complete_multipart_upload, True),
-    "AbortMultipartUpload": Operation(multipart.abort_multipart_upload, True),
-    "ListParts": Operation(multipart.list_parts, False),
-}
-
-#: Query parameters that name an S3 sub-resource we do not implement (answered 501).
-UNSUPPORTED_SUBRESOURCES = frozenset(
-    {
-        *("accelerate", "acl", "analytics", "attributes", "cors", "encryption"),
-        *("intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging"),
-        *("metadataConfiguration", "metadataTable", "metrics", "notification", "object-lock"),
-        *("ownershipControls", "policy", "policyStatus", "publicAccessBlock", "replication"),
-        *("requestPayment", "restore", "retention", "select", "session", "tagging", "torrent"),
-        *("versioning", "website", "renameObject"),
-    }
-)
-#: GET probes clients send that we answer minimally.
-_BUCKET_GET_PROBES = {
-    "location": "GetBucketLocation",
-    "versioning": "GetBucketVersioning",
-    "acl": "GetBucketAcl",
-    "uploads": "ListMultipartUploads",
-    "versions": "ListObjectVersions",
-}
-
-
 #: request ids: a random per-process prefix and a counter, unique across gateways without a
 #: getrandom() call per request (on the event loop that call gives up the GIL, and under load
 #: waiting to get it back cost ~40 us a request)
@@ -123,114 +72,30 @@ def next_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08X}"
 
 
-class NotImplementedOp(Exception):
-    """Internal marker: a request that names an S3 operation we do not implement."""
-
-
-def _unsupported(query: MultiDictProxy[str]) -> str | None:
-    for name in query:
-        if name in UNSUPPORTED_SUBRESOURCES:
-            return name
-    return None
-
-
-def classify(
-    method: str, bucket: str, key: str, query: MultiDictProxy[str], headers: CIMultiDictProxy[str]
-) -> str:
-    """Name the S3 operation of a request; S3Error NotImplemented/MethodNotAllowed otherwise."""
-    if not bucket:
-        if method == "GET":
-            return "ListBuckets"
-        raise _method_not_allowed(method, "/")
-    op = _classify_object(method, query, headers) if key else _classify_bucket(method, query)
-    if op is None:
-        sub = _unsupported(query)
-        what = f"the {sub!r} sub-resource" if sub else f"{method} on this resource"
-        raise S3Error(
-            "NotImplemented",
-            f"minimo does not implement {what}. It supports the core S3 operations only.",
-        )
-    return op
-
-
-def _classify_bucket(method: str, query: MultiDictProxy[str]) -> str | None:
-    if method == "GET":
-        if query:
-            for name, op in _BUCKET_GET_PROBES.items():
-                if name in query:
-                    return op
-            if _unsupported(query):
-                return None
-            if query.get("list-type") == "2":
-                return "ListObjectsV2"
-        return "ListObjects"
-    if query and _unsupported(query):
-        return None
-    if method == "HEAD":
-        return "HeadBucket"
-    if method == "PUT":
-        return "CreateBucket"
-    if method == "DELETE":
-        return "DeleteBucket"
-    if method == "POST" and "delete" in query:
-        return "DeleteObjects"
-    return None
-
-
-def _classify_object(
-    method: str, query: MultiDictProxy[str], headers: CIMultiDictProxy[str]
-) -> str | None:
-    if query:
-        if method == "GET" and "acl" in query:
-            return "GetObjectAcl"
-        if _unsupported(query):
-            return None
-    if method == "GET":
-        return "ListParts" if "uploadId" in query else "GetObject"
-    if method == "HEAD":
-        return "HeadObject"
-    if method == "PUT":
-        copy = "x-amz-copy-source" in headers
-        if "uploadId" in query or "partNumber" in query:
-            return "UploadPartCopy" if copy else "UploadPart"
-        return "CopyObject" if copy else "PutObject"
-    if method == "DELETE":
-        return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"
-    if method == "POST":
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-    return None
-
-
-def _method_not_allowed(method: str, resource: str) -> S3Error:
-    return S3Error(
-        "MethodNotAllowed",
-        f"The {method} method is not allowed against this resource.",
-        resource=resource,
-        extra={"Method": method, "ResourceType": "SERVICE" if resource == "/" else "OBJECT"},
-        headers={"Allow": "GET"},
-    )
-
-
 async def authorize(
-    writes: WritePath, request: web.Request, auth: object, op: str, bucket: str, key: str
+    writes: WritePath,
+    request: web.Request,
+    auth: AuthContext,
+    op: S3Operation,
+    bucket: str,
+    key: str,
 ) -> Decision:
     """The one authorization: ``policy.enforce`` (docs/design.md, decisions 5-7). A refusal becomes
     the S3 error (AccessDenied, with the teaching Message) clients print."""
-    upload_id = request.query.get("uploadId") if op in CONTINUES else None
+    continues = op.policy_class is OperationClass.CONTINUE
+    upload_id = request.query.get("uploadId") if continues else None
     try:
         return await writes.enforcer.decide(
-            auth.principal,  # type: ignore[attr-defined]
-            op,
+            auth.principal,
+            op.name,
+            op.policy_class,
             bucket,
             key,
             request.headers.get(SESSION_HEADER),
             upload_id=upload_id,
         )
     except Refusal as refusal:
-        if op == "CreateBucket":
+        if op.name == "CreateBucket":
             # Tools "make sure" the bucket exists before uploading (rclone, s3cmd) and accept
             # only BucketAlreadyOwnedByYou; an uploader must not fail there on a bucket that is
             # already there (ListBuckets shows it anyway).
@@ -239,7 +104,7 @@ async def authorize(
             except S3Error:
                 pass  # absent (or unknowable): the refusal stands
             else:
-                raise S3Error("BucketAlreadyOwnedByYou", resource=f"/{bucket}") from None
+                raise S3Error(S3ErrorCode.BucketAlreadyOwnedByYou, resource=f"/{bucket}") from None
         raise refused(refusal, f"/{bucket}/{key}" if key else f"/{bucket}") from None
 
 
@@ -269,7 +134,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     config = app[CONFIG]
     if _header_bytes(request) > MAX_HEADER_BYTES:
         raise S3Error(
-            "RequestHeaderSectionTooLarge",
+            S3ErrorCode.RequestHeaderSectionTooLarge,
             f"Your request header section exceeds {MAX_HEADER_BYTES} bytes.",
             extra={"MaxSizeAllowed": str(MAX_HEADER_BYTES)},
         )
@@ -278,16 +143,15 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     bucket, key = split_target(request, config.domain)
     auth = await authenticate(request, app[IDENTITY], region=config.region, domain=config.domain)
     query = request.query
-    op_name = classify(request.method, bucket, key, query, request.headers)
-    op = OPERATIONS[op_name]
-    if auth.principal is None:
+    op = classify(request.method, bucket, key, query, request.headers)
+    if auth.is_anonymous:
         # Before any name checks, as before enforcement existed: anonymous callers learn nothing.
         raise S3Error(
-            "AccessDenied",
+            S3ErrorCode.AccessDenied,
             "Anonymous access is not allowed: sign your requests with an access key.",
             resource=f"/{bucket}/{key}" if key else f"/{bucket}",
         )
-    if auth.principal.stale and op_name not in READS:
+    if auth.principal.stale and not op.is_read:
         # authenticated from the last known good credential while the metadata store is
         # down (policy.identity): good enough to read, never to write (docs/failures.md)
         raise StoreUnavailable("credential from the outage grace used for a write")
@@ -296,26 +160,27 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         if key:
             validate_key(bucket, key)
     writes = app[WRITE_PATH]
-    decision = await authorize(writes, request, auth, op_name, bucket, key)
+    decision = await authorize(writes, request, auth, op, bucket, key)
     s3req = S3Request(
-        request, config, app[OBJECT_STORE], op_name, bucket, key, auth, decision, writes
+        request, config, app[OBJECT_STORE], op.name, bucket, key, auth, decision, writes
     )
     return await op.handler(s3req)
 
 
-_HTTP_CODES = {
-    400: "InvalidRequest",
-    403: "AccessDenied",
-    404: "NoSuchKey",
-    405: "MethodNotAllowed",
-    411: "MissingContentLength",
-    413: "EntityTooLarge",
-    416: "InvalidRange",
+_HTTP_CODES: dict[int, S3ErrorCode] = {
+    400: S3ErrorCode.InvalidRequest,
+    403: S3ErrorCode.AccessDenied,
+    404: S3ErrorCode.NoSuchKey,
+    405: S3ErrorCode.MethodNotAllowed,
+    411: S3ErrorCode.MissingContentLength,
+    413: S3ErrorCode.EntityTooLarge,
+    416: S3ErrorCode.InvalidRange,
 }
 
 
 def _from_http_exception(exc: web.HTTPException) -> S3Error:
-    code = _HTTP_CODES.get(exc.status, "InternalError" if exc.status >= 500 else "InvalidRequest")
+    fallback = S3ErrorCode.InternalError if exc.status >= 500 else S3ErrorCode.InvalidRequest
+    code = _HTTP_CODES.get(exc.status, fallback)
     return S3Error(code, exc.reason or None, status=exc.status)
 
 
@@ -344,7 +209,7 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
     try:
         if request.raw_path.startswith(RESERVED_PREFIX):
             raise S3Error(
-                "NoSuchKey",
+                S3ErrorCode.NoSuchKey,
                 "Nothing here: /_minimo/ is reserved for minimo's UI and API.",
                 status=404,
             )
@@ -362,13 +227,13 @@ async def s3_entry(request: web.Request) -> web.StreamResponse:
         return error_response(request, _from_http_exception(exc), request_id)
     except ConnectionError:
         # The client went away mid-request; aiohttp quietly fails to send this answer.
-        return error_response(request, S3Error("IncompleteBody"), request_id)
+        return error_response(request, S3Error(S3ErrorCode.IncompleteBody), request_id)
     except Exception:
         # The traceback stays in the server log; the client gets only the request id to quote.
         log.exception(
             "internal error in %s %s (request id %s)", request.method, request.raw_path, request_id
         )
-        return error_response(request, S3Error("InternalError"), request_id)
+        return error_response(request, S3Error(S3ErrorCode.InternalError), request_id)
 
 
 def _cause(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from gateway.protocol import sigv2, sigv4
 from gateway.protocol.chunked import ChunkSigner
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.uint import parse_uint
 from gateway.usecases.appkeys import SignatureCheck
 from policy.identity import Identity
@@ -47,33 +48,60 @@ _PAYLOAD_KEYWORDS = frozenset(
 _PRESIGN_V4_PARAMS = ("X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature")
 
 
-@dataclass(slots=True)
-class AuthContext:
-    """The outcome of authentication, and what body verification needs later."""
+class AuthMethod(StrEnum):
+    """How a request proved who sent it (the value is what logs and tests show)."""
 
-    #: None = anonymous (no Authorization header, no presigned query)
+    #: no Authorization header, no presigned query
+    ANONYMOUS = "anonymous"
+    #: AWS Signature Version 4 in the Authorization header
+    SIGV4_HEADER = "v4-header"
+    #: AWS Signature Version 4 in a presigned URL's query
+    SIGV4_PRESIGNED = "v4-query"
+    #: AWS Signature Version 2 in the Authorization header
+    SIGV2_HEADER = "v2-header"
+    #: AWS Signature Version 2 in a presigned URL's query
+    SIGV2_PRESIGNED = "v2-query"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """The outcome of authentication, and what body verification needs later.
+
+    Build it with :meth:`anonymous` or :meth:`signed`: a principal exactly when the request
+    was signed, a chunk signer only for SigV4.
+    """
+
+    method: AuthMethod
+    #: who signed the request; None exactly when :attr:`method` is ANONYMOUS
     principal: Principal | None
     #: the x-amz-content-sha256 value: lower-case hex, UNSIGNED-PAYLOAD or STREAMING-...
     payload_hash: str | None
-    #: "anonymous", "v4-header", "v4-query", "v2-header" or "v2-query"
-    method: str = "anonymous"
     access_key: str | None = None
-    #: SigV4 only: the derived signing key, the request signature (the seed of chunk
-    #: signatures), x-amz-date and the credential scope
-    signing_key: bytes | None = None
-    seed_signature: str | None = None
-    amz_date: str | None = None
-    scope: str | None = None
+    #: SigV4 only: what verifying aws-chunked chunk signatures needs (the derived signing key,
+    #: the request signature that seeds them, x-amz-date and the credential scope)
+    chunk_signer: ChunkSigner | None = None
+
+    def __post_init__(self) -> None:
+        if (self.principal is None) != (self.method is AuthMethod.ANONYMOUS):
+            raise ValueError(f"{self.method} authentication with principal {self.principal!r}")
+
+    @classmethod
+    def anonymous(cls, payload_hash: str | None) -> AuthContext:
+        return cls(AuthMethod.ANONYMOUS, None, payload_hash)
+
+    @classmethod
+    def signed(
+        cls,
+        method: AuthMethod,
+        credential: Credential,
+        payload_hash: str,
+        chunk_signer: ChunkSigner | None = None,
+    ) -> AuthContext:
+        return cls(method, credential.principal, payload_hash, credential.access_key, chunk_signer)
 
     @property
-    def chunk_signer(self) -> ChunkSigner | None:
-        """What :class:`gateway.protocol.chunked.AwsChunkedDecoder` needs to verify signed
-        chunks."""
-        if self.signing_key is None or self.seed_signature is None:
-            return None
-        return ChunkSigner(
-            self.signing_key, self.amz_date or "", self.scope or "", self.seed_signature
-        )
+    def is_anonymous(self) -> bool:
+        return self.method is AuthMethod.ANONYMOUS
 
 
 # -- the request as signed ---------------------------------------------------------------------
@@ -152,7 +180,7 @@ async def authenticate(
     presigned_v2 = "AWSAccessKeyId" in query and "Signature" in query
     if authorization is not None and (presigned_v4 or presigned_v2):
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "Only one auth mechanism allowed; send either the Authorization header or a "
             "presigned query string, not both.",
         )
@@ -161,14 +189,14 @@ async def authenticate(
     if presigned_v2:
         return await _presigned_v2(request, identity, now, domain)
     if authorization is None:
-        return AuthContext(principal=None, payload_hash=_anonymous_payload_hash(request))
+        return AuthContext.anonymous(_anonymous_payload_hash(request))
     scheme = authorization.strip().split(" ", 1)[0]
     if scheme == sigv4.ALGORITHM:
         return await _header_v4(request, identity, region, now, authorization)
     if scheme == "AWS":
         return await _header_v2(request, identity, now, domain, authorization)
     raise S3Error(
-        "AccessDenied",
+        S3ErrorCode.AccessDenied,
         f"Unsupported Authorization type {scheme[:40]!r}: sign requests with AWS Signature "
         "Version 4 (AWS4-HMAC-SHA256).",
     )
@@ -186,9 +214,9 @@ def _valid_payload_hash(value: str) -> str:
     if _HEX64.fullmatch(value):
         return value.lower()
     if value.startswith("STREAMING-"):
-        raise S3Error("NotImplemented", f"Payload signing {value!r} is not supported.")
+        raise S3Error(S3ErrorCode.NotImplemented, f"Payload signing {value!r} is not supported.")
     raise S3Error(
-        "InvalidArgument",
+        S3ErrorCode.InvalidArgument,
         "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
         "[-TRAILER], STREAMING-UNSIGNED-PAYLOAD-TRAILER or a valid hex SHA-256 value.",
     )
@@ -198,7 +226,7 @@ async def _lookup(identity: Identity, access_key: str) -> Credential:
     credential = await identity.credential(access_key)
     if credential is None:
         raise S3Error(
-            "InvalidAccessKeyId",
+            S3ErrorCode.InvalidAccessKeyId,
             f"The access key {access_key!r} does not exist or has been revoked. "
             "Create a key with `minimo key create USER`.",
         )
@@ -208,7 +236,7 @@ async def _lookup(identity: Identity, access_key: str) -> Credential:
 def _check_skew(when: datetime, now: datetime) -> None:
     if abs(now - when) > MAX_SKEW:
         raise S3Error(
-            "RequestTimeTooSkewed",
+            S3ErrorCode.RequestTimeTooSkewed,
             f"The request time {when:%Y-%m-%dT%H:%M:%SZ} differs from the server time "
             f"{now:%Y-%m-%dT%H:%M:%SZ} by more than 15 minutes. Fix the client's clock.",
             extra={
@@ -261,7 +289,7 @@ class _Scope:
         return sigv4.scope(self.date, self.region)
 
 
-def _parse_credential(value: str, region: str, error: str) -> _Scope:
+def _parse_credential(value: str, region: str, error: S3ErrorCode) -> _Scope:
     parts = value.rsplit("/", 4)
     if len(parts) != 5 or not parts[0]:
         raise S3Error(
@@ -284,7 +312,7 @@ def _parse_credential(value: str, region: str, error: str) -> _Scope:
     return _Scope(access_key, date, region)
 
 
-def _parse_signed_headers(value: str, error: str) -> list[str]:
+def _parse_signed_headers(value: str, error: S3ErrorCode) -> list[str]:
     names = [n.strip().lower() for n in value.split(";") if n.strip()]
     if "host" not in names:
         raise S3Error(error, "The 'host' header must be signed.")
@@ -292,7 +320,7 @@ def _parse_signed_headers(value: str, error: str) -> list[str]:
 
 
 def _parse_v4_header(authorization: str) -> dict[str, str]:
-    error = "AuthorizationHeaderMalformed"
+    error = S3ErrorCode.AuthorizationHeaderMalformed
     rest = authorization.strip()[len(sigv4.ALGORITHM) :]
     fields: dict[str, str] = {}
     for part in rest.split(","):
@@ -332,7 +360,7 @@ def _verify_v4(
             if sigv4.signatures_equal(expected, signature):
                 return key
     raise S3Error(
-        "SignatureDoesNotMatch",
+        S3ErrorCode.SignatureDoesNotMatch,
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
     )
@@ -341,7 +369,7 @@ def _verify_v4(
 async def _header_v4(
     request: web.Request, identity: Identity, region: str, now: datetime, authorization: str
 ) -> AuthContext:
-    error = "AuthorizationHeaderMalformed"
+    error = S3ErrorCode.AuthorizationHeaderMalformed
     fields = _parse_v4_header(authorization)
     scope = _parse_credential(fields["Credential"], region, error)
     signed_headers = _parse_signed_headers(fields["SignedHeaders"], error)
@@ -352,7 +380,8 @@ async def _header_v4(
         amz_date = when.strftime(sigv4.AMZ_DATE_FORMAT) if when else None
     if when is None or amz_date is None:
         raise S3Error(
-            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header."
+            S3ErrorCode.AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header.",
         )
     _check_skew(when, now)
     if scope.date != amz_date[:8]:
@@ -376,22 +405,14 @@ async def _header_v4(
         signature=signature,
         exclude=None,
     )
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=payload_hash,
-        method="v4-header",
-        access_key=credential.access_key,
-        signing_key=key,
-        seed_signature=signature,
-        amz_date=amz_date,
-        scope=scope.text,
-    )
+    signer = ChunkSigner(key, amz_date, scope.text, signature)
+    return AuthContext.signed(AuthMethod.SIGV4_HEADER, credential, payload_hash, signer)
 
 
 async def _presigned_v4(
     request: web.Request, identity: Identity, region: str, now: datetime
 ) -> AuthContext:
-    error = "AuthorizationQueryParametersError"
+    error = S3ErrorCode.AuthorizationQueryParametersError
     params = dict(raw_query_pairs(request))
     algorithm = params.get("X-Amz-Algorithm")
     if algorithm != sigv4.ALGORITHM:
@@ -414,9 +435,11 @@ async def _presigned_v4(
     if scope.date != amz_date[:8]:
         raise S3Error(error, "The X-Amz-Credential date is not the date of X-Amz-Date.")
     if when - now > MAX_SKEW:
-        raise S3Error("AccessDenied", "Request is not valid yet: X-Amz-Date is in the future.")
+        raise S3Error(
+            S3ErrorCode.AccessDenied, "Request is not valid yet: X-Amz-Date is in the future."
+        )
     if now > when + timedelta(seconds=expires):
-        raise S3Error("AccessDenied", "Request has expired.")
+        raise S3Error(S3ErrorCode.AccessDenied, "Request has expired.")
     signed_hash = params.get("X-Amz-Content-Sha256", sigv4.UNSIGNED_PAYLOAD)
     payload_hash = _valid_payload_hash(signed_hash)
     signature = params["X-Amz-Signature"].lower()
@@ -431,19 +454,11 @@ async def _presigned_v4(
         signature=signature,
         exclude="X-Amz-Signature",
     )
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=payload_hash,
-        method="v4-query",
-        access_key=credential.access_key,
-        signing_key=key,
-        seed_signature=signature,
-        amz_date=amz_date,
-        scope=scope.text,
-    )
+    signer = ChunkSigner(key, amz_date, scope.text, signature)
+    return AuthContext.signed(AuthMethod.SIGV4_PRESIGNED, credential, payload_hash, signer)
 
 
-def _parse_expires(value: str, error: str) -> int:
+def _parse_expires(value: str, error: S3ErrorCode) -> int:
     expires = parse_uint(value)
     if expires is None:
         raise S3Error(error, "X-Amz-Expires should be a number of seconds.")
@@ -489,7 +504,7 @@ def _verify_v2(
         if sigv4.signatures_equal(sigv2.signature(credential.secret_key, message), signature):
             return
     raise S3Error(
-        "SignatureDoesNotMatch",
+        S3ErrorCode.SignatureDoesNotMatch,
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
     )
@@ -503,20 +518,15 @@ async def _presigned_v2(
     expires_at = parse_uint(expires)
     if expires_at is None:
         raise S3Error(
-            "AccessDenied",
+            S3ErrorCode.AccessDenied,
             "Query-string authentication requires the Signature, Expires and AWSAccessKeyId "
             "parameters; Expires must be a Unix time.",
         )
     if now.timestamp() > expires_at:
-        raise S3Error("AccessDenied", "Request has expired.")
+        raise S3Error(S3ErrorCode.AccessDenied, "Request has expired.")
     credential = await _lookup(identity, params["AWSAccessKeyId"])
     _verify_v2(request, credential, params["Signature"], expires, _v2_paths(request, domain))
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=sigv4.UNSIGNED_PAYLOAD,
-        method="v2-query",
-        access_key=credential.access_key,
-    )
+    return AuthContext.signed(AuthMethod.SIGV2_PRESIGNED, credential, sigv4.UNSIGNED_PAYLOAD)
 
 
 async def _header_v2(
@@ -529,7 +539,7 @@ async def _header_v2(
     access_key, sep, signature = authorization.strip()[len("AWS") :].strip().rpartition(":")
     if not sep or not access_key or not signature:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "AWS authorization header is invalid. Expected AwsAccessKeyId:signature.",
         )
     amz_date = request.headers.get("x-amz-date")
@@ -537,16 +547,13 @@ async def _header_v2(
     when = _parse_http_date(amz_date if amz_date is not None else date_header)
     if when is None:
         raise S3Error(
-            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header."
+            S3ErrorCode.AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header.",
         )
     _check_skew(when, now)
     credential = await _lookup(identity, access_key.strip())
     # with x-amz-date the Date line is empty (it is signed among the x-amz-* headers instead)
     date_line = "" if amz_date is not None else date_header.strip()
     _verify_v2(request, credential, signature.strip(), date_line, _v2_paths(request, domain))
-    return AuthContext(
-        principal=credential.principal,
-        payload_hash=_anonymous_payload_hash(request) or sigv4.UNSIGNED_PAYLOAD,
-        method="v2-header",
-        access_key=credential.access_key,
-    )
+    payload_hash = _anonymous_payload_hash(request) or sigv4.UNSIGNED_PAYLOAD
+    return AuthContext.signed(AuthMethod.SIGV2_HEADER, credential, payload_hash)

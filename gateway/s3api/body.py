@@ -39,7 +39,7 @@ from gateway.protocol.checksums import (
     header_checksums,
 )
 from gateway.protocol.chunked import AwsChunkedDecoder
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.uint import parse_uint
 from gateway.s3api.auth import AuthContext
 
@@ -61,7 +61,9 @@ def _parse_length(value: str | None, header: str) -> int | None:
         return None
     length = parse_uint(value.strip())
     if length is None:
-        raise S3Error("InvalidArgument", f"The {header} header must be a non-negative integer.")
+        raise S3Error(
+            S3ErrorCode.InvalidArgument, f"The {header} header must be a non-negative integer."
+        )
     return length
 
 
@@ -197,7 +199,9 @@ class RequestBody:
             if payload_hash != sigv4.STREAMING_UNSIGNED_TRAILER:
                 signer = auth.chunk_signer
                 if signer is None:
-                    raise S3Error("AccessDenied", f"{payload_hash} needs a SigV4-signed request.")
+                    raise S3Error(
+                        S3ErrorCode.AccessDenied, f"{payload_hash} needs a SigV4-signed request."
+                    )
             self._decoder = AwsChunkedDecoder(signer, trailer=payload_hash in _TRAILER_VARIANTS)
             self.size: int | None = _parse_length(
                 headers.get("x-amz-decoded-content-length"), "x-amz-decoded-content-length"
@@ -217,7 +221,8 @@ class RequestBody:
         unknown = algorithms - set(ALGORITHMS)
         if unknown:
             raise S3Error(
-                "InvalidRequest", f"Checksum algorithm {sorted(unknown)[0]} is not supported."
+                S3ErrorCode.InvalidRequest,
+                f"Checksum algorithm {sorted(unknown)[0]} is not supported.",
             )
         self._digests = _Digests(
             md5=md5 or self._expected_md5 is not None,
@@ -237,13 +242,15 @@ class RequestBody:
             return None
         if self._decoder is None or not self._decoder_allows_trailer():
             raise S3Error(
-                "InvalidRequest",
+                S3ErrorCode.InvalidRequest,
                 "x-amz-trailer needs x-amz-content-sha256 STREAMING-UNSIGNED-PAYLOAD-TRAILER "
                 "or STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER.",
             )
         name = value.strip().lower()
         if not name.startswith(HEADER_PREFIX) or name[len(HEADER_PREFIX) :] not in ALGORITHMS:
-            raise S3Error("InvalidRequest", f"The trailer {value.strip()!r} is not supported.")
+            raise S3Error(
+                S3ErrorCode.InvalidRequest, f"The trailer {value.strip()!r} is not supported."
+            )
         return name[len(HEADER_PREFIX) :]
 
     def _decoder_allows_trailer(self) -> bool:
@@ -263,7 +270,7 @@ class RequestBody:
             self.received += len(piece)
             if self.size is not None and self.received > self.size:
                 raise S3Error(
-                    "IncompleteBody",
+                    S3ErrorCode.IncompleteBody,
                     f"The body is longer than the {self.size} bytes the request declared.",
                 )
             if digests is not None:
@@ -292,7 +299,7 @@ class RequestBody:
                 raise
             except Exception as exc:  # connection reset, truncated HTTP chunking...
                 raise S3Error(
-                    "IncompleteBody",
+                    S3ErrorCode.IncompleteBody,
                     "The request body ended before the length the request declared "
                     f"({type(exc).__name__}).",
                 ) from None
@@ -312,7 +319,7 @@ class RequestBody:
     def _verify_end(self) -> None:
         if self.size is not None and self.received != self.size:
             raise S3Error(
-                "IncompleteBody",
+                S3ErrorCode.IncompleteBody,
                 f"You did not provide the number of bytes the request declared: received "
                 f"{self.received} of {self.size}.",
             )
@@ -320,13 +327,14 @@ class RequestBody:
         if d.sha256 is not None:
             self.sha256_hex = d.sha256.hexdigest()
             if self._expected_sha256 is not None and self.sha256_hex != self._expected_sha256:
-                raise S3Error("XAmzContentSHA256Mismatch")
+                raise S3Error(S3ErrorCode.XAmzContentSHA256Mismatch)
         if d.md5 is not None:
             digest = d.md5.digest()
             self.md5_hex = digest.hex()
             if self._expected_md5 is not None and digest != self._expected_md5:
                 raise S3Error(
-                    "BadDigest", "The Content-MD5 you specified did not match what we received."
+                    S3ErrorCode.BadDigest,
+                    "The Content-MD5 you specified did not match what we received.",
                 )
         self.checksums = {a: c.b64() for a, c in d.checksums.items()}
         expected = dict(self._expected_checksums)
@@ -334,7 +342,7 @@ class RequestBody:
             value = self.trailers.get(HEADER_PREFIX + self._trailer_checksum)
             if value is None:
                 raise S3Error(
-                    "MalformedTrailerError",
+                    S3ErrorCode.MalformedTrailerError,
                     f"The trailer {HEADER_PREFIX}{self._trailer_checksum} announced in "
                     "x-amz-trailer is missing.",
                 )
@@ -345,7 +353,7 @@ class RequestBody:
         for algorithm, digest in expected.items():
             if d.checksums[algorithm].digest() != digest:
                 raise S3Error(
-                    "BadDigest",
+                    S3ErrorCode.BadDigest,
                     f"The {algorithm.upper()} you specified did not match the calculated checksum.",
                 )
 
@@ -378,7 +386,7 @@ def require_length(body: RequestBody) -> int:
     """
     if body.size is None:
         raise S3Error(
-            "MissingContentLength",
+            S3ErrorCode.MissingContentLength,
             "You must provide the Content-Length HTTP header (or x-amz-decoded-content-length "
             "with an aws-chunked body).",
         )

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.usecases.writes import GENERATED_META
 from policy.audit import principal_details
 from policy.enforce import SESSION_META
@@ -85,7 +85,7 @@ async def adopt(
     try:
         await objects.head_bucket(bucket)
     except S3Error as exc:
-        if exc.code == "NoSuchBucket":
+        if exc.code == S3ErrorCode.NoSuchBucket:
             raise SessionNotFound(f"no bucket {bucket}") from None
         raise
     # An empty prefix would give the session its default '<id>/' scope, which covers none of
@@ -137,7 +137,7 @@ async def _adopt_one(
     try:
         head = await objects.head_object(bucket, key)
     except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchBucket"):
+        if exc.code in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
             return  # deleted since listed: nothing to adopt
         raise
     if SESSION_META in head.metadata:
@@ -164,7 +164,7 @@ async def _adopt_one(
         try:
             reader = await objects.open_object(bucket, key)
         except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+            if exc.code in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
                 raise _Changed from exc
             raise
         try:
@@ -192,7 +192,7 @@ async def _adopt_one(
                 bucket, key, bucket, key, meta=meta, conditions=Conditions(if_match=info.etag)
             )
         except S3Error as exc:
-            if exc.code in ("PreconditionFailed", "NoSuchKey"):
+            if exc.code in (S3ErrorCode.PreconditionFailed, S3ErrorCode.NoSuchKey):
                 raise _Changed from exc
             raise
         record = ObjectRecord(

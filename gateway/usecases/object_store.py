@@ -12,7 +12,7 @@ module of the backends or the protocol defines them.
 from __future__ import annotations
 
 from gateway.backends.base import ObjectInfo, ObjectStore
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.safe_serving import NOSNIFF, OBJECT_CSP
 
-__all__ = ["NOSNIFF", "OBJECT_CSP", "ObjectInfo", "ObjectStore", "S3Error"]
+__all__ = ["NOSNIFF", "OBJECT_CSP", "ObjectInfo", "ObjectStore", "S3Error", "S3ErrorCode"]

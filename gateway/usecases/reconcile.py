@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from gateway.backends.base import ObjectInfo, ObjectStore
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.usecases.recovery import (
     RECOVERY_KINDS,
     Liveness,
@@ -281,7 +281,7 @@ class Reconciler:
             try:
                 await self.objects.head_bucket(self.bucket)
             except S3Error as exc:
-                if exc.code != "NoSuchBucket":
+                if exc.code != S3ErrorCode.NoSuchBucket:
                     raise
                 # A deleted bucket has no objects, but its records and intents still count.
                 return []
@@ -299,7 +299,7 @@ class Reconciler:
                         bucket, start_after=after, max_keys=self._page_size
                     )
                 except S3Error as exc:
-                    if exc.code == "NoSuchBucket":  # deleted while we walked
+                    if exc.code == S3ErrorCode.NoSuchBucket:  # deleted while we walked
                         break
                     raise
                 for info in page.objects:
@@ -334,7 +334,7 @@ class Reconciler:
         try:
             info = await self.objects.head_object(bucket, listed.key)
         except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+            if exc.code in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
                 return  # deleted since it was listed: nothing to reconcile
             raise
         if await self._write_in_flight(bucket, info.key):
@@ -393,7 +393,7 @@ class Reconciler:
             try:
                 info = await self.objects.head_object(bucket, listed.key)
             except S3Error as exc:
-                if exc.code not in ("NoSuchKey", "NoSuchBucket"):
+                if exc.code not in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
                     raise
                 info = None  # gone since listed: the record walk reports it
             stamp = info.metadata.get(SESSION_META) if info is not None else None
@@ -431,7 +431,7 @@ class Reconciler:
             try:
                 reader = await self.objects.open_object(bucket, key)
             except S3Error as exc:
-                if exc.code in ("NoSuchKey", "NoSuchBucket"):
+                if exc.code in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
                     raise _Vanished from exc
                 raise
             try:
@@ -527,7 +527,7 @@ class Reconciler:
             await self.objects.head_object(record.bucket, record.key)
             return
         except S3Error as exc:
-            if exc.code not in ("NoSuchKey", "NoSuchBucket"):
+            if exc.code not in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
                 raise
         finding = Finding(
             "missing_object",

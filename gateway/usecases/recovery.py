@@ -70,7 +70,7 @@ from typing import Any, Literal
 
 from gateway.backends.base import Leftover, ObjectStore
 from gateway.instance import host_key, instance_id, owner_of, process_alive, process_token
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.usecases.rollback import finish_dead_delete, roll_back
 from policy.store.base import MAX_PAGE, InstanceRecord, MetadataStore, WriteIntent
 
@@ -374,7 +374,11 @@ class Recovery:
         try:
             await self.objects.list_parts(bucket, key, upload_id, max_parts=1)
         except S3Error as exc:
-            if exc.code in ("NoSuchUpload", "NoSuchBucket", "NoSuchKey"):
+            if exc.code in (
+                S3ErrorCode.NoSuchUpload,
+                S3ErrorCode.NoSuchBucket,
+                S3ErrorCode.NoSuchKey,
+            ):
                 return False
             raise
         return True
@@ -406,7 +410,7 @@ class Recovery:
                         bucket, key_marker=key_marker, upload_id_marker=id_marker
                     )
                 except S3Error as exc:
-                    if exc.code == "NoSuchBucket":
+                    if exc.code == S3ErrorCode.NoSuchBucket:
                         break
                     raise
                 for info in listing.uploads:
@@ -437,7 +441,11 @@ class Recovery:
             try:
                 await self.objects.abort_multipart_upload(bucket, key, upload_id)
             except S3Error as exc:
-                if exc.code not in ("NoSuchUpload", "NoSuchBucket", "NoSuchKey"):
+                if exc.code not in (
+                    S3ErrorCode.NoSuchUpload,
+                    S3ErrorCode.NoSuchBucket,
+                    S3ErrorCode.NoSuchKey,
+                ):
                     raise
             await self.metadata.delete_multipart(upload_id)
             item.repaired = True

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from gateway.backends.base import ObjectInfo, ObjectStore
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from policy.enforce import SESSION_META, s3_url
 from policy.store.base import AuditEvent, MetadataStore, WriteIntent
 
@@ -69,7 +69,7 @@ async def _remove_object(
     try:
         info = await objects.head_object(intent.bucket, intent.key)
     except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchBucket"):
+        if exc.code in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
             return
         raise
     if not _written_by(info, intent, etag):
@@ -103,7 +103,7 @@ async def finish_dead_delete(
     try:
         await objects.head_object(intent.bucket, intent.key)
     except S3Error as exc:
-        if exc.code not in ("NoSuchKey", "NoSuchBucket"):
+        if exc.code not in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
             raise
     else:
         await metadata.abort_write(intent.id)
@@ -202,7 +202,7 @@ class Janitor:
             try:
                 await objects.head_object(bucket, key)
             except S3Error as exc:
-                if exc.code not in ("NoSuchKey", "NoSuchBucket"):
+                if exc.code not in (S3ErrorCode.NoSuchKey, S3ErrorCode.NoSuchBucket):
                     raise
             else:
                 if intent_id is not None:

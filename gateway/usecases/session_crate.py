@@ -40,9 +40,9 @@ from datetime import UTC, datetime
 from typing import IO
 
 from gateway.backends.base import ObjectStore, WriteMeta
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.usecases.writes import GENERATED_META, WritePath, stamp
-from policy.enforce import SESSION_META, Decision, Refusal, s3_url
+from policy.enforce import SESSION_META, Decision, OperationClass, Refusal, s3_url
 from policy.principal import Principal, Role
 from policy.rocrate import MEDIA_TYPE, CrateLayout, crate_key
 from policy.services import Services
@@ -155,7 +155,7 @@ async def write_crate(
     try:
         # As a personal key naming the session would: same rule, scope and ownership checks.
         decision = await writes.enforcer.decide(
-            principal, "PutObject", session.bucket, key, session.id
+            principal, "PutObject", OperationClass.CREATE, session.bucket, key, session.id
         )
     except Refusal as refusal:
         raise SessionInvalid(f"the RO-Crate cannot be written: {refusal.message}") from None
@@ -169,7 +169,7 @@ async def _replaceable(objects: ObjectStore, session: SessionRecord, key: str) -
     try:
         info = await objects.head_object(session.bucket, key)
     except S3Error as exc:
-        if exc.code == "NoSuchKey":
+        if exc.code == S3ErrorCode.NoSuchKey:
             return False
         raise
     if _generated_for(info.metadata, session.id):
@@ -221,7 +221,7 @@ async def _put(
         try:
             await write.start()
         except S3Error as exc:
-            if exc.code == "AccessDenied":  # the write-once claim is held: another writer
+            if exc.code == S3ErrorCode.AccessDenied:  # the write-once claim is held: another writer
                 raise CrateConflict(
                     f"{s3_url(session.bucket, key)} is being written by another request right "
                     "now; close again in a moment"
@@ -234,7 +234,7 @@ async def _put(
             )
         except BaseException as exc:
             await write.fail(objects, exc)
-            if isinstance(exc, S3Error) and exc.code == "PreconditionFailed":
+            if isinstance(exc, S3Error) and exc.code == S3ErrorCode.PreconditionFailed:
                 raise _conflict(session, key) from None
             raise
         record = await write.commit(

@@ -22,10 +22,18 @@ from datetime import UTC, datetime
 
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.instance import instance_id
-from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, storage_full
+from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, S3ErrorCode, storage_full
 from gateway.usecases.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
-from policy.enforce import SESSION_META, Decision, Enforcer, Refusal, SessionLink, s3_url
+from policy.enforce import (
+    SESSION_META,
+    Decision,
+    Enforcer,
+    Refusal,
+    RefusalCode,
+    SessionLink,
+    s3_url,
+)
 from policy.identity import IdentityService
 from policy.services import Services
 from policy.store.base import (
@@ -44,9 +52,17 @@ log = logging.getLogger("minimo.writes")
 _THREAD_HASH = 128 * 1024
 
 
+#: each way policy refuses (its own vocabulary: policy may not import the gateway) as the S3
+#: error clients see; the one place the two meet
+REFUSAL_CODES: dict[RefusalCode, S3ErrorCode] = {
+    RefusalCode.AccessDenied: S3ErrorCode.AccessDenied,
+    RefusalCode.NoSuchUpload: S3ErrorCode.NoSuchUpload,
+}
+
+
 def refused(refusal: Refusal, resource: str | None = None) -> S3Error:
     """A policy refusal as the S3 error clients print (its Message teaches)."""
-    return S3Error(refusal.code, refusal.message, resource=resource)
+    return S3Error(REFUSAL_CODES[refusal.code], refusal.message, resource=resource)
 
 
 #: intent ids only need to be unique (they are never a secret or a capability): the process's
@@ -85,7 +101,9 @@ RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 def not_recorded(resource: str) -> S3Error:
-    return S3Error("ServiceUnavailable", NOT_RECORDED, resource=resource, headers=RETRY_AFTER)
+    return S3Error(
+        S3ErrorCode.ServiceUnavailable, NOT_RECORDED, resource=resource, headers=RETRY_AFTER
+    )
 
 
 #: a write refused because a delete of its key is running (docs/write-protocol.md, "Writes
@@ -97,7 +115,9 @@ KEY_BUSY = (
 
 
 def key_busy(resource: str) -> S3Error:
-    return S3Error("ServiceUnavailable", KEY_BUSY, resource=resource, headers={"Retry-After": "1"})
+    return S3Error(
+        S3ErrorCode.ServiceUnavailable, KEY_BUSY, resource=resource, headers={"Retry-After": "1"}
+    )
 
 
 def metadata_failure(exc: BaseException, otherwise: S3Error) -> S3Error:
@@ -134,7 +154,7 @@ class WritePath:
         except Exception as exc:
             log.error("could not record audit event for %s: %s", target, exc)
             raise S3Error(
-                "ServiceUnavailable",
+                S3ErrorCode.ServiceUnavailable,
                 "The metadata store could not record this request in the audit log. Try again.",
                 headers=RETRY_AFTER,
             ) from exc
@@ -178,7 +198,7 @@ class WritePath:
             log.error("could not record the delete of %s: %s", event.target, exc)
             self.janitor.add_record_drop(objects, bucket, key, event, intent.id)
             raise S3Error(
-                "ServiceUnavailable",
+                S3ErrorCode.ServiceUnavailable,
                 "The object was deleted, but the metadata store could not record it. Send the "
                 "delete again.",
                 resource=resource,
@@ -208,7 +228,7 @@ def _intent(
 
 def _not_deleted(resource: str) -> S3Error:
     return S3Error(
-        "ServiceUnavailable",
+        S3ErrorCode.ServiceUnavailable,
         "The metadata store could not record this delete, so nothing was deleted. Try again.",
         resource=resource,
         headers=RETRY_AFTER,
@@ -290,7 +310,7 @@ class Write:
         try:
             await objects.head_object(self.intent.bucket, self.intent.key)
         except S3Error as err:
-            if err.code == "NoSuchKey":
+            if err.code == S3ErrorCode.NoSuchKey:
                 return
             raise
         raise await self.overwrite_refused()

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.usecases.adopt import adopt
 from gateway.usecases.appkeys import OBJECT_STORE
-from gateway.usecases.object_store import ObjectInfo, ObjectStore, S3Error
+from gateway.usecases.object_store import ObjectInfo, ObjectStore, S3Error, S3ErrorCode
 from policy.forms import Form, FormValidationError
 from policy.services import Services
 from policy.sessions import SessionError
@@ -36,15 +36,15 @@ from ui.outages import outage_of
 #: object store errors that mean the object is not there: a bucket or key name that no object
 #: can have (the local store checks names first) is simply not there either
 NOT_THERE = (
-    "NoSuchKey",
-    "NoSuchBucket",
-    "InvalidBucketName",
-    "InvalidObjectName",
-    "KeyTooLongError",
+    S3ErrorCode.NoSuchKey,
+    S3ErrorCode.NoSuchBucket,
+    S3ErrorCode.InvalidBucketName,
+    S3ErrorCode.InvalidObjectName,
+    S3ErrorCode.KeyTooLongError,
 )
 
 #: object store errors that mean "there is no such bucket" (a name no bucket can have is one)
-NO_BUCKET = ("NoSuchBucket", "InvalidBucketName")
+NO_BUCKET = (S3ErrorCode.NoSuchBucket, S3ErrorCode.InvalidBucketName)
 
 #: how many objects under a prefix the "link existing data" preview checks for a record
 UNLINKED_SCAN = 1000

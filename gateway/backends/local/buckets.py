@@ -13,7 +13,7 @@ from gateway.backends.local.layout import Layout, require_bucket
 from gateway.backends.local.lister import holds_object
 from gateway.backends.local.records import get_meta, set_meta, utc
 from gateway.backends.local.writing import fsync_dir
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 
 def list_buckets(layout: Layout) -> list[BucketInfo]:
@@ -32,7 +32,7 @@ def create_bucket(layout: Layout, bucket_dir: str, bucket: str) -> None:
     try:
         os.mkdir(bucket_dir)
     except FileExistsError:
-        raise S3Error("BucketAlreadyOwnedByYou", resource=f"/{bucket}") from None
+        raise S3Error(S3ErrorCode.BucketAlreadyOwnedByYou, resource=f"/{bucket}") from None
     except FileNotFoundError:
         os.makedirs(layout.root, exist_ok=True)
         return create_bucket(layout, bucket_dir, bucket)
@@ -48,18 +48,18 @@ def delete_bucket(layout: Layout, bucket_dir: str, bucket: str) -> None:
     if (os.path.isdir(uploads) and any(True for _ in os.scandir(uploads))) or holds_object(
         bucket_dir
     ):
-        raise S3Error("BucketNotEmpty", resource=f"/{bucket}")
+        raise S3Error(S3ErrorCode.BucketNotEmpty, resource=f"/{bucket}")
     # only empty directories are left (pruned leftovers): remove them bottom-up
     for dirpath, _dirs, _files in os.walk(bucket_dir, topdown=False):
         if dirpath != bucket_dir:
             try:
                 os.rmdir(dirpath)
             except OSError:
-                raise S3Error("BucketNotEmpty", resource=f"/{bucket}") from None
+                raise S3Error(S3ErrorCode.BucketNotEmpty, resource=f"/{bucket}") from None
     try:
         os.rmdir(bucket_dir)
     except FileNotFoundError:
         raise no_such_bucket(bucket) from None
     except OSError:
-        raise S3Error("BucketNotEmpty", resource=f"/{bucket}") from None
+        raise S3Error(S3ErrorCode.BucketNotEmpty, resource=f"/{bucket}") from None
     shutil.rmtree(uploads, ignore_errors=True)

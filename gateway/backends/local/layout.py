@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.backends.base import MAX_KEY_BYTES, no_such_bucket
 from gateway.instance import instance_id
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: longest file name ext4 and most Linux filesystems accept, in bytes
 MAX_SEGMENT_BYTES = 255
@@ -72,7 +72,7 @@ class Layout:
 
     def upload_dir(self, bucket: str, upload_id: str) -> str:
         if not UPLOAD_ID.match(upload_id or ""):
-            raise S3Error("NoSuchUpload", f"The upload id {upload_id!r} does not exist.")
+            raise S3Error(S3ErrorCode.NoSuchUpload, f"The upload id {upload_id!r} does not exist.")
         return os.path.join(self.multipart, bucket, upload_id)
 
 
@@ -82,7 +82,7 @@ def require_bucket(bucket_dir: str, bucket: str) -> None:
 
 
 def bad_key(key: str, why: str) -> S3Error:
-    return S3Error("InvalidObjectName", f"The key {key!r} is not valid: {why}.")
+    return S3Error(S3ErrorCode.InvalidObjectName, f"The key {key!r} is not valid: {why}.")
 
 
 def check_key(key: str) -> None:
@@ -92,7 +92,7 @@ def check_key(key: str) -> None:
     except UnicodeEncodeError:
         raise bad_key(key, "keys must be valid UTF-8") from None
     if len(encoded) > MAX_KEY_BYTES:
-        raise S3Error("KeyTooLongError", resource=None)
+        raise S3Error(S3ErrorCode.KeyTooLongError, resource=None)
     if not key:
         raise bad_key(key, "keys may not be empty")
     if "\x00" in key:
@@ -107,7 +107,7 @@ def check_key(key: str) -> None:
             raise bad_key(key, "keys may not contain '.', '..' or empty ('//') path segments")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise S3Error(
-                "KeyTooLongError",
+                S3ErrorCode.KeyTooLongError,
                 f"Each '/'-separated part of a key is at most {MAX_SEGMENT_BYTES} bytes "
                 "on the local backend (a filesystem name limit).",
             )
@@ -115,12 +115,12 @@ def check_key(key: str) -> None:
 
 def check_bucket(bucket: str) -> None:
     if not bucket or bucket.startswith(".") or "/" in bucket or "\x00" in bucket:
-        raise S3Error("InvalidBucketName", f"The bucket name {bucket!r} is not valid.")
+        raise S3Error(S3ErrorCode.InvalidBucketName, f"The bucket name {bucket!r} is not valid.")
 
 
 def parent_is_file(key: str) -> S3Error:
     return S3Error(
-        "ObjectParentIsFile",
+        S3ErrorCode.ObjectParentIsFile,
         f"Cannot store {key!r}: a part of its path is an existing object. "
         "Delete that object or choose another key.",
     )
@@ -128,14 +128,14 @@ def parent_is_file(key: str) -> S3Error:
 
 def is_directory(key: str) -> S3Error:
     return S3Error(
-        "ExistingObjectIsDirectory",
+        S3ErrorCode.ExistingObjectIsDirectory,
         f"Cannot store {key!r}: other objects are stored under {key + '/'!r}.",
     )
 
 
 def marker_with_data(key: str) -> S3Error:
     return S3Error(
-        "InvalidRequest",
+        S3ErrorCode.InvalidRequest,
         f"{key!r} ends in '/', which makes it a folder marker; the local backend stores folder "
         "markers as directories, so they cannot hold data.",
     )

@@ -46,7 +46,7 @@ from gateway.backends.local.reader import OPEN_FLAGS, open_sync
 from gateway.backends.local.records import EMPTY_MD5, encode_meta, get_meta, meta_of, utc
 from gateway.backends.local.writing import TempFile, copy_into, seal
 from gateway.protocol.conditions import check_conditions
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.ranges import parse_range
 
 _PART_FILE = re.compile(r"part-(\d{5})\Z")
@@ -54,7 +54,7 @@ _PART_FILE = re.compile(r"part-(\d{5})\Z")
 
 def no_such_upload(upload_id: str) -> S3Error:
     return S3Error(
-        "NoSuchUpload",
+        S3ErrorCode.NoSuchUpload,
         f"The multipart upload {upload_id!r} does not exist: it was completed, aborted or "
         "never created.",
         extra={"UploadId": upload_id},
@@ -64,7 +64,7 @@ def no_such_upload(upload_id: str) -> S3Error:
 def check_part_number(number: int) -> None:
     if not 1 <= number <= MAX_PART_NUMBER:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive.",
             extra={"ArgumentName": "partNumber", "ArgumentValue": str(number)},
         )
@@ -153,7 +153,7 @@ class Uploads:
             byte_range = parse_range(range_header, info.size)
             start, length = (byte_range.start, byte_range.length) if byte_range else (0, info.size)
             if length > MAX_PART_SIZE:
-                raise S3Error("EntityTooLarge")
+                raise S3Error(S3ErrorCode.EntityTooLarge)
             temp = TempFile(self._layout.tmp_path("part"), None)
             try:
                 etag = copy_into(fd, temp, start, length, hashed=True) or EMPTY_MD5
@@ -231,13 +231,13 @@ class Uploads:
             found = have.get(number)
             if found is None or found[0] != _clean_etag(etag):
                 raise S3Error(
-                    "InvalidPart",
+                    S3ErrorCode.InvalidPart,
                     f"Part {number} with ETag {etag} was not uploaded (or was replaced).",
                     extra={"PartNumber": str(number), "ETag": etag},
                 )
             if index < len(wanted) - 1 and found[1].st_size < MIN_PART_SIZE:
                 raise S3Error(
-                    "EntityTooSmall",
+                    S3ErrorCode.EntityTooSmall,
                     f"Part {number} is {found[1].st_size} bytes; every part but the last must "
                     f"be at least {MIN_PART_SIZE} bytes.",
                     extra={"PartNumber": str(number)},

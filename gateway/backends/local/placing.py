@@ -22,7 +22,7 @@ from gateway.backends.local.layout import (
 from gateway.backends.local.lister import holds_object
 from gateway.backends.local.records import get_meta, set_meta
 from gateway.backends.local.writing import fsync_dir
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: tries before a key that concurrent writers and deletes keep changing gives up (SlowDown)
 _ATTEMPTS = 8
@@ -30,14 +30,14 @@ _ATTEMPTS = 8
 
 def already_exists(key: str) -> S3Error:
     return S3Error(
-        "PreconditionFailed",
+        S3ErrorCode.PreconditionFailed,
         f"{key!r} already exists (If-None-Match: *).",
         extra={"Condition": "If-None-Match"},
     )
 
 
 def _changing(key: str) -> S3Error:
-    return S3Error("SlowDown", f"{key!r} is being changed concurrently; try again.")
+    return S3Error(S3ErrorCode.SlowDown, f"{key!r} is being changed concurrently; try again.")
 
 
 def precheck(t: Target, if_none_match: bool) -> None:

@@ -15,7 +15,7 @@ from gateway.backends.local.layout import Target, require_bucket
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.records import get_meta, object_info
 from gateway.protocol.conditions import check_conditions
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.ranges import parse_range
 
 #: size of the pieces a GET yields
@@ -130,7 +130,9 @@ class LocalReader(ObjectReader):
                 self._pending = None
                 if not data:
                     # the file shrank under us (edited on disk): never send made-up bytes
-                    raise S3Error("InternalError", "The object changed on disk while being read.")
+                    raise S3Error(
+                        S3ErrorCode.InternalError, "The object changed on disk while being read."
+                    )
                 self._offset += len(data)
                 self._remaining -= len(data)
                 future = self._read_next()  # read ahead while this piece goes out
@@ -165,7 +167,9 @@ class LocalReader(ObjectReader):
                     continue
                 if sent == 0:
                     # the file shrank under us (edited on disk): never send made-up bytes
-                    raise S3Error("InternalError", "The object changed on disk while being read.")
+                    raise S3Error(
+                        S3ErrorCode.InternalError, "The object changed on disk while being read."
+                    )
                 self._offset += sent
                 self._remaining -= sent
         finally:

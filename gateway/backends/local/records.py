@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.backends.base import ObjectInfo, WriteMeta
 from gateway.backends.local.pool import FULL_ERRNOS, nearly_full
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 XATTR = "user.minimo"
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
@@ -70,7 +70,7 @@ def set_meta(path_or_fd: str | int, data: bytes, flags: int = 0) -> None:
             raise  # a full disk (see pool.disk_errors), not metadata too large
         if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ERANGE):
             raise S3Error(
-                "MetadataTooLarge",
+                S3ErrorCode.MetadataTooLarge,
                 "The object's metadata and headers are too large to store beside it "
                 "(the local backend keeps them in one extended attribute of at most ~4 KiB).",
             ) from exc

@@ -42,7 +42,7 @@ from gateway.backends.local.reader import LocalReader, head_sync, open_for_read,
 from gateway.backends.local.records import EMPTY_MD5, XATTR, encode_meta, get_meta, utc
 from gateway.backends.local.writing import TempFile, copy_into, fsync_dir, seal, stream_into_temp
 from gateway.protocol.conditions import check_conditions
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 
 class LocalObjectStore(ObjectStore):
@@ -78,10 +78,14 @@ class LocalObjectStore(ObjectStore):
     def _check_sync(self) -> None:
         root, tmp = self._layout.root, self._layout.tmp
         if not os.path.isdir(root):
-            raise S3Error("ServiceUnavailable", f"The data directory {root} does not exist.")
+            raise S3Error(
+                S3ErrorCode.ServiceUnavailable, f"The data directory {root} does not exist."
+            )
         os.makedirs(tmp, exist_ok=True)
         if not os.access(root, os.W_OK) or not os.access(tmp, os.W_OK):
-            raise S3Error("ServiceUnavailable", f"The data directory {root} is not writable.")
+            raise S3Error(
+                S3ErrorCode.ServiceUnavailable, f"The data directory {root} is not writable."
+            )
 
     async def leftovers(self, dead: DeadOwner, *, repair: bool) -> list[Leftover]:
         return await self._pool.run(find_leftovers, self._layout, self._uploads, dead, repair)
@@ -109,7 +113,7 @@ class LocalObjectStore(ObjectStore):
     ) -> str:
         t = self._layout.target(bucket, key)
         if body.size is not None and body.size > MAX_PART_SIZE:
-            raise S3Error("EntityTooLarge")
+            raise S3Error(S3ErrorCode.EntityTooLarge)
         # a few stat calls on hot metadata: cheaper inline than a thread hop per small PUT
         precheck(t, if_none_match)
         if t.marker:
@@ -172,7 +176,7 @@ class LocalObjectStore(ObjectStore):
         dst = self._layout.target(dst_bucket, dst_key)
         if meta is None and src == dst:
             raise S3Error(
-                "InvalidRequest",
+                S3ErrorCode.InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself "
                 "without changing the object's metadata (use the REPLACE metadata directive).",
             )
@@ -268,7 +272,7 @@ class LocalObjectStore(ObjectStore):
         check_part_number(part_number)
         updir = self._layout.upload_dir(bucket, upload_id)
         if body.size is not None and body.size > MAX_PART_SIZE:
-            raise S3Error("EntityTooLarge")
+            raise S3Error(S3ErrorCode.EntityTooLarge)
         await self._pool.run(self._uploads.load, updir, t.key, upload_id)
 
         def finish(temp: TempFile, given: str | None) -> str:
@@ -313,10 +317,12 @@ class LocalObjectStore(ObjectStore):
         t = self._layout.target(bucket, key)
         updir = self._layout.upload_dir(bucket, upload_id)
         if not parts:
-            raise S3Error("MalformedXML", "CompleteMultipartUpload needs at least one part.")
+            raise S3Error(
+                S3ErrorCode.MalformedXML, "CompleteMultipartUpload needs at least one part."
+            )
         numbers = [n for n, _ in parts]
         if any(b <= a for a, b in itertools.pairwise(numbers)):
-            raise S3Error("InvalidPartOrder")
+            raise S3Error(S3ErrorCode.InvalidPartOrder)
         return await self._pool.run(self._uploads.complete, t, upload_id, updir, parts)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

@@ -23,7 +23,7 @@ from gateway.backends.local.layout import Layout
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import READ_CHUNK
 from gateway.backends.local.records import set_meta
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 T = TypeVar("T")
 
@@ -158,7 +158,9 @@ def copy_into(src_fd: int, temp: TempFile, offset: int, length: int, hashed: boo
             while length > 0:
                 n = os.copy_file_range(src_fd, dst, length, offset)
                 if n == 0:
-                    raise S3Error("InternalError", "The source changed on disk while copied.")
+                    raise S3Error(
+                        S3ErrorCode.InternalError, "The source changed on disk while copied."
+                    )
                 offset += n
                 length -= n
                 temp.size += n
@@ -170,7 +172,7 @@ def copy_into(src_fd: int, temp: TempFile, offset: int, length: int, hashed: boo
     while length > 0:
         data = os.pread(src_fd, min(READ_CHUNK, length), offset)
         if not data:
-            raise S3Error("InternalError", "The source changed on disk while copied.")
+            raise S3Error(S3ErrorCode.InternalError, "The source changed on disk while copied.")
         hasher.update(data)
         write_all(dst, data)
         offset += len(data)
@@ -213,7 +215,7 @@ async def stream_into_temp(
             inflight = None
         given = getattr(body, "md5_hex", None) if body_hashes else None
         if body.size is not None and temp.size + pending_len != body.size:
-            raise S3Error("IncompleteBody")
+            raise S3Error(S3ErrorCode.IncompleteBody)
         # tracked like a batch: if we are cancelled now, the file is not touched under it
         done: asyncio.Future[T] = pool.submit(_finish, temp, pending, given, finish)
         inflight = done

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from awscrt.checksums import crc32c
 
 from gateway.backends.base import Body
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: aws-chunked chunk size for uploads (what botocore uses; S3 wants >= 8 KiB but the last).
 UPLOAD_CHUNK = 1 << 20
@@ -68,7 +68,9 @@ class ChunkedFeed:
             while view.nbytes:
                 if left == 0:
                     if remaining == 0:
-                        raise S3Error("IncompleteBody", "The body is longer than its length.")
+                        raise S3Error(
+                            S3ErrorCode.IncompleteBody, "The body is longer than its length."
+                        )
                     left = min(UPLOAD_CHUNK, remaining)
                     lead = b"\r\n" if remaining != self.size else b""
                     yield lead + f"{left:x}\r\n".encode()
@@ -79,7 +81,7 @@ class ChunkedFeed:
                 remaining -= take.nbytes
                 yield take
         if remaining or left:
-            raise S3Error("IncompleteBody")
+            raise S3Error(S3ErrorCode.IncompleteBody)
         yield (b"\r\n" if self.size else b"") + _chunked_end(crc)
 
     def reraise(self) -> None:

@@ -57,7 +57,7 @@ from gateway.backends.s3.upstream import (
     read_body,
 )
 from gateway.protocol.conditions import check_conditions
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.sigv4 import uri_encode
 
 #: how long the health probe waits for the upstream's answer
@@ -126,7 +126,7 @@ class S3ObjectStore(ObjectStore):
         # upstream agrees (versitygw deletes such a bucket), so ask first.
         uploads = await self.list_multipart_uploads(bucket, max_uploads=1)
         if uploads.uploads:
-            raise S3Error("BucketNotEmpty", resource=f"/{bucket}")
+            raise S3Error(S3ErrorCode.BucketNotEmpty, resource=f"/{bucket}")
         await self._upstream.discard("DELETE", bucket)
 
     async def head_bucket(self, bucket: str) -> None:
@@ -171,7 +171,7 @@ class S3ObjectStore(ObjectStore):
         try:
             resp = await self._upstream.send("GET", bucket, key, headers=headers)
         except S3Error as exc:
-            if exc.code == "NotModified" and "ETag" not in exc.headers:
+            if exc.code == S3ErrorCode.NotModified and "ETag" not in exc.headers:
                 # a 304 carries the validators; some upstreams leave them out
                 info = await self.head_object(bucket, key)
                 exc.headers["ETag"] = f'"{info.etag}"'
@@ -216,7 +216,7 @@ class S3ObjectStore(ObjectStore):
         except S3Error as exc:
             # S3 answers 204 for a missing key; an upstream may say NoSuchKey when another
             # delete of the key won the race (versitygw under concurrent deletes): same outcome
-            if exc.code != "NoSuchKey":
+            if exc.code != S3ErrorCode.NoSuchKey:
                 raise
 
     async def list_objects(
@@ -315,7 +315,7 @@ class S3ObjectStore(ObjectStore):
         except S3Error as exc:
             # versitygw checks the parts before the upload: a finished or aborted upload
             # comes back as InvalidPart where S3 says NoSuchUpload
-            if exc.code == "InvalidPart":
+            if exc.code == S3ErrorCode.InvalidPart:
                 await self.list_parts(bucket, key, upload_id, max_parts=1)
             raise
         etag = dig(doc, "CompleteMultipartUploadResult", "ETag")
@@ -399,9 +399,9 @@ class S3ObjectStore(ObjectStore):
             )
         except S3Error as exc:
             # S3 answers a failed x-amz-copy-source-if-* with 412, never 304 (versitygw: 304)
-            if exc.code == "NotModified":
+            if exc.code == S3ErrorCode.NotModified:
                 raise S3Error(
-                    "PreconditionFailed",
+                    S3ErrorCode.PreconditionFailed,
                     "The copy source's x-amz-copy-source-if-none-match or "
                     "x-amz-copy-source-if-modified-since condition does not hold.",
                     resource=f"/{bucket}/{key}",
@@ -434,14 +434,16 @@ class S3ObjectStore(ObjectStore):
         match = SINGLE_RANGE.match(range_header.strip())
         if not match or not (match.group(1) or match.group(2)):
             raise S3Error(
-                "InvalidArgument",
+                S3ErrorCode.InvalidArgument,
                 "The x-amz-copy-source-range value must be of the form bytes=first-last where "
                 "first and last are the zero-based offsets of the first and last bytes to copy.",
             )
         first, last = match.groups()
         if first and last:
             if int(first) > int(last):
-                raise S3Error("InvalidArgument", f"Invalid copy source range {range_header}.")
+                raise S3Error(
+                    S3ErrorCode.InvalidArgument, f"Invalid copy source range {range_header}."
+                )
             return f"bytes={first}-{last}"
         size = (await self.head_object(bucket, key)).size
         if first:
@@ -449,11 +451,11 @@ class S3ObjectStore(ObjectStore):
         else:
             start, end = max(0, size - int(last)), size - 1
         if start > end:
-            raise S3Error("InvalidRange", resource=f"/{bucket}/{key}")
+            raise S3Error(S3ErrorCode.InvalidRange, resource=f"/{bucket}/{key}")
         return f"bytes={start}-{end}"
 
 
 def check_key(bucket: str, key: str) -> None:
     # S3's limit, which not every upstream enforces (versitygw takes longer keys)
     if len(key.encode()) > MAX_KEY_BYTES:
-        raise S3Error("KeyTooLongError", resource=f"/{bucket}/{key[:64]}...")
+        raise S3Error(S3ErrorCode.KeyTooLongError, resource=f"/{bucket}/{key[:64]}...")

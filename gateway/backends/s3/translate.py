@@ -24,7 +24,7 @@ from gateway.backends.base import (
     ObjectInfo,
     WriteMeta,
 )
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 
 META_PREFIX = "x-amz-meta-"
 #: Elements that repeat in S3 listings; xmltodict makes them lists even when there is one.
@@ -47,7 +47,9 @@ def parse_xml(raw: bytes) -> dict[str, Any] | None:
 
 
 def bad_answer(operation: str) -> S3Error:
-    return S3Error("InternalError", f"The object store sent an unexpected answer to {operation}.")
+    return S3Error(
+        S3ErrorCode.InternalError, f"The object store sent an unexpected answer to {operation}."
+    )
 
 
 def dig(doc: Mapping[str, Any], *path: str) -> Any:

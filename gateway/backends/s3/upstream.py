@@ -26,7 +26,7 @@ from gateway.backends.s3.upstream_errors import (
     UPSTREAM_AUTH_CODES,
     error_from,
 )
-from gateway.protocol.errors import S3Error, log_outage, store_unavailable
+from gateway.protocol.errors import S3Error, S3ErrorCode, log_outage, store_unavailable
 from gateway.protocol.sigv4 import (
     EMPTY_SHA256,
     STREAMING_UNSIGNED_TRAILER,
@@ -172,7 +172,7 @@ class Upstream:
     ) -> aiohttp.ClientResponse:
         """Stream ``body`` upstream; if it fails, the request is cut short and its error raised."""
         if body.size is None:
-            raise S3Error("MissingContentLength", resource=f"/{bucket}/{key}")
+            raise S3Error(S3ErrorCode.MissingContentLength, resource=f"/{bucket}/{key}")
         headers = dict(headers or {})
         if body.size <= SMALL_BODY:
             # Small bodies are collected first (bounded memory): one plain request is far
@@ -273,7 +273,7 @@ class Upstream:
         error = error_from(raw, resp.status, resource)
         if error is None:
             error = await self._status_error(resp, method, bucket, key, resource)
-        if error.code == "NotModified":
+        if error.code == S3ErrorCode.NotModified:
             error.headers.update(validator_headers(resp.headers))
         if error.code in UPSTREAM_AUTH_CODES:
             log_outage(
@@ -303,14 +303,14 @@ class Upstream:
         status = resp.status
         if status == 404:
             if key is None or not bucket:
-                return S3Error("NoSuchBucket", resource=resource)
+                return S3Error(S3ErrorCode.NoSuchBucket, resource=resource)
             # a HEAD cannot say whether the key or its bucket is missing: ask
             try:
                 await self.discard("HEAD", bucket)
             except S3Error as exc:
-                if exc.code == "NoSuchBucket":
-                    return S3Error("NoSuchBucket", resource=f"/{bucket}")
-            return S3Error("NoSuchKey", resource=resource)
+                if exc.code == S3ErrorCode.NoSuchBucket:
+                    return S3Error(S3ErrorCode.NoSuchBucket, resource=f"/{bucket}")
+            return S3Error(S3ErrorCode.NoSuchKey, resource=resource)
         code = STATUS_CODES.get(status)
         if code is None:
             code = "InternalError" if status >= 500 else "InvalidRequest"
@@ -364,10 +364,12 @@ async def _collect(body: Body, size: int) -> bytes:
     async for piece in body:
         total += len(piece)
         if total > size:
-            raise S3Error("IncompleteBody", "The body is longer than its declared length.")
+            raise S3Error(
+                S3ErrorCode.IncompleteBody, "The body is longer than its declared length."
+            )
         pieces.append(piece)
     if total != size:
-        raise S3Error("IncompleteBody")
+        raise S3Error(S3ErrorCode.IncompleteBody)
     return b"".join(pieces)
 
 
@@ -377,7 +379,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     while chunk := await resp.content.read(65536):
         total += len(chunk)
         if total > limit:
-            raise S3Error("InternalError", "The object store sent an oversized answer.")
+            raise S3Error(S3ErrorCode.InternalError, "The object store sent an oversized answer.")
         chunks.append(chunk)
     return b"".join(chunks)
 

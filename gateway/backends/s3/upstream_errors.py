@@ -65,5 +65,5 @@ def _s3_error_from(raw: bytes, status: int, resource: str) -> S3Error | None:
     if code.isdigit():  # some servers put the HTTP status in Code
         return None
     if status < 300:  # 200-with-Error: take the table's status for the code
-        return S3Error(code, message, resource=resource)
-    return S3Error(code, message, status=status, resource=resource)
+        return S3Error.relayed(code, message, status=None, resource=resource)
+    return S3Error.relayed(code, message, status=status, resource=resource)

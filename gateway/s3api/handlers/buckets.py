@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.protocol import s3xml
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.s3api.handlers.common import S3Request, read_xml, xml_response
 
 _ACL_INNER = (
@@ -36,7 +36,7 @@ async def create_bucket(r: S3Request) -> web.StreamResponse:
         constraint = (s3xml.text(s3xml.child(doc, "LocationConstraint")) or "").strip()
         if constraint and constraint != r.config.region:
             raise S3Error(
-                "IllegalLocationConstraintException",
+                S3ErrorCode.IllegalLocationConstraintException,
                 f"The {constraint} location constraint is incompatible with the region of this "
                 f"server ({r.config.region}). Omit the constraint or use {r.config.region}.",
                 resource=r.resource,

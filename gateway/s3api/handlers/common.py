@@ -14,8 +14,9 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 from gateway.backends.base import STORED_HEADERS, Conditions, ObjectStore, WriteMeta
 from gateway.config import Config
 from gateway.protocol import s3xml
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.names import validate_bucket, validate_key
+from gateway.s3api.auth import AuthContext
 from gateway.s3api.body import request_body
 from gateway.usecases.writes import WritePath
 from policy.enforce import Decision
@@ -42,7 +43,7 @@ class S3Request:
     op: str
     bucket: str
     key: str
-    auth: Any  # gateway.s3api.auth.AuthContext
+    auth: AuthContext
     #: what policy.enforce decided for this request (None only in handler unit tests)
     decision: Decision | None = None
     #: the write protocol's services (records, claims, audit)
@@ -84,7 +85,7 @@ def int_param(
         value = low - 1
     if value < low:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             f"Argument {name} must be an integer between {low} and 2147483647.",
             extra={"ArgumentName": name, "ArgumentValue": raw},
         )
@@ -98,7 +99,7 @@ def url_encoding(query: MultiDictProxy[str]) -> bool:
         return False
     if value.lower() != "url":
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "Invalid Encoding Method specified in Request: only 'url' is supported.",
             extra={"ArgumentName": "encoding-type", "ArgumentValue": value},
         )
@@ -110,10 +111,9 @@ def check_version_id(query: MultiDictProxy[str], resource: str) -> None:
     version = query.get("versionId")
     if version is not None and version != "null":
         raise S3Error(
-            "NoSuchVersion",
+            S3ErrorCode.NoSuchVersion,
             "The specified version does not exist: this server keeps one version per key "
             "(version id 'null').",
-            status=404,
             resource=resource,
             extra={"VersionId": version},
         )
@@ -143,7 +143,7 @@ def write_meta(headers: CIMultiDictProxy[str]) -> WriteMeta:
             meta.headers[lower] = value
     if size > MAX_METADATA_BYTES:
         raise S3Error(
-            "MetadataTooLarge",
+            S3ErrorCode.MetadataTooLarge,
             f"Your metadata headers are {size} bytes; user metadata (x-amz-meta-* names and "
             f"values) is limited to {MAX_METADATA_BYTES} bytes.",
             extra={"Size": str(size), "MaxSizeAllowed": str(MAX_METADATA_BYTES)},
@@ -177,7 +177,7 @@ def require_length(headers: CIMultiDictProxy[str]) -> None:
     """Writes must announce their size, directly or as aws-chunked's decoded length."""
     if "Content-Length" not in headers and "x-amz-decoded-content-length" not in headers:
         raise S3Error(
-            "MissingContentLength",
+            S3ErrorCode.MissingContentLength,
             "You must provide the Content-Length HTTP header (or, for aws-chunked uploads, "
             "x-amz-decoded-content-length).",
         )
@@ -192,10 +192,9 @@ def copy_source(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
             name, _, value = pair.partition("=")
             if name == "versionId" and unquote(value) != "null":
                 raise S3Error(
-                    "NoSuchVersion",
+                    S3ErrorCode.NoSuchVersion,
                     "The specified version does not exist: this server keeps one version per "
                     "key (version id 'null').",
-                    status=404,
                 )
     path = unquote(path)
     if path.startswith("/"):
@@ -203,7 +202,7 @@ def copy_source(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
     bucket, _, key = path.partition("/")
     if not bucket or not key:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey.",
             extra={"ArgumentName": "x-amz-copy-source", "ArgumentValue": raw},
         )
@@ -237,7 +236,7 @@ async def read_xml(r: S3Request, root: str, *, required: bool = True) -> dict[st
         total += len(chunk)
         if total > s3xml.MAX_REQUEST_XML:
             raise S3Error(
-                "MalformedXML",
+                S3ErrorCode.MalformedXML,
                 f"The XML document is larger than {s3xml.MAX_REQUEST_XML} bytes.",
                 resource=r.resource,
             )
@@ -245,6 +244,8 @@ async def read_xml(r: S3Request, root: str, *, required: bool = True) -> dict[st
     data = b"".join(chunks)
     if not data.strip():
         if required:
-            raise S3Error("MalformedXML", f"A <{root}> document is required.", resource=r.resource)
+            raise S3Error(
+                S3ErrorCode.MalformedXML, f"A <{root}> document is required.", resource=r.resource
+            )
         return None
     return s3xml.parse(data, root)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.backends.base import ObjectInfo
 from gateway.protocol import s3xml
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.s3api.handlers.common import S3Request, int_param, url_encoding, xml_response
 
 MAX_KEYS = 1000
@@ -79,7 +79,7 @@ def decode_token(token: str) -> str:
         return raw.decode("utf-8", "surrogatepass")
     except (binascii.Error, UnicodeError, ValueError) as exc:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "The continuation token provided is incorrect.",
             extra={"ArgumentName": "continuation-token", "ArgumentValue": token},
         ) from exc
@@ -124,7 +124,7 @@ async def list_object_versions(r: S3Request) -> web.StreamResponse:
     version_marker = q.get("version-id-marker", "")
     if version_marker and not key_marker:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             "A version-id marker cannot be specified without a key marker.",
             extra={"ArgumentName": "version-id-marker", "ArgumentValue": version_marker},
         )

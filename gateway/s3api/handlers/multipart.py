@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.backends.base import MAX_PART_NUMBER
 from gateway.protocol import s3xml
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.s3api.handlers.common import (
     S3Request,
     checksum_headers,
@@ -33,7 +33,9 @@ MAX_PARTS = 1000
 def _upload_id(r: S3Request) -> str:
     upload_id = r.query.get("uploadId", "")
     if not upload_id:
-        raise S3Error("NoSuchUpload", "The uploadId parameter is empty.", resource=r.resource)
+        raise S3Error(
+            S3ErrorCode.NoSuchUpload, "The uploadId parameter is empty.", resource=r.resource
+        )
     return upload_id
 
 
@@ -45,7 +47,7 @@ def _part_number(r: S3Request) -> int:
         number = 0
     if not 1 <= number <= MAX_PART_NUMBER:
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive.",
             resource=r.resource,
             extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
@@ -139,16 +141,20 @@ def _parts(doc: dict) -> list[tuple[int, str]]:
         try:
             number = int((number_text or "").strip())
         except ValueError as exc:
-            raise S3Error("MalformedXML", "Every <Part> needs a numeric <PartNumber>.") from exc
+            raise S3Error(
+                S3ErrorCode.MalformedXML, "Every <Part> needs a numeric <PartNumber>."
+            ) from exc
         if etag is None:
-            raise S3Error("MalformedXML", "Every <Part> needs an <ETag>.")
+            raise S3Error(S3ErrorCode.MalformedXML, "Every <Part> needs an <ETag>.")
         parts.append((number, etag.strip().strip('"')))
     if not parts:
-        raise S3Error("MalformedXML", "The <CompleteMultipartUpload> document lists no parts.")
+        raise S3Error(
+            S3ErrorCode.MalformedXML, "The <CompleteMultipartUpload> document lists no parts."
+        )
     for (a, _), (b, _) in itertools.pairwise(parts):
         if b <= a:
             raise S3Error(
-                "InvalidPartOrder",
+                S3ErrorCode.InvalidPartOrder,
                 "The list of parts was not in ascending order: part numbers must increase.",
             )
     return parts
@@ -177,7 +183,7 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
         # the completed object is read back once, as a stream, to hash it.
         sha256, size, content_type = await hash_object(r.store, r.bucket, r.key, etag)
     except S3Error as err:
-        if err.code != "PreconditionFailed":
+        if err.code != S3ErrorCode.PreconditionFailed:
             await write.abort(r.store, etag=etag)
             raise
         # Overwritten (overwrite = allow) before it could be hashed: the newer write owns

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.backends.base import Conditions, ObjectInfo, WriteMeta
 from gateway.protocol import s3xml
-from gateway.protocol.errors import S3Error
+from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.names import validate_key
 from gateway.protocol.safe_serving import apply_download_rule, refuse_as_subresource
 from gateway.s3api.handlers.buckets import ACL_DOCUMENT
@@ -26,7 +26,7 @@ from gateway.s3api.handlers.common import (
 )
 from gateway.s3api.sendfile import send_body
 from gateway.usecases.writes import WritePath, hash_object, refused, stamp
-from policy.enforce import Decision, Refusal
+from policy.enforce import Decision, OperationClass, Refusal
 
 log = logging.getLogger("minimo.s3")
 
@@ -77,7 +77,7 @@ def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
 def _no_part_number(r: S3Request) -> None:
     if "partNumber" in r.query:
         raise S3Error(
-            "NotImplemented",
+            S3ErrorCode.NotImplemented,
             "Reading a single part with partNumber is not implemented; use a Range header.",
             resource=r.resource,
         )
@@ -149,7 +149,7 @@ def _if_none_match(r: S3Request) -> bool:
     value = r.headers.get("If-None-Match")
     if r.headers.get("If-Match") is not None or (value is not None and value.strip() != "*"):
         raise S3Error(
-            "NotImplemented",
+            S3ErrorCode.NotImplemented,
             "Conditional writes support only If-None-Match: *.",
             resource=r.resource,
         )
@@ -173,7 +173,11 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         )
     except BaseException as exc:
         await write.fail(r.store, exc)
-        if isinstance(exc, S3Error) and exc.code == "PreconditionFailed" and not if_none_match:
+        if (
+            isinstance(exc, S3Error)
+            and exc.code == S3ErrorCode.PreconditionFailed
+            and not if_none_match
+        ):
             raise await write.overwrite_refused() from None
         raise
     await write.commit(
@@ -197,7 +201,7 @@ def _directive(r: S3Request) -> str:
     value = r.headers.get("x-amz-metadata-directive", "COPY").upper()
     if value not in ("COPY", "REPLACE"):
         raise S3Error(
-            "InvalidArgument",
+            S3ErrorCode.InvalidArgument,
             f"Unknown metadata directive {value!r}: use COPY or REPLACE.",
             extra={"ArgumentName": "x-amz-metadata-directive", "ArgumentValue": value},
         )
@@ -209,7 +213,7 @@ async def copy_object(r: S3Request) -> web.StreamResponse:
     replace = _directive(r) == "REPLACE"
     if not replace and (src_bucket, src_key) == (r.bucket, r.key):
         raise S3Error(
-            "InvalidRequest",
+            S3ErrorCode.InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself "
             "without changing the object's metadata, storage class, website redirect location "
             "or encryption attributes.",
@@ -300,10 +304,12 @@ def _delete_request(doc: dict) -> tuple[bool, list[tuple[str, str | None]]]:
     quiet = (s3xml.text(doc.get("Quiet")) or "").strip().lower() == "true"
     objects = s3xml.as_list(doc.get("Object"))
     if not objects:
-        raise S3Error("MalformedXML", "A <Delete> document must name at least one <Object>.")
+        raise S3Error(
+            S3ErrorCode.MalformedXML, "A <Delete> document must name at least one <Object>."
+        )
     if len(objects) > MAX_DELETE_KEYS:
         raise S3Error(
-            "MalformedXML",
+            S3ErrorCode.MalformedXML,
             f"A <Delete> document names at most {MAX_DELETE_KEYS} objects; "
             f"this one names {len(objects)}.",
         )
@@ -311,7 +317,7 @@ def _delete_request(doc: dict) -> tuple[bool, list[tuple[str, str | None]]]:
     for obj in objects:
         key = s3xml.text(s3xml.child(obj, "Key"))
         if key is None:
-            raise S3Error("MalformedXML", "Every <Object> needs a <Key>.")
+            raise S3Error(S3ErrorCode.MalformedXML, "Every <Object> needs a <Key>.")
         version = s3xml.text(s3xml.child(obj, "VersionId"))
         items.append((key, version))
     return quiet, items
@@ -321,11 +327,15 @@ async def _delete_one(r: S3Request, key: str, version: str | None) -> str:
     _, writes = _write_context(r)
     try:
         if version is not None and version not in ("", "null"):
-            raise S3Error("NoSuchVersion", "This server keeps one version per key ('null').")
+            raise S3Error(
+                S3ErrorCode.NoSuchVersion, "This server keeps one version per key ('null')."
+            )
         validate_key(r.bucket, key)
         try:
             # Each key is judged on its own (its rule, its owner), refusals audited.
-            decision = await writes.enforcer.decide(r.auth.principal, "DeleteObject", r.bucket, key)
+            decision = await writes.enforcer.decide(
+                r.auth.principal, "DeleteObject", OperationClass.DELETE, r.bucket, key
+            )
         except Refusal as refusal:
             raise refused(refusal) from None
         await _delete(r, writes, decision, key)

@@ -111,30 +111,46 @@ class Walk:
             path = self.bucket_dir
         yield from self._walk(path, rel)
 
+    def _names(self, dirpath: str, rel: str) -> list[str]:
+        """The entries of ``dirpath`` that can still yield a key, sorted; directories end in "/".
+
+        S3 lists in key order and a directory comes in no order, so a directory is read whole
+        before its first key is answered. Only the names that can matter are kept, and only
+        names: a listing of a folder of many objects holds them all at once, once per listing
+        in flight, and (name, path, flag) tuples took three times the memory; the names
+        before ``start_after`` or outside the prefix are dropped as they are read, so later
+        pages of a large folder hold less."""
+        prefix, start_after = self.prefix, self.start_after
+        names: list[str] = []
+        with os.scandir(dirpath) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    key = rel + entry.name + "/"
+                    if not (key.startswith(prefix) or prefix.startswith(key)):
+                        continue
+                    if key < start_after and not start_after.startswith(key):
+                        continue  # the whole subtree sorts before start_after
+                    names.append(entry.name + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    key = rel + entry.name
+                    if key > start_after and key.startswith(prefix):
+                        names.append(entry.name)
+        names.sort()
+        return names
+
     def _walk(self, dirpath: str, rel: str) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
         try:
-            with os.scandir(dirpath) as it:
-                items = []
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        items.append((entry.name + "/", entry.path, True))
-                    elif entry.is_file(follow_symlinks=False):
-                        items.append((entry.name, entry.path, False))
+            names = self._names(dirpath, rel)
         except (FileNotFoundError, NotADirectoryError):
             return
-        items.sort()
         prefix, start_after = self.prefix, self.start_after
-        for name, path, is_dir in items:
+        for name in names:
             key = rel + name
-            if not is_dir:
-                if key > start_after and key.startswith(prefix):
-                    yield key, path, None
+            if not name.endswith("/"):
+                yield key, os.path.join(dirpath, name), None
                 continue
             # key is "dir/": every key inside starts with it
-            if not (key.startswith(prefix) or prefix.startswith(key)):
-                continue
-            if key < start_after and not start_after.startswith(key):
-                continue  # the whole subtree sorts before start_after
+            path = os.path.join(dirpath, name[:-1])
             if self.folded is not None and key.startswith(self.folded):
                 continue
             if (

@@ -93,10 +93,19 @@ class Refusal(Exception):
     ``code`` says which S3 error it becomes (AccessDenied, or NoSuchUpload for unknown
     uploads)."""
 
-    def __init__(self, message: str, code: RefusalCode = RefusalCode.AccessDenied) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: RefusalCode = RefusalCode.AccessDenied,
+        *,
+        outside_rules: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        #: no policy rule covers the target: the gateway answers NoSuchBucket instead when the
+        #: bucket does not exist (as S3 does for a write to a missing bucket)
+        self.outside_rules = outside_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +268,8 @@ class Enforcer:
         if rule is None:
             raise Refusal(
                 f"No policy rule covers {s3_url(bucket, key)}, so nothing may be written there; "
-                "an admin must add one (minimo policy set)."
+                "an admin must add one (minimo policy set).",
+                outside_rules=True,
             )
         return policy, rule
 

@@ -210,6 +210,16 @@ def test_no_matching_rule(site: Site) -> None:
     )
 
 
+def test_no_rule_and_no_bucket_is_no_such_bucket(site: Site) -> None:
+    """Outside every rule, a missing bucket is named first (as S3 does); a bucket that exists
+    keeps the policy's refusal (test_no_matching_rule)."""
+    missing = f"absent-{secrets.token_hex(4)}"
+    s3 = site.client(site.admin)
+    refusal(lambda: s3.put_object(Bucket=missing, Key="nowhere/x", Body=b"x"), "NoSuchBucket")
+    refusal(lambda: s3.create_multipart_upload(Bucket=missing, Key="nowhere/y"), "NoSuchBucket")
+    refusal(lambda: s3.put_object(Bucket=site.bucket, Key="nowhere/x", Body=b"x"))
+
+
 def test_readers_never_write(site: Site) -> None:
     message = refusal(
         lambda: site.client(site.reader).put_object(Bucket=site.bucket, Key="scratch/r", Body=b"r")

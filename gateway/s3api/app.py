@@ -105,7 +105,20 @@ async def authorize(
                 pass  # absent (or unknowable): the refusal stands
             else:
                 raise S3Error(S3ErrorCode.BucketAlreadyOwnedByYou, resource=f"/{bucket}") from None
+        if refusal.outside_rules and bucket:
+            await _refuse_missing_bucket(request, bucket)
         raise refused(refusal, f"/{bucket}/{key}" if key else f"/{bucket}") from None
+
+
+async def _refuse_missing_bucket(request: web.Request, bucket: str) -> None:
+    """A write outside every policy rule to a bucket that does not exist answers NoSuchBucket,
+    as S3 does: what a client checks first (is the bucket there?) comes before minimo's own
+    refusal. Existing buckets (and an unreachable store) keep the policy's refusal."""
+    try:
+        await request.app[OBJECT_STORE].head_bucket(bucket)
+    except S3Error as err:
+        if err.code is S3ErrorCode.NoSuchBucket:
+            raise S3Error(S3ErrorCode.NoSuchBucket, resource=f"/{bucket}") from None
 
 
 def split_target(request: web.Request, domain: str | None) -> tuple[str, str]:

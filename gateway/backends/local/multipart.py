@@ -47,7 +47,7 @@ from gateway.backends.local.records import EMPTY_MD5, encode_meta, get_meta, met
 from gateway.backends.local.writing import TempFile, copy_into, seal
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
-from gateway.protocol.ranges import parse_range
+from gateway.protocol.ranges import copy_range
 
 _PART_FILE = re.compile(r"part-(\d{5})\Z")
 
@@ -150,7 +150,7 @@ class Uploads:
         fd, info = open_sync(src)
         try:
             check_conditions(info, conditions, copy_source=True)
-            byte_range = parse_range(range_header, info.size)
+            byte_range = copy_range(range_header, info.size) if range_header is not None else None
             start, length = (byte_range.start, byte_range.length) if byte_range else (0, info.size)
             if length > MAX_PART_SIZE:
                 raise S3Error(S3ErrorCode.EntityTooLarge)

@@ -30,7 +30,6 @@ from gateway.backends.base import (
 )
 from gateway.backends.s3.splice_reader import UpstreamReader
 from gateway.backends.s3.translate import (
-    SINGLE_RANGE,
     as_bool,
     bad_answer,
     complete_xml,
@@ -58,6 +57,7 @@ from gateway.backends.s3.upstream import (
 )
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.ranges import copy_range, parse_copy_range
 from gateway.protocol.sigv4 import uri_encode
 
 #: how long the health probe waits for the upstream's answer
@@ -290,10 +290,10 @@ class S3ObjectStore(ObjectStore):
         conditions: Conditions | None = None,
     ) -> CopyResult:
         headers = await self._copy_source_headers(src_bucket, src_key, conditions)
-        if range_header:
-            headers["x-amz-copy-source-range"] = await self._copy_range(
-                src_bucket, src_key, range_header
-            )
+        if range_header is not None:
+            copied, etag = await self._copy_range(src_bucket, src_key, range_header)
+            headers["x-amz-copy-source-range"] = copied
+            headers.setdefault("x-amz-copy-source-if-match", f'"{etag}"')
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
         doc = await self._copy_xml(bucket, key, query=query, headers=headers)
         return copy_result(doc, "CopyPartResult")
@@ -429,30 +429,14 @@ class S3ObjectStore(ObjectStore):
             headers.setdefault("x-amz-copy-source-if-match", f'"{info.etag}"')
         return headers
 
-    async def _copy_range(self, bucket: str, key: str, range_header: str) -> str:
-        """The client's ``bytes=a-b`` as x-amz-copy-source-range; open ranges need the size."""
-        match = SINGLE_RANGE.match(range_header.strip())
-        if not match or not (match.group(1) or match.group(2)):
-            raise S3Error(
-                S3ErrorCode.InvalidArgument,
-                "The x-amz-copy-source-range value must be of the form bytes=first-last where "
-                "first and last are the zero-based offsets of the first and last bytes to copy.",
-            )
-        first, last = match.groups()
-        if first and last:
-            if int(first) > int(last):
-                raise S3Error(
-                    S3ErrorCode.InvalidArgument, f"Invalid copy source range {range_header}."
-                )
-            return f"bytes={first}-{last}"
-        size = (await self.head_object(bucket, key)).size
-        if first:
-            start, end = int(first), size - 1
-        else:
-            start, end = max(0, size - int(last)), size - 1
-        if start > end:
-            raise S3Error(S3ErrorCode.InvalidRange, resource=f"/{bucket}/{key}")
-        return f"bytes={start}-{end}"
+    async def _copy_range(self, bucket: str, key: str, range_header: str) -> tuple[str, str]:
+        """The client's range, checked against the source's size (a range past its end is
+        InvalidRange, whatever the upstream would do), and the ETag seen: the caller pins the
+        copy to it, so a shorter source put in between cannot be copied instead."""
+        parse_copy_range(range_header)  # a malformed range fails before any upstream call
+        info = await self.head_object(bucket, key)
+        byte_range = copy_range(range_header, info.size)
+        return f"bytes={byte_range.start}-{byte_range.end}", info.etag
 
 
 def check_key(bucket: str, key: str) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.backends.base import MAX_PART_NUMBER
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.ranges import parse_copy_range
 from gateway.s3api.handlers.common import (
     S3Request,
     checksum_headers,
@@ -102,6 +103,9 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
     number = _part_number(r)
     upload_id = _upload_id(r)
     src_bucket, src_key = copy_source(r.headers)
+    range_header = r.headers.get("x-amz-copy-source-range")
+    if range_header is not None:
+        parse_copy_range(range_header)  # malformed: 400 before the source is even looked at
     decision, writes = _write_context(r)
     try:
         await writes.enforcer.check_read(decision.principal, src_bucket)
@@ -114,7 +118,7 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
         number,
         src_bucket,
         src_key,
-        range_header=r.headers.get("x-amz-copy-source-range"),
+        range_header=range_header,
         conditions=conditions(r.headers, "x-amz-copy-source-"),
     )
     await writes.accepted(

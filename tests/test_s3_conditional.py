@@ -59,3 +59,74 @@ def test_copy_source_range_is_strict(gateway: Gateway, s3, bucket: str) -> None:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
     )
     assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == src[990:]
+
+
+# -- conditional writes ---------------------------------------------------------------------------
+
+
+def _start(s3, bucket: str, key: str, data: bytes) -> tuple[str, list[dict]]:
+    uid = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=1, Body=data)["ETag"]
+    return uid, [{"PartNumber": 1, "ETag": etag}]
+
+
+def _complete(s3, bucket: str, key: str, uid: str, parts: list[dict], **condition: str) -> dict:
+    return s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, **condition
+    )
+
+
+def test_complete_if_none_match(s3, bucket: str) -> None:
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"first")["ETag"]
+    uid, parts = _start(s3, bucket, "k", b"second")
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", uid, parts, IfNoneMatch="*")
+    assert (code_of(exc), status_of(exc)) == ("PreconditionFailed", 412)
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert (got["ETag"], got["Body"].read()) == (first, b"first")
+    # refused, not consumed: the upload is still there to complete another way
+    assert len(s3.list_parts(Bucket=bucket, Key="k", UploadId=uid)["Parts"]) == 1
+    s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=uid)
+
+    uid, parts = _start(s3, bucket, "new", b"fresh")
+    done = _complete(s3, bucket, "new", uid, parts, IfNoneMatch="*")
+    assert s3.get_object(Bucket=bucket, Key="new")["ETag"] == done["ETag"]
+
+
+def test_complete_if_match(s3, bucket: str) -> None:
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"first")["ETag"]
+    uid, parts = _start(s3, bucket, "k", b"second")
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", uid, parts, IfMatch='"0123456789abcdef0123456789abcdef"')
+    assert (code_of(exc), status_of(exc)) == ("PreconditionFailed", 412)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"first"
+    done = _complete(s3, bucket, "k", uid, parts, IfMatch=first)
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert (got["ETag"], got["Body"].read()) == (done["ETag"], b"second")
+
+    uid, parts = _start(s3, bucket, "missing", b"x")
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "missing", uid, parts, IfMatch=first)
+    assert (code_of(exc), status_of(exc)) == ("NoSuchKey", 404)
+    s3.abort_multipart_upload(Bucket=bucket, Key="missing", UploadId=uid)
+
+
+def test_put_if_match(s3, bucket: str) -> None:
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"first")["ETag"]
+    second = s3.put_object(Bucket=bucket, Key="k", Body=b"second", IfMatch=first)["ETag"]
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert (got["ETag"], got["Body"].read()) == (second, b"second")
+    # the ETag it was read at is gone: a compare-and-swap on it must fail
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="k", Body=b"third", IfMatch=first)
+    assert (code_of(exc), status_of(exc)) == ("PreconditionFailed", 412)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"second"
+    # as S3: If-Match on a key with no object is 404 NoSuchKey
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="none", Body=b"x", IfMatch=first)
+    assert (code_of(exc), status_of(exc)) == ("NoSuchKey", 404)
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="none")
+    # a folder marker too
+    marker = s3.put_object(Bucket=bucket, Key="dir/", Body=b"")["ETag"]
+    s3.put_object(Bucket=bucket, Key="dir/", Body=b"", IfMatch=marker)

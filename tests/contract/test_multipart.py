@@ -251,3 +251,33 @@ async def test_upload_part_copy_range_is_strict(store: ObjectStore, bucket: str)
     page = await store.list_parts(bucket, "dst", upload_id)
     assert [(p.number, p.size) for p in page.parts] == [(1, 1)]
     await store.abort_multipart_upload(bucket, "dst", upload_id)
+
+
+@contract
+async def test_conditional_complete(store: ObjectStore, bucket: str) -> None:
+    """If-None-Match / If-Match on a completion; a failed condition leaves the upload usable."""
+    first = await put(store, bucket, "k", b"first")
+    upload_id = await store.create_multipart_upload(bucket, "k", WriteMeta())
+    part = await _upload(store, bucket, "k", upload_id, 1, b"second")
+    async with raises("PreconditionFailed"):
+        await store.complete_multipart_upload(
+            bucket, "k", upload_id, [(1, part)], if_none_match=True
+        )
+    async with raises("PreconditionFailed"):
+        await store.complete_multipart_upload(
+            bucket, "k", upload_id, [(1, part)], if_match='"' + "0" * 32 + '"'
+        )
+    assert await get(store, bucket, "k") == b"first"
+    etag = await store.complete_multipart_upload(
+        bucket, "k", upload_id, [(1, part)], if_match=f'"{first}"'
+    )
+    assert etag == multipart_etag(b"second") and await get(store, bucket, "k") == b"second"
+    upload_id = await store.create_multipart_upload(bucket, "absent", WriteMeta())
+    part = await _upload(store, bucket, "absent", upload_id, 1, b"x")
+    async with raises("NoSuchKey"):
+        await store.complete_multipart_upload(
+            bucket, "absent", upload_id, [(1, part)], if_match=f'"{etag}"'
+        )
+    await store.complete_multipart_upload(
+        bucket, "absent", upload_id, [(1, part)], if_none_match=True
+    )

@@ -21,6 +21,7 @@ from gateway.s3api.handlers.common import (
     int_param,
     read_xml,
     require_length,
+    write_condition,
     write_meta,
     xml_response,
 )
@@ -169,6 +170,7 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
     doc = await read_xml(r, "CompleteMultipartUpload")
     assert doc is not None
     parts = _parts(doc)
+    condition = write_condition(r)
     decision, writes = _write_context(r)
     write = writes.begin(decision, r.bucket, r.key, upload_id)
     await write.start()
@@ -178,9 +180,25 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
         await write.abort()
         raise
     try:
-        etag = await r.store.complete_multipart_upload(r.bucket, r.key, upload_id, parts)
+        # under write-once, If-None-Match also closes the window after refuse_if_exists where
+        # the store allows it
+        etag = await r.store.complete_multipart_upload(
+            r.bucket,
+            r.key,
+            upload_id,
+            parts,
+            if_none_match=condition.if_none_match or decision.write_once,
+            if_match=condition.if_match,
+        )
     except BaseException as exc:
         await write.fail(r.store, exc)
+        if (
+            isinstance(exc, S3Error)
+            and exc.code == S3ErrorCode.PreconditionFailed
+            and decision.write_once
+            and not condition.if_none_match
+        ):
+            raise await write.overwrite_refused() from None
         raise
     try:
         # Part hashes cannot be combined into the whole object's SHA-256 (unlike CRCs), so

@@ -3,11 +3,14 @@ through boto3 and raw signed requests against a real ``minimo serve`` on both ba
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
 from botocore.exceptions import ClientError
 
+from gateway.config import Config
+from gateway.server import open_identity
 from tests.servers import Gateway
 from tests.test_s3_api import assert_error, code_of, raw, status_of
 
@@ -130,3 +133,47 @@ def test_put_if_match(s3, bucket: str) -> None:
     # a folder marker too
     marker = s3.put_object(Bucket=bucket, Key="dir/", Body=b"")["ETag"]
     s3.put_object(Bucket=bucket, Key="dir/", Body=b"", IfMatch=marker)
+
+
+# -- DeleteBucket ---------------------------------------------------------------------------------
+
+
+def _multipart_record(gw: Gateway, upload_id: str) -> object:
+    """The gateway's metadata-store record of an upload (None once it is forgotten)."""
+
+    async def look() -> object:
+        identity = await open_identity(Config(data_dir=gw.data_dir, mongo_uri=gw.mongo_uri))
+        try:
+            return await identity.store.get_multipart(upload_id)
+        finally:
+            await identity.store.close()
+
+    return asyncio.run(look())
+
+
+def test_delete_bucket_aborts_in_flight_uploads(gateway: Gateway, s3) -> None:
+    name = f"mpu-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=name)
+    uids = [s3.create_multipart_upload(Bucket=name, Key=f"big/{i}")["UploadId"] for i in range(3)]
+    s3.upload_part(Bucket=name, Key="big/0", UploadId=uids[0], PartNumber=1, Body=b"part")
+    s3.put_object(Bucket=name, Key="kept", Body=b"x")
+    # an object keeps the bucket, and its uploads are left alone
+    with pytest.raises(ClientError) as exc:
+        s3.delete_bucket(Bucket=name)
+    assert (code_of(exc), status_of(exc)) == ("BucketNotEmpty", 409)
+    assert len(s3.list_multipart_uploads(Bucket=name)["Uploads"]) == 3
+    assert _multipart_record(gateway, uids[0]) is not None
+
+    s3.delete_object(Bucket=name, Key="kept")
+    s3.delete_bucket(Bucket=name)  # only uploads left: aborted, as on S3
+    with pytest.raises(ClientError) as exc:
+        s3.head_bucket(Bucket=name)
+    assert status_of(exc) == 404
+    assert all(_multipart_record(gateway, uid) is None for uid in uids)
+    # the same name again starts empty: no upload came back with it
+    s3.create_bucket(Bucket=name)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=name)
+    with pytest.raises(ClientError) as exc:
+        s3.list_parts(Bucket=name, Key="big/0", UploadId=uids[0])
+    assert code_of(exc) == "NoSuchUpload"
+    s3.delete_bucket(Bucket=name)

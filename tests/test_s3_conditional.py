@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 from botocore.exceptions import ClientError
 
 from gateway.config import Config
 from gateway.server import open_identity
+from policy.store.base import MetadataStore
 from tests.servers import Gateway
 from tests.test_s3_api import assert_error, code_of, raw, status_of
 
 pytestmark = pytest.mark.parametrize("gateway", ["local-http", "s3-http"], indirect=True)
 
 MiB = 1 << 20
+T = TypeVar("T")
 
 
 def _copy_part(s3, bucket: str, upload_id: str, number: int, source_range: str) -> str:
@@ -138,17 +142,22 @@ def test_put_if_match(s3, bucket: str) -> None:
 # -- DeleteBucket ---------------------------------------------------------------------------------
 
 
-def _multipart_record(gw: Gateway, upload_id: str) -> object:
-    """The gateway's metadata-store record of an upload (None once it is forgotten)."""
+def _on_store(gw: Gateway, call: Callable[[MetadataStore], Awaitable[T]]) -> T:
+    """``call`` on the gateway's own metadata store, from this (sync) test."""
 
-    async def look() -> object:
+    async def run() -> T:
         identity = await open_identity(Config(data_dir=gw.data_dir, mongo_uri=gw.mongo_uri))
         try:
-            return await identity.store.get_multipart(upload_id)
+            return await call(identity.store)
         finally:
             await identity.store.close()
 
-    return asyncio.run(look())
+    return asyncio.run(run())
+
+
+def _multipart_record(gw: Gateway, upload_id: str) -> object:
+    """The gateway's metadata-store record of an upload (None once it is forgotten)."""
+    return _on_store(gw, lambda store: store.get_multipart(upload_id))
 
 
 def test_delete_bucket_aborts_in_flight_uploads(gateway: Gateway, s3) -> None:
@@ -177,3 +186,56 @@ def test_delete_bucket_aborts_in_flight_uploads(gateway: Gateway, s3) -> None:
         s3.list_parts(Bucket=name, Key="big/0", UploadId=uids[0])
     assert code_of(exc) == "NoSuchUpload"
     s3.delete_bucket(Bucket=name)
+
+
+# -- a completion retried after it succeeded -----------------------------------------------------
+
+
+def _completions(gw: Gateway, bucket: str, key: str) -> list[str]:
+    """The upload ids of the accepted CompleteMultipartUpload events for s3://bucket/key."""
+
+    async def events(store: MetadataStore) -> list[str]:
+        found, _ = await store.list_audit(action="CompleteMultipartUpload", limit=1000)
+        return [
+            e.details.get("upload_id")
+            for e in found
+            if e.target == f"s3://{bucket}/{key}" and e.outcome == "allowed"
+        ]
+
+    return _on_store(gw, events)
+
+
+def test_complete_retried_after_success(gateway: Gateway, s3, bucket: str) -> None:
+    one, two = secrets.token_bytes(5 * MiB), b"tail"
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    parts = [
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(Bucket=bucket, Key="k", UploadId=uid, PartNumber=n, Body=data)[
+                "ETag"
+            ],
+        }
+        for n, data in ((1, one), (2, two))
+    ]
+    done = _complete(s3, bucket, "k", uid, parts)
+    # the SDK never saw that answer and sends the same request again: the same answer
+    again = _complete(s3, bucket, "k", uid, parts)
+    for field in ("ETag", "Bucket", "Key", "Location"):
+        assert again[field] == done[field], field
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == one + two
+    assert _completions(gateway, bucket, "k") == [uid]  # no second record, no second event
+
+    # anything but that same completion of that same object is still NoSuchUpload
+    attempts = [
+        (uid, parts[:1]),  # another parts list
+        ("not-" + uid, parts),  # another upload id
+    ]
+    for upload_id, listed in attempts:
+        with pytest.raises(ClientError) as exc:
+            _complete(s3, bucket, "k", upload_id, listed)
+        assert (code_of(exc), status_of(exc)) == ("NoSuchUpload", 404)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"replaced")
+    with pytest.raises(ClientError) as exc:
+        _complete(s3, bucket, "k", uid, parts)
+    assert code_of(exc) == "NoSuchUpload"
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"replaced"

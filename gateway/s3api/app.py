@@ -41,7 +41,7 @@ from gateway.usecases.appkeys import (
     WRITE_PATH,
 )
 from gateway.usecases.writes import WritePath, refused
-from policy.enforce import SESSION_HEADER, Decision, OperationClass, Refusal
+from policy.enforce import SESSION_HEADER, Decision, OperationClass, Refusal, RefusalCode
 from policy.identity import Identity
 from policy.store.base import StoreFull, StoreUnavailable
 
@@ -84,6 +84,7 @@ async def authorize(
     the S3 error (AccessDenied, with the teaching Message) clients print."""
     continues = op.policy_class is OperationClass.CONTINUE
     upload_id = request.query.get("uploadId") if continues else None
+    completing = op.name == "CompleteMultipartUpload"
     try:
         return await writes.enforcer.decide(
             auth.principal,
@@ -93,8 +94,13 @@ async def authorize(
             key,
             request.headers.get(SESSION_HEADER),
             upload_id=upload_id,
+            audit_unknown_upload=not completing,
         )
     except Refusal as refusal:
+        if completing and refusal.code is RefusalCode.NoSuchUpload:
+            # perhaps a retry of a completion that succeeded: the handler tells (a decision
+            # without an upload), and audits the refusal when it is not
+            return Decision(op.name, auth.principal)
         if op.name == "CreateBucket":
             # Tools "make sure" the bucket exists before uploading (rclone, s3cmd) and accept
             # only BucketAlreadyOwnedByYou; an uploader must not fail there on a bucket that is

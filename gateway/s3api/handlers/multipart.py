@@ -25,6 +25,7 @@ from gateway.s3api.handlers.common import (
     write_meta,
     xml_response,
 )
+from gateway.usecases.completed import completed_again
 from gateway.usecases.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, Refusal
 from policy.store.base import MultipartRecord
@@ -172,6 +173,21 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
     parts = _parts(doc)
     condition = write_condition(r)
     decision, writes = _write_context(r)
+    if decision.upload is None:
+        # no upload in flight under this id: answered again only when it was this completion
+        etag = await completed_again(
+            r.store, writes.store, decision.principal, r.bucket, r.key, upload_id, parts
+        )
+        if etag is None:
+            message = (
+                "The specified multipart upload does not exist. The upload ID may be invalid, "
+                "or the upload may have been aborted or completed."
+            )
+            await writes.auditor.refused(
+                decision.principal, r.op, f"s3://{r.bucket}/{r.key}", message, upload_id=upload_id
+            )
+            raise S3Error(S3ErrorCode.NoSuchUpload, message, resource=r.resource)
+        return _completed_answer(r, etag)
     write = writes.begin(decision, r.bucket, r.key, upload_id)
     await write.start()
     try:
@@ -225,6 +241,10 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
             parts=len(parts),
         )
     await writes.store.delete_multipart(upload_id)
+    return _completed_answer(r, etag)
+
+
+def _completed_answer(r: S3Request, etag: str) -> web.Response:
     inner = s3xml.elements(
         [
             ("Location", f"{r.config.base_url}/{r.bucket}/{quote(r.key)}"),

@@ -262,6 +262,35 @@ def test_overwrite_rules(site: Site) -> None:
     site.verify(key, b"two", mutable_id)
 
 
+def test_conditional_writes_keep_write_once(site: Site) -> None:
+    """If-Match names the object to replace; under overwrite = deny it is still refused, on a
+    PUT as on a multipart completion (which stays usable)."""
+    session_id, prefix, keys = site.session()
+    s3 = site.client(keys)
+    etag = s3.put_object(Bucket=site.bucket, Key=prefix + "once", Body=b"first")["ETag"]
+    message = refusal(
+        lambda: s3.put_object(Bucket=site.bucket, Key=prefix + "once", Body=b"2", IfMatch=etag)
+    )
+    assert "write-once (overwrite = deny)" in message
+    upload = s3.create_multipart_upload(Bucket=site.bucket, Key=prefix + "once")["UploadId"]
+    part = s3.upload_part(
+        Bucket=site.bucket, Key=prefix + "once", UploadId=upload, PartNumber=1, Body=b"2"
+    )["ETag"]
+    for condition in ({"IfMatch": etag}, {}):
+        message = refusal(
+            lambda condition=condition: s3.complete_multipart_upload(
+                Bucket=site.bucket,
+                Key=prefix + "once",
+                UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]},
+                **condition,
+            )
+        )
+        assert "write-once (overwrite = deny)" in message
+    site.verify(prefix + "once", b"first", session_id)
+    s3.abort_multipart_upload(Bucket=site.bucket, Key=prefix + "once", UploadId=upload)
+
+
 def test_delete_rules(site: Site) -> None:
     admin, alice, bob = (site.client(k) for k in (site.admin, site.alice, site.bob))
     # raw/: delete = admin

@@ -291,6 +291,27 @@ def test_conditional_writes_keep_write_once(site: Site) -> None:
     s3.abort_multipart_upload(Bucket=site.bucket, Key=prefix + "once", UploadId=upload)
 
 
+def test_completion_retry_on_every_store(site: Site) -> None:
+    """A completion sent again (SDK retry) answers the same on sqlite and mongo, with a session
+    key; another user's identical request stays NoSuchUpload."""
+    session_id, prefix, keys = site.session()
+    s3 = site.client(keys)
+    key = prefix + "mpu"
+    upload = s3.create_multipart_upload(Bucket=site.bucket, Key=key)["UploadId"]
+    part = s3.upload_part(Bucket=site.bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"p")
+    listed = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+
+    def complete(client: Any) -> dict:
+        return client.complete_multipart_upload(
+            Bucket=site.bucket, Key=key, UploadId=upload, MultipartUpload=listed
+        )
+
+    first = complete(s3)
+    assert complete(s3)["ETag"] == first["ETag"]
+    refusal(lambda: complete(site.client(site.bob)), "NoSuchUpload")
+    site.verify(key, b"p", session_id)
+
+
 def test_delete_rules(site: Site) -> None:
     admin, alice, bob = (site.client(k) for k in (site.admin, site.alice, site.bob))
     # raw/: delete = admin

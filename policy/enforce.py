@@ -93,10 +93,19 @@ class Refusal(Exception):
     ``code`` says which S3 error it becomes (AccessDenied, or NoSuchUpload for unknown
     uploads)."""
 
-    def __init__(self, message: str, code: RefusalCode = RefusalCode.AccessDenied) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: RefusalCode = RefusalCode.AccessDenied,
+        *,
+        outside_rules: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        #: no policy rule covers the target: the gateway answers NoSuchBucket instead when the
+        #: bucket does not exist (as S3 does for a write to a missing bucket)
+        self.outside_rules = outside_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,16 +183,19 @@ class Enforcer:
         session_header: str | None = None,
         *,
         upload_id: str | None = None,
+        audit_unknown_upload: bool = True,
     ) -> Decision:
         """Allow ``op`` (of class ``op_class``) on s3://bucket/key or raise :class:`Refusal`
-        (audited unless a read)."""
+        (audited unless a read). ``audit_unknown_upload=False`` leaves a NoSuchUpload refusal
+        to the caller to audit (a completion retried after it succeeded is no refusal)."""
         key = key or ""
         try:
             return await self._decide(
                 principal, op, op_class, bucket, key, session_header, upload_id
             )
         except Refusal as refusal:
-            if op_class is not OperationClass.READ:
+            unknown_upload = refusal.code is RefusalCode.NoSuchUpload
+            if op_class is not OperationClass.READ and (audit_unknown_upload or not unknown_upload):
                 details = {"upload_id": upload_id} if upload_id else {}
                 await self.auditor.refused(
                     principal, op, s3_url(bucket, key), refusal.message, **details
@@ -259,7 +271,8 @@ class Enforcer:
         if rule is None:
             raise Refusal(
                 f"No policy rule covers {s3_url(bucket, key)}, so nothing may be written there; "
-                "an admin must add one (minimo policy set)."
+                "an admin must add one (minimo policy set).",
+                outside_rules=True,
             )
         return policy, rule
 

@@ -210,6 +210,16 @@ def test_no_matching_rule(site: Site) -> None:
     )
 
 
+def test_no_rule_and_no_bucket_is_no_such_bucket(site: Site) -> None:
+    """Outside every rule, a missing bucket is named first (as S3 does); a bucket that exists
+    keeps the policy's refusal (test_no_matching_rule)."""
+    missing = f"absent-{secrets.token_hex(4)}"
+    s3 = site.client(site.admin)
+    refusal(lambda: s3.put_object(Bucket=missing, Key="nowhere/x", Body=b"x"), "NoSuchBucket")
+    refusal(lambda: s3.create_multipart_upload(Bucket=missing, Key="nowhere/y"), "NoSuchBucket")
+    refusal(lambda: s3.put_object(Bucket=site.bucket, Key="nowhere/x", Body=b"x"))
+
+
 def test_readers_never_write(site: Site) -> None:
     message = refusal(
         lambda: site.client(site.reader).put_object(Bucket=site.bucket, Key="scratch/r", Body=b"r")
@@ -250,6 +260,56 @@ def test_overwrite_rules(site: Site) -> None:
             Bucket=site.bucket, Key=key, Body=body, Metadata={"minimo-session": mutable_id}
         )
     site.verify(key, b"two", mutable_id)
+
+
+def test_conditional_writes_keep_write_once(site: Site) -> None:
+    """If-Match names the object to replace; under overwrite = deny it is still refused, on a
+    PUT as on a multipart completion (which stays usable)."""
+    session_id, prefix, keys = site.session()
+    s3 = site.client(keys)
+    etag = s3.put_object(Bucket=site.bucket, Key=prefix + "once", Body=b"first")["ETag"]
+    message = refusal(
+        lambda: s3.put_object(Bucket=site.bucket, Key=prefix + "once", Body=b"2", IfMatch=etag)
+    )
+    assert "write-once (overwrite = deny)" in message
+    upload = s3.create_multipart_upload(Bucket=site.bucket, Key=prefix + "once")["UploadId"]
+    part = s3.upload_part(
+        Bucket=site.bucket, Key=prefix + "once", UploadId=upload, PartNumber=1, Body=b"2"
+    )["ETag"]
+    for condition in ({"IfMatch": etag}, {}):
+        message = refusal(
+            lambda condition=condition: s3.complete_multipart_upload(
+                Bucket=site.bucket,
+                Key=prefix + "once",
+                UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]},
+                **condition,
+            )
+        )
+        assert "write-once (overwrite = deny)" in message
+    site.verify(prefix + "once", b"first", session_id)
+    s3.abort_multipart_upload(Bucket=site.bucket, Key=prefix + "once", UploadId=upload)
+
+
+def test_completion_retry_on_every_store(site: Site) -> None:
+    """A completion sent again (SDK retry) answers the same on sqlite and mongo, with a session
+    key; another user's identical request stays NoSuchUpload."""
+    session_id, prefix, keys = site.session()
+    s3 = site.client(keys)
+    key = prefix + "mpu"
+    upload = s3.create_multipart_upload(Bucket=site.bucket, Key=key)["UploadId"]
+    part = s3.upload_part(Bucket=site.bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"p")
+    listed = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+
+    def complete(client: Any) -> dict:
+        return client.complete_multipart_upload(
+            Bucket=site.bucket, Key=key, UploadId=upload, MultipartUpload=listed
+        )
+
+    first = complete(s3)
+    assert complete(s3)["ETag"] == first["ETag"]
+    refusal(lambda: complete(site.client(site.bob)), "NoSuchUpload")
+    site.verify(key, b"p", session_id)
 
 
 def test_delete_rules(site: Site) -> None:

@@ -224,12 +224,21 @@ class ObjectStore(ABC):
     # -- objects -------------------------------------------------------------------------------
     @abstractmethod
     async def put_object(
-        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        meta: WriteMeta,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> str:
         """Store the object atomically and return its ETag.
 
         ``if_none_match`` (``If-None-Match: *``) makes the write fail with PreconditionFailed
         when the key already exists, atomically with respect to concurrent writers.
+        ``if_match`` (``If-Match: "etag"``) makes it fail with NoSuchKey when there is no
+        object, PreconditionFailed when its ETag differs (as atomically as the store allows).
         """
 
     @abstractmethod
@@ -313,10 +322,18 @@ class ObjectStore(ABC):
 
     @abstractmethod
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> str:
         """Assemble the listed (part number, etag) parts, make the object visible atomically and
-        return its ETag. InvalidPart / InvalidPartOrder / EntityTooSmall as S3 does."""
+        return its ETag. InvalidPart / InvalidPartOrder / EntityTooSmall as S3 does. The
+        conditions are those of :meth:`put_object`; when one fails the upload stays usable."""
 
     @abstractmethod
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...

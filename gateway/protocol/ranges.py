@@ -66,3 +66,31 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if start >= size:
         raise invalid_range(header, size)
     return ByteRange(start, min(end, size - 1), size)
+
+
+_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+def parse_copy_range(header: str) -> tuple[int, int]:
+    """``x-amz-copy-source-range`` as (first, last), inclusive. Unlike ``Range`` nothing is
+    ignored: S3 takes only ``bytes=FIRST-LAST`` with FIRST <= LAST (no open or suffix ranges,
+    no lists), and anything else is 400 InvalidArgument, so a typo never copies the whole
+    source."""
+    match = _COPY_RANGE.match(header.strip())
+    if match is None or int(match.group(1)) > int(match.group(2)):
+        raise S3Error(
+            S3ErrorCode.InvalidArgument,
+            f"Invalid x-amz-copy-source-range {header!r}: it must be bytes=FIRST-LAST, the "
+            "zero-based offsets of the first and last bytes to copy, with FIRST <= LAST.",
+            extra={"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": header},
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def copy_range(header: str, size: int) -> ByteRange:
+    """``header`` (see :func:`parse_copy_range`) within a source of ``size`` bytes; a range
+    reaching past its end is 416 InvalidRange, never a shorter copy."""
+    first, last = parse_copy_range(header)
+    if last >= size:
+        raise invalid_range(header, size)
+    return ByteRange(first, last, size)

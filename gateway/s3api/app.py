@@ -41,7 +41,7 @@ from gateway.usecases.appkeys import (
     WRITE_PATH,
 )
 from gateway.usecases.writes import WritePath, refused
-from policy.enforce import SESSION_HEADER, Decision, OperationClass, Refusal
+from policy.enforce import SESSION_HEADER, Decision, OperationClass, Refusal, RefusalCode
 from policy.identity import Identity
 from policy.store.base import StoreFull, StoreUnavailable
 
@@ -84,6 +84,7 @@ async def authorize(
     the S3 error (AccessDenied, with the teaching Message) clients print."""
     continues = op.policy_class is OperationClass.CONTINUE
     upload_id = request.query.get("uploadId") if continues else None
+    completing = op.name == "CompleteMultipartUpload"
     try:
         return await writes.enforcer.decide(
             auth.principal,
@@ -93,8 +94,13 @@ async def authorize(
             key,
             request.headers.get(SESSION_HEADER),
             upload_id=upload_id,
+            audit_unknown_upload=not completing,
         )
     except Refusal as refusal:
+        if completing and refusal.code is RefusalCode.NoSuchUpload:
+            # perhaps a retry of a completion that succeeded: the handler tells (a decision
+            # without an upload), and audits the refusal when it is not
+            return Decision(op.name, auth.principal)
         if op.name == "CreateBucket":
             # Tools "make sure" the bucket exists before uploading (rclone, s3cmd) and accept
             # only BucketAlreadyOwnedByYou; an uploader must not fail there on a bucket that is
@@ -105,7 +111,20 @@ async def authorize(
                 pass  # absent (or unknowable): the refusal stands
             else:
                 raise S3Error(S3ErrorCode.BucketAlreadyOwnedByYou, resource=f"/{bucket}") from None
+        if refusal.outside_rules and bucket:
+            await _refuse_missing_bucket(request, bucket)
         raise refused(refusal, f"/{bucket}/{key}" if key else f"/{bucket}") from None
+
+
+async def _refuse_missing_bucket(request: web.Request, bucket: str) -> None:
+    """A write outside every policy rule to a bucket that does not exist answers NoSuchBucket,
+    as S3 does: what a client checks first (is the bucket there?) comes before minimo's own
+    refusal. Existing buckets (and an unreachable store) keep the policy's refusal."""
+    try:
+        await request.app[OBJECT_STORE].head_bucket(bucket)
+    except S3Error as err:
+        if err.code is S3ErrorCode.NoSuchBucket:
+            raise S3Error(S3ErrorCode.NoSuchBucket, resource=f"/{bucket}") from None
 
 
 def split_target(request: web.Request, domain: str | None) -> tuple[str, str]:

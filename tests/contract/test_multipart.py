@@ -226,3 +226,58 @@ async def test_upload_part_copy(store: ObjectStore, bucket: str) -> None:
     )
     assert etag == multipart_etag(source, source[10:20])
     assert await get(store, bucket, "dst") == source + source[10:20]
+
+
+@contract
+async def test_upload_part_copy_range_is_strict(store: ObjectStore, bucket: str) -> None:
+    """Only bytes=FIRST-LAST inside the source: never the whole or a shorter source instead."""
+    source = pattern(1000, 5)
+    await put(store, bucket, "src", source)
+    upload_id = await store.create_multipart_upload(bucket, "dst", WriteMeta())
+    for bad in ("bytes=5-", "bytes=-10", "bytes=9-3", "bytes=0-1,3-4", "items=0-1", "", "0-9"):
+        async with raises("InvalidArgument"):
+            await store.upload_part_copy(
+                bucket, "dst", upload_id, 1, bucket, "src", range_header=bad
+            )
+    for past in ("bytes=0-1000", "bytes=1000-1001", "bytes=990-5000"):
+        async with raises("InvalidRange"):
+            await store.upload_part_copy(
+                bucket, "dst", upload_id, 1, bucket, "src", range_header=past
+            )
+    last = await store.upload_part_copy(
+        bucket, "dst", upload_id, 1, bucket, "src", range_header="bytes=999-999"
+    )
+    assert last.etag == md5(source[999:])
+    page = await store.list_parts(bucket, "dst", upload_id)
+    assert [(p.number, p.size) for p in page.parts] == [(1, 1)]
+    await store.abort_multipart_upload(bucket, "dst", upload_id)
+
+
+@contract
+async def test_conditional_complete(store: ObjectStore, bucket: str) -> None:
+    """If-None-Match / If-Match on a completion; a failed condition leaves the upload usable."""
+    first = await put(store, bucket, "k", b"first")
+    upload_id = await store.create_multipart_upload(bucket, "k", WriteMeta())
+    part = await _upload(store, bucket, "k", upload_id, 1, b"second")
+    async with raises("PreconditionFailed"):
+        await store.complete_multipart_upload(
+            bucket, "k", upload_id, [(1, part)], if_none_match=True
+        )
+    async with raises("PreconditionFailed"):
+        await store.complete_multipart_upload(
+            bucket, "k", upload_id, [(1, part)], if_match='"' + "0" * 32 + '"'
+        )
+    assert await get(store, bucket, "k") == b"first"
+    etag = await store.complete_multipart_upload(
+        bucket, "k", upload_id, [(1, part)], if_match=f'"{first}"'
+    )
+    assert etag == multipart_etag(b"second") and await get(store, bucket, "k") == b"second"
+    upload_id = await store.create_multipart_upload(bucket, "absent", WriteMeta())
+    part = await _upload(store, bucket, "absent", upload_id, 1, b"x")
+    async with raises("NoSuchKey"):
+        await store.complete_multipart_upload(
+            bucket, "absent", upload_id, [(1, part)], if_match=f'"{etag}"'
+        )
+    await store.complete_multipart_upload(
+        bucket, "absent", upload_id, [(1, part)], if_none_match=True
+    )

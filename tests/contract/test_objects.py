@@ -149,6 +149,20 @@ async def test_if_none_match(store: ObjectStore, bucket: str) -> None:
 
 
 @contract
+async def test_if_match(store: ObjectStore, bucket: str) -> None:
+    """A compare-and-swap overwrite: NoSuchKey without an object, 412 on another ETag."""
+    async with raises("NoSuchKey"):
+        await put(store, bucket, "cas", b"x", if_match='"' + "0" * 32 + '"')
+    first = await put(store, bucket, "cas", b"first")
+    second = await put(store, bucket, "cas", b"second", if_match=f'"{first}"')
+    async with raises("PreconditionFailed"):
+        await put(store, bucket, "cas", b"third", if_match=f'"{first}"')
+    assert await get(store, bucket, "cas") == b"second"
+    await put(store, bucket, "cas", b"third", if_match=second)  # unquoted works too
+    assert await get(store, bucket, "cas") == b"third"
+
+
+@contract
 async def test_if_none_match_race_has_one_winner(store: ObjectStore, bucket: str) -> None:
     bodies = [pattern(256 * 1024, seed) for seed in range(6)]
 

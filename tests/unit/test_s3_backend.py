@@ -756,11 +756,30 @@ def test_upload_part_copy(run: Run) -> None:
             range_header=f"bytes=0-{MIN_PART_SIZE - 1}",
         )
         second = await store.upload_part_copy(
-            bucket, "dst", upload_id, 2, bucket, "src", range_header=f"bytes={MIN_PART_SIZE}-"
+            bucket,
+            "dst",
+            upload_id,
+            2,
+            bucket,
+            "src",
+            range_header=f"bytes={MIN_PART_SIZE}-{len(data) - 1}",
         )
         third = await store.upload_part_copy(
-            bucket, "dst", upload_id, 3, bucket, "src", range_header="bytes=-10"
+            bucket,
+            "dst",
+            upload_id,
+            3,
+            bucket,
+            "src",
+            range_header=f"bytes={len(data) - 10}-{len(data) - 1}",
         )
+        for open_range in (f"bytes={MIN_PART_SIZE}-", "bytes=-10"):  # S3 takes FIRST-LAST only
+            await expect(
+                "InvalidArgument",
+                store.upload_part_copy(
+                    bucket, "dst", upload_id, 3, bucket, "src", range_header=open_range
+                ),
+            )
         assert first.etag == hashlib.md5(data[:MIN_PART_SIZE]).hexdigest()
         assert second.etag == hashlib.md5(data[MIN_PART_SIZE:]).hexdigest()
         assert third.etag == hashlib.md5(data[-10:]).hexdigest()

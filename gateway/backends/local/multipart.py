@@ -41,13 +41,13 @@ from gateway.backends.local.layout import (
     marker_with_data,
     require_bucket,
 )
-from gateway.backends.local.placing import place_file, place_marker
+from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.reader import OPEN_FLAGS, open_sync
 from gateway.backends.local.records import EMPTY_MD5, encode_meta, get_meta, meta_of, utc
 from gateway.backends.local.writing import TempFile, copy_into, seal
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
-from gateway.protocol.ranges import parse_range
+from gateway.protocol.ranges import copy_range
 
 _PART_FILE = re.compile(r"part-(\d{5})\Z")
 
@@ -150,7 +150,7 @@ class Uploads:
         fd, info = open_sync(src)
         try:
             check_conditions(info, conditions, copy_source=True)
-            byte_range = parse_range(range_header, info.size)
+            byte_range = copy_range(range_header, info.size) if range_header is not None else None
             start, length = (byte_range.start, byte_range.length) if byte_range else (0, info.size)
             if length > MAX_PART_SIZE:
                 raise S3Error(S3ErrorCode.EntityTooLarge)
@@ -199,8 +199,17 @@ class Uploads:
         page.next_marker = shown[-1] if shown else None
         return page
 
-    def complete(self, t: Target, upload_id: str, updir: str, wanted: list[tuple[int, str]]) -> str:
+    def complete(
+        self,
+        t: Target,
+        upload_id: str,
+        updir: str,
+        wanted: list[tuple[int, str]],
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str:
         record = self.load(updir, t.key, upload_id)
+        precheck(t, if_none_match, if_match)  # before any copying; again at the placing
         # claim the upload by moving it away: of two concurrent completes only one gets it
         claimed = self._layout.tmp_path(COMPLETING)
         try:
@@ -208,7 +217,7 @@ class Uploads:
         except (FileNotFoundError, NotADirectoryError):
             raise no_such_upload(upload_id) from None
         try:
-            etag = self._assemble(t, claimed, record, wanted)
+            etag = self._assemble(t, claimed, record, wanted, (if_none_match, if_match))
         except BaseException:
             os.rename(claimed, updir)  # nothing happened: the client may fix the list and retry
             raise
@@ -223,8 +232,14 @@ class Uploads:
         return etag
 
     def _assemble(
-        self, t: Target, claimed: str, record: dict[str, Any], wanted: list[tuple[int, str]]
+        self,
+        t: Target,
+        claimed: str,
+        record: dict[str, Any],
+        wanted: list[tuple[int, str]],
+        condition: tuple[bool, str | None],
     ) -> str:
+        exclusive, if_match = condition
         have = self._parts(claimed)
         files = []
         for index, (number, etag) in enumerate(wanted):
@@ -249,7 +264,9 @@ class Uploads:
         if t.marker:
             if any(os.path.getsize(f) for f in files):
                 raise marker_with_data(t.key)
-            place_marker(t, encode_meta(etag, meta, len(files)), False, fsync=fsync)
+            place_marker(
+                t, encode_meta(etag, meta, len(files)), exclusive, fsync=fsync, if_match=if_match
+            )
             return etag
         temp = TempFile(self._layout.tmp_path("mpu"), None)
         try:
@@ -260,7 +277,7 @@ class Uploads:
                 finally:
                     os.close(src)
             seal(temp, encode_meta(etag, meta, len(files)), fsync=fsync)
-            place_file(temp.path, t, False, fsync=fsync)
+            place_file(temp.path, t, exclusive, fsync=fsync, if_match=if_match)
         except BaseException:
             temp.discard()
             raise

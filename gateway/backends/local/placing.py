@@ -3,7 +3,9 @@ visible under its key in one atomic step, with the directories above it created 
 
 ``rename`` replaces an existing object; ``If-None-Match: *`` uses ``link`` (or ``XATTR_CREATE``
 for a marker) instead, which refuses an existing name, so exactly one of several concurrent
-writers wins. Every step runs on the thread pool.
+writers wins. ``If-Match: ETAG`` is checked on the object in place immediately before the
+rename (the filesystem has no compare-and-swap): only a writer landing in between those two
+system calls escapes it. Every step runs on the thread pool.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import os
 import stat
 
-from gateway.backends.base import no_such_bucket
+from gateway.backends.base import no_such_bucket, no_such_key
 from gateway.backends.local.layout import (
     Target,
     is_directory,
@@ -20,8 +22,9 @@ from gateway.backends.local.layout import (
     require_bucket,
 )
 from gateway.backends.local.lister import holds_object
-from gateway.backends.local.records import get_meta, set_meta
+from gateway.backends.local.records import foreign_etag, get_meta, set_meta
 from gateway.backends.local.writing import fsync_dir
+from gateway.protocol.conditions import etag_matches
 from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: tries before a key that concurrent writers and deletes keep changing gives up (SlowDown)
@@ -40,9 +43,40 @@ def _changing(key: str) -> S3Error:
     return S3Error(S3ErrorCode.SlowDown, f"{key!r} is being changed concurrently; try again.")
 
 
-def precheck(t: Target, if_none_match: bool) -> None:
+def current_etag(t: Target) -> str | None:
+    """The ETag of the object now at ``t``, None when there is none."""
+    try:
+        st = os.stat(t.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    record = get_meta(t.path)
+    if stat.S_ISDIR(st.st_mode):
+        return str(record["etag"]) if t.marker and record and record.get("etag") else None
+    if t.marker:
+        return None
+    return str(record["etag"]) if record and record.get("etag") else foreign_etag(st)
+
+
+def check_match(t: Target, if_match: str | None) -> None:
+    """``If-Match`` on a write: NoSuchKey without an object, PreconditionFailed when its ETag
+    is another one (as S3 answers)."""
+    if if_match is None:
+        return
+    etag = current_etag(t)
+    if etag is None:
+        raise no_such_key(t.bucket, t.key)
+    if not etag_matches(if_match, etag):
+        raise S3Error(
+            S3ErrorCode.PreconditionFailed,
+            f'{t.key!r} is no longer the object named by If-Match (its ETag is now "{etag}").',
+            extra={"Condition": "If-Match"},
+        )
+
+
+def precheck(t: Target, if_none_match: bool, if_match: str | None = None) -> None:
     """Fail before reading a body that could never be stored (checked again at the end)."""
     require_bucket(t.bucket_dir, t.bucket)
+    check_match(t, if_match)
     try:
         st = os.stat(t.path)
     except FileNotFoundError:
@@ -100,11 +134,15 @@ def _clear_empty_dir(t: Target) -> None:
     raise is_directory(t.key)
 
 
-def place_file(src: str, t: Target, exclusive: bool, *, fsync: bool) -> None:
-    """Move the sealed temp file ``src`` to ``t`` atomically (link for If-None-Match)."""
+def place_file(
+    src: str, t: Target, exclusive: bool, *, fsync: bool, if_match: str | None = None
+) -> None:
+    """Move the sealed temp file ``src`` to ``t`` atomically (link for If-None-Match;
+    ``if_match`` checked just before)."""
     for _attempt in range(_ATTEMPTS):
         try:
             ensure_parents(t)
+            check_match(t, if_match)
             if exclusive:
                 os.link(src, t.path)
                 os.unlink(src)
@@ -128,11 +166,14 @@ def place_file(src: str, t: Target, exclusive: bool, *, fsync: bool) -> None:
     raise _changing(t.key)
 
 
-def place_marker(t: Target, meta: bytes, exclusive: bool, *, fsync: bool) -> None:
+def place_marker(
+    t: Target, meta: bytes, exclusive: bool, *, fsync: bool, if_match: str | None = None
+) -> None:
     """A folder marker is its directory carrying the metadata xattr."""
     for _attempt in range(_ATTEMPTS):
         try:
             ensure_parents(t)
+            check_match(t, if_match)
             try:
                 os.mkdir(t.path)
             except FileExistsError:

@@ -109,37 +109,46 @@ class LocalObjectStore(ObjectStore):
 
     # -- writing -----------------------------------------------------------------------------
     async def put_object(
-        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        meta: WriteMeta,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         if body.size is not None and body.size > MAX_PART_SIZE:
             raise S3Error(S3ErrorCode.EntityTooLarge)
         # a few stat calls on hot metadata: cheaper inline than a thread hop per small PUT
-        precheck(t, if_none_match)
+        precheck(t, if_none_match, if_match)
         if t.marker:
-            return await self._put_marker(t, body, meta, if_none_match)
+            return await self._put_marker(t, body, meta, if_none_match, if_match)
         fsync = self._layout.fsync
 
         def finish(temp: TempFile, given: str | None) -> str:
             etag = temp.md5_hex(given)
             seal(temp, encode_meta(etag, meta), fsync=fsync)
-            place_file(temp.path, t, if_none_match, fsync=fsync)
+            place_file(temp.path, t, if_none_match, fsync=fsync, if_match=if_match)
             return etag
 
         return await stream_into_temp(self._pool, self._layout, body, finish)
 
-    async def _put_marker(self, t: Target, body: Body, meta: WriteMeta, exclusive: bool) -> str:
+    async def _put_marker(
+        self, t: Target, body: Body, meta: WriteMeta, exclusive: bool, if_match: str | None
+    ) -> str:
         if body.size:
             raise marker_with_data(t.key)
         async for chunk in body:  # consume (and let the body verify) an empty stream
             if chunk:
                 raise marker_with_data(t.key)
         meta_bytes = encode_meta(EMPTY_MD5, meta)
-        await self._pool.run(self._place_marker, t, meta_bytes, exclusive)
+        await self._pool.run(self._place_marker, t, meta_bytes, exclusive, if_match)
         return EMPTY_MD5
 
-    def _place_marker(self, t: Target, meta: bytes, exclusive: bool) -> None:
-        place_marker(t, meta, exclusive, fsync=self._layout.fsync)
+    def _place_marker(self, t: Target, meta: bytes, exclusive: bool, if_match: str | None) -> None:
+        place_marker(t, meta, exclusive, fsync=self._layout.fsync, if_match=if_match)
 
     # -- reading -----------------------------------------------------------------------------
     async def head_object(
@@ -312,7 +321,14 @@ class LocalObjectStore(ObjectStore):
         )
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         updir = self._layout.upload_dir(bucket, upload_id)
@@ -323,7 +339,9 @@ class LocalObjectStore(ObjectStore):
         numbers = [n for n, _ in parts]
         if any(b <= a for a, b in itertools.pairwise(numbers)):
             raise S3Error(S3ErrorCode.InvalidPartOrder)
-        return await self._pool.run(self._uploads.complete, t, upload_id, updir, parts)
+        return await self._pool.run(
+            self._uploads.complete, t, upload_id, updir, parts, if_none_match, if_match
+        )
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         t = self._layout.target(bucket, key)

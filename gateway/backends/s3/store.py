@@ -30,7 +30,6 @@ from gateway.backends.base import (
 )
 from gateway.backends.s3.splice_reader import UpstreamReader
 from gateway.backends.s3.translate import (
-    SINGLE_RANGE,
     as_bool,
     bad_answer,
     complete_xml,
@@ -58,6 +57,7 @@ from gateway.backends.s3.upstream import (
 )
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.ranges import copy_range, parse_copy_range
 from gateway.protocol.sigv4 import uri_encode
 
 #: how long the health probe waits for the upstream's answer
@@ -134,12 +134,18 @@ class S3ObjectStore(ObjectStore):
 
     # -- objects -------------------------------------------------------------------------------
     async def put_object(
-        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        meta: WriteMeta,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> str:
         check_key(bucket, key)
         headers = write_headers(meta)
-        if if_none_match:
-            headers["if-none-match"] = "*"
+        headers.update(await self._write_conditions(bucket, key, if_none_match, if_match))
         resp = await self._upstream.upload("PUT", bucket, key, body, headers=headers)
         await read_body(resp)
         return etag_of(resp.headers)
@@ -290,25 +296,37 @@ class S3ObjectStore(ObjectStore):
         conditions: Conditions | None = None,
     ) -> CopyResult:
         headers = await self._copy_source_headers(src_bucket, src_key, conditions)
-        if range_header:
-            headers["x-amz-copy-source-range"] = await self._copy_range(
-                src_bucket, src_key, range_header
-            )
+        if range_header is not None:
+            copied, etag = await self._copy_range(src_bucket, src_key, range_header)
+            headers["x-amz-copy-source-range"] = copied
+            headers.setdefault("x-amz-copy-source-if-match", f'"{etag}"')
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
         doc = await self._copy_xml(bucket, key, query=query, headers=headers)
         return copy_result(doc, "CopyPartResult")
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> str:
         body = complete_xml(parts)
+        headers = {"content-type": "application/xml"}
+        if if_none_match or if_match is not None:
+            headers.update(
+                await self._write_conditions(bucket, key, if_none_match, if_match, completing=True)
+            )
         try:
             doc = await self._upstream.xml(
                 "POST",
                 bucket,
                 key,
                 query=[("uploadId", upload_id)],
-                headers={"content-type": "application/xml"},
+                headers=headers,
                 data=body,
                 timeout=self._upstream.slow_timeout,
             )
@@ -429,30 +447,50 @@ class S3ObjectStore(ObjectStore):
             headers.setdefault("x-amz-copy-source-if-match", f'"{info.etag}"')
         return headers
 
-    async def _copy_range(self, bucket: str, key: str, range_header: str) -> str:
-        """The client's ``bytes=a-b`` as x-amz-copy-source-range; open ranges need the size."""
-        match = SINGLE_RANGE.match(range_header.strip())
-        if not match or not (match.group(1) or match.group(2)):
-            raise S3Error(
-                S3ErrorCode.InvalidArgument,
-                "The x-amz-copy-source-range value must be of the form bytes=first-last where "
-                "first and last are the zero-based offsets of the first and last bytes to copy.",
-            )
-        first, last = match.groups()
-        if first and last:
-            if int(first) > int(last):
-                raise S3Error(
-                    S3ErrorCode.InvalidArgument, f"Invalid copy source range {range_header}."
-                )
-            return f"bytes={first}-{last}"
-        size = (await self.head_object(bucket, key)).size
-        if first:
-            start, end = int(first), size - 1
-        else:
-            start, end = max(0, size - int(last)), size - 1
-        if start > end:
-            raise S3Error(S3ErrorCode.InvalidRange, resource=f"/{bucket}/{key}")
-        return f"bytes={start}-{end}"
+    async def _write_conditions(
+        self,
+        bucket: str,
+        key: str,
+        if_none_match: bool,
+        if_match: str | None,
+        *,
+        completing: bool = False,
+    ) -> dict[str, str]:
+        """The conditional-write headers for the upstream, which makes them atomic when it
+        honours them. Not every upstream does (for CompleteMultipartUpload, or If-Match at
+        all), so If-Match, and If-None-Match on a completion, are also checked here on a HEAD
+        first: with such an upstream, a writer landing between that HEAD and the write escapes
+        the condition (docs/design.md, "The S3 surface in brief")."""
+        headers: dict[str, str] = {}
+        if if_match is not None:
+            info = await self.head_object(bucket, key)  # NoSuchKey without an object, as S3
+            check_conditions(info, Conditions(if_match=if_match))
+            headers["if-match"] = if_match
+        if if_none_match:
+            if completing:
+                try:
+                    await self.head_object(bucket, key)
+                except S3Error as err:
+                    if err.code != S3ErrorCode.NoSuchKey:
+                        raise
+                else:
+                    raise S3Error(
+                        S3ErrorCode.PreconditionFailed,
+                        f"{key!r} already exists (If-None-Match: *).",
+                        resource=f"/{bucket}/{key}",
+                        extra={"Condition": "If-None-Match"},
+                    )
+            headers["if-none-match"] = "*"
+        return headers
+
+    async def _copy_range(self, bucket: str, key: str, range_header: str) -> tuple[str, str]:
+        """The client's range, checked against the source's size (a range past its end is
+        InvalidRange, whatever the upstream would do), and the ETag seen: the caller pins the
+        copy to it, so a shorter source put in between cannot be copied instead."""
+        parse_copy_range(range_header)  # a malformed range fails before any upstream call
+        info = await self.head_object(bucket, key)
+        byte_range = copy_range(range_header, info.size)
+        return f"bytes={byte_range.start}-{byte_range.end}", info.etag
 
 
 def check_key(bucket: str, key: str) -> None:

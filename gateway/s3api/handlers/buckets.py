@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.s3api.handlers.common import S3Request, read_xml, xml_response
+from gateway.usecases import buckets
 
 _ACL_INNER = (
     f"{s3xml.OWNER_XML}<AccessControlList><Grant>"
@@ -47,8 +48,13 @@ async def create_bucket(r: S3Request) -> web.StreamResponse:
 
 
 async def delete_bucket(r: S3Request) -> web.StreamResponse:
-    await r.store.delete_bucket(r.bucket)
-    await _audit(r)
+    if r.writes is None or r.decision is None:
+        await r.store.delete_bucket(r.bucket)
+        return web.Response(status=204)
+    # in-flight multipart uploads are aborted, as on S3; objects still keep the bucket
+    aborted = await buckets.delete_bucket(r.store, r.writes.store, r.bucket)
+    details = {"aborted_uploads": aborted} if aborted else {}
+    await r.writes.accepted(r.decision, f"s3://{r.bucket}/", **details)
     return web.Response(status=204)
 
 

@@ -249,3 +249,37 @@ async def read_xml(r: S3Request, root: str, *, required: bool = True) -> dict[st
             )
         return None
     return s3xml.parse(data, root)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCondition:
+    """What a conditional write (PutObject, CompleteMultipartUpload) asked for."""
+
+    #: ``If-None-Match: *``: only when no object is there
+    if_none_match: bool = False
+    #: ``If-Match: "etag"``: only over the object with that ETag
+    if_match: str | None = None
+
+
+def write_condition(r: S3Request) -> WriteCondition:
+    """The conditional-write headers as S3 takes them: ``If-None-Match: *`` or ``If-Match``
+    with an ETag; other forms (and both at once) are refused rather than ignored, so a client
+    never believes a condition held that was not checked."""
+    none_match = r.headers.get("If-None-Match")
+    match = r.headers.get("If-Match")
+    if (none_match is not None and none_match.strip() != "*") or (
+        none_match is not None and match is not None
+    ):
+        raise S3Error(
+            S3ErrorCode.NotImplemented,
+            "Conditional writes support If-None-Match: * or If-Match: <etag>, one at a time.",
+            resource=r.resource,
+        )
+    if match is not None and not match.strip():
+        raise S3Error(
+            S3ErrorCode.InvalidArgument,
+            "If-Match needs the ETag of the object to replace.",
+            resource=r.resource,
+            extra={"ArgumentName": "If-Match", "ArgumentValue": match},
+        )
+    return WriteCondition(none_match is not None, match.strip() if match is not None else None)

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.backends.base import MAX_PART_NUMBER
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.ranges import parse_copy_range
 from gateway.s3api.handlers.common import (
     S3Request,
     checksum_headers,
@@ -20,9 +21,11 @@ from gateway.s3api.handlers.common import (
     int_param,
     read_xml,
     require_length,
+    write_condition,
     write_meta,
     xml_response,
 )
+from gateway.usecases.completed import completed_again
 from gateway.usecases.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, Refusal
 from policy.store.base import MultipartRecord
@@ -102,6 +105,9 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
     number = _part_number(r)
     upload_id = _upload_id(r)
     src_bucket, src_key = copy_source(r.headers)
+    range_header = r.headers.get("x-amz-copy-source-range")
+    if range_header is not None:
+        parse_copy_range(range_header)  # malformed: 400 before the source is even looked at
     decision, writes = _write_context(r)
     try:
         await writes.enforcer.check_read(decision.principal, src_bucket)
@@ -114,7 +120,7 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
         number,
         src_bucket,
         src_key,
-        range_header=r.headers.get("x-amz-copy-source-range"),
+        range_header=range_header,
         conditions=conditions(r.headers, "x-amz-copy-source-"),
     )
     await writes.accepted(
@@ -165,7 +171,23 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
     doc = await read_xml(r, "CompleteMultipartUpload")
     assert doc is not None
     parts = _parts(doc)
+    condition = write_condition(r)
     decision, writes = _write_context(r)
+    if decision.upload is None:
+        # no upload in flight under this id: answered again only when it was this completion
+        etag = await completed_again(
+            r.store, writes.store, decision.principal, r.bucket, r.key, upload_id, parts
+        )
+        if etag is None:
+            message = (
+                "The specified multipart upload does not exist. The upload ID may be invalid, "
+                "or the upload may have been aborted or completed."
+            )
+            await writes.auditor.refused(
+                decision.principal, r.op, f"s3://{r.bucket}/{r.key}", message, upload_id=upload_id
+            )
+            raise S3Error(S3ErrorCode.NoSuchUpload, message, resource=r.resource)
+        return _completed_answer(r, etag)
     write = writes.begin(decision, r.bucket, r.key, upload_id)
     await write.start()
     try:
@@ -174,9 +196,25 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
         await write.abort()
         raise
     try:
-        etag = await r.store.complete_multipart_upload(r.bucket, r.key, upload_id, parts)
+        # under write-once, If-None-Match also closes the window after refuse_if_exists where
+        # the store allows it
+        etag = await r.store.complete_multipart_upload(
+            r.bucket,
+            r.key,
+            upload_id,
+            parts,
+            if_none_match=condition.if_none_match or decision.write_once,
+            if_match=condition.if_match,
+        )
     except BaseException as exc:
         await write.fail(r.store, exc)
+        if (
+            isinstance(exc, S3Error)
+            and exc.code == S3ErrorCode.PreconditionFailed
+            and decision.write_once
+            and not condition.if_none_match
+        ):
+            raise await write.overwrite_refused() from None
         raise
     try:
         # Part hashes cannot be combined into the whole object's SHA-256 (unlike CRCs), so
@@ -203,6 +241,10 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
             parts=len(parts),
         )
     await writes.store.delete_multipart(upload_id)
+    return _completed_answer(r, etag)
+
+
+def _completed_answer(r: S3Request, etag: str) -> web.Response:
     inner = s3xml.elements(
         [
             ("Location", f"{r.config.base_url}/{r.bucket}/{quote(r.key)}"),

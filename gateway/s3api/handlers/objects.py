@@ -21,6 +21,7 @@ from gateway.s3api.handlers.common import (
     copy_source,
     read_xml,
     require_length,
+    write_condition,
     write_meta,
     xml_response,
 )
@@ -144,21 +145,9 @@ async def _stream(
     return resp
 
 
-def _if_none_match(r: S3Request) -> bool:
-    """``If-None-Match: *`` is the only conditional write S3 clients use; others are refused."""
-    value = r.headers.get("If-None-Match")
-    if r.headers.get("If-Match") is not None or (value is not None and value.strip() != "*"):
-        raise S3Error(
-            S3ErrorCode.NotImplemented,
-            "Conditional writes support only If-None-Match: *.",
-            resource=r.resource,
-        )
-    return value is not None
-
-
 async def put_object(r: S3Request) -> web.StreamResponse:
     require_length(r.headers)
-    if_none_match = _if_none_match(r)
+    condition = write_condition(r)
     decision, writes = _write_context(r)
     meta = stamp(write_meta(r.headers), decision)
     body = r.body(sha256=True)
@@ -169,15 +158,22 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         # store for If-None-Match too refuses an object that exists without a claim (written
         # while overwrites were allowed, or before minimo), at no extra round trip.
         etag = await r.store.put_object(
-            r.bucket, r.key, body, meta, if_none_match=if_none_match or decision.write_once
+            r.bucket,
+            r.key,
+            body,
+            meta,
+            if_none_match=condition.if_none_match or decision.write_once,
+            if_match=condition.if_match,
         )
     except BaseException as exc:
         await write.fail(r.store, exc)
         if (
             isinstance(exc, S3Error)
             and exc.code == S3ErrorCode.PreconditionFailed
-            and not if_none_match
+            and decision.write_once
+            and not condition.if_none_match
         ):
+            # an object is there and the rule keeps it (whatever If-Match said of it)
             raise await write.overwrite_refused() from None
         raise
     await write.commit(

@@ -66,6 +66,35 @@ class WriteMeta:
     headers: dict[str, str] = field(default_factory=dict)  # subset of STORED_HEADERS
 
 
+ChecksumType = Literal["FULL_OBJECT", "COMPOSITE"]
+
+
+@dataclass(slots=True)
+class ObjectChecksum:
+    """The checksum kept with an object: ``algorithm`` as in ``x-amz-checksum-<algorithm>``
+    (crc32, crc32c, crc64nvme, sha1, sha256), ``value`` as S3 sends it (base64, with ``-N``
+    for a composite of N parts)."""
+
+    algorithm: str
+    value: str
+    type: ChecksumType = "FULL_OBJECT"
+
+
+@dataclass(slots=True)
+class KeepChecksum:
+    """The checksum a write must keep with its object. The algorithm is known before the body
+    streams (an S3 upstream is told it in the request headers); ``value()`` only once the body
+    was read to its end, which is when a backend seals the object."""
+
+    algorithm: str
+    value: Callable[[], str]
+
+
+def kept(keep: KeepChecksum | None) -> ObjectChecksum | None:
+    """What a finished write keeps of ``keep`` (call once the body was read to its end)."""
+    return None if keep is None else ObjectChecksum(keep.algorithm, keep.value())
+
+
 @dataclass(slots=True)
 class ObjectInfo:
     key: str
@@ -75,6 +104,10 @@ class ObjectInfo:
     content_type: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    #: the kept checksum, when the object has one (a store may leave it out of listings)
+    checksum: ObjectChecksum | None = None
+    #: the number of parts of an object made by CompleteMultipartUpload, when known
+    parts_count: int | None = None
 
 
 @dataclass(slots=True)
@@ -112,6 +145,8 @@ class PartInfo:
     etag: str
     size: int
     last_modified: datetime
+    #: the part's kept checksum (base64), when the upload keeps one
+    checksum: str | None = None
 
 
 @dataclass(slots=True)
@@ -224,12 +259,21 @@ class ObjectStore(ABC):
     # -- objects -------------------------------------------------------------------------------
     @abstractmethod
     async def put_object(
-        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        meta: WriteMeta,
+        *,
+        if_none_match: bool = False,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         """Store the object atomically and return its ETag.
 
         ``if_none_match`` (``If-None-Match: *``) makes the write fail with PreconditionFailed
         when the key already exists, atomically with respect to concurrent writers.
+        ``checksum`` is kept with the object (a FULL_OBJECT checksum) and returned in
+        :attr:`ObjectInfo.checksum` by head_object and open_object.
         """
 
     @abstractmethod

@@ -21,6 +21,7 @@ from gateway.backends.base import (
     Conditions,
     CopyResult,
     DeadOwner,
+    KeepChecksum,
     Leftover,
     ListPage,
     ObjectInfo,
@@ -29,6 +30,7 @@ from gateway.backends.base import (
     PartsPage,
     UploadsPage,
     WriteMeta,
+    kept,
     no_such_bucket,
 )
 from gateway.backends.local import buckets
@@ -109,7 +111,14 @@ class LocalObjectStore(ObjectStore):
 
     # -- writing -----------------------------------------------------------------------------
     async def put_object(
-        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        meta: WriteMeta,
+        *,
+        if_none_match: bool = False,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         if body.size is not None and body.size > MAX_PART_SIZE:
@@ -117,24 +126,31 @@ class LocalObjectStore(ObjectStore):
         # a few stat calls on hot metadata: cheaper inline than a thread hop per small PUT
         precheck(t, if_none_match)
         if t.marker:
-            return await self._put_marker(t, body, meta, if_none_match)
+            return await self._put_marker(t, body, meta, if_none_match, checksum)
         fsync = self._layout.fsync
 
         def finish(temp: TempFile, given: str | None) -> str:
             etag = temp.md5_hex(given)
-            seal(temp, encode_meta(etag, meta), fsync=fsync)
+            seal(temp, encode_meta(etag, meta, checksum=kept(checksum)), fsync=fsync)
             place_file(temp.path, t, if_none_match, fsync=fsync)
             return etag
 
         return await stream_into_temp(self._pool, self._layout, body, finish)
 
-    async def _put_marker(self, t: Target, body: Body, meta: WriteMeta, exclusive: bool) -> str:
+    async def _put_marker(
+        self,
+        t: Target,
+        body: Body,
+        meta: WriteMeta,
+        exclusive: bool,
+        checksum: KeepChecksum | None,
+    ) -> str:
         if body.size:
             raise marker_with_data(t.key)
         async for chunk in body:  # consume (and let the body verify) an empty stream
             if chunk:
                 raise marker_with_data(t.key)
-        meta_bytes = encode_meta(EMPTY_MD5, meta)
+        meta_bytes = encode_meta(EMPTY_MD5, meta, checksum=kept(checksum))
         await self._pool.run(self._place_marker, t, meta_bytes, exclusive)
         return EMPTY_MD5
 
@@ -206,7 +222,12 @@ class LocalObjectStore(ObjectStore):
                 plain = "-" not in info.etag and bool(get_meta(fd))
                 digest = copy_into(fd, temp, 0, info.size, hashed=not plain)
                 etag = digest or info.etag
-                seal(temp, encode_meta(etag, new_meta), fsync=fsync)
+                # the same bytes: a whole-object checksum stays true (a composite one names
+                # parts the copy does not have)
+                same = info.checksum
+                if same is not None and same.type != "FULL_OBJECT":
+                    same = None
+                seal(temp, encode_meta(etag, new_meta, checksum=same), fsync=fsync)
                 place_file(temp.path, dst, False, fsync=fsync)
             except BaseException:
                 temp.discard()

@@ -18,6 +18,7 @@ from gateway.backends.base import (
     BucketInfo,
     Conditions,
     CopyResult,
+    KeepChecksum,
     ListPage,
     ObjectInfo,
     ObjectReader,
@@ -60,6 +61,8 @@ from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.sigv4 import uri_encode
 
+#: asked on every HEAD and GET: the upstream answers the checksum it keeps with the object
+CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
 #: how long the health probe waits for the upstream's answer
 CHECK_TIMEOUT = 5.0
 
@@ -134,20 +137,29 @@ class S3ObjectStore(ObjectStore):
 
     # -- objects -------------------------------------------------------------------------------
     async def put_object(
-        self, bucket: str, key: str, body: Body, meta: WriteMeta, *, if_none_match: bool = False
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        meta: WriteMeta,
+        *,
+        if_none_match: bool = False,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         check_key(bucket, key)
         headers = write_headers(meta)
         if if_none_match:
             headers["if-none-match"] = "*"
-        resp = await self._upstream.upload("PUT", bucket, key, body, headers=headers)
+        resp = await self._upstream.upload(
+            "PUT", bucket, key, body, headers=headers, checksum=checksum
+        )
         await read_body(resp)
         return etag_of(resp.headers)
 
     async def head_object(
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
-        resp = await self._upstream.send("HEAD", bucket, key)
+        resp = await self._upstream.send("HEAD", bucket, key, headers=dict(CHECKSUM_MODE))
         resp.release()
         info = object_info(key, resp.headers)
         # evaluated here, not upstream: versitygw compares dates with sub-second precision, so
@@ -166,6 +178,7 @@ class S3ObjectStore(ObjectStore):
         # ETag conditions go upstream (it answers 304/412 without a body); date conditions are
         # checked here on the answer's headers, at the one-second resolution S3 uses
         headers = etag_condition_headers(conditions, "")
+        headers.update(CHECKSUM_MODE)
         if range_header and forwardable_range(range_header):
             headers["range"] = range_header
         try:

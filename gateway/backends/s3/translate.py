@@ -21,9 +21,11 @@ from gateway.backends.base import (
     Conditions,
     CopyResult,
     ListPage,
+    ObjectChecksum,
     ObjectInfo,
     WriteMeta,
 )
+from gateway.protocol.checksums import ALGORITHMS, HEADER_PREFIX
 from gateway.protocol.errors import S3Error, S3ErrorCode
 
 META_PREFIX = "x-amz-meta-"
@@ -129,7 +131,25 @@ def object_info(key: str, headers: CIMultiDictProxy[str]) -> ObjectInfo:
         content_type=headers.get("Content-Type"),
         metadata=metadata,
         headers=stored,
+        checksum=checksum_of(headers),
+        parts_count=_int_or_none(headers.get("x-amz-mp-parts-count")),
     )
+
+
+def checksum_of(headers: Mapping[str, str]) -> ObjectChecksum | None:
+    """The checksum an upstream answered (``x-amz-checksum-<algorithm>`` and -type)."""
+    for algorithm in ALGORITHMS:
+        value = headers.get(HEADER_PREFIX + algorithm)
+        if value:
+            kind = headers.get(HEADER_PREFIX + "type", "").upper()
+            if kind not in ("FULL_OBJECT", "COMPOSITE"):
+                kind = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+            return ObjectChecksum(algorithm, value, kind)  # type: ignore[arg-type]
+    return None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
 
 
 def validator_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from gateway.backends.base import Conditions, ObjectInfo, WriteMeta
+from gateway.backends.base import Conditions, KeepChecksum, ObjectChecksum, ObjectInfo, WriteMeta
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.names import validate_key
@@ -16,7 +16,8 @@ from gateway.s3api.handlers.buckets import ACL_DOCUMENT
 from gateway.s3api.handlers.common import (
     S3Request,
     check_version_id,
-    checksum_headers,
+    checksum_answer,
+    checksum_mode,
     conditions,
     copy_source,
     read_xml,
@@ -62,6 +63,9 @@ def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
         headers[name] = value
     for name, value in info.metadata.items():
         headers["x-amz-meta-" + name] = value
+    if info.checksum is not None and checksum_mode(r) and "Range" not in r.headers:
+        # S3 answers the whole object's checksum only for the whole object
+        headers.update(checksum_answer(info.checksum))
     q = r.query
     # Overrides are honoured only on authenticated requests; anonymous ones never get here.
     if q:
@@ -162,6 +166,10 @@ async def put_object(r: S3Request) -> web.StreamResponse:
     decision, writes = _write_context(r)
     meta = stamp(write_meta(r.headers), decision)
     body = r.body(sha256=True)
+    # The client's checksum is kept with the object; without one, minimo's own SHA-256 (which
+    # the record keeps anyway) is, so every object answers a checksum (docs/compatibility.md).
+    algorithm = body.client_algorithm or "sha256"
+    keep = KeepChecksum(algorithm, lambda: body.checksum_b64(algorithm))
     write = writes.begin(decision, r.bucket, r.key)
     await write.start()
     try:
@@ -169,7 +177,12 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         # store for If-None-Match too refuses an object that exists without a claim (written
         # while overwrites were allowed, or before minimo), at no extra round trip.
         etag = await r.store.put_object(
-            r.bucket, r.key, body, meta, if_none_match=if_none_match or decision.write_once
+            r.bucket,
+            r.key,
+            body,
+            meta,
+            if_none_match=if_none_match or decision.write_once,
+            checksum=keep,
         )
     except BaseException as exc:
         await write.fail(r.store, exc)
@@ -187,7 +200,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         sha256=body.sha256_hex,
         content_type=meta.content_type,
     )
-    headers = checksum_headers(r.headers, body)
+    headers = checksum_answer(ObjectChecksum(algorithm, keep.value()))
     headers["ETag"] = s3xml.quote_etag(etag)
     return web.Response(headers=headers)
 

@@ -1,0 +1,132 @@
+"""Checksums kept and returned (issue 10, item 2): aws cli, boto3 and minio-py each write with a
+checksum and read it back with checksum mode, on both object backends.
+
+boto3 over HTTPS sends its checksum in an aws-chunked trailer, over HTTP as a header, so the
+matrix covers both ways a checksum arrives. Expected values are computed here from the bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from gateway.protocol.checksums import checksum_b64
+from tests.clients.test_awscli import AwsCli, aws  # noqa: F401 - the aws fixture
+from tests.clients.test_minio import mc  # noqa: F401 - the mc fixture
+from tests.conftest import boto3_client
+from tests.servers import Gateway
+
+BOTH = pytest.mark.parametrize("gateway", ["local-http", "s3-http"], indirect=True)
+ALGORITHMS = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]
+
+
+def checksum_headers(response: dict) -> dict[str, str]:
+    headers = response["ResponseMetadata"]["HTTPHeaders"]
+    return {k: v for k, v in headers.items() if k.startswith("x-amz-checksum-")}
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+@pytest.mark.parametrize(
+    "gateway", ["local-http", "local-https", "s3-http", "s3-https"], indirect=True
+)
+def test_boto3_put_with_each_algorithm_reads_it_back(gateway: Gateway, bucket: str) -> None:
+    s3 = boto3_client(gateway)
+    data = secrets.token_bytes(300_000)
+    for algorithm in ALGORITHMS:
+        key = f"k-{algorithm}"
+        put = s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm=algorithm)
+        expected = checksum_b64(algorithm.lower(), data)
+        assert put[f"Checksum{algorithm}"] == expected
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert head[f"Checksum{algorithm}"] == expected
+        assert head["ChecksumType"] == "FULL_OBJECT"
+        got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert got[f"Checksum{algorithm}"] == expected
+        assert got["Body"].read() == data  # botocore also validates the checksum it was given
+        # without checksum mode, no checksum is answered (as S3 does)
+        assert checksum_headers(s3.head_object(Bucket=bucket, Key=key)) == {}
+
+
+@BOTH
+def test_put_without_checksum_answers_minimo_sha256(gateway: Gateway, bucket: str) -> None:
+    """A client that sends no checksum gets minimo's own SHA-256 as the object's checksum."""
+    s3 = boto3_client(
+        gateway, request_checksum_calculation="when_required", signature_version="s3v4"
+    )
+    data = b"no checksum sent" * 1000
+    put = s3.put_object(Bucket=bucket, Key="plain", Body=data)
+    assert put["ChecksumSHA256"] == sha256_b64(data)
+    head = s3.head_object(Bucket=bucket, Key="plain", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == sha256_b64(data)
+    assert head["ChecksumType"] == "FULL_OBJECT"
+
+
+@BOTH
+def test_ranged_get_answers_no_checksum(gateway: Gateway, bucket: str) -> None:
+    s3 = boto3_client(gateway)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"0123456789", ChecksumAlgorithm="CRC32")
+    got = s3.get_object(Bucket=bucket, Key="k", Range="bytes=2-4", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"234"
+    assert checksum_headers(got) == {}
+
+
+@BOTH
+def test_aws_cli_checksum_round_trip(aws: AwsCli, bucket: str, tmp_path: Path) -> None:  # noqa: F811
+    src = tmp_path / "file.bin"
+    data = secrets.token_bytes(100_000)
+    src.write_bytes(data)
+    put = aws.api(
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "cli.bin",
+        "--body",
+        str(src),
+        "--checksum-algorithm",
+        "SHA256",
+    )
+    assert put["ChecksumSHA256"] == sha256_b64(data)
+    head = aws.api(
+        "head-object", "--bucket", bucket, "--key", "cli.bin", "--checksum-mode", "ENABLED"
+    )
+    assert head["ChecksumSHA256"] == sha256_b64(data)
+    out = tmp_path / "out.bin"
+    got = aws.api(
+        "get-object", "--bucket", bucket, "--key", "cli.bin", "--checksum-mode", "ENABLED", str(out)
+    )
+    assert got["ChecksumSHA256"] == sha256_b64(data)
+    assert out.read_bytes() == data
+
+
+@BOTH
+def test_minio_checksum_round_trip(mc: Minio, bucket: str) -> None:  # noqa: F811
+    """minio-py 7.2 has no checksum API: the header goes in as ``metadata`` (minio-py passes
+    x-amz-* names through as headers), checksum mode in stat_object's extra headers."""
+    import io
+
+    data = secrets.token_bytes(50_000)
+    crc = checksum_b64("crc32c", data)
+    mc.put_object(
+        bucket, "m.bin", io.BytesIO(data), len(data), metadata={"x-amz-checksum-crc32c": crc}
+    )
+    stat = mc.stat_object(bucket, "m.bin", extra_headers={"x-amz-checksum-mode": "ENABLED"})
+    assert stat.metadata["x-amz-checksum-crc32c"] == crc
+    assert stat.metadata["x-amz-checksum-type"] == "FULL_OBJECT"
+    # a wrong checksum is refused, and nothing is stored
+    with pytest.raises(Exception, match="BadDigest"):
+        mc.put_object(
+            bucket,
+            "bad.bin",
+            io.BytesIO(data),
+            len(data),
+            metadata={"x-amz-checksum-crc32c": checksum_b64("crc32c", b"other")},
+        )

@@ -1,0 +1,59 @@
+"""Contract: a write keeps the checksum it is given, and head/open answer it, on every backend."""
+
+from __future__ import annotations
+
+from gateway.backends.base import KeepChecksum, ObjectStore, WriteMeta
+from gateway.protocol.checksums import ALGORITHMS, checksum_b64
+from tests.contract.helpers import Bytes, MiB, contract, get, pattern, read_all
+
+#: a small body (sent upstream in one request) and one streamed as aws-chunked with a trailer
+SIZES = [1000, 2 * MiB + 3]
+
+
+async def _put_kept(store: ObjectStore, bucket: str, key: str, data: bytes, algorithm: str) -> str:
+    value = checksum_b64(algorithm, data)
+    keep = KeepChecksum(algorithm, lambda: value)
+    return await store.put_object(bucket, key, Bytes(data), WriteMeta(), checksum=keep)
+
+
+@contract
+async def test_put_keeps_checksum(store: ObjectStore, bucket: str) -> None:
+    for size in SIZES:
+        data = pattern(size, seed=size)
+        for algorithm in sorted(ALGORITHMS):
+            key = f"{algorithm}-{size}"
+            await _put_kept(store, bucket, key, data, algorithm)
+            info = await store.head_object(bucket, key)
+            assert info.checksum is not None, key
+            assert (info.checksum.algorithm, info.checksum.value, info.checksum.type) == (
+                algorithm,
+                checksum_b64(algorithm, data),
+                "FULL_OBJECT",
+            )
+            reader = await store.open_object(bucket, key)
+            assert reader.info.checksum == info.checksum
+            assert await read_all(reader) == data
+
+
+@contract
+async def test_empty_object_keeps_checksum(store: ObjectStore, bucket: str) -> None:
+    await _put_kept(store, bucket, "empty", b"", "crc32")
+    await _put_kept(store, bucket, "folder/", b"", "sha256")
+    for key, algorithm in (("empty", "crc32"), ("folder/", "sha256")):
+        info = await store.head_object(bucket, key)
+        assert info.checksum is not None and info.checksum.algorithm == algorithm
+        assert info.checksum.value == checksum_b64(algorithm, b"")
+    assert await get(store, bucket, "empty") == b""
+
+
+@contract
+async def test_copy_keeps_full_object_checksum(store: ObjectStore, bucket: str) -> None:
+    data = pattern(70_000, seed=3)
+    await _put_kept(store, bucket, "src", data, "crc32c")
+    await store.copy_object(bucket, "src", bucket, "dst", meta=WriteMeta())
+    info = await store.head_object(bucket, "dst")
+    assert info.checksum is not None
+    assert (info.checksum.algorithm, info.checksum.value) == (
+        "crc32c",
+        checksum_b64("crc32c", data),
+    )

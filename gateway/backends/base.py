@@ -296,6 +296,15 @@ class ObjectStore(ABC):
         InvalidRange."""
 
     @abstractmethod
+    async def part_range(
+        self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None
+    ) -> tuple[ObjectInfo, ByteRange | None]:
+        """Part ``part_number`` of an object (GET/HEAD ``partNumber``): its info, with
+        ``parts_count`` for a multipart object, and the part's bytes (None when empty). An
+        object not made by multipart has one part, the whole. InvalidPartNumber when there is
+        no such part; conditions as in head_object."""
+
+    @abstractmethod
     async def copy_object(
         self,
         src_bucket: str,

@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from minio import Minio
 
 from gateway.protocol.checksums import checksum_b64
@@ -130,3 +131,78 @@ def test_minio_checksum_round_trip(mc: Minio, bucket: str) -> None:  # noqa: F81
             len(data),
             metadata={"x-amz-checksum-crc32c": checksum_b64("crc32c", b"other")},
         )
+
+
+def _multipart_upload(s3, bucket: str, key: str, parts: list[bytes], **kwargs) -> dict:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, **kwargs)["UploadId"]
+    done = []
+    for number, data in enumerate(parts, start=1):
+        part = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=data)
+        done.append({"PartNumber": number, "ETag": part["ETag"]})
+    return s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}
+    )
+
+
+@BOTH
+def test_boto3_part_number_reads_one_part(gateway: Gateway, bucket: str) -> None:
+    s3 = boto3_client(gateway)
+    parts = [secrets.token_bytes(5 << 20), secrets.token_bytes(5 << 20), b"tail" * 100]
+    _multipart_upload(s3, bucket, "mp", parts)
+    total = sum(len(p) for p in parts)
+    start = 0
+    for number, data in enumerate(parts, start=1):
+        got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=number)
+        assert got["PartsCount"] == 3
+        assert got["ContentRange"] == f"bytes {start}-{start + len(data) - 1}/{total}"
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert got["Body"].read() == data
+        head = s3.head_object(Bucket=bucket, Key="mp", PartNumber=number)
+        assert head["PartsCount"] == 3 and head["ContentLength"] == len(data)
+        start += len(data)
+    with pytest.raises(ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="mp", PartNumber=4)
+    assert caught.value.response["Error"]["Code"] == "InvalidPartNumber"
+    with pytest.raises(ClientError) as caught:
+        s3.get_object(Bucket=bucket, Key="mp", PartNumber=1, Range="bytes=0-1")
+    assert caught.value.response["Error"]["Code"] == "InvalidRequest"
+    # a single PUT is one part: the whole object
+    s3.put_object(Bucket=bucket, Key="one", Body=b"0123456789")
+    got = s3.get_object(Bucket=bucket, Key="one", PartNumber=1)
+    assert got["Body"].read() == b"0123456789"
+    assert "PartsCount" not in got
+
+
+@BOTH
+def test_boto3_get_object_attributes(gateway: Gateway, bucket: str) -> None:
+    s3 = boto3_client(gateway)
+    data = secrets.token_bytes(10_000)
+    put = s3.put_object(Bucket=bucket, Key="k", Body=data, ChecksumAlgorithm="SHA1")
+    everything = ["ETag", "Checksum", "ObjectParts", "ObjectSize", "StorageClass"]
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=everything)
+    assert attrs["ETag"] == put["ETag"].strip('"')
+    assert attrs["ObjectSize"] == len(data)
+    assert attrs["StorageClass"] == "STANDARD"
+    assert attrs["Checksum"] == {
+        "ChecksumSHA1": checksum_b64("sha1", data),
+        "ChecksumType": "FULL_OBJECT",
+    }
+    assert "ObjectParts" not in attrs and attrs["LastModified"]
+    only = s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["ObjectSize"])
+    assert only["ObjectSize"] == len(data) and "ETag" not in only
+    _multipart_upload(s3, bucket, "mp", [secrets.token_bytes(5 << 20), b"end"])
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=everything)
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+    assert attrs["ObjectSize"] == (5 << 20) + 3 and attrs["ETag"].endswith("-2")
+    with pytest.raises(ClientError) as caught:
+        s3.get_object_attributes(Bucket=bucket, Key="missing", ObjectAttributes=["ETag"])
+    assert caught.value.response["Error"]["Code"] in ("NoSuchKey", "404")
+
+
+@BOTH
+def test_get_object_attributes_bad_header(gateway: Gateway, bucket: str) -> None:
+    s3 = boto3_client(gateway)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    with pytest.raises(ClientError) as caught:
+        s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["Colour"])
+    assert caught.value.response["Error"]["Code"] == "InvalidArgument"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.backends.base import KeepChecksum, ObjectStore, WriteMeta
 from gateway.protocol.checksums import ALGORITHMS, checksum_b64
-from tests.contract.helpers import Bytes, MiB, contract, get, pattern, read_all
+from tests.contract.helpers import Bytes, MiB, contract, get, pattern, put, raises, read_all
 
 #: a small body (sent upstream in one request) and one streamed as aws-chunked with a trailer
 SIZES = [1000, 2 * MiB + 3]
@@ -57,3 +57,42 @@ async def test_copy_keeps_full_object_checksum(store: ObjectStore, bucket: str) 
         "crc32c",
         checksum_b64("crc32c", data),
     )
+
+
+async def _multipart(store: ObjectStore, bucket: str, key: str, parts: list[bytes]) -> str:
+    upload = await store.create_multipart_upload(bucket, key, WriteMeta())
+    listed = []
+    for number, data in enumerate(parts, start=1):
+        etag = await store.upload_part(bucket, key, upload, number, Bytes(data))
+        listed.append((number, etag))
+    return await store.complete_multipart_upload(bucket, key, upload, listed)
+
+
+@contract
+async def test_part_range_of_a_multipart_object(store: ObjectStore, bucket: str) -> None:
+    parts = [pattern(5 * MiB, seed=1), pattern(5 * MiB, seed=2), pattern(1234, seed=3)]
+    etag = await _multipart(store, bucket, "mp", parts)
+    total = sum(len(p) for p in parts)
+    start = 0
+    for number, data in enumerate(parts, start=1):
+        info, span = await store.part_range(bucket, "mp", number)
+        assert info.etag == etag and info.parts_count == 3 and info.size == total
+        assert span is not None
+        assert (span.start, span.end, span.total) == (start, start + len(data) - 1, total)
+        got = await get(store, bucket, "mp", range_header=f"bytes={span.start}-{span.end}")
+        assert got == data
+        start += len(data)
+    async with raises("InvalidPartNumber"):
+        await store.part_range(bucket, "mp", 4)
+
+
+@contract
+async def test_part_range_of_a_single_object(store: ObjectStore, bucket: str) -> None:
+    await put(store, bucket, "one", b"0123456789")
+    info, span = await store.part_range(bucket, "one", 1)
+    assert not info.parts_count
+    assert span is not None and (span.start, span.end, span.total) == (0, 9, 10)
+    async with raises("InvalidPartNumber"):
+        await store.part_range(bucket, "one", 2)
+    async with raises("NoSuchKey"):
+        await store.part_range(bucket, "missing", 1)

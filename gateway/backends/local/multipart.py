@@ -227,6 +227,7 @@ class Uploads:
     ) -> str:
         have = self._parts(claimed)
         files = []
+        sizes: list[int] = []
         for index, (number, etag) in enumerate(wanted):
             found = have.get(number)
             if found is None or found[0] != _clean_etag(etag):
@@ -243,13 +244,16 @@ class Uploads:
                     extra={"PartNumber": str(number)},
                 )
             files.append(os.path.join(claimed, f"part-{number:05d}"))
+            sizes.append(found[1].st_size)
         etag = _multipart_etag([_clean_etag(e) for _, e in wanted])
         meta = meta_of(record)
         fsync = self._layout.fsync
         if t.marker:
             if any(os.path.getsize(f) for f in files):
                 raise marker_with_data(t.key)
-            place_marker(t, encode_meta(etag, meta, len(files)), False, fsync=fsync)
+            place_marker(
+                t, encode_meta(etag, meta, len(files), part_sizes=sizes), False, fsync=fsync
+            )
             return etag
         temp = TempFile(self._layout.tmp_path("mpu"), None)
         try:
@@ -259,7 +263,7 @@ class Uploads:
                     copy_into(src, temp, 0, os.fstat(src).st_size, hashed=False)
                 finally:
                     os.close(src)
-            seal(temp, encode_meta(etag, meta, len(files)), fsync=fsync)
+            seal(temp, encode_meta(etag, meta, len(files), part_sizes=sizes), fsync=fsync)
             place_file(temp.path, t, False, fsync=fsync)
         except BaseException:
             temp.discard()

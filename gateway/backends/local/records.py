@@ -16,8 +16,11 @@ from typing import Any
 from gateway.backends.base import ObjectChecksum, ObjectInfo, WriteMeta
 from gateway.backends.local.pool import FULL_ERRNOS, nearly_full
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.parts import size_runs
 
 XATTR = "user.minimo"
+#: part sizes are kept as at most this many runs of equal sizes (gateway.protocol.parts)
+MAX_SIZE_RUNS = 16
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 
 
@@ -45,8 +48,15 @@ def encode_meta(
     meta: WriteMeta,
     parts: int | None = None,
     checksum: ObjectChecksum | None = None,
+    part_sizes: list[int] | None = None,
 ) -> bytes:
     record: dict[str, Any] = {"etag": etag, "mtime": time.time()}
+    if part_sizes:
+        runs = size_runs(part_sizes)
+        # the xattr holds ~4 KiB with the user's metadata: parts of many sizes are not kept
+        # (partNumber then answers NotImplemented for that object)
+        if len(runs) <= MAX_SIZE_RUNS:
+            record["psz"] = runs
     if checksum is not None:
         record["ck"] = [checksum.algorithm, checksum.value, checksum.type]
     if meta.content_type:

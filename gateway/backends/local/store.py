@@ -18,6 +18,7 @@ from gateway.backends.base import (
     MAX_PART_SIZE,
     Body,
     BucketInfo,
+    ByteRange,
     Conditions,
     CopyResult,
     DeadOwner,
@@ -40,7 +41,13 @@ from gateway.backends.local.lister import list_page
 from gateway.backends.local.multipart import Uploads, check_part_number
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
-from gateway.backends.local.reader import LocalReader, head_sync, open_for_read, open_sync
+from gateway.backends.local.reader import (
+    LocalReader,
+    head_sync,
+    open_for_read,
+    open_sync,
+    part_range_sync,
+)
 from gateway.backends.local.records import EMPTY_MD5, XATTR, encode_meta, get_meta, utc
 from gateway.backends.local.writing import TempFile, copy_into, fsync_dir, seal, stream_into_temp
 from gateway.protocol.conditions import check_conditions
@@ -162,6 +169,12 @@ class LocalObjectStore(ObjectStore):
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
         return await self._pool.run(head_sync, self._layout.target(bucket, key), conditions)
+
+    async def part_range(
+        self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None
+    ) -> tuple[ObjectInfo, ByteRange | None]:
+        t = self._layout.target(bucket, key)
+        return await self._pool.run(part_range_sync, t, part_number, conditions)
 
     async def open_object(
         self,

@@ -16,6 +16,7 @@ from gateway.backends.base import (
     MAX_KEY_BYTES,
     Body,
     BucketInfo,
+    ByteRange,
     Conditions,
     CopyResult,
     KeepChecksum,
@@ -59,6 +60,7 @@ from gateway.backends.s3.upstream import (
 )
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.parts import no_such_part
 from gateway.protocol.sigv4 import uri_encode
 
 #: asked on every HEAD and GET: the upstream answers the checksum it keeps with the object
@@ -166,6 +168,32 @@ class S3ObjectStore(ObjectStore):
         # an object would look modified since its own Last-Modified
         check_conditions(info, conditions)
         return info
+
+    async def part_range(
+        self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None
+    ) -> tuple[ObjectInfo, ByteRange | None]:
+        query = [("partNumber", str(part_number))]
+        try:
+            resp = await self._upstream.send(
+                "HEAD", bucket, key, query=query, headers=dict(CHECKSUM_MODE)
+            )
+        except S3Error as exc:
+            # versitygw says InvalidRange (a HEAD carries no error code to tell them apart)
+            if exc.code in (S3ErrorCode.InvalidRange, S3ErrorCode.InvalidPartNumber):
+                raise no_such_part(part_number) from None
+            raise
+        resp.release()
+        info = object_info(key, resp.headers)
+        span = parse_content_range(resp.headers.get("Content-Range", ""))
+        if span is not None:
+            info.size = span.total
+        elif info.parts_count or part_number != 1:
+            # S3 answers a part with its Content-Range; without one it served no part
+            raise no_such_part(part_number)
+        check_conditions(info, conditions)
+        if info.parts_count is None and span is not None and span.length != span.total:
+            raise bad_answer("HeadObject partNumber")
+        return info, span
 
     async def open_object(
         self,

@@ -145,8 +145,8 @@ class PartInfo:
     etag: str
     size: int
     last_modified: datetime
-    #: the part's kept checksum (base64), when the upload keeps one
-    checksum: str | None = None
+    #: the part's kept checksum, when the upload keeps one
+    checksum: ObjectChecksum | None = None
 
 
 @dataclass(slots=True)
@@ -341,14 +341,25 @@ class ObjectStore(ABC):
 
     # -- multipart -----------------------------------------------------------------------------
     @abstractmethod
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
-        """Return a new upload id."""
+    async def create_multipart_upload(
+        self, bucket: str, key: str, meta: WriteMeta, *, checksum: tuple[str, str] | None = None
+    ) -> str:
+        """Return a new upload id. ``checksum`` is ``(algorithm, type)``
+        (gateway.protocol.upload_checksums): every part must then keep that checksum."""
 
     @abstractmethod
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        *,
+        checksum: KeepChecksum | None = None,
     ) -> str:
-        """Store (or replace) one part; return its ETag. NoSuchUpload when unknown."""
+        """Store (or replace) one part; return its ETag. NoSuchUpload when unknown;
+        InvalidRequest when the upload keeps a checksum and ``checksum`` is not of it."""
 
     @abstractmethod
     async def upload_part_copy(
@@ -366,10 +377,20 @@ class ObjectStore(ABC):
 
     @abstractmethod
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        part_checksums: dict[int, tuple[str, str]] | None = None,
     ) -> str:
         """Assemble the listed (part number, etag) parts, make the object visible atomically and
-        return its ETag. InvalidPart / InvalidPartOrder / EntityTooSmall as S3 does."""
+        return its ETag. InvalidPart / InvalidPartOrder / EntityTooSmall as S3 does.
+
+        ``part_checksums`` maps a part number to the ``(algorithm, base64)`` the client listed
+        for it; an upload that keeps a checksum needs one for every part (InvalidRequest) that
+        matches the part's (InvalidPart), and the object keeps the checksum made of them."""
 
     @abstractmethod
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...

@@ -206,3 +206,71 @@ def test_get_object_attributes_bad_header(gateway: Gateway, bucket: str) -> None
     with pytest.raises(ClientError) as caught:
         s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["Colour"])
     assert caught.value.response["Error"]["Code"] == "InvalidArgument"
+
+
+@BOTH
+@pytest.mark.parametrize(("algorithm", "kind"), [("CRC32", "COMPOSITE"), ("CRC32C", "FULL_OBJECT")])
+def test_boto3_multipart_checksums(
+    gateway: Gateway, bucket: str, algorithm: str, kind: str
+) -> None:
+    s3 = boto3_client(gateway)
+    parts = [secrets.token_bytes(5 << 20), secrets.token_bytes(1000)]
+    created = s3.create_multipart_upload(
+        Bucket=bucket, Key="mp", ChecksumAlgorithm=algorithm, ChecksumType=kind
+    )
+    assert (created["ChecksumAlgorithm"], created["ChecksumType"]) == (algorithm, kind)
+    upload = created["UploadId"]
+    done = []
+    for number, data in enumerate(parts, start=1):
+        part = s3.upload_part(
+            Bucket=bucket,
+            Key="mp",
+            UploadId=upload,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm=algorithm,
+        )
+        assert part[f"Checksum{algorithm}"] == checksum_b64(algorithm.lower(), data)
+        done.append(
+            {
+                "PartNumber": number,
+                "ETag": part["ETag"],
+                f"Checksum{algorithm}": part[f"Checksum{algorithm}"],
+            }
+        )
+    listed = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload)["Parts"]
+    assert [p[f"Checksum{algorithm}"] for p in listed] == [d[f"Checksum{algorithm}"] for d in done]
+    completed = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={"Parts": done}
+    )
+    if kind == "FULL_OBJECT":
+        expected = checksum_b64(algorithm.lower(), b"".join(parts))
+    else:
+        digests = b"".join(base64.b64decode(checksum_b64(algorithm.lower(), p)) for p in parts)
+        expected = checksum_b64(algorithm.lower(), digests) + "-2"
+    assert completed[f"Checksum{algorithm}"] == expected
+    assert completed["ChecksumType"] == kind
+    head = s3.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
+    assert head[f"Checksum{algorithm}"] == expected and head["ChecksumType"] == kind
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["Checksum"])
+    assert attrs["Checksum"] == {f"Checksum{algorithm}": expected, "ChecksumType": kind}
+
+
+@BOTH
+def test_boto3_upload_file_multipart_reads_back(
+    gateway: Gateway, bucket: str, tmp_path: Path
+) -> None:
+    """boto3's transfer manager (default CRC32 on every part) completes and reads back."""
+    from boto3.s3.transfer import TransferConfig
+
+    src = tmp_path / "big.bin"
+    src.write_bytes(secrets.token_bytes(11 << 20))
+    s3 = boto3_client(gateway)
+    config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    s3.upload_file(str(src), bucket, "big.bin", Config=config)
+    head = s3.head_object(Bucket=bucket, Key="big.bin", ChecksumMode="ENABLED")
+    assert head["ContentLength"] == 11 << 20
+    assert checksum_headers(head), "a multipart object written with checksums keeps one"
+    dst = tmp_path / "out.bin"
+    s3.download_file(bucket, "big.bin", str(dst))
+    assert dst.read_bytes() == src.read_bytes()

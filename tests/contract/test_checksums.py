@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from gateway.backends.base import KeepChecksum, ObjectStore, WriteMeta
 from gateway.protocol.checksums import ALGORITHMS, checksum_b64
 from tests.contract.helpers import Bytes, MiB, contract, get, pattern, put, raises, read_all
@@ -96,3 +98,72 @@ async def test_part_range_of_a_single_object(store: ObjectStore, bucket: str) ->
         await store.part_range(bucket, "one", 2)
     async with raises("NoSuchKey"):
         await store.part_range(bucket, "missing", 1)
+
+
+async def _checked_upload(
+    store: ObjectStore, bucket: str, key: str, parts: list[bytes], algorithm: str, kind: str
+) -> tuple[str, str]:
+    """A multipart upload that keeps ``algorithm``; returns the ETag and the upload id."""
+    upload = await store.create_multipart_upload(
+        bucket, key, WriteMeta(), checksum=(algorithm, kind)
+    )
+    listed, sums = [], {}
+    for number, data in enumerate(parts, start=1):
+        value = checksum_b64(algorithm, data)
+        keep = KeepChecksum(algorithm, lambda v=value: v)
+        etag = await store.upload_part(bucket, key, upload, number, Bytes(data), checksum=keep)
+        listed.append((number, etag))
+        sums[number] = (algorithm, value)
+    page = await store.list_parts(bucket, key, upload)
+    assert [p.checksum.value if p.checksum else None for p in page.parts] == [
+        v for _, v in sums.values()
+    ]
+    etag = await store.complete_multipart_upload(bucket, key, upload, listed, part_checksums=sums)
+    return etag, upload
+
+
+@contract
+async def test_multipart_composite_and_full_object_checksums(
+    store: ObjectStore, bucket: str
+) -> None:
+    parts = [pattern(5 * MiB, seed=7), pattern(777, seed=8)]
+    whole = b"".join(parts)
+    cases = [
+        ("crc32", "COMPOSITE"),
+        ("sha256", "COMPOSITE"),
+        ("crc32c", "FULL_OBJECT"),
+        ("crc64nvme", "FULL_OBJECT"),
+    ]
+    for algorithm, kind in cases:
+        key = f"mp-{algorithm}-{kind}"
+        await _checked_upload(store, bucket, key, parts, algorithm, kind)
+        info = await store.head_object(bucket, key)
+        assert info.checksum is not None, key
+        if kind == "FULL_OBJECT":
+            expected = checksum_b64(algorithm, whole)
+        else:
+            digests = b"".join(base64.b64decode(checksum_b64(algorithm, p)) for p in parts)
+            expected = checksum_b64(algorithm, digests) + "-2"
+        assert (info.checksum.algorithm, info.checksum.value, info.checksum.type) == (
+            algorithm,
+            expected,
+            kind,
+        )
+
+
+@contract
+async def test_multipart_checksum_rules(store: ObjectStore, bucket: str) -> None:
+    data = pattern(1000, seed=9)
+    upload = await store.create_multipart_upload(
+        bucket, "k", WriteMeta(), checksum=("crc32", "COMPOSITE")
+    )
+    async with raises("InvalidRequest"):  # a part without the upload's checksum
+        await store.upload_part(bucket, "k", upload, 1, Bytes(data))
+    value = checksum_b64("crc32", data)
+    keep = KeepChecksum("crc32", lambda: value)
+    etag = await store.upload_part(bucket, "k", upload, 1, Bytes(data), checksum=keep)
+    async with raises("InvalidRequest"):  # the complete request must repeat it
+        await store.complete_multipart_upload(bucket, "k", upload, [(1, etag)])
+    await store.complete_multipart_upload(
+        bucket, "k", upload, [(1, etag)], part_checksums={1: ("crc32", value)}
+    )

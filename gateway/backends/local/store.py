@@ -38,7 +38,7 @@ from gateway.backends.local import buckets
 from gateway.backends.local.layout import Layout, Target, marker_with_data, require_bucket
 from gateway.backends.local.leftovers import find_leftovers, sweep_stale_temp
 from gateway.backends.local.lister import list_page
-from gateway.backends.local.multipart import Uploads, check_part_number
+from gateway.backends.local.multipart import Uploads, check_part_checksum, check_part_number
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import (
@@ -295,23 +295,33 @@ class LocalObjectStore(ObjectStore):
         )
 
     # -- multipart ---------------------------------------------------------------------------
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+    async def create_multipart_upload(
+        self, bucket: str, key: str, meta: WriteMeta, *, checksum: tuple[str, str] | None = None
+    ) -> str:
         t = self._layout.target(bucket, key)
-        return await self._pool.run(self._uploads.create, t, meta)
+        return await self._pool.run(self._uploads.create, t, meta, checksum)
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        *,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         check_part_number(part_number)
         updir = self._layout.upload_dir(bucket, upload_id)
         if body.size is not None and body.size > MAX_PART_SIZE:
             raise S3Error(S3ErrorCode.EntityTooLarge)
-        await self._pool.run(self._uploads.load, updir, t.key, upload_id)
+        record = await self._pool.run(self._uploads.load, updir, t.key, upload_id)
+        check_part_checksum(record, checksum)
 
         def finish(temp: TempFile, given: str | None) -> str:
             etag = temp.md5_hex(given)
-            self._uploads.place_part(temp, updir, part_number, etag, upload_id)
+            self._uploads.place_part(temp, updir, part_number, etag, upload_id, kept(checksum))
             return etag
 
         return await stream_into_temp(self._pool, self._layout, body, finish)
@@ -346,7 +356,13 @@ class LocalObjectStore(ObjectStore):
         )
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        part_checksums: dict[int, tuple[str, str]] | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         updir = self._layout.upload_dir(bucket, upload_id)
@@ -357,7 +373,8 @@ class LocalObjectStore(ObjectStore):
         numbers = [n for n, _ in parts]
         if any(b <= a for a, b in itertools.pairwise(numbers)):
             raise S3Error(S3ErrorCode.InvalidPartOrder)
-        return await self._pool.run(self._uploads.complete, t, upload_id, updir, parts)
+        given = part_checksums or {}
+        return await self._pool.run(self._uploads.complete, t, upload_id, updir, parts, given)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         t = self._layout.target(bucket, key)

@@ -47,6 +47,7 @@ from gateway.backends.s3.translate import (
     iso_time,
     object_info,
     parse_content_range,
+    part_checksum,
     trim_page,
     unquote,
     write_headers,
@@ -300,10 +301,16 @@ class S3ObjectStore(ObjectStore):
         return trim_page(objects, prefixes, truncated, max_keys)
 
     # -- multipart -----------------------------------------------------------------------------
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+    async def create_multipart_upload(
+        self, bucket: str, key: str, meta: WriteMeta, *, checksum: tuple[str, str] | None = None
+    ) -> str:
         check_key(bucket, key)
+        headers = write_headers(meta)
+        if checksum is not None:
+            headers["x-amz-checksum-algorithm"] = checksum[0].upper()
+            headers["x-amz-checksum-type"] = checksum[1]
         doc = await self._upstream.xml(
-            "POST", bucket, key, query=[("uploads", "")], headers=write_headers(meta)
+            "POST", bucket, key, query=[("uploads", "")], headers=headers
         )
         upload_id = dig(doc, "InitiateMultipartUploadResult", "UploadId")
         if not upload_id:
@@ -311,10 +318,17 @@ class S3ObjectStore(ObjectStore):
         return upload_id
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        *,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-        resp = await self._upstream.upload("PUT", bucket, key, body, query=query)
+        resp = await self._upstream.upload("PUT", bucket, key, body, query=query, checksum=checksum)
         await read_body(resp)
         return etag_of(resp.headers)
 
@@ -340,9 +354,15 @@ class S3ObjectStore(ObjectStore):
         return copy_result(doc, "CopyPartResult")
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        part_checksums: dict[int, tuple[str, str]] | None = None,
     ) -> str:
-        body = complete_xml(parts)
+        body = complete_xml(parts, part_checksums or {})
         try:
             doc = await self._upstream.xml(
                 "POST",
@@ -381,6 +401,7 @@ class S3ObjectStore(ObjectStore):
                 etag=unquote(p.get("ETag") or ""),
                 size=int(p.get("Size") or 0),
                 last_modified=iso_time(p.get("LastModified")),
+                checksum=part_checksum(p),
             )
             for p in result.get("Part") or []
         ]

@@ -148,6 +148,15 @@ def checksum_of(headers: Mapping[str, str]) -> ObjectChecksum | None:
     return None
 
 
+def part_checksum(part: Mapping[str, Any]) -> ObjectChecksum | None:
+    """A ListParts ``<Part>``'s ``<ChecksumCRC32>`` (or other algorithm), when it has one."""
+    for algorithm in ALGORITHMS:
+        value = part.get("Checksum" + algorithm.upper())
+        if isinstance(value, str) and value:
+            return ObjectChecksum(algorithm, value)
+    return None
+
+
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
@@ -184,10 +193,17 @@ def copy_result(doc: Mapping[str, Any], root: str) -> CopyResult:
     return CopyResult(unquote(result["ETag"]), iso_time(result.get("LastModified")))
 
 
-def complete_xml(parts: list[tuple[int, str]]) -> bytes:
+def complete_xml(parts: list[tuple[int, str]], checksums: dict[int, tuple[str, str]]) -> bytes:
+    def checksum(number: int) -> str:
+        if number not in checksums:
+            return ""
+        algorithm, value = checksums[number]
+        name = "Checksum" + algorithm.upper()
+        return f"<{name}>{_xml_escape(value)}</{name}>"
+
     items = "".join(
         f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{_xml_escape(unquote(etag))}"
-        "&quot;</ETag></Part>"
+        f"&quot;</ETag>{checksum(number)}</Part>"
         for number, etag in parts
     )
     return f"<CompleteMultipartUpload>{items}</CompleteMultipartUpload>".encode()

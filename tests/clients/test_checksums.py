@@ -274,3 +274,34 @@ def test_boto3_upload_file_multipart_reads_back(
     dst = tmp_path / "out.bin"
     s3.download_file(bucket, "big.bin", str(dst))
     assert dst.read_bytes() == src.read_bytes()
+
+
+@BOTH
+def test_checksum_bad_input(gateway: Gateway, bucket: str) -> None:
+    """Checksum requests S3 refuses get its XML errors (never a 500), and store nothing."""
+    s3 = boto3_client(gateway)
+    for algorithm, kind in (("CRC64NVME", "COMPOSITE"), ("SHA256", "FULL_OBJECT")):
+        with pytest.raises(ClientError) as caught:
+            s3.create_multipart_upload(
+                Bucket=bucket, Key="k", ChecksumAlgorithm=algorithm, ChecksumType=kind
+            )
+        assert caught.value.response["Error"]["Code"] == "InvalidRequest"
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="SHA256")
+    with pytest.raises(ClientError) as caught:  # a part with another algorithm's checksum
+        s3.upload_part(
+            Bucket=bucket,
+            Key="k",
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x",
+            ChecksumAlgorithm="CRC32",
+        )
+    assert caught.value.response["Error"]["Code"] == "InvalidRequest"
+    with pytest.raises(ClientError) as caught:  # a checksum that is not the body's
+        s3.put_object(
+            Bucket=bucket, Key="bad", Body=b"abc", ChecksumSHA1=checksum_b64("sha1", b"x")
+        )
+    assert caught.value.response["Error"]["Code"] == "BadDigest"
+    with pytest.raises(ClientError) as caught:
+        s3.head_object(Bucket=bucket, Key="bad")
+    assert caught.value.response["Error"]["Code"] == "404"

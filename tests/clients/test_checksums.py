@@ -305,3 +305,24 @@ def test_checksum_bad_input(gateway: Gateway, bucket: str) -> None:
     with pytest.raises(ClientError) as caught:
         s3.head_object(Bucket=bucket, Key="bad")
     assert caught.value.response["Error"]["Code"] == "404"
+
+
+@BOTH
+def test_aws_cli_multipart_cp_reads_back_checksum(
+    aws: AwsCli,  # noqa: F811
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """``aws s3 cp`` of 9 MiB is a two-part upload; the object keeps the checksum aws cli sent."""
+    src = tmp_path / "big.bin"
+    src.write_bytes(secrets.token_bytes(9 << 20))
+    aws.run("s3", "cp", str(src), f"s3://{bucket}/big.bin")
+    head = aws.api(
+        "head-object", "--bucket", bucket, "--key", "big.bin", "--checksum-mode", "ENABLED"
+    )
+    assert head["ContentLength"] == 9 << 20
+    kept = {k: v for k, v in head.items() if k.startswith("Checksum")}
+    assert kept, f"no checksum kept: {head}"
+    out = tmp_path / "out.bin"
+    aws.run("s3", "cp", f"s3://{bucket}/big.bin", str(out))
+    assert out.read_bytes() == src.read_bytes()

@@ -66,6 +66,35 @@ class WriteMeta:
     headers: dict[str, str] = field(default_factory=dict)  # subset of STORED_HEADERS
 
 
+ChecksumType = Literal["FULL_OBJECT", "COMPOSITE"]
+
+
+@dataclass(slots=True)
+class ObjectChecksum:
+    """The checksum kept with an object: ``algorithm`` as in ``x-amz-checksum-<algorithm>``
+    (crc32, crc32c, crc64nvme, sha1, sha256), ``value`` as S3 sends it (base64, with ``-N``
+    for a composite of N parts)."""
+
+    algorithm: str
+    value: str
+    type: ChecksumType = "FULL_OBJECT"
+
+
+@dataclass(slots=True)
+class KeepChecksum:
+    """The checksum a write must keep with its object. The algorithm is known before the body
+    streams (an S3 upstream is told it in the request headers); ``value()`` only once the body
+    was read to its end, which is when a backend seals the object."""
+
+    algorithm: str
+    value: Callable[[], str]
+
+
+def kept(keep: KeepChecksum | None) -> ObjectChecksum | None:
+    """What a finished write keeps of ``keep`` (call once the body was read to its end)."""
+    return None if keep is None else ObjectChecksum(keep.algorithm, keep.value())
+
+
 @dataclass(slots=True)
 class ObjectInfo:
     key: str
@@ -75,6 +104,10 @@ class ObjectInfo:
     content_type: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    #: the kept checksum, when the object has one (a store may leave it out of listings)
+    checksum: ObjectChecksum | None = None
+    #: the number of parts of an object made by CompleteMultipartUpload, when known
+    parts_count: int | None = None
 
 
 @dataclass(slots=True)
@@ -112,6 +145,8 @@ class PartInfo:
     etag: str
     size: int
     last_modified: datetime
+    #: the part's kept checksum, when the upload keeps one
+    checksum: ObjectChecksum | None = None
 
 
 @dataclass(slots=True)
@@ -232,6 +267,7 @@ class ObjectStore(ABC):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         """Store the object atomically and return its ETag.
 
@@ -239,6 +275,8 @@ class ObjectStore(ABC):
         when the key already exists, atomically with respect to concurrent writers.
         ``if_match`` (``If-Match: "etag"``) makes it fail with NoSuchKey when there is no
         object, PreconditionFailed when its ETag differs (as atomically as the store allows).
+        ``checksum`` is kept with the object (a FULL_OBJECT checksum) and returned in
+        :attr:`ObjectInfo.checksum` by head_object and open_object.
         """
 
     @abstractmethod
@@ -259,6 +297,15 @@ class ObjectStore(ABC):
         """Open for reading. ``range_header`` is the client's raw ``Range`` value; an invalid
         or multi-range header is ignored (whole object), an unsatisfiable one raises
         InvalidRange."""
+
+    @abstractmethod
+    async def part_range(
+        self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None
+    ) -> tuple[ObjectInfo, ByteRange | None]:
+        """Part ``part_number`` of an object (GET/HEAD ``partNumber``): its info, with
+        ``parts_count`` for a multipart object, and the part's bytes (None when empty). An
+        object not made by multipart has one part, the whole. InvalidPartNumber when there is
+        no such part; conditions as in head_object."""
 
     @abstractmethod
     async def copy_object(
@@ -297,14 +344,25 @@ class ObjectStore(ABC):
 
     # -- multipart -----------------------------------------------------------------------------
     @abstractmethod
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
-        """Return a new upload id."""
+    async def create_multipart_upload(
+        self, bucket: str, key: str, meta: WriteMeta, *, checksum: tuple[str, str] | None = None
+    ) -> str:
+        """Return a new upload id. ``checksum`` is ``(algorithm, type)``
+        (gateway.protocol.upload_checksums): every part must then keep that checksum."""
 
     @abstractmethod
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        *,
+        checksum: KeepChecksum | None = None,
     ) -> str:
-        """Store (or replace) one part; return its ETag. NoSuchUpload when unknown."""
+        """Store (or replace) one part; return its ETag. NoSuchUpload when unknown;
+        InvalidRequest when the upload keeps a checksum and ``checksum`` is not of it."""
 
     @abstractmethod
     async def upload_part_copy(
@@ -330,10 +388,15 @@ class ObjectStore(ABC):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        part_checksums: dict[int, tuple[str, str]] | None = None,
     ) -> str:
         """Assemble the listed (part number, etag) parts, make the object visible atomically and
         return its ETag. InvalidPart / InvalidPartOrder / EntityTooSmall as S3 does. The
-        conditions are those of :meth:`put_object`; when one fails the upload stays usable."""
+        conditions are those of :meth:`put_object`; when one fails the upload stays usable.
+
+        ``part_checksums`` maps a part number to the ``(algorithm, base64)`` the client listed
+        for it; an upload that keeps a checksum needs one for every part (InvalidRequest) that
+        matches the part's (InvalidPart), and the object keeps the checksum made of them."""
 
     @abstractmethod
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...

@@ -105,6 +105,7 @@ class S3ErrorCode(ErrorTable):
     InvalidObjectName = "InvalidObjectName", 400, "The specified object name is not valid."
     InvalidPart = "InvalidPart", 400, "One or more of the specified parts could not be found."
     InvalidPartOrder = "InvalidPartOrder", 400, "The list of parts was not in ascending order."
+    InvalidPartNumber = "InvalidPartNumber", 416, "The requested partnumber is not satisfiable."
     InvalidRange = "InvalidRange", 416, "The requested range is not satisfiable."
     InvalidRequest = "InvalidRequest", 400, "Invalid Request."
     KeyTooLongError = (

@@ -23,11 +23,13 @@ joined copies).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from collections import deque
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from gateway.protocol import sigv4
 from gateway.protocol.checksums import (
@@ -215,7 +217,10 @@ class RequestBody:
         self._expected_md5 = decode_content_md5(md5_header) if md5_header is not None else None
         self._expected_checksums = header_checksums(headers)
         self._trailer_checksum = self._declared_trailer(headers.get("x-amz-trailer"))
+        self._asked = asked_algorithm(headers)
         algorithms = set(self._expected_checksums) | set(checksum_algorithms)
+        if self._asked is not None and self._asked != "sha256":
+            algorithms.add(self._asked)  # (a sha256 is taken from the payload digest)
         if self._trailer_checksum:
             algorithms.add(self._trailer_checksum)
         unknown = algorithms - set(ALGORITHMS)
@@ -226,7 +231,7 @@ class RequestBody:
             )
         self._digests = _Digests(
             md5=md5 or self._expected_md5 is not None,
-            sha256=sha256 or self._expected_sha256 is not None,
+            sha256=sha256 or self._expected_sha256 is not None or self._asked == "sha256",
             algorithms=algorithms,
         )
         self.received = 0
@@ -235,6 +240,23 @@ class RequestBody:
         self.checksums: dict[str, str] = {}
         self.trailers: dict[str, str] = {}
         self._started = False
+
+    @property
+    def client_algorithm(self) -> str | None:
+        """The checksum algorithm the client chose: the one whose value it sent (header or
+        trailer), else the one it named in ``x-amz-checksum-algorithm``; None for neither."""
+        for algorithm in self._expected_checksums:
+            return algorithm
+        return self._trailer_checksum or self._asked
+
+    def checksum_b64(self, algorithm: str) -> str:
+        """The base64 checksum of the whole body (after it was read to its end); sha256 also
+        when it was computed only as the payload digest."""
+        if algorithm in self.checksums:
+            return self.checksums[algorithm]
+        if algorithm == "sha256" and self.sha256_hex is not None:
+            return base64.b64encode(bytes.fromhex(self.sha256_hex)).decode()
+        raise RuntimeError(f"the {algorithm} checksum of this body was not computed")
 
     def _declared_trailer(self, value: str | None) -> str | None:
         """The algorithm whose checksum arrives in the trailer (``x-amz-trailer``), if any."""
@@ -356,6 +378,22 @@ class RequestBody:
                     S3ErrorCode.BadDigest,
                     f"The {algorithm.upper()} you specified did not match the calculated checksum.",
                 )
+
+
+def asked_algorithm(headers: CIMultiDictProxy[str]) -> str | None:
+    """The algorithm named by ``x-amz-checksum-algorithm`` (or the SDKs'
+    ``x-amz-sdk-checksum-algorithm``); InvalidRequest for one S3 does not know."""
+    value = headers.get("x-amz-checksum-algorithm") or headers.get("x-amz-sdk-checksum-algorithm")
+    if value is None or not value.strip():
+        return None
+    algorithm = value.strip().lower()
+    if algorithm not in ALGORITHMS:
+        raise S3Error(
+            S3ErrorCode.InvalidRequest,
+            f"Checksum algorithm {value.strip()!r} is not supported: use CRC32, CRC32C, "
+            "CRC64NVME, SHA1 or SHA256.",
+        )
+    return algorithm
 
 
 def request_body(

@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
 from gateway.protocol.errors import S3Error, S3ErrorCode
-from gateway.s3api.handlers import buckets, listing, multipart, objects
+from gateway.s3api.handlers import attributes, buckets, listing, multipart, objects
 from gateway.s3api.handlers.common import S3Request
 from policy.enforce import OperationClass
 
@@ -66,6 +66,7 @@ OPERATIONS: dict[str, S3Operation] = _table(
     S3Operation("GetObject", objects.get_object, READ),
     S3Operation("HeadObject", objects.head_object, READ),
     S3Operation("GetObjectAcl", objects.get_object_acl, READ),
+    S3Operation("GetObjectAttributes", attributes.get_object_attributes, READ),
     S3Operation("PutObject", objects.put_object, CREATE),
     S3Operation("CopyObject", objects.copy_object, CREATE),
     S3Operation("DeleteObject", objects.delete_object, DELETE),
@@ -155,6 +156,8 @@ def _classify_object(
     if query:
         if method == "GET" and "acl" in query:
             return "GetObjectAcl"
+        if method == "GET" and "attributes" in query:
+            return "GetObjectAttributes"  # (a bucket's ?attributes stays unsupported)
         if _unsupported(query):
             return None
     if method == "GET":

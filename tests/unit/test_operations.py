@@ -28,6 +28,7 @@ QUERIES = (
     {"uploadId": "u", "partNumber": "1"},
     {"partNumber": "1"},
     {"tagging": ""},
+    {"attributes": ""},
 )
 HEADERS = ({}, {"x-amz-copy-source": "/b/src"})
 
@@ -83,6 +84,7 @@ def test_the_policy_classes() -> None:
             *("ListBuckets", "HeadBucket", "GetBucketLocation", "GetBucketVersioning"),
             *("GetBucketAcl", "ListObjects", "ListObjectsV2", "ListObjectVersions"),
             *("ListMultipartUploads", "GetObject", "HeadObject", "GetObjectAcl", "ListParts"),
+            "GetObjectAttributes",
         },
         OperationClass.CREATE: {"PutObject", "CopyObject", "CreateMultipartUpload"},
         OperationClass.CONTINUE: {
@@ -104,6 +106,9 @@ def test_the_policy_classes() -> None:
         ("DELETE", "b", "k", {"uploadId": "u"}, {}, "AbortMultipartUpload"),
         ("POST", "b", "", {"delete": ""}, {}, "DeleteObjects"),
         ("GET", "b", "", {"list-type": "2"}, {}, "ListObjectsV2"),
+        ("GET", "b", "k", {"attributes": ""}, {}, "GetObjectAttributes"),
+        ("GET", "b", "k", {"partNumber": "2"}, {}, "GetObject"),
+        ("HEAD", "b", "k", {"partNumber": "2"}, {}, "HeadObject"),
     ],
 )
 def test_classify(
@@ -118,4 +123,7 @@ def test_unrouted_requests_are_refused() -> None:
     assert caught.value.code == S3ErrorCode.MethodNotAllowed
     with pytest.raises(S3Error) as caught:
         _classify("GET", "b", "k", {"tagging": ""})
+    assert caught.value.code == S3ErrorCode.NotImplemented
+    with pytest.raises(S3Error) as caught:
+        _classify("GET", "b", "", {"attributes": ""})  # objects have attributes, buckets not
     assert caught.value.code == S3ErrorCode.NotImplemented

@@ -26,7 +26,9 @@ from gateway.backends.base import (
     MIN_PART_SIZE,
     Conditions,
     CopyResult,
+    KeepChecksum,
     Leftover,
+    ObjectChecksum,
     PartInfo,
     PartsPage,
     UploadInfo,
@@ -48,6 +50,7 @@ from gateway.backends.local.writing import TempFile, copy_into, seal
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.ranges import copy_range
+from gateway.protocol.upload_checksums import object_checksum
 
 _PART_FILE = re.compile(r"part-(\d{5})\Z")
 
@@ -79,6 +82,52 @@ def _clean_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
 
 
+def check_part_checksum(record: dict[str, Any], checksum: KeepChecksum | None) -> None:
+    """A part of an upload that keeps a checksum must come with that checksum (as on S3)."""
+    kept = record.get("ck")
+    if not isinstance(kept, list) or not kept:
+        return
+    if checksum is None or checksum.algorithm != kept[0]:
+        sent = checksum.algorithm if checksum else "none"
+        raise S3Error(
+            S3ErrorCode.InvalidRequest,
+            f"Checksum type mismatch: the upload was created with a {kept[0]} checksum, this "
+            f"part was sent with {sent}.",
+        )
+
+
+def _object_checksum(
+    kept: Any,
+    have: dict[int, tuple[str, os.stat_result, ObjectChecksum | None]],
+    wanted: list[tuple[int, str]],
+    given: dict[int, tuple[str, str]],
+) -> ObjectChecksum | None:
+    """The completed object's checksum, when its upload keeps one: every listed part must
+    name its checksum in the request, and it must be the one the part was stored with."""
+    if not isinstance(kept, list) or len(kept) != 2:
+        return None
+    algorithm, kind = kept
+    parts = []
+    for number, _ in wanted:
+        named = given.get(number)
+        if named is None or named[0] != algorithm:
+            raise S3Error(
+                S3ErrorCode.InvalidRequest,
+                f"The upload was created using a {algorithm} checksum. The complete request "
+                f"must include the checksum for each part. It was missing for part {number} "
+                "in the request.",
+            )
+        found = have.get(number)
+        if found is None or found[2] is None or found[2].value != named[1]:
+            raise S3Error(
+                S3ErrorCode.InvalidPart,
+                f"The {algorithm} checksum of part {number} does not match the part uploaded.",
+                extra={"PartNumber": str(number)},
+            )
+        parts.append((named[1], found[1].st_size))
+    return ObjectChecksum(algorithm, object_checksum(algorithm, kind, parts), kind)
+
+
 def remove_tree(path: str, is_dir: bool) -> None:
     if is_dir:
         shutil.rmtree(path, ignore_errors=True)
@@ -104,7 +153,7 @@ class Uploads:
             raise no_such_upload(upload_id)
         return record
 
-    def create(self, t: Target, meta: WriteMeta) -> str:
+    def create(self, t: Target, meta: WriteMeta, checksum: tuple[str, str] | None = None) -> str:
         require_bucket(t.bucket_dir, t.bucket)
         upload_id = secrets.token_urlsafe(24)
         updir = os.path.join(self._layout.uploads_dir(t.bucket), upload_id)
@@ -121,6 +170,8 @@ class Uploads:
             "meta": meta.metadata,
             "headers": meta.headers,
         }
+        if checksum is not None:
+            record["ck"] = list(checksum)  # [algorithm, type] every part must keep
         with open(os.path.join(staging, "upload.json"), "w", encoding="utf-8") as f:
             json.dump(record, f, ensure_ascii=False)
         os.makedirs(os.path.dirname(updir), exist_ok=True)
@@ -128,9 +179,18 @@ class Uploads:
         return upload_id
 
     def place_part(
-        self, temp: TempFile, updir: str, part_number: int, etag: str, upload_id: str
+        self,
+        temp: TempFile,
+        updir: str,
+        part_number: int,
+        etag: str,
+        upload_id: str,
+        checksum: ObjectChecksum | None = None,
     ) -> None:
-        seal(temp, json.dumps({"etag": etag}).encode(), fsync=self._layout.fsync)
+        record: dict[str, Any] = {"etag": etag}
+        if checksum is not None:
+            record["ck"] = [checksum.algorithm, checksum.value]
+        seal(temp, json.dumps(record).encode(), fsync=self._layout.fsync)
         try:
             os.rename(temp.path, os.path.join(updir, f"part-{part_number:05d}"))
         except (FileNotFoundError, NotADirectoryError):
@@ -166,7 +226,7 @@ class Uploads:
         return CopyResult(etag, utc(time.time()))
 
     @staticmethod
-    def _parts(updir: str) -> dict[int, tuple[str, os.stat_result]]:
+    def _parts(updir: str) -> dict[int, tuple[str, os.stat_result, ObjectChecksum | None]]:
         parts = {}
         for entry in os.scandir(updir):
             match = _PART_FILE.match(entry.name)
@@ -174,7 +234,9 @@ class Uploads:
                 continue
             try:
                 record = get_meta(entry.path) or {}
-                parts[int(match.group(1))] = (record.get("etag", ""), entry.stat())
+                kept = record.get("ck")
+                checksum = ObjectChecksum(kept[0], kept[1]) if isinstance(kept, list) else None
+                parts[int(match.group(1))] = (record.get("etag", ""), entry.stat(), checksum)
             except FileNotFoundError:
                 continue  # replaced by a concurrent upload of the same part
         return parts
@@ -191,7 +253,9 @@ class Uploads:
         shown = numbers[: max(0, max_parts)]
         page = PartsPage(
             [
-                PartInfo(n, parts[n][0], parts[n][1].st_size, utc(parts[n][1].st_mtime))
+                PartInfo(
+                    n, parts[n][0], parts[n][1].st_size, utc(parts[n][1].st_mtime), parts[n][2]
+                )
                 for n in shown
             ],
             truncated=len(numbers) > len(shown),
@@ -205,6 +269,7 @@ class Uploads:
         upload_id: str,
         updir: str,
         wanted: list[tuple[int, str]],
+        given: dict[int, tuple[str, str]],
         if_none_match: bool = False,
         if_match: str | None = None,
     ) -> str:
@@ -217,7 +282,7 @@ class Uploads:
         except (FileNotFoundError, NotADirectoryError):
             raise no_such_upload(upload_id) from None
         try:
-            etag = self._assemble(t, claimed, record, wanted, (if_none_match, if_match))
+            etag = self._assemble(t, claimed, record, wanted, given, (if_none_match, if_match))
         except BaseException:
             os.rename(claimed, updir)  # nothing happened: the client may fix the list and retry
             raise
@@ -237,11 +302,13 @@ class Uploads:
         claimed: str,
         record: dict[str, Any],
         wanted: list[tuple[int, str]],
+        given: dict[int, tuple[str, str]],
         condition: tuple[bool, str | None],
     ) -> str:
         exclusive, if_match = condition
         have = self._parts(claimed)
         files = []
+        sizes: list[int] = []
         for index, (number, etag) in enumerate(wanted):
             found = have.get(number)
             if found is None or found[0] != _clean_etag(etag):
@@ -258,6 +325,8 @@ class Uploads:
                     extra={"PartNumber": str(number)},
                 )
             files.append(os.path.join(claimed, f"part-{number:05d}"))
+            sizes.append(found[1].st_size)
+        checksum = _object_checksum(record.get("ck"), have, wanted, given)
         etag = _multipart_etag([_clean_etag(e) for _, e in wanted])
         meta = meta_of(record)
         fsync = self._layout.fsync
@@ -265,7 +334,11 @@ class Uploads:
             if any(os.path.getsize(f) for f in files):
                 raise marker_with_data(t.key)
             place_marker(
-                t, encode_meta(etag, meta, len(files)), exclusive, fsync=fsync, if_match=if_match
+                t,
+                encode_meta(etag, meta, len(files), part_sizes=sizes),
+                exclusive,
+                fsync=fsync,
+                if_match=if_match,
             )
             return etag
         temp = TempFile(self._layout.tmp_path("mpu"), None)
@@ -276,7 +349,7 @@ class Uploads:
                     copy_into(src, temp, 0, os.fstat(src).st_size, hashed=False)
                 finally:
                     os.close(src)
-            seal(temp, encode_meta(etag, meta, len(files)), fsync=fsync)
+            seal(temp, encode_meta(etag, meta, len(files), checksum, sizes), fsync=fsync)
             place_file(temp.path, t, exclusive, fsync=fsync, if_match=if_match)
         except BaseException:
             temp.discard()

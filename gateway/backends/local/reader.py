@@ -16,6 +16,7 @@ from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.records import get_meta, object_info
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.parts import part_span
 from gateway.protocol.ranges import parse_range
 
 #: size of the pieces a GET yields
@@ -57,6 +58,25 @@ def head_sync(t: Target, conditions: Conditions | None) -> ObjectInfo:
     os.close(fd)
     check_conditions(info, conditions)
     return info
+
+
+def part_range_sync(
+    t: Target, number: int, conditions: Conditions | None
+) -> tuple[ObjectInfo, ByteRange | None]:
+    fd, info = open_sync(t)
+    try:
+        check_conditions(info, conditions)
+        record = get_meta(fd) or {}
+    finally:
+        os.close(fd)
+    runs = record.get("psz")
+    if info.parts_count and not runs:
+        # completed before part sizes were kept (or too many sizes to keep beside the object)
+        raise S3Error(
+            S3ErrorCode.NotImplemented,
+            "This object's part sizes are not known: read it with a Range header instead.",
+        )
+    return info, part_span(runs if info.parts_count else None, number, info.size)
 
 
 def open_for_read(

@@ -13,11 +13,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.backends.base import ObjectInfo, WriteMeta
+from gateway.backends.base import ObjectChecksum, ObjectInfo, WriteMeta
 from gateway.backends.local.pool import FULL_ERRNOS, nearly_full
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.parts import size_runs
 
 XATTR = "user.minimo"
+#: part sizes are kept as at most this many runs of equal sizes (gateway.protocol.parts)
+MAX_SIZE_RUNS = 16
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 
 
@@ -40,8 +43,22 @@ def get_meta(path_or_fd: str | int) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def encode_meta(etag: str, meta: WriteMeta, parts: int | None = None) -> bytes:
+def encode_meta(
+    etag: str,
+    meta: WriteMeta,
+    parts: int | None = None,
+    checksum: ObjectChecksum | None = None,
+    part_sizes: list[int] | None = None,
+) -> bytes:
     record: dict[str, Any] = {"etag": etag, "mtime": time.time()}
+    if part_sizes:
+        runs = size_runs(part_sizes)
+        # the xattr holds ~4 KiB with the user's metadata: parts of many sizes are not kept
+        # (partNumber then answers NotImplemented for that object)
+        if len(runs) <= MAX_SIZE_RUNS:
+            record["psz"] = runs
+    if checksum is not None:
+        record["ck"] = [checksum.algorithm, checksum.value, checksum.type]
     if meta.content_type:
         record["type"] = meta.content_type
     if meta.metadata:
@@ -60,6 +77,15 @@ def meta_of(record: dict[str, Any] | None) -> WriteMeta:
         metadata=dict(record.get("meta") or {}),
         headers=dict(record.get("headers") or {}),
     )
+
+
+def checksum_of(record: dict[str, Any] | None) -> ObjectChecksum | None:
+    """The kept checksum of a record (``"ck": [algorithm, value, type]``), None when absent."""
+    kept = (record or {}).get("ck")
+    if not isinstance(kept, list) or len(kept) != 3 or not all(isinstance(x, str) for x in kept):
+        return None
+    kind = "COMPOSITE" if kept[2] == "COMPOSITE" else "FULL_OBJECT"
+    return ObjectChecksum(kept[0], kept[1], kind)
 
 
 def set_meta(path_or_fd: str | int, data: bytes, flags: int = 0) -> None:
@@ -95,4 +121,6 @@ def object_info(key: str, st: os.stat_result, record: dict[str, Any] | None) -> 
         content_type=meta.content_type,
         metadata=meta.metadata,
         headers=meta.headers,
+        checksum=checksum_of(rec),
+        parts_count=rec.get("parts") if isinstance(rec.get("parts"), int) else None,
     )

@@ -18,9 +18,11 @@ from gateway.backends.base import (
     MAX_PART_SIZE,
     Body,
     BucketInfo,
+    ByteRange,
     Conditions,
     CopyResult,
     DeadOwner,
+    KeepChecksum,
     Leftover,
     ListPage,
     ObjectInfo,
@@ -29,16 +31,23 @@ from gateway.backends.base import (
     PartsPage,
     UploadsPage,
     WriteMeta,
+    kept,
     no_such_bucket,
 )
 from gateway.backends.local import buckets
 from gateway.backends.local.layout import Layout, Target, marker_with_data, require_bucket
 from gateway.backends.local.leftovers import find_leftovers, sweep_stale_temp
 from gateway.backends.local.lister import list_page
-from gateway.backends.local.multipart import Uploads, check_part_number
+from gateway.backends.local.multipart import Uploads, check_part_checksum, check_part_number
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
-from gateway.backends.local.reader import LocalReader, head_sync, open_for_read, open_sync
+from gateway.backends.local.reader import (
+    LocalReader,
+    head_sync,
+    open_for_read,
+    open_sync,
+    part_range_sync,
+)
 from gateway.backends.local.records import EMPTY_MD5, XATTR, encode_meta, get_meta, utc
 from gateway.backends.local.writing import TempFile, copy_into, fsync_dir, seal, stream_into_temp
 from gateway.protocol.conditions import check_conditions
@@ -117,6 +126,7 @@ class LocalObjectStore(ObjectStore):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         if body.size is not None and body.size > MAX_PART_SIZE:
@@ -124,26 +134,32 @@ class LocalObjectStore(ObjectStore):
         # a few stat calls on hot metadata: cheaper inline than a thread hop per small PUT
         precheck(t, if_none_match, if_match)
         if t.marker:
-            return await self._put_marker(t, body, meta, if_none_match, if_match)
+            return await self._put_marker(t, body, meta, if_none_match, if_match, checksum)
         fsync = self._layout.fsync
 
         def finish(temp: TempFile, given: str | None) -> str:
             etag = temp.md5_hex(given)
-            seal(temp, encode_meta(etag, meta), fsync=fsync)
+            seal(temp, encode_meta(etag, meta, checksum=kept(checksum)), fsync=fsync)
             place_file(temp.path, t, if_none_match, fsync=fsync, if_match=if_match)
             return etag
 
         return await stream_into_temp(self._pool, self._layout, body, finish)
 
     async def _put_marker(
-        self, t: Target, body: Body, meta: WriteMeta, exclusive: bool, if_match: str | None
+        self,
+        t: Target,
+        body: Body,
+        meta: WriteMeta,
+        exclusive: bool,
+        if_match: str | None,
+        checksum: KeepChecksum | None,
     ) -> str:
         if body.size:
             raise marker_with_data(t.key)
         async for chunk in body:  # consume (and let the body verify) an empty stream
             if chunk:
                 raise marker_with_data(t.key)
-        meta_bytes = encode_meta(EMPTY_MD5, meta)
+        meta_bytes = encode_meta(EMPTY_MD5, meta, checksum=kept(checksum))
         await self._pool.run(self._place_marker, t, meta_bytes, exclusive, if_match)
         return EMPTY_MD5
 
@@ -155,6 +171,12 @@ class LocalObjectStore(ObjectStore):
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
         return await self._pool.run(head_sync, self._layout.target(bucket, key), conditions)
+
+    async def part_range(
+        self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None
+    ) -> tuple[ObjectInfo, ByteRange | None]:
+        t = self._layout.target(bucket, key)
+        return await self._pool.run(part_range_sync, t, part_number, conditions)
 
     async def open_object(
         self,
@@ -215,7 +237,12 @@ class LocalObjectStore(ObjectStore):
                 plain = "-" not in info.etag and bool(get_meta(fd))
                 digest = copy_into(fd, temp, 0, info.size, hashed=not plain)
                 etag = digest or info.etag
-                seal(temp, encode_meta(etag, new_meta), fsync=fsync)
+                # the same bytes: a whole-object checksum stays true (a composite one names
+                # parts the copy does not have)
+                same = info.checksum
+                if same is not None and same.type != "FULL_OBJECT":
+                    same = None
+                seal(temp, encode_meta(etag, new_meta, checksum=same), fsync=fsync)
                 place_file(temp.path, dst, False, fsync=fsync)
             except BaseException:
                 temp.discard()
@@ -270,23 +297,33 @@ class LocalObjectStore(ObjectStore):
         )
 
     # -- multipart ---------------------------------------------------------------------------
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+    async def create_multipart_upload(
+        self, bucket: str, key: str, meta: WriteMeta, *, checksum: tuple[str, str] | None = None
+    ) -> str:
         t = self._layout.target(bucket, key)
-        return await self._pool.run(self._uploads.create, t, meta)
+        return await self._pool.run(self._uploads.create, t, meta, checksum)
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        *,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         check_part_number(part_number)
         updir = self._layout.upload_dir(bucket, upload_id)
         if body.size is not None and body.size > MAX_PART_SIZE:
             raise S3Error(S3ErrorCode.EntityTooLarge)
-        await self._pool.run(self._uploads.load, updir, t.key, upload_id)
+        record = await self._pool.run(self._uploads.load, updir, t.key, upload_id)
+        check_part_checksum(record, checksum)
 
         def finish(temp: TempFile, given: str | None) -> str:
             etag = temp.md5_hex(given)
-            self._uploads.place_part(temp, updir, part_number, etag, upload_id)
+            self._uploads.place_part(temp, updir, part_number, etag, upload_id, kept(checksum))
             return etag
 
         return await stream_into_temp(self._pool, self._layout, body, finish)
@@ -329,6 +366,7 @@ class LocalObjectStore(ObjectStore):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        part_checksums: dict[int, tuple[str, str]] | None = None,
     ) -> str:
         t = self._layout.target(bucket, key)
         updir = self._layout.upload_dir(bucket, upload_id)
@@ -339,8 +377,9 @@ class LocalObjectStore(ObjectStore):
         numbers = [n for n, _ in parts]
         if any(b <= a for a, b in itertools.pairwise(numbers)):
             raise S3Error(S3ErrorCode.InvalidPartOrder)
+        given = part_checksums or {}
         return await self._pool.run(
-            self._uploads.complete, t, upload_id, updir, parts, if_none_match, if_match
+            self._uploads.complete, t, upload_id, updir, parts, given, if_none_match, if_match
         )
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

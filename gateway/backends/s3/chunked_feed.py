@@ -1,5 +1,5 @@
 """The aws-chunked feed: a client's body re-framed for the upstream as unsigned
-``aws-chunked`` with a CRC32C trailer, so a cut stream can never be stored as a torn object
+``aws-chunked`` with a checksum trailer, so a cut stream can never be stored as a torn object
 (why in :class:`ChunkedFeed`)."""
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 
 from awscrt.checksums import crc32c
 
-from gateway.backends.base import Body
+from gateway.backends.base import Body, KeepChecksum
+from gateway.protocol.checksums import ALGORITHMS, HEADER_PREFIX
 from gateway.protocol.errors import S3Error, S3ErrorCode
 
 #: aws-chunked chunk size for uploads (what botocore uses; S3 wants >= 8 KiB but the last).
 UPLOAD_CHUNK = 1 << 20
-#: The checksum trailer sent with every upload: CRC32C is hardware-accelerated on both ends.
+#: The checksum trailer sent with an upload that keeps no checksum of its own: CRC32C is
+#: hardware-accelerated on both ends.
 TRAILER = "x-amz-checksum-crc32c"
 
 
@@ -32,20 +34,29 @@ class ChunkedFeed:
     cuts the request, and the original exception is raised from ``reraise``.
     """
 
-    __slots__ = ("body", "error", "size")
+    __slots__ = ("body", "error", "keep", "size")
 
-    def __init__(self, body: Body, size: int) -> None:
+    def __init__(self, body: Body, size: int, keep: KeepChecksum | None = None) -> None:
         self.body = body
         self.size = size
+        #: when set, the trailer carries this checksum (the body already computed and verified
+        #: it), so the upstream keeps it with the object; else a CRC32C computed here
+        self.keep = keep
         self.error: BaseException | None = None
 
-    @staticmethod
-    def encoded_length(size: int) -> int:
+    @property
+    def trailer(self) -> str:
+        return TRAILER if self.keep is None else HEADER_PREFIX + self.keep.algorithm
+
+    def encoded_length(self) -> int:
+        size = self.size
         full, rest = divmod(size, UPLOAD_CHUNK)
         length = full * (len(f"{UPLOAD_CHUNK:x}") + 4 + UPLOAD_CHUNK)
         if rest:
             length += len(f"{rest:x}") + 4 + rest
-        return length + _CHUNKED_END_LENGTH
+        # a checksum's base64 length depends only on its algorithm
+        placeholder = bytes(ALGORITHMS[self.keep.algorithm]) if self.keep else bytes(4)
+        return length + len(_chunked_end(self.trailer, base64.b64encode(placeholder)))
 
     async def __aiter__(self) -> AsyncIterator[bytes | memoryview]:
         try:
@@ -76,23 +87,24 @@ class ChunkedFeed:
                     yield lead + f"{left:x}\r\n".encode()
                 take = view if view.nbytes <= left else view[:left]
                 view = view[take.nbytes :]
-                crc = crc32c(take, crc)
+                if self.keep is None:
+                    crc = crc32c(take, crc)
                 left -= take.nbytes
                 remaining -= take.nbytes
                 yield take
         if remaining or left:
             raise S3Error(S3ErrorCode.IncompleteBody)
-        yield (b"\r\n" if self.size else b"") + _chunked_end(crc)
+        if self.keep is None:
+            digest = base64.b64encode(crc.to_bytes(4, "big"))
+        else:
+            digest = self.keep.value().encode()
+        yield (b"\r\n" if self.size else b"") + _chunked_end(self.trailer, digest)
 
     def reraise(self) -> None:
         if self.error is not None:
             raise self.error
 
 
-def _chunked_end(crc: int) -> bytes:
-    """The last (empty) chunk and the checksum trailer; its length does not depend on ``crc``."""
-    digest = base64.b64encode(crc.to_bytes(4, "big"))
-    return b"0\r\n" + TRAILER.encode() + b":" + digest + b"\r\n\r\n"
-
-
-_CHUNKED_END_LENGTH = len(_chunked_end(0))
+def _chunked_end(trailer: str, digest: bytes) -> bytes:
+    """The last (empty) chunk and the checksum trailer."""
+    return b"0\r\n" + trailer.encode() + b":" + digest + b"\r\n\r\n"

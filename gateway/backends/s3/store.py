@@ -16,8 +16,10 @@ from gateway.backends.base import (
     MAX_KEY_BYTES,
     Body,
     BucketInfo,
+    ByteRange,
     Conditions,
     CopyResult,
+    KeepChecksum,
     ListPage,
     ObjectInfo,
     ObjectReader,
@@ -44,6 +46,7 @@ from gateway.backends.s3.translate import (
     iso_time,
     object_info,
     parse_content_range,
+    part_checksum,
     trim_page,
     unquote,
     write_headers,
@@ -57,9 +60,12 @@ from gateway.backends.s3.upstream import (
 )
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.parts import no_such_part
 from gateway.protocol.ranges import copy_range, parse_copy_range
 from gateway.protocol.sigv4 import uri_encode
 
+#: asked on every HEAD and GET: the upstream answers the checksum it keeps with the object
+CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
 #: how long the health probe waits for the upstream's answer
 CHECK_TIMEOUT = 5.0
 
@@ -142,24 +148,53 @@ class S3ObjectStore(ObjectStore):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         check_key(bucket, key)
         headers = write_headers(meta)
         headers.update(await self._write_conditions(bucket, key, if_none_match, if_match))
-        resp = await self._upstream.upload("PUT", bucket, key, body, headers=headers)
+        resp = await self._upstream.upload(
+            "PUT", bucket, key, body, headers=headers, checksum=checksum
+        )
         await read_body(resp)
         return etag_of(resp.headers)
 
     async def head_object(
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
-        resp = await self._upstream.send("HEAD", bucket, key)
+        resp = await self._upstream.send("HEAD", bucket, key, headers=dict(CHECKSUM_MODE))
         resp.release()
         info = object_info(key, resp.headers)
         # evaluated here, not upstream: versitygw compares dates with sub-second precision, so
         # an object would look modified since its own Last-Modified
         check_conditions(info, conditions)
         return info
+
+    async def part_range(
+        self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None
+    ) -> tuple[ObjectInfo, ByteRange | None]:
+        query = [("partNumber", str(part_number))]
+        try:
+            resp = await self._upstream.send(
+                "HEAD", bucket, key, query=query, headers=dict(CHECKSUM_MODE)
+            )
+        except S3Error as exc:
+            # versitygw says InvalidRange (a HEAD carries no error code to tell them apart)
+            if exc.code in (S3ErrorCode.InvalidRange, S3ErrorCode.InvalidPartNumber):
+                raise no_such_part(part_number) from None
+            raise
+        resp.release()
+        info = object_info(key, resp.headers)
+        span = parse_content_range(resp.headers.get("Content-Range", ""))
+        if span is not None:
+            info.size = span.total
+        elif info.parts_count or part_number != 1:
+            # S3 answers a part with its Content-Range; without one it served no part
+            raise no_such_part(part_number)
+        check_conditions(info, conditions)
+        if info.parts_count is None and span is not None and span.length != span.total:
+            raise bad_answer("HeadObject partNumber")
+        return info, span
 
     async def open_object(
         self,
@@ -172,6 +207,7 @@ class S3ObjectStore(ObjectStore):
         # ETag conditions go upstream (it answers 304/412 without a body); date conditions are
         # checked here on the answer's headers, at the one-second resolution S3 uses
         headers = etag_condition_headers(conditions, "")
+        headers.update(CHECKSUM_MODE)
         if range_header and forwardable_range(range_header):
             headers["range"] = range_header
         try:
@@ -265,10 +301,16 @@ class S3ObjectStore(ObjectStore):
         return trim_page(objects, prefixes, truncated, max_keys)
 
     # -- multipart -----------------------------------------------------------------------------
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta) -> str:
+    async def create_multipart_upload(
+        self, bucket: str, key: str, meta: WriteMeta, *, checksum: tuple[str, str] | None = None
+    ) -> str:
         check_key(bucket, key)
+        headers = write_headers(meta)
+        if checksum is not None:
+            headers["x-amz-checksum-algorithm"] = checksum[0].upper()
+            headers["x-amz-checksum-type"] = checksum[1]
         doc = await self._upstream.xml(
-            "POST", bucket, key, query=[("uploads", "")], headers=write_headers(meta)
+            "POST", bucket, key, query=[("uploads", "")], headers=headers
         )
         upload_id = dig(doc, "InitiateMultipartUploadResult", "UploadId")
         if not upload_id:
@@ -276,10 +318,17 @@ class S3ObjectStore(ObjectStore):
         return upload_id
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        *,
+        checksum: KeepChecksum | None = None,
     ) -> str:
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-        resp = await self._upstream.upload("PUT", bucket, key, body, query=query)
+        resp = await self._upstream.upload("PUT", bucket, key, body, query=query, checksum=checksum)
         await read_body(resp)
         return etag_of(resp.headers)
 
@@ -313,8 +362,9 @@ class S3ObjectStore(ObjectStore):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        part_checksums: dict[int, tuple[str, str]] | None = None,
     ) -> str:
-        body = complete_xml(parts)
+        body = complete_xml(parts, part_checksums or {})
         headers = {"content-type": "application/xml"}
         if if_none_match or if_match is not None:
             headers.update(
@@ -358,6 +408,7 @@ class S3ObjectStore(ObjectStore):
                 etag=unquote(p.get("ETag") or ""),
                 size=int(p.get("Size") or 0),
                 last_modified=iso_time(p.get("LastModified")),
+                checksum=part_checksum(p),
             )
             for p in result.get("Part") or []
         ]

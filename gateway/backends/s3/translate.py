@@ -21,9 +21,11 @@ from gateway.backends.base import (
     Conditions,
     CopyResult,
     ListPage,
+    ObjectChecksum,
     ObjectInfo,
     WriteMeta,
 )
+from gateway.protocol.checksums import ALGORITHMS, HEADER_PREFIX
 from gateway.protocol.errors import S3Error, S3ErrorCode
 
 META_PREFIX = "x-amz-meta-"
@@ -129,7 +131,34 @@ def object_info(key: str, headers: CIMultiDictProxy[str]) -> ObjectInfo:
         content_type=headers.get("Content-Type"),
         metadata=metadata,
         headers=stored,
+        checksum=checksum_of(headers),
+        parts_count=_int_or_none(headers.get("x-amz-mp-parts-count")),
     )
+
+
+def checksum_of(headers: Mapping[str, str]) -> ObjectChecksum | None:
+    """The checksum an upstream answered (``x-amz-checksum-<algorithm>`` and -type)."""
+    for algorithm in ALGORITHMS:
+        value = headers.get(HEADER_PREFIX + algorithm)
+        if value:
+            kind = headers.get(HEADER_PREFIX + "type", "").upper()
+            if kind not in ("FULL_OBJECT", "COMPOSITE"):
+                kind = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+            return ObjectChecksum(algorithm, value, kind)  # type: ignore[arg-type]
+    return None
+
+
+def part_checksum(part: Mapping[str, Any]) -> ObjectChecksum | None:
+    """A ListParts ``<Part>``'s ``<ChecksumCRC32>`` (or other algorithm), when it has one."""
+    for algorithm in ALGORITHMS:
+        value = part.get("Checksum" + algorithm.upper())
+        if isinstance(value, str) and value:
+            return ObjectChecksum(algorithm, value)
+    return None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
 
 
 def validator_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -164,10 +193,17 @@ def copy_result(doc: Mapping[str, Any], root: str) -> CopyResult:
     return CopyResult(unquote(result["ETag"]), iso_time(result.get("LastModified")))
 
 
-def complete_xml(parts: list[tuple[int, str]]) -> bytes:
+def complete_xml(parts: list[tuple[int, str]], checksums: dict[int, tuple[str, str]]) -> bytes:
+    def checksum(number: int) -> str:
+        if number not in checksums:
+            return ""
+        algorithm, value = checksums[number]
+        name = "Checksum" + algorithm.upper()
+        return f"<{name}>{_xml_escape(value)}</{name}>"
+
     items = "".join(
         f"<Part><PartNumber>{number}</PartNumber><ETag>&quot;{_xml_escape(unquote(etag))}"
-        "&quot;</ETag></Part>"
+        f"&quot;</ETag>{checksum(number)}</Part>"
         for number, etag in parts
     )
     return f"<CompleteMultipartUpload>{items}</CompleteMultipartUpload>".encode()

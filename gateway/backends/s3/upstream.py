@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from gateway.backends.base import Body
-from gateway.backends.s3.chunked_feed import TRAILER, ChunkedFeed
+from gateway.backends.base import Body, KeepChecksum
+from gateway.backends.s3.chunked_feed import ChunkedFeed
 from gateway.backends.s3.translate import bad_answer, parse_xml, validator_headers
 from gateway.backends.s3.upstream_errors import (
     PASSED_5XX,
@@ -26,6 +26,7 @@ from gateway.backends.s3.upstream_errors import (
     UPSTREAM_AUTH_CODES,
     error_from,
 )
+from gateway.protocol.checksums import HEADER_PREFIX
 from gateway.protocol.errors import S3Error, S3ErrorCode, log_outage, store_unavailable
 from gateway.protocol.sigv4 import (
     EMPTY_SHA256,
@@ -169,8 +170,12 @@ class Upstream:
         *,
         query: list[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        checksum: KeepChecksum | None = None,
     ) -> aiohttp.ClientResponse:
-        """Stream ``body`` upstream; if it fails, the request is cut short and its error raised."""
+        """Stream ``body`` upstream; if it fails, the request is cut short and its error raised.
+
+        ``checksum`` goes with the bytes (a header, or the trailer of a streamed body), so the
+        upstream checks and keeps it."""
         if body.size is None:
             raise S3Error(S3ErrorCode.MissingContentLength, resource=f"/{bucket}/{key}")
         headers = dict(headers or {})
@@ -179,6 +184,8 @@ class Upstream:
             # cheaper than a stream, and a body that fails never reaches the upstream at all.
             data = await _collect(body, body.size)
             headers["content-length"] = str(len(data))
+            if checksum is not None:
+                headers[HEADER_PREFIX + checksum.algorithm] = checksum.value()
             return await self.send(
                 method,
                 bucket,
@@ -188,10 +195,10 @@ class Upstream:
                 data=data,
                 payload_hash=UNSIGNED_PAYLOAD,
             )
-        feed = ChunkedFeed(body, body.size)
-        headers["content-length"] = str(feed.encoded_length(body.size))
+        feed = ChunkedFeed(body, body.size, checksum)
+        headers["content-length"] = str(feed.encoded_length())
         headers["x-amz-decoded-content-length"] = str(body.size)
-        headers["x-amz-trailer"] = TRAILER
+        headers["x-amz-trailer"] = feed.trailer
         # No "Content-Encoding: aws-chunked": x-amz-content-sha256 already says how the body is
         # framed, and versitygw would store that coding with the object.
         try:

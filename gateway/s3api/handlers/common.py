@@ -11,9 +11,16 @@ from urllib.parse import unquote
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDictProxy
 
-from gateway.backends.base import STORED_HEADERS, Conditions, ObjectStore, WriteMeta
+from gateway.backends.base import (
+    STORED_HEADERS,
+    Conditions,
+    ObjectChecksum,
+    ObjectStore,
+    WriteMeta,
+)
 from gateway.config import Config
 from gateway.protocol import s3xml
+from gateway.protocol.checksums import HEADER_PREFIX
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.names import validate_bucket, validate_key
 from gateway.s3api.auth import AuthContext
@@ -226,6 +233,19 @@ def checksum_headers(headers: CIMultiDictProxy[str], body: Any) -> dict[str, str
             if value:
                 out["x-amz-checksum-" + algorithm] = value
     return out
+
+
+def checksum_answer(checksum: ObjectChecksum) -> dict[str, str]:
+    """The headers that tell a client an object's (or a part's) kept checksum."""
+    return {
+        HEADER_PREFIX + checksum.algorithm: checksum.value,
+        HEADER_PREFIX + "type": checksum.type,
+    }
+
+
+def checksum_mode(r: S3Request) -> bool:
+    """``x-amz-checksum-mode: ENABLED``: the client asks for the kept checksum on GET/HEAD."""
+    return r.headers.get("x-amz-checksum-mode", "").strip().upper() == "ENABLED"
 
 
 async def read_xml(r: S3Request, root: str, *, required: bool = True) -> dict[str, Any] | None:

@@ -9,10 +9,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.backends.base import MAX_PART_NUMBER
+from gateway.backends.base import MAX_PART_NUMBER, KeepChecksum, ObjectChecksum
 from gateway.protocol import s3xml
+from gateway.protocol.checksums import ALGORITHMS
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.ranges import parse_copy_range
+from gateway.protocol.upload_checksums import upload_checksum
 from gateway.s3api.handlers.common import (
     S3Request,
     checksum_headers,
@@ -66,7 +68,8 @@ def _write_context(r: S3Request) -> tuple[Decision, WritePath]:
 async def create_multipart_upload(r: S3Request) -> web.StreamResponse:
     decision, writes = _write_context(r)
     meta = stamp(write_meta(r.headers), decision)
-    upload_id = await r.store.create_multipart_upload(r.bucket, r.key, meta)
+    checksum = upload_checksum(r.headers)
+    upload_id = await r.store.create_multipart_upload(r.bucket, r.key, meta, checksum=checksum)
     record = MultipartRecord(
         upload_id=upload_id,
         bucket=r.bucket,
@@ -85,7 +88,11 @@ async def create_multipart_upload(r: S3Request) -> web.StreamResponse:
         raise
     await writes.accepted(decision, f"s3://{r.bucket}/{r.key}", upload_id=upload_id)
     inner = s3xml.elements([("Bucket", r.bucket), ("Key", r.key), ("UploadId", upload_id)])
-    return xml_response(s3xml.document("InitiateMultipartUploadResult", inner))
+    resp = xml_response(s3xml.document("InitiateMultipartUploadResult", inner))
+    if checksum is not None:
+        resp.headers["x-amz-checksum-algorithm"] = checksum[0].upper()
+        resp.headers["x-amz-checksum-type"] = checksum[1]
+    return resp
 
 
 async def upload_part(r: S3Request) -> web.StreamResponse:
@@ -93,7 +100,10 @@ async def upload_part(r: S3Request) -> web.StreamResponse:
     upload_id = _upload_id(r)
     require_length(r.headers)
     body = r.body()
-    etag = await r.store.upload_part(r.bucket, r.key, upload_id, number, body)
+    # the part keeps the checksum the client sent (the upload's algorithm, S3 requires)
+    algorithm = body.client_algorithm
+    keep = KeepChecksum(algorithm, lambda: body.checksum_b64(algorithm)) if algorithm else None
+    etag = await r.store.upload_part(r.bucket, r.key, upload_id, number, body, checksum=keep)
     decision, writes = _write_context(r)
     await writes.accepted(decision, f"s3://{r.bucket}/{r.key}", upload_id=upload_id, part=number)
     headers = checksum_headers(r.headers, body)
@@ -137,6 +147,20 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
         ]
     )
     return xml_response(s3xml.document("CopyPartResult", inner))
+
+
+def _part_checksums(doc: dict) -> dict[int, tuple[str, str]]:
+    """The ``<ChecksumCRC32>`` (or other algorithm) each ``<Part>`` names, by part number."""
+    found: dict[int, tuple[str, str]] = {}
+    for part in s3xml.as_list(doc.get("Part")):
+        if not isinstance(part, dict):
+            continue
+        for algorithm in ALGORITHMS:
+            value = s3xml.text(part.get("Checksum" + algorithm.upper()))
+            number = s3xml.text(part.get("PartNumber")) or ""
+            if value and number.strip().isdigit():
+                found[int(number)] = (algorithm, value.strip())
+    return found
 
 
 def _parts(doc: dict) -> list[tuple[int, str]]:
@@ -187,7 +211,7 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
                 decision.principal, r.op, f"s3://{r.bucket}/{r.key}", message, upload_id=upload_id
             )
             raise S3Error(S3ErrorCode.NoSuchUpload, message, resource=r.resource)
-        return _completed_answer(r, etag)
+        return await _completed_answer(r, etag)
     write = writes.begin(decision, r.bucket, r.key, upload_id)
     await write.start()
     try:
@@ -205,6 +229,7 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
             parts,
             if_none_match=condition.if_none_match or decision.write_once,
             if_match=condition.if_match,
+            part_checksums=_part_checksums(doc),
         )
     except BaseException as exc:
         await write.fail(r.store, exc)
@@ -241,19 +266,29 @@ async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
             parts=len(parts),
         )
     await writes.store.delete_multipart(upload_id)
-    return _completed_answer(r, etag)
+    return await _completed_answer(r, etag)
 
 
-def _completed_answer(r: S3Request, etag: str) -> web.Response:
-    inner = s3xml.elements(
-        [
-            ("Location", f"{r.config.base_url}/{r.bucket}/{quote(r.key)}"),
-            ("Bucket", r.bucket),
-            ("Key", r.key),
-            ("ETag", s3xml.quote_etag(etag)),
-        ]
-    )
-    return xml_response(s3xml.document("CompleteMultipartUploadResult", inner))
+async def _completed_answer(r: S3Request, etag: str) -> web.Response:
+    pairs: list[tuple[str, str | int | None]] = [
+        ("Location", f"{r.config.base_url}/{r.bucket}/{quote(r.key)}"),
+        ("Bucket", r.bucket),
+        ("Key", r.key),
+        ("ETag", s3xml.quote_etag(etag)),
+    ]
+    kept = await _kept_checksum(r, etag)
+    if kept is not None:
+        pairs += [("Checksum" + kept.algorithm.upper(), kept.value), ("ChecksumType", kept.type)]
+    return xml_response(s3xml.document("CompleteMultipartUploadResult", s3xml.elements(pairs)))
+
+
+async def _kept_checksum(r: S3Request, etag: str) -> ObjectChecksum | None:
+    """The checksum the completed object keeps (None when none, or already replaced)."""
+    try:
+        info = await r.store.head_object(r.bucket, r.key)
+    except S3Error:
+        return None
+    return info.checksum if info.etag == etag else None
 
 
 async def abort_multipart_upload(r: S3Request) -> web.StreamResponse:
@@ -263,6 +298,13 @@ async def abort_multipart_upload(r: S3Request) -> web.StreamResponse:
     await writes.store.delete_multipart(upload_id)
     await writes.accepted(decision, f"s3://{r.bucket}/{r.key}", upload_id=upload_id)
     return web.Response(status=204)
+
+
+def _part_checksum_xml(checksum: ObjectChecksum | None) -> str:
+    if checksum is None:
+        return ""
+    name = "Checksum" + checksum.algorithm.upper()
+    return f"<{name}>{s3xml.esc(checksum.value)}</{name}>"
 
 
 async def list_parts(r: S3Request) -> web.StreamResponse:
@@ -295,7 +337,8 @@ async def list_parts(r: S3Request) -> web.StreamResponse:
     iso = s3xml.iso8601
     parts = "".join(
         f"<Part><PartNumber>{p.number}</PartNumber><LastModified>{iso(p.last_modified)}"
-        f'</LastModified><ETag>"{s3xml.esc(p.etag)}"</ETag><Size>{p.size}</Size></Part>'
+        f'</LastModified><ETag>"{s3xml.esc(p.etag)}"</ETag><Size>{p.size}</Size>'
+        f"{_part_checksum_xml(p.checksum)}</Part>"
         for p in page.parts
     )
     return xml_response(s3xml.document("ListPartsResult", head + parts))

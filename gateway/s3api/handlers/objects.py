@@ -7,16 +7,25 @@ import logging
 
 from aiohttp import web
 
-from gateway.backends.base import Conditions, ObjectInfo, WriteMeta
+from gateway.backends.base import (
+    ByteRange,
+    Conditions,
+    KeepChecksum,
+    ObjectChecksum,
+    ObjectInfo,
+    WriteMeta,
+)
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.names import validate_key
+from gateway.protocol.parts import parse_part_number
 from gateway.protocol.safe_serving import apply_download_rule, refuse_as_subresource
 from gateway.s3api.handlers.buckets import ACL_DOCUMENT
 from gateway.s3api.handlers.common import (
     S3Request,
     check_version_id,
-    checksum_headers,
+    checksum_answer,
+    checksum_mode,
     conditions,
     copy_source,
     read_xml,
@@ -63,6 +72,10 @@ def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
         headers[name] = value
     for name, value in info.metadata.items():
         headers["x-amz-meta-" + name] = value
+    whole = "Range" not in r.headers and "partNumber" not in r.query
+    if info.checksum is not None and checksum_mode(r) and whole:
+        # S3 answers the whole object's checksum only for the whole object
+        headers.update(checksum_answer(info.checksum))
     q = r.query
     # Overrides are honoured only on authenticated requests; anonymous ones never get here.
     if q:
@@ -75,18 +88,40 @@ def object_headers(info: ObjectInfo, r: S3Request) -> dict[str, str]:
     return headers
 
 
-def _no_part_number(r: S3Request) -> None:
-    if "partNumber" in r.query:
+def _part_number(r: S3Request) -> int | None:
+    """``partNumber=N`` (GET/HEAD one part of an object), which excludes a Range header."""
+    raw = r.query.get("partNumber")
+    if raw is None:
+        return None
+    number = parse_part_number(raw)
+    if "Range" in r.headers:
         raise S3Error(
-            S3ErrorCode.NotImplemented,
-            "Reading a single part with partNumber is not implemented; use a Range header.",
+            S3ErrorCode.InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter.",
             resource=r.resource,
         )
+    return number
+
+
+async def _part(r: S3Request, number: int) -> tuple[ObjectInfo, ByteRange | None, dict[str, str]]:
+    """The part's info, bytes and the headers S3 adds for a part (its count, its range)."""
+    info, span = await r.store.part_range(r.bucket, r.key, number, conditions(r.headers))
+    headers = object_headers(info, r)
+    if info.parts_count:
+        headers["x-amz-mp-parts-count"] = str(info.parts_count)
+    if span is not None:
+        headers["Content-Range"] = f"bytes {span.start}-{span.end}/{span.total}"
+    return info, span, headers
 
 
 async def head_object(r: S3Request) -> web.StreamResponse:
-    _no_part_number(r)
     check_version_id(r.query, r.resource)
+    number = _part_number(r)
+    if number is not None:
+        _, span, headers = await _part(r, number)
+        resp = web.StreamResponse(status=206 if span else 200, headers=headers)
+        resp.content_length = span.length if span else 0
+        return resp
     info = await r.store.head_object(r.bucket, r.key, conditions(r.headers))
     resp = web.StreamResponse(headers=object_headers(info, r))
     resp.content_length = info.size
@@ -94,14 +129,22 @@ async def head_object(r: S3Request) -> web.StreamResponse:
 
 
 async def get_object(r: S3Request) -> web.StreamResponse:
-    _no_part_number(r)
     check_version_id(r.query, r.resource)
     refuse_as_subresource(r.headers, r.resource)
-    reader = await r.store.open_object(
-        r.bucket, r.key, range_header=r.headers.get("Range"), conditions=conditions(r.headers)
-    )
+    number = _part_number(r)
+    range_header = r.headers.get("Range")
+    cond = conditions(r.headers)
+    part_headers: dict[str, str] | None = None
+    if number is not None:
+        info, span, part_headers = await _part(r, number)
+        if span is None:
+            return web.Response(status=200, headers=part_headers)
+        range_header = f"bytes={span.start}-{span.end}"
+        # the bytes must be of the object whose part sizes were just read
+        cond = Conditions(if_match=info.etag)
+    reader = await r.store.open_object(r.bucket, r.key, range_header=range_header, conditions=cond)
     try:
-        headers = object_headers(reader.info, r)
+        headers = part_headers or object_headers(reader.info, r)
         span = reader.byte_range
         if span is not None:
             status, length = 206, span.length
@@ -151,6 +194,10 @@ async def put_object(r: S3Request) -> web.StreamResponse:
     decision, writes = _write_context(r)
     meta = stamp(write_meta(r.headers), decision)
     body = r.body(sha256=True)
+    # The client's checksum is kept with the object; without one, minimo's own SHA-256 (which
+    # the record keeps anyway) is, so every object answers a checksum (docs/compatibility.md).
+    algorithm = body.client_algorithm or "sha256"
+    keep = KeepChecksum(algorithm, lambda: body.checksum_b64(algorithm))
     write = writes.begin(decision, r.bucket, r.key)
     await write.start()
     try:
@@ -164,6 +211,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
             meta,
             if_none_match=condition.if_none_match or decision.write_once,
             if_match=condition.if_match,
+            checksum=keep,
         )
     except BaseException as exc:
         await write.fail(r.store, exc)
@@ -183,7 +231,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         sha256=body.sha256_hex,
         content_type=meta.content_type,
     )
-    headers = checksum_headers(r.headers, body)
+    headers = checksum_answer(ObjectChecksum(algorithm, keep.value()))
     headers["ETag"] = s3xml.quote_etag(etag)
     return web.Response(headers=headers)
 

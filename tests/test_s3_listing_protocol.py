@@ -7,14 +7,19 @@ where they expose the behaviour and raw requests where clients hide it.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from botocore.auth import HmacV1Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from tests.servers import Gateway
 from tests.test_s3_api import NS, assert_error, raw
@@ -132,3 +137,71 @@ def test_list_buckets_bad_max_buckets(gateway: Gateway, value: str) -> None:
 def test_list_buckets_bad_token(gateway: Gateway) -> None:
     reply = raw(gateway, "GET", "/", query={"continuation-token": "not base64!"})
     assert_error(reply, "InvalidArgument", 400)
+
+
+# -- SigV2 on bucket-level requests ---------------------------------------------------------------
+
+
+def sigv2_request(gw: Gateway, method: str, sent: str, signed: str) -> tuple[int, bytes]:
+    """A request to ``sent`` whose ``AWS key:sig`` header botocore computed over ``signed``."""
+    url = urlsplit(gw.endpoint)
+    request = AWSRequest(method=method, url=f"{gw.endpoint}{sent}", headers={"Host": url.netloc})
+    request.auth_path = signed
+    HmacV1Auth(Credentials(gw.access_key, gw.secret_key)).add_auth(request)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        conn.request(method, sent, headers=dict(request.headers.items()))
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_sigv2_bucket_path_with_or_without_slash(gateway: Gateway, s3, bucket: str) -> None:
+    """``/bucket`` and ``/bucket/`` name the same resource: either signature verifies."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    for sent in (f"/{bucket}", f"/{bucket}/"):
+        for signed in (f"/{bucket}", f"/{bucket}/"):
+            status, body = sigv2_request(gateway, "GET", sent, signed)
+            assert status == 200, (sent, signed, body)
+            assert b"<Key>k</Key>" in body
+            assert sigv2_request(gateway, "HEAD", sent, signed)[0] == 200
+    # An object path is not a bucket path: its trailing slash is part of the key.
+    assert sigv2_request(gateway, "GET", f"/{bucket}/k", f"/{bucket}/k/")[0] == 403
+    assert sigv2_request(gateway, "GET", f"/{bucket}", "/other-bucket")[0] == 403
+
+
+def test_s3cmd_signature_v2(gateway: Gateway, s3, tmp_path: Path) -> None:
+    """s3cmd with ``signature_v2 = True`` makes, lists, fills and removes a bucket."""
+    url = urlsplit(gateway.endpoint)
+    config = tmp_path / "s3cmd.cfg"
+    config.write_text(
+        "[default]\n"
+        f"access_key = {gateway.access_key}\nsecret_key = {gateway.secret_key}\n"
+        f"host_base = {url.netloc}\nhost_bucket = {url.netloc}\nuse_https = False\n"
+        "signature_v2 = True\nbucket_location = us-east-1\nmax_retries = 1\n"
+        "progress_meter = False\n"
+    )
+    s3cmd = Path(sys.executable).parent / "s3cmd"
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, str(s3cmd), "-c", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, f"s3cmd {args}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        return proc.stdout
+
+    name = f"v2-{secrets.token_hex(5)}"
+    src = tmp_path / "file.txt"
+    src.write_bytes(b"signed with v2\n")
+    run("mb", f"s3://{name}")
+    run("put", str(src), f"s3://{name}/dir/file.txt")
+    assert f"s3://{name}/dir/" in run("ls", f"s3://{name}")
+    assert f"s3://{name}/dir/file.txt" in run("ls", "-r", f"s3://{name}")
+    assert s3.get_object(Bucket=name, Key="dir/file.txt")["Body"].read() == src.read_bytes()
+    run("del", f"s3://{name}/dir/file.txt")
+    run("rb", f"s3://{name}")
+    assert name not in {b["Name"] for b in s3.list_buckets()["Buckets"]}

@@ -7,17 +7,20 @@ where they expose the behaviour and raw requests where clients hide it.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import http.client
 import json
 import os
 import secrets
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from botocore.auth import HmacV1Auth
+from botocore.auth import HmacV1Auth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -205,3 +208,86 @@ def test_s3cmd_signature_v2(gateway: Gateway, s3, tmp_path: Path) -> None:
     run("del", f"s3://{name}/dir/file.txt")
     run("rb", f"s3://{name}")
     assert name not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+# -- Content-Encoding -----------------------------------------------------------------------------
+
+
+class UnsignedTrailerAuth(S3SigV4Auth):
+    """SigV4 over the headers with an ``aws-chunked`` body whose payload is not signed."""
+
+    def payload(self, request: AWSRequest) -> str:
+        return "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+
+
+def put_aws_chunked(gw: Gateway, path: str, data: bytes, content_encoding: str) -> int:
+    """PUT ``data`` framed as unsigned aws-chunked with a CRC32 trailer, as SDKs do over TLS."""
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = (
+        f"{len(data):x}\r\n".encode()
+        + data
+        + f"\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    )
+    url = urlsplit(gw.endpoint)
+    headers = {
+        "Host": url.netloc,
+        "Content-Encoding": content_encoding,
+        "Content-Length": str(len(body)),
+        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+    }
+    request = AWSRequest(method="PUT", url=f"{gw.endpoint}{path}", headers=headers)
+    UnsignedTrailerAuth(Credentials(gw.access_key, gw.secret_key), "s3", "us-east-1").add_auth(
+        request
+    )
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        conn.request("PUT", path, body=body, headers=dict(request.headers.items()))
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br, gzip", "x-Custom;v=1 ,  identity"])
+def test_content_encoding_kept_byte_for_byte(s3, bucket: str, encoding: str) -> None:
+    data = gzip.compress(b"compressed on the client\n" * 100)
+    s3.put_object(Bucket=bucket, Key="z", Body=data, ContentEncoding=encoding)
+    head = s3.head_object(Bucket=bucket, Key="z")
+    assert head["ContentEncoding"] == encoding
+    got = s3.get_object(Bucket=bucket, Key="z")
+    assert got["ContentEncoding"] == encoding
+    assert got["Body"].read() == data  # stored and served as sent, never decompressed
+    ranged = s3.get_object(Bucket=bucket, Key="z", Range="bytes=0-9")
+    assert ranged["ContentEncoding"] == encoding and ranged["Body"].read() == data[:10]
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [("aws-chunked,gzip", "gzip"), ("gzip,aws-chunked", "gzip"), ("aws-chunked", None)],
+)
+def test_content_encoding_drops_only_aws_chunked(
+    gateway: Gateway, s3, bucket: str, sent: str, stored: str | None
+) -> None:
+    data = gzip.compress(b"framed as aws-chunked\n" * 50)
+    put_aws_chunked(gateway, f"/{bucket}/c", data, sent)
+    head = s3.head_object(Bucket=bucket, Key="c")
+    assert head.get("ContentEncoding") == stored
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == data
+
+
+def test_content_encoding_on_multipart_and_copy(s3, bucket: str) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", ContentEncoding="gzip")
+    part = s3.upload_part(
+        Bucket=bucket, Key="mp", UploadId=upload["UploadId"], PartNumber=1, Body=b"p"
+    )
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert s3.head_object(Bucket=bucket, Key="mp")["ContentEncoding"] == "gzip"
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "mp"})
+    assert s3.head_object(Bucket=bucket, Key="copy")["ContentEncoding"] == "gzip"

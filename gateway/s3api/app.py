@@ -50,7 +50,13 @@ log = logging.getLogger("minimo.s3")
 #: aiohttp request-handler limits. They are above the S3 limit we enforce ourselves
 #: (MAX_HEADER_BYTES), so oversized headers reach the app and get an S3 XML error rather than
 #: aiohttp's plain-text 400.
-HANDLER_ARGS: dict = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
+#: ``auto_decompress`` off: a PUT with ``Content-Encoding: gzip`` stores the gzip bytes as sent
+#: (S3 keeps the encoding as object metadata); aiohttp would otherwise inflate the body.
+HANDLER_ARGS: dict = {
+    "max_line_size": 64 * 1024,
+    "max_field_size": 64 * 1024,
+    "auto_decompress": False,
+}
 #: S3 refuses request header sections over 8 KiB.
 MAX_HEADER_BYTES = 8 * 1024
 RESERVED_PREFIX = "/_minimo/"

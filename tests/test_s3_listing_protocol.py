@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import http.client
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +26,7 @@ import pytest
 from botocore.auth import HmacV1Auth, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from tests.servers import Gateway
 from tests.test_s3_api import NS, assert_error, raw
@@ -291,3 +295,94 @@ def test_content_encoding_on_multipart_and_copy(s3, bucket: str) -> None:
     assert s3.head_object(Bucket=bucket, Key="mp")["ContentEncoding"] == "gzip"
     s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "mp"})
     assert s3.head_object(Bucket=bucket, Key="copy")["ContentEncoding"] == "gzip"
+
+
+# -- Expect: 100-continue -------------------------------------------------------------------------
+
+
+def expect_put(
+    gw: Gateway, path: str, data: bytes, *, sign: bool = True, headers: dict | None = None
+) -> socket.socket:
+    """Send a PUT's head with ``Expect: 100-continue`` and hold its body back."""
+    url = urlsplit(gw.endpoint)
+    headers = {
+        **(headers or {}),
+        "Host": url.netloc,
+        "Content-Length": str(len(data)),
+        "Expect": "100-continue",
+        "X-Amz-Content-SHA256": hashlib.sha256(data).hexdigest(),
+    }
+    if sign:
+        request = AWSRequest(method="PUT", url=f"{gw.endpoint}{path}", headers=headers, data=data)
+        S3SigV4Auth(Credentials(gw.access_key, gw.secret_key), "s3", "us-east-1").add_auth(request)
+        headers = dict(request.headers.items())
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    sock.sendall(head.encode() + b"\r\n")
+    return sock
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """Bytes up to the end of one response head."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        piece = sock.recv(65536)
+        assert piece, f"connection closed after {buf!r}"
+        buf += piece
+    return buf
+
+
+def test_expect_continue_raw(gateway: Gateway, s3, bucket: str) -> None:
+    data = secrets.token_bytes(300_000)
+    sock = expect_put(gateway, f"/{bucket}/e", data)
+    with sock:
+        interim = read_head(sock)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        sock.sendall(data)
+        final = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n") :]
+        if b"\r\n\r\n" not in final:
+            final += read_head(sock)
+        assert final.startswith(b"HTTP/1.1 200"), final
+    assert s3.get_object(Bucket=bucket, Key="e")["Body"].read() == data
+
+
+@pytest.mark.parametrize(
+    ("headers", "sign", "status", "code"),
+    [
+        ({}, False, 403, "AccessDenied"),
+        ({"x-amz-meta-big": "x" * 3000}, True, 400, "MetadataTooLarge"),
+    ],
+)
+def test_expect_continue_refused_without_the_body(
+    gateway: Gateway, s3, bucket: str, headers: dict, sign: bool, status: int, code: str
+) -> None:
+    """A refused write answers its error at once, never asking for the body, and closes."""
+    data = b"never sent" * 1000
+    sock = expect_put(gateway, f"/{bucket}/e", data, sign=sign, headers=headers)
+    with sock:
+        head = read_head(sock)
+        assert head.startswith(f"HTTP/1.1 {status}".encode()), head
+        assert b"connection: close" in head.lower()
+        body = head.split(b"\r\n\r\n", 1)[1]
+        while piece := sock.recv(65536):  # then the connection ends
+            body += piece
+        assert f"<Code>{code}</Code>".encode() in body
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="e")
+
+
+def test_expect_continue_boto3(s3, bucket: str) -> None:
+    """botocore sends Expect: 100-continue for bodies of 1 MiB and more."""
+    sent: list[str | None] = []
+    s3.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(request.headers.get("Expect"))
+    )
+    data = secrets.token_bytes(3 << 20)
+    s3.put_object(Bucket=bucket, Key="big", Body=data)
+    assert sent == [b"100-continue"] or sent == ["100-continue"]
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == data
+    started = time.monotonic()
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=f"{bucket}-missing", Key="big", Body=data)
+    assert exc.value.response["Error"]["Code"] == "NoSuchBucket"
+    assert time.monotonic() - started < 5

@@ -30,6 +30,7 @@ from gateway.protocol.errors import (
 from gateway.protocol.names import validate_bucket, validate_key
 from gateway.protocol.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.s3api.auth import AuthContext, authenticate, signature_check
+from gateway.s3api.expect import close_if_body_unsent, defer_continue
 from gateway.s3api.handlers.common import S3Request
 from gateway.s3api.operations import S3Operation, classify
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
@@ -257,6 +258,7 @@ async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None
     headers["Server"] = "minimo"
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
+        close_if_body_unsent(request, response)
         headers["x-amz-request-id"] = request_id
         headers["x-amz-id-2"] = request.app[HOST_ID]
         headers["X-Content-Type-Options"] = NOSNIFF
@@ -288,5 +290,5 @@ def create_app(
     if mount is not None:
         mount(app)
     # Registered last, so the UI's /_minimo/ routes match first.
-    app.router.add_route("*", "/{tail:.*}", s3_entry)
+    app.router.add_route("*", "/{tail:.*}", s3_entry, expect_handler=defer_continue)
     return app

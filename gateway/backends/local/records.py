@@ -50,7 +50,12 @@ def encode_meta(etag: str, meta: WriteMeta, parts: int | None = None) -> bytes:
         record["headers"] = meta.headers
     if parts:
         record["parts"] = parts
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # metadata bytes that are not UTF-8 (kept as surrogate escapes): JSON \u escapes
+        return json.dumps(record, separators=(",", ":")).encode()
 
 
 def meta_of(record: dict[str, Any] | None) -> WriteMeta:

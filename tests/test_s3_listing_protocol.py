@@ -28,7 +28,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.servers import Gateway
+from tests.conftest import boto3_client
+from tests.servers import Gateway, run_gateway
 from tests.test_s3_api import NS, assert_error, raw
 
 pytestmark = pytest.mark.parametrize("gateway", ["local-http", "s3-http"], indirect=True)
@@ -465,3 +466,30 @@ def test_metadata_boto3_latin1_and_rfc2047(s3, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="b")["Metadata"] == expected
     s3.copy_object(Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "b"})
     assert s3.head_object(Bucket=bucket, Key="c")["Metadata"] == expected
+
+
+def test_sigv2_virtual_hosted_bucket_root(
+    request: pytest.FixtureRequest, gateway: Gateway, tmp_path: Path
+) -> None:
+    """Virtual-hosted, the bucket root is ``/``: a signature over ``/bucket`` or ``/bucket/``
+    verifies."""
+    upstream = request.getfixturevalue("versitygw") if gateway.backend == "s3" else None
+    domain = "s3.minimo.test"
+    with run_gateway(tmp_path / "vhost", upstream=upstream, extra_args=["--domain", domain]) as gw:
+        name = f"vh-{secrets.token_hex(4)}"
+        boto3_client(gw).create_bucket(Bucket=name)
+        port = urlsplit(gw.endpoint).port
+        host = f"{name}.{domain}:{port}"
+        for signed in (f"/{name}", f"/{name}/"):
+            req = AWSRequest(method="GET", url=f"http://{host}/", headers={"Host": host})
+            req.auth_path = signed
+            HmacV1Auth(Credentials(gw.access_key, gw.secret_key)).add_auth(req)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                conn.request("GET", "/", headers=dict(req.headers.items()))
+                resp = conn.getresponse()
+                body = resp.read()
+                assert resp.status == 200, (signed, body)
+                assert b"<ListBucketResult" in body
+            finally:
+                conn.close()

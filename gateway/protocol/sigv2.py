@@ -96,5 +96,7 @@ def string_to_sign(
 
 def signature(secret: str, message: str) -> str:
     """Base64 HMAC-SHA1, as sent in ``Signature=`` or after ``AWS key:``."""
-    mac = hmac.new(secret.encode(), message.encode("utf-8"), hashlib.sha1).digest()
+    # surrogateescape: header bytes that are not UTF-8 are signed as they came over the wire
+    message_bytes = message.encode("utf-8", "surrogateescape")
+    mac = hmac.new(secret.encode(), message_bytes, hashlib.sha1).digest()
     return base64.b64encode(mac).decode()

@@ -92,7 +92,8 @@ def scope(date: str, region: str, service: str = "s3") -> str:
 
 
 def string_to_sign(amz_date: str, credential_scope: str, canonical: str) -> str:
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogateescape: header bytes that are not UTF-8 are hashed as they came over the wire
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{ALGORITHM}\n{amz_date}\n{credential_scope}\n{digest}"
 
 

@@ -30,6 +30,7 @@ from gateway.protocol.errors import (
 from gateway.protocol.names import validate_bucket, validate_key
 from gateway.protocol.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.s3api.auth import AuthContext, authenticate, signature_check
+from gateway.s3api.expect import close_if_body_unsent, defer_continue
 from gateway.s3api.handlers.common import S3Request
 from gateway.s3api.operations import S3Operation, classify
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
@@ -50,7 +51,13 @@ log = logging.getLogger("minimo.s3")
 #: aiohttp request-handler limits. They are above the S3 limit we enforce ourselves
 #: (MAX_HEADER_BYTES), so oversized headers reach the app and get an S3 XML error rather than
 #: aiohttp's plain-text 400.
-HANDLER_ARGS: dict = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
+#: ``auto_decompress`` off: a PUT with ``Content-Encoding: gzip`` stores the gzip bytes as sent
+#: (S3 keeps the encoding as object metadata); aiohttp would otherwise inflate the body.
+HANDLER_ARGS: dict = {
+    "max_line_size": 64 * 1024,
+    "max_field_size": 64 * 1024,
+    "auto_decompress": False,
+}
 #: S3 refuses request header sections over 8 KiB.
 MAX_HEADER_BYTES = 8 * 1024
 RESERVED_PREFIX = "/_minimo/"
@@ -270,6 +277,7 @@ async def _stamp(request: web.BaseRequest, response: web.StreamResponse) -> None
     headers["Server"] = "minimo"
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
+        close_if_body_unsent(request, response)
         headers["x-amz-request-id"] = request_id
         headers["x-amz-id-2"] = request.app[HOST_ID]
         headers["X-Content-Type-Options"] = NOSNIFF
@@ -301,5 +309,5 @@ def create_app(
     if mount is not None:
         mount(app)
     # Registered last, so the UI's /_minimo/ routes match first.
-    app.router.add_route("*", "/{tail:.*}", s3_entry)
+    app.router.add_route("*", "/{tail:.*}", s3_entry, expect_handler=defer_continue)
     return app

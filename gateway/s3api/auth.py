@@ -481,6 +481,18 @@ def _v2_paths(request: web.Request, domain: str | None) -> list[str]:
     canonical = sigv4.canonical_uri(sent)
     if canonical != sent:
         paths.append(prefix + canonical)
+    # A bucket is one resource whether it is written "/bucket" or "/bucket/" (virtual-hosted
+    # "/"): clients sign either form (s3cmd, boto's HmacV1), and S3 verifies both.
+    if sent == "/":
+        bucket = prefix
+    elif not prefix and "/" not in sent[1:].removesuffix("/"):
+        bucket = sent.removesuffix("/")
+    else:
+        bucket = ""  # an object: a trailing slash is part of its key
+    if bucket:
+        for path in (bucket, bucket + "/"):
+            if path not in paths:
+                paths.append(path)
     return paths
 
 

@@ -44,6 +44,7 @@ from gateway.protocol.chunked import AwsChunkedDecoder
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.uint import parse_uint
 from gateway.s3api.auth import AuthContext
+from gateway.s3api.expect import send_continue
 
 #: pieces smaller than this are hashed inline: a thread hop costs more than it saves
 THREAD_MIN = 128 * 1024
@@ -310,6 +311,7 @@ class RequestBody:
         """Payload pieces, with transport failures turned into IncompleteBody."""
         content = self._request.content
         decoder = self._decoder
+        await send_continue(self._request)  # a client sending Expect waits for this
         while True:
             try:
                 # one piece as the socket delivered it: read(n) would join the buffered pieces

@@ -67,7 +67,12 @@ def encode_meta(
         record["headers"] = meta.headers
     if parts:
         record["parts"] = parts
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # metadata bytes that are not UTF-8 (kept as surrogate escapes): JSON \u escapes
+        return json.dumps(record, separators=(",", ":")).encode()
 
 
 def meta_of(record: dict[str, Any] | None) -> WriteMeta:

@@ -4,6 +4,7 @@ results from XML answers, HTTP and ISO times, byte ranges. Pure functions, no I/
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -120,7 +121,7 @@ def object_info(key: str, headers: CIMultiDictProxy[str]) -> ObjectInfo:
     for name, value in headers.items():
         lower = name.lower()
         if lower.startswith(META_PREFIX):
-            metadata[lower[len(META_PREFIX) :]] = value
+            metadata[lower[len(META_PREFIX) :]] = decode_meta_value(value)
         elif lower in STORED_HEADERS:
             stored[lower] = value
     return ObjectInfo(
@@ -161,6 +162,30 @@ def _int_or_none(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+#: An encoded-word (RFC 2047 syntax) in a private charset: the value's bytes in base64. aiohttp
+#: can send only UTF-8 header values, and metadata bytes that are not UTF-8 must reach the
+#: upstream and come back exact; a value that merely looks like one is wrapped too, so decoding
+#: is exact for every value.
+_RAW_WORD = "=?x-minimo-bytes?B?"
+
+
+def encode_meta_value(value: str) -> str:
+    if value.startswith(_RAW_WORD) or any("\udc80" <= c <= "\udcff" for c in value):
+        raw = value.encode("utf-8", "surrogateescape")
+        return f"{_RAW_WORD}{base64.b64encode(raw).decode('ascii')}?="
+    return value
+
+
+def decode_meta_value(value: str) -> str:
+    if value.startswith(_RAW_WORD) and value.endswith("?="):
+        try:
+            raw = base64.b64decode(value[len(_RAW_WORD) : -2], validate=True)
+        except ValueError:
+            return value
+        return raw.decode("utf-8", "surrogateescape")
+    return value
+
+
 def validator_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in ("ETag", "Last-Modified") if name in headers}
 
@@ -170,7 +195,7 @@ def write_headers(meta: WriteMeta) -> dict[str, str]:
     if meta.content_type:
         headers["content-type"] = meta.content_type
     for name, value in meta.metadata.items():
-        headers[META_PREFIX + name.lower()] = value
+        headers[META_PREFIX + name.lower()] = encode_meta_value(value)
     for name, value in meta.headers.items():
         if name.lower() in STORED_HEADERS:
             headers[name.lower()] = value

@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.s3api.handlers.common import S3Request, read_xml, xml_response
+from gateway.s3api.handlers.listing import decode_token, encode_token
 from gateway.usecases import buckets
 
 _ACL_INNER = (
@@ -18,17 +19,67 @@ _ACL_INNER = (
 ACL_DOCUMENT = s3xml.document("AccessControlPolicy", _ACL_INNER)
 
 
+#: AWS's page size when paging parameters are sent, and the most max-buckets may ask for
+MAX_BUCKETS = 10000
+_PAGING_PARAMS = ("max-buckets", "continuation-token", "prefix", "bucket-region")
+
+
 async def list_buckets(r: S3Request) -> web.StreamResponse:
+    """ListBuckets, with AWS's optional paging: ``prefix``, ``max-buckets`` (1..10000),
+    ``continuation-token`` (answered as ``ContinuationToken`` while more remain) and
+    ``bucket-region`` (every bucket here is in the configured region)."""
+    q = r.query
+    prefix = q.get("prefix")
+    token = q.get("continuation-token")
+    region = q.get("bucket-region")
+    # Without any paging parameter S3 answers every bucket in one page, as before paging existed.
+    paged = any(name in q for name in _PAGING_PARAMS)
+    limit = _max_buckets(q.get("max-buckets")) if paged else None
+    after = decode_token(token) if token else ""
     buckets = await r.store.list_buckets()
     buckets.sort(key=lambda b: b.name)
+    selected = [
+        b
+        for b in buckets
+        if b.name > after
+        and (not prefix or b.name.startswith(prefix))
+        and (not region or region == r.config.region)
+    ]
+    more = limit is not None and len(selected) > limit
+    if limit is not None:
+        selected = selected[:limit]
     items = "".join(
         f"<Bucket><Name>{s3xml.esc(b.name)}</Name>"
-        f"<CreationDate>{s3xml.iso8601(b.created)}</CreationDate></Bucket>"
-        for b in buckets
+        f"<CreationDate>{s3xml.iso8601(b.created)}</CreationDate>"
+        f"<BucketRegion>{s3xml.esc(r.config.region)}</BucketRegion></Bucket>"
+        for b in selected
     )
+    tail = ""
+    if more:
+        tail += f"<ContinuationToken>{encode_token(selected[-1].name)}</ContinuationToken>"
+    if prefix is not None:
+        tail += f"<Prefix>{s3xml.esc(prefix)}</Prefix>"
     return xml_response(
-        s3xml.document("ListAllMyBucketsResult", f"{s3xml.OWNER_XML}<Buckets>{items}</Buckets>")
+        s3xml.document(
+            "ListAllMyBucketsResult", f"{s3xml.OWNER_XML}<Buckets>{items}</Buckets>{tail}"
+        )
     )
+
+
+def _max_buckets(raw: str | None) -> int:
+    if raw is None:
+        return MAX_BUCKETS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_BUCKETS:
+        raise S3Error(
+            S3ErrorCode.InvalidArgument,
+            f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}.",
+            extra={"ArgumentName": "max-buckets", "ArgumentValue": raw},
+        )
+    return value
 
 
 async def create_bucket(r: S3Request) -> web.StreamResponse:

@@ -140,10 +140,7 @@ def write_meta(headers: CIMultiDictProxy[str]) -> WriteMeta:
                 meta.metadata[short] = value
             size += len(short.encode()) + len(value.encode("utf-8", "surrogateescape"))
         elif lower == "content-encoding":
-            # aws-chunked describes this request's framing, not the object (S3 drops it too)
-            stored = ",".join(
-                v.strip() for v in value.split(",") if v.strip().lower() != "aws-chunked"
-            )
+            stored = stored_content_encoding(value)
             if stored:
                 meta.headers[lower] = stored
         elif lower in STORED_HEADERS:
@@ -156,6 +153,16 @@ def write_meta(headers: CIMultiDictProxy[str]) -> WriteMeta:
             extra={"Size": str(size), "MaxSizeAllowed": str(MAX_METADATA_BYTES)},
         )
     return meta
+
+
+def stored_content_encoding(value: str) -> str | None:
+    """The Content-Encoding kept with the object: as sent, byte for byte, less ``aws-chunked``
+    (it describes this request's framing, not the object; S3 drops it too)."""
+    codings = value.split(",")
+    kept = [c for c in codings if c.strip().lower() != "aws-chunked"]
+    if len(kept) == len(codings):
+        return value
+    return ",".join(kept).strip() or None
 
 
 def _http_date(value: str | None) -> datetime | None:

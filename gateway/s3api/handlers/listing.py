@@ -52,9 +52,11 @@ async def list_objects(r: S3Request) -> web.StreamResponse:
         r.bucket, prefix=prefix, delimiter=delimiter, start_after=marker, max_keys=max_keys
     )
     enc = _encoder(url)
-    # Prefix, Marker and Delimiter are url-encoded too when encoding-type=url.
+    # Marker and Delimiter are url-encoded when encoding-type=url, but S3 echoes v1's Prefix
+    # as sent whatever the encoding (botocore, which adds encoding-type=url itself, decodes
+    # Marker and Delimiter but not Prefix: encoding it would hand boto3 users "a%20b/").
     head = (
-        f"<Name>{s3xml.esc(r.bucket)}</Name><Prefix>{enc(prefix)}</Prefix>"
+        f"<Name>{s3xml.esc(r.bucket)}</Name><Prefix>{s3xml.esc(prefix)}</Prefix>"
         f"<Marker>{enc(marker)}</Marker><MaxKeys>{max_keys}</MaxKeys>"
     )
     if delimiter:
@@ -104,7 +106,7 @@ async def list_objects_v2(r: S3Request) -> web.StreamResponse:
         f"<KeyCount>{len(page.objects) + len(page.prefixes)}</KeyCount>"
         f"<IsTruncated>{'true' if page.truncated else 'false'}</IsTruncated>"
     )
-    if token:
+    if token is not None:  # echoed even when sent empty, as S3 does
         head += f"<ContinuationToken>{s3xml.esc(token)}</ContinuationToken>"
     if page.truncated and page.next_marker is not None:
         head += f"<NextContinuationToken>{encode_token(page.next_marker)}</NextContinuationToken>"

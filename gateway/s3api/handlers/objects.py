@@ -34,6 +34,7 @@ from gateway.s3api.handlers.common import (
     write_meta,
     xml_response,
 )
+from gateway.s3api.raw_headers import RawResponse, RawStreamResponse
 from gateway.s3api.sendfile import send_body
 from gateway.usecases.writes import WritePath, hash_object, refused, stamp
 from policy.enforce import Decision, OperationClass, Refusal
@@ -123,7 +124,7 @@ async def head_object(r: S3Request) -> web.StreamResponse:
         resp.content_length = span.length if span else 0
         return resp
     info = await r.store.head_object(r.bucket, r.key, conditions(r.headers))
-    resp = web.StreamResponse(headers=object_headers(info, r))
+    resp = RawStreamResponse(headers=object_headers(info, r))
     resp.content_length = info.size
     return resp
 
@@ -153,7 +154,7 @@ async def get_object(r: S3Request) -> web.StreamResponse:
             status, length = 200, reader.info.size
         if length <= SMALL_BODY:
             body = b"".join([chunk async for chunk in reader])
-            return web.Response(status=status, body=body, headers=headers)
+            return RawResponse(status=status, body=body, headers=headers)
         return await _stream(r.request, reader, status, length, headers)
     finally:
         # Always release the file or upstream connection, also when the client went away.
@@ -163,7 +164,7 @@ async def get_object(r: S3Request) -> web.StreamResponse:
 async def _stream(
     request: web.Request, reader, status: int, length: int, headers: dict[str, str]
 ) -> web.StreamResponse:
-    resp = web.StreamResponse(status=status, headers=headers)
+    resp = RawStreamResponse(status=status, headers=headers)
     resp.content_length = length
     await resp.prepare(request)
     # a reader that can hand its file to the kernel (local backend) skips the copies

@@ -8,11 +8,13 @@ as reconcile's tests open them; the command runs as a subprocess, as an operator
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,39 @@ def test_text_output_exit_codes_and_bad_options(stores: Stores) -> None:
     done = run("--session", "nosuchsession")
     assert done.returncode == 1 and "no session 'nosuchsession'" in done.stderr
     assert "exit status" in run("--help").stdout.lower()
+
+
+def test_rate_limit_and_progress(tmp_path: Path) -> None:
+    """--max-rate holds the read rate down; every byte read is reported for the progress bar."""
+    from gateway.backends.local import LocalObjectStore
+    from gateway.usecases.verify import Scope, Verifier
+    from policy.store import open_metadata_store
+
+    async def main() -> tuple[float, int, int]:
+        metadata = await open_metadata_store(tmp_path / "minimo.sqlite3")
+        objects = LocalObjectStore(tmp_path / "objects")
+        await objects.start()
+        try:
+            await objects.create_bucket(BUCKET)
+            for i in range(4):
+                await store_and_record(metadata, objects, f"k{i}", pattern(256 * 1024), None)
+            seen: list[int] = []
+            verifier = Verifier(
+                objects,
+                metadata,
+                Scope(bucket=BUCKET),
+                max_rate=2 * 1024 * 1024,
+                on_bytes=seen.append,
+            )
+            planned = await verifier.planned_bytes()
+            started = time.monotonic()
+            summary = await verifier.run()
+            assert summary.all_ok and summary.counts["ok"] == 4
+            return time.monotonic() - started, sum(seen), planned
+        finally:
+            await objects.close()
+            await metadata.close()
+
+    seconds, reported, planned = asyncio.run(main())
+    assert reported == planned == 4 * 256 * 1024
+    assert seconds >= 0.45  # 1 MiB at 2 MiB/s

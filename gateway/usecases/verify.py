@@ -183,7 +183,13 @@ class Verifier:
         self.now = now
         self.summary = Summary()
         self._session: SessionRecord | None = None
-        self._started = now()
+        #: records verified at or after this are skipped (older_than)
+        self._cutoff: datetime | None = None
+        if scope.older_than is not None:
+            try:
+                self._cutoff = now() - scope.older_than
+            except OverflowError:  # longer ago than datetimes go: nothing was verified before
+                self._cutoff = datetime.min.replace(tzinfo=UTC)
 
     # -- planning ---------------------------------------------------------------------------
     async def _where(self) -> list[tuple[str, str]]:
@@ -214,10 +220,9 @@ class Verifier:
 
     def _due(self, record: ObjectRecord) -> bool:
         """Not verified within ``older_than`` (always, without it)."""
-        older_than = self.scope.older_than
-        if older_than is None or record.verified is None:
+        if self._cutoff is None or record.verified is None:
             return True
-        return record.verified < self._started - older_than
+        return record.verified < self._cutoff
 
     async def planned_bytes(self) -> int:
         """The bytes the run will read (the records' sizes): a progress bar's total. A walk

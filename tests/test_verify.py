@@ -222,3 +222,30 @@ def test_rate_limit_and_progress(tmp_path: Path) -> None:
     seconds, reported, planned = asyncio.run(main())
     assert reported == planned == 4 * 256 * 1024
     assert seconds >= 0.45  # 1 MiB at 2 MiB/s
+
+
+def test_an_object_being_written_is_not_unrecorded(tmp_path: Path) -> None:
+    """A write stores its object before it commits the record: while its claim holds the key,
+    the object is counted as in flight, not reported; once the claim is gone it is unrecorded."""
+    from gateway.backends.local import LocalObjectStore
+    from gateway.usecases.verify import Scope, Verifier
+    from policy.store import open_metadata_store
+
+    async def main() -> None:
+        metadata = await open_metadata_store(tmp_path / "minimo.sqlite3")
+        objects = LocalObjectStore(tmp_path / "objects")
+        await objects.start()
+        try:
+            await objects.create_bucket(BUCKET)
+            await put(objects, BUCKET, "writing", b"half way", None)
+            assert await metadata.claim_key(BUCKET, "writing", "intent-1")
+            summary = await Verifier(objects, metadata, Scope(bucket=BUCKET)).run()
+            assert summary.all_ok and summary.in_flight == 1
+            assert await metadata.release_claim(BUCKET, "writing", "intent-1")
+            summary = await Verifier(objects, metadata, Scope(bucket=BUCKET)).run()
+            assert summary.counts["unrecorded"] == 1 and summary.in_flight == 0
+        finally:
+            await objects.close()
+            await metadata.close()
+
+    asyncio.run(main())

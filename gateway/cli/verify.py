@@ -205,6 +205,8 @@ def _print_summary(summary: Summary, as_json: bool) -> None:
     line = f"verified {checked} objects, {mib:.1f} MiB in {summary.seconds:.1f}s ({rate:.1f} MiB/s)"
     if summary.skipped:
         line += f"; {summary.skipped} skipped (verified recently)"
+    if summary.in_flight:
+        line += f"; {summary.in_flight} being written (skipped)"
     click.echo(line)
     for result in RESULTS:
         if summary.counts[result]:

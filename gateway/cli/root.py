@@ -21,6 +21,7 @@ from gateway.cli.reconcile import reconcile
 from gateway.cli.serve import serve
 from gateway.cli.session import session
 from gateway.cli.user import user
+from gateway.cli.verify import verify
 
 
 class _OneLineErrors(click.Group):
@@ -42,5 +43,5 @@ def main() -> None:
     """minimo: an S3 gateway that refuses raw data without its metadata."""
 
 
-for _command in (serve, user, key, certs, form, policy, session, audit, reconcile, adopt):
+for _command in (serve, user, key, certs, form, policy, session, audit, reconcile, adopt, verify):
     main.add_command(_command)

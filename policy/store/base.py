@@ -311,6 +311,14 @@ class MetadataStore(ABC):
         none (scratch areas) alike: reconcile needs all of them to find missing objects."""
 
     @abstractmethod
+    async def set_verified(
+        self, bucket: str, key: str, intent_id: str, when: datetime, result: str
+    ) -> bool:
+        """Keep what ``minimo verify`` found for the current record of (bucket, key) and when.
+        Only while that record is still the one committed by ``intent_id`` (a newer write of
+        the key must not inherit an older verification); returns whether it was."""
+
+    @abstractmethod
     async def list_record_buckets(
         self, *, start_after: str = "", limit: int = MAX_PAGE
     ) -> list[str]:

@@ -307,6 +307,8 @@ def _object(doc: dict[str, Any]) -> ObjectRecord:
         principal=doc["principal"],
         committed=doc["committed"],
         intent_id=doc.get("intent_id"),
+        verified=doc.get("verified"),
+        verify_result=doc.get("verify_result"),
     )
 
 
@@ -1062,6 +1064,17 @@ class MongoMetadataStore(MetadataStore):
             .limit(limit)
         )
         return [_object(doc) async for doc in found]
+
+    async def set_verified(
+        self, bucket: str, key: str, intent_id: str, when: datetime, result: str
+    ) -> bool:
+        # A commit replaces the whole document (without these fields), so a new write of the
+        # key starts unverified; the intent id keeps an old result off a newer write.
+        done = await self.db[OBJECTS].update_one(
+            {"bucket": bucket, "key": key, "intent_id": intent_id},
+            {"$set": {"verified": _utc(when), "verify_result": result}},
+        )
+        return done.matched_count > 0
 
     async def list_record_buckets(
         self, *, start_after: str = "", limit: int = MAX_PAGE

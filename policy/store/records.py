@@ -142,6 +142,11 @@ class ObjectRecord:
     #: the write intent that committed it (set on records read back from a store); not part of
     #: a record's value, only how rollback tells "this write's record" from another's
     intent_id: str | None = field(default=None, compare=False)
+    #: when ``minimo verify`` last re-read the stored bytes, and what it found (a
+    #: ``gateway.usecases.verify`` result: "ok", "changed", "missing", ...); None until then. A new
+    #: commit of the key starts unverified. Like ``intent_id``, not part of the write's value.
+    verified: datetime | None = field(default=None, compare=False)
+    verify_result: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

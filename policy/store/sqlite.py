@@ -238,6 +238,12 @@ MIGRATIONS: list[Sequence[str]] = [
         "ALTER TABLE write_intents ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX write_intents_by_key ON write_intents (bucket, object_key)",
     ),
+    # minimo verify (gateway.usecases.verify): when each current record's bytes were last
+    # re-read and what was found. A new commit replaces the row, so it starts unverified.
+    (
+        "ALTER TABLE objects ADD COLUMN verified TEXT",
+        "ALTER TABLE objects ADD COLUMN verify_result TEXT",
+    ),
 ]
 
 _USER_COLUMNS = "name, role, password_hash, created, deleted"
@@ -254,6 +260,8 @@ _INTENT_COLUMNS = "id, bucket, object_key, session_id, principal, started, uploa
 _OBJECT_COLUMNS = (
     "bucket, object_key, size, etag, sha256, content_type, session_id, principal, committed"
 )
+#: a current record's columns: the write, its intent and its last verification
+_CURRENT_COLUMNS = f"{_OBJECT_COLUMNS}, intent_id, verified, verify_result"
 _MULTIPART_COLUMNS = "upload_id, bucket, object_key, session_id, principal, created"
 _AUDIT_COLUMNS = "time, principal, action, target, outcome, reason, details"
 
@@ -327,8 +335,16 @@ def _intent(row: Any) -> WriteIntent:
 
 
 def _object(row: Any) -> ObjectRecord:
+    # history rows end at committed; current rows add intent_id, verified and verify_result
     intent_id = row[9] if len(row) > 9 else None
-    return ObjectRecord(*row[:8], committed=datetime.fromisoformat(row[8]), intent_id=intent_id)
+    verified, result = (_dt(row[10]), row[11]) if len(row) > 11 else (None, None)
+    return ObjectRecord(
+        *row[:8],
+        committed=datetime.fromisoformat(row[8]),
+        intent_id=intent_id,
+        verified=verified,
+        verify_result=result,
+    )
 
 
 def _multipart(row: Any) -> MultipartRecord:
@@ -933,7 +949,7 @@ class SqliteStore(MetadataStore):
 
     async def get_object_record(self, bucket: str, key: str) -> ObjectRecord | None:
         row = await self._one(
-            f"SELECT {_OBJECT_COLUMNS}, intent_id FROM objects WHERE bucket = ? AND object_key = ?",
+            f"SELECT {_CURRENT_COLUMNS} FROM objects WHERE bucket = ? AND object_key = ?",
             (bucket, key),
         )
         return _object(row) if row else None
@@ -952,7 +968,7 @@ class SqliteStore(MetadataStore):
     async def list_session_objects(
         self, session_id: str, limit: int = MAX_PAGE, cursor: str | None = None
     ) -> tuple[list[ObjectRecord], str | None]:
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE session_id = ?"
+        sql = f"SELECT {_CURRENT_COLUMNS} FROM objects WHERE session_id = ?"
         params: list[Any] = [session_id]
         if cursor is not None:
             sql += " AND (bucket, object_key) > (?, ?)"
@@ -970,11 +986,21 @@ class SqliteStore(MetadataStore):
         # TEXT columns use BINARY collation, i.e. UTF-8 byte order: the order S3 lists keys
         # in, and a range scan of the (bucket, object_key) primary key.
         rows = await self._all(
-            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND object_key > ?"
+            f"SELECT {_CURRENT_COLUMNS} FROM objects WHERE bucket = ? AND object_key > ?"
             " ORDER BY object_key LIMIT ?",
             (bucket, start_after, limit),
         )
         return [_object(row) for row in rows]
+
+    async def set_verified(
+        self, bucket: str, key: str, intent_id: str, when: datetime, result: str
+    ) -> bool:
+        row = await self._one(
+            "UPDATE objects SET verified = ?, verify_result = ?"
+            " WHERE bucket = ? AND object_key = ? AND intent_id = ? RETURNING 1",
+            (_ts(when), result, bucket, key, intent_id),
+        )
+        return row is not None
 
     async def list_record_buckets(
         self, *, start_after: str = "", limit: int = MAX_PAGE

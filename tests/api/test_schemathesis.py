@@ -69,6 +69,7 @@ SEMANTIC_400 = (
     "export_sessions",
     "list_audit",
     "session_objects",
+    "verify_session",
 )
 _WITH_400 = '["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]'
 

@@ -99,6 +99,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/_minimo/sessions/{id}/close"): Call(
         body={"ro_crate": "on"}, changes="/sessions?limit=200"
     ),
+    ("POST", "/_minimo/sessions/{id}/verify"): Call(),
     ("POST", "/_minimo/sessions/{id}/upload-urls"): Call(
         json_body={"files": [{"path": "a.bin", "size": 1}]}
     ),

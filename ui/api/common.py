@@ -270,6 +270,9 @@ def object_json(record: ObjectRecord) -> dict[str, Any]:
         "session_id": record.session_id,
         "principal": record.principal,
         "time": iso(record.committed),
+        # minimo verify's last re-read of the bytes (None: never verified since this write)
+        "verified": iso(record.verified),
+        "verify_result": record.verify_result,
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.usecases.verify import RESULTS as VERIFY_RESULTS
 from policy.forms import FIELD_NAME, FIELD_TYPES, FORM_NAME, MAX_NAME_LENGTH, RESERVED_FORM_NAMES
 
 # the very patterns the services check names with, so the document cannot promise other ones
@@ -148,6 +149,12 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
             "session_id": {"type": ["string", "null"]},
             "principal": _STR,
             "time": _DT,
+            "verified": _DT_OR_NULL,
+            "verify_result": {
+                "type": ["string", "null"],
+                "enum": [*VERIFY_RESULTS, None],
+                "description": "what minimo verify last found: ok, or the problem",
+            },
         },
     },
     "User": {

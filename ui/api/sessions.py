@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import io
 import json
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from gateway.usecases.appkeys import OBJECT_STORE
+from gateway.usecases.object_store import S3Error
+from gateway.usecases.verify import RESULTS as VERIFY_RESULTS
+from gateway.usecases.verify import Outcome, Scope, Verifier, VerifyError
 from policy.catalog import CatalogError
+from policy.durations import DurationError, parse_duration
 from policy.forms import Form, FormValidationError, validate_values
 from policy.sessions import SessionError, parse_where
 from policy.store.base import SessionQuery, SortColumn
@@ -214,6 +221,130 @@ async def session_objects(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         raise bad_request(str(exc), {"cursor": [str(exc)]}) from None
     return ok({"objects": [object_json(r) for r in records], "next_cursor": cursor})
+
+
+# -- verifying a session's bytes (minimo verify, gateway.usecases.verify) -----------------------
+#: the default time a request spends verifying, so that a browser or script gets an answer;
+#: what was verified is kept on the records, and ``older_than`` lets the next call carry on
+VERIFY_SECONDS = 20.0
+VERIFY_MAX_SECONDS = 300
+#: problems listed in one answer (the records keep every result)
+VERIFY_PROBLEMS_SHOWN = 100
+
+VERIFY_BODY = {
+    "type": "object",
+    "properties": {
+        "seconds": {
+            "type": "number",
+            "minimum": 1,
+            "maximum": VERIFY_MAX_SECONDS,
+            "description": f"how long to verify before answering (default {VERIFY_SECONDS:g})",
+        },
+        "older_than": {
+            "type": "string",
+            "description": "skip objects verified less than this long ago (e.g. '1h'): how a "
+            "call carries on after one that ran out of time",
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+async def verify_options(request: web.Request) -> tuple[float, timedelta | None]:
+    """(seconds, older_than) of an optional JSON body."""
+    if not request.body_exists:
+        return VERIFY_SECONDS, None
+    data = await json_body(request)
+    seconds = data.get("seconds", VERIFY_SECONDS)
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 1 <= seconds <= VERIFY_MAX_SECONDS
+    ):
+        message = f"seconds must be a number from 1 to {VERIFY_MAX_SECONDS}"
+        raise bad_request(message, {"seconds": [message]})
+    older_than = data.get("older_than")
+    if older_than is None:
+        return float(seconds), None
+    try:
+        if not isinstance(older_than, str):
+            raise DurationError("older_than must be a duration such as '1h' or '7d'")
+        return float(seconds), parse_duration(older_than)
+    except DurationError as exc:
+        raise bad_request(f"older_than: {exc}", {"older_than": [str(exc)]}) from None
+
+
+async def run_session_verify(
+    request: web.Request, session_id: str, seconds: float, older_than: timedelta | None
+) -> dict[str, Any]:
+    """Verify one session's objects for at most ``seconds``; the answer of the API (and what
+    the session page shows). Every result is also kept on its record as it is found."""
+    problems: list[Outcome] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        if outcome.problem:
+            problems.append(outcome)
+
+    verifier = Verifier(
+        request.config_dict[OBJECT_STORE],
+        services(request).store,
+        Scope(session_id=session_id, older_than=older_than),
+        on_outcome=on_outcome,
+    )
+    complete = True
+    try:
+        async with asyncio.timeout(seconds):
+            await verifier.run()
+    except TimeoutError:
+        complete = False
+    except VerifyError as exc:
+        raise not_found(str(exc)) from None
+    except S3Error as exc:
+        raise ApiError(
+            502, "object_store_error", f"the object store answered {exc.code}: {exc.message}"
+        ) from None
+    return {
+        "complete": complete,
+        "summary": verifier.summary.as_json(),
+        "problems": [o.as_json() for o in problems[:VERIFY_PROBLEMS_SHOWN]],
+        "more_problems": len(problems) > VERIFY_PROBLEMS_SHOWN,
+    }
+
+
+async def verify_session(request: web.Request) -> web.StreamResponse:
+    session = await _session(request)
+    seconds, older_than = await verify_options(request)
+    return ok(await run_session_verify(request, session.id, seconds, older_than))
+
+
+_OUTCOME = {
+    "type": "object",
+    "properties": {
+        "result": {"enum": list(VERIFY_RESULTS)},
+        "bucket": {"type": "string"},
+        "key": {"type": "string"},
+        "detail": {"type": "string"},
+        "size": {"type": "integer"},
+        "sha256": {"type": ["string", "null"]},
+        "session_id": {"type": ["string", "null"]},
+    },
+}
+VERIFY_RESPONSE = {
+    "type": "object",
+    "required": ["complete", "summary", "problems"],
+    "properties": {
+        "complete": {
+            "type": "boolean",
+            "description": "false: time ran out; call again with older_than to carry on",
+        },
+        "summary": {
+            "type": "object",
+            "description": "objects per result, skipped, problems, bytes_read, seconds",
+        },
+        "problems": {"type": "array", "items": _OUTCOME},
+        "more_problems": {"type": "boolean"},
+    },
+}
 
 
 _EXPORT_PAGE = 500
@@ -459,6 +590,19 @@ ROUTES = [
         body=rocrate.CLOSE_BODY,
         body_optional=True,
         response=rocrate.CLOSE_RESPONSE,
+    ),
+    Route(
+        "POST",
+        "/sessions/{id}/verify",
+        verify_session,
+        "Verify a session's objects (admin): re-read each, recompute its SHA-256 and compare "
+        "with its record, for at most `seconds`; each record keeps the time and result (see "
+        "minimo verify)",
+        "admin",
+        "sessions",
+        body=VERIFY_BODY,
+        body_optional=True,
+        response=VERIFY_RESPONSE,
     ),
     Route(
         "GET",

@@ -36,7 +36,13 @@ from policy.store.base import FieldFilter, SessionPage, SessionQuery, SessionRec
 from ui.api import rocrate
 from ui.api.common import services
 from ui.api.errors import ApiError
-from ui.api.sessions import MAX_CONDITIONS, parse_sort, sort_name
+from ui.api.sessions import (
+    MAX_CONDITIONS,
+    VERIFY_SECONDS,
+    parse_sort,
+    run_session_verify,
+    sort_name,
+)
 from ui.pages.common import Page, PageError, page_user, render
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
 from ui.pages.snippets import snippets
@@ -350,6 +356,7 @@ async def _session_view(
     *,
     close_error: str | None = None,
     ro_crate_ticked: bool | None = None,
+    verify: dict[str, Any] | None = None,
     status: int = 200,
 ) -> web.Response:
     """The session page; after a refused close, with the reason next to the Close button."""
@@ -403,6 +410,8 @@ async def _session_view(
             "crate": crate if crate is not None and crate.session_id == session.id else None,
             "closed_crate": closed_crate,
             "close_error": close_error,
+            # the answer of a Verify just run (ui.api.sessions.run_session_verify)
+            "verify": verify,
         },
         status=status,
     )
@@ -433,6 +442,17 @@ async def close_session(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
 
 
+async def verify_session(request: web.Request) -> web.StreamResponse:
+    """Admins: verify the session's objects now (bounded in time) and show what was found;
+    the records keep each result, so the object list below shows it too."""
+    session = await _session_or_404(request)
+    # "Verify the rest" after a run that ran out of time skips what was verified just before
+    resume = (await request.post()).get("resume") == "1"
+    older_than = timedelta(hours=1) if resume else None
+    result = await run_session_verify(request, session.id, VERIFY_SECONDS, older_than)
+    return await _session_view(request, page_user(request), session, verify=result)
+
+
 ROUTES = [
     Page("GET", "/sessions", browse_sessions, "reader", "sessions"),
     # before /sessions/{id}, which would take "new" for an id
@@ -440,4 +460,5 @@ ROUTES = [
     Page("POST", "/sessions/new", new_session_submit, "uploader", "new_session"),
     Page("GET", "/sessions/{id}", session_page, "reader", "session"),
     Page("POST", "/sessions/{id}/close", close_session, "uploader", "close_session"),
+    Page("POST", "/sessions/{id}/verify", verify_session, "admin", "verify_session"),
 ]

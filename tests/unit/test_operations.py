@@ -10,7 +10,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.protocol.errors import S3Error, S3ErrorCode
-from gateway.s3api.operations import OPERATIONS, S3Operation, classify
+from gateway.s3api.operations import OPERATIONS, UNSUPPORTED_SUBRESOURCES, S3Operation, classify
 from policy.enforce import OperationClass
 
 METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE", "PATCH")
@@ -127,3 +127,14 @@ def test_unrouted_requests_are_refused() -> None:
     with pytest.raises(S3Error) as caught:
         _classify("GET", "b", "", {"attributes": ""})  # objects have attributes, buckets not
     assert caught.value.code == S3ErrorCode.NotImplemented
+
+
+def test_the_compatibility_page_names_every_operation_and_refusal() -> None:
+    """docs/compatibility.md tells users what works before they try: every operation of the
+    table and every sub-resource answered 501 is on it."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "compatibility.md").read_text()
+    missing = [name for name in OPERATIONS if name not in page]
+    missing += [f"`{name}`" for name in UNSUPPORTED_SUBRESOURCES if f"`{name}`" not in page]
+    assert not missing, f"docs/compatibility.md does not mention: {missing}"

@@ -312,3 +312,35 @@ def test_a_delete_overtakes_a_write_in_flight(site: Site) -> None:
     # sent again, the write goes through
     s3.put_object(Bucket=site.bucket, Key=key, Body=b"second version")
     site.verify(key, b"second version", None)
+
+
+@pytest.mark.parametrize("name", ["sqlite-s3", "mongo-s3"])
+def test_an_admin_aborts_an_upload_minimo_never_recorded(
+    name: str, sites: Callable[[str], Site], versitygw: Any
+) -> None:
+    """A gateway killed between creating a multipart upload upstream and recording it leaves an
+    upload that ListMultipartUploads shows and no record names: an admin can abort it (it only
+    frees space); anyone else hears NoSuchUpload, and so does an upload id nobody has."""
+    import boto3
+
+    site = sites(name)
+    key = f"scratch/{secrets.token_hex(4)}/orphan"
+    upstream = boto3.client(
+        "s3",
+        endpoint_url=versitygw.endpoint,
+        aws_access_key_id=versitygw.access_key,
+        aws_secret_access_key=versitygw.secret_key,
+        region_name="us-east-1",
+    )
+    upload_id = upstream.create_multipart_upload(Bucket=site.bucket, Key=key)["UploadId"]
+    admin, alice = site.client(site.admin), site.client(site.alice)
+    listed = admin.list_multipart_uploads(Bucket=site.bucket, Prefix=key).get("Uploads", [])
+    assert [u["UploadId"] for u in listed] == [upload_id]
+    with pytest.raises(ClientError) as refused:
+        alice.abort_multipart_upload(Bucket=site.bucket, Key=key, UploadId=upload_id)
+    assert refused.value.response["Error"]["Code"] == "NoSuchUpload"
+    admin.abort_multipart_upload(Bucket=site.bucket, Key=key, UploadId=upload_id)
+    assert admin.list_multipart_uploads(Bucket=site.bucket, Prefix=key).get("Uploads", []) == []
+    with pytest.raises(ClientError) as unknown:
+        admin.abort_multipart_upload(Bucket=site.bucket, Key=key, UploadId="no-such-upload-id")
+    assert unknown.value.response["Error"]["Code"] == "NoSuchUpload"

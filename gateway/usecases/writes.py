@@ -375,6 +375,20 @@ class Write:
         """Roll back after the object store call (or what followed it) raised ``exc``."""
         await self.abort(objects if maybe_landed(exc) else None)
 
+    async def overtaken(self, exc: BaseException) -> S3Error | None:
+        """The answer for an object store error that a delete of the key running at the same
+        time explains: that delete superseded this write anyway, and an upstream store may
+        answer the overlap with a confusing error of its own (versitygw's posix backend says
+        ``409 ExistingObjectIsDirectory``). None for other errors (a bad body stays the
+        client's to hear) and when no delete of the key is running."""
+        if not isinstance(exc, S3Error) or exc.status != 409:
+            return None
+        try:
+            busy = await self.path.store.delete_in_progress(self.intent.bucket, self.intent.key)
+        except Exception:
+            return None
+        return key_busy(self.resource) if busy else None
+
 
 async def hash_object(
     objects: ObjectStore, bucket: str, key: str, etag: str | None = None

@@ -216,6 +216,8 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         )
     except BaseException as exc:
         await write.fail(r.store, exc)
+        if (busy := await write.overtaken(exc)) is not None:
+            raise busy from exc
         if (
             isinstance(exc, S3Error)
             and exc.code == S3ErrorCode.PreconditionFailed

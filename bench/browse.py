@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How fast the metadata browser answers with many sessions (issue 4), page and JSON API.
+"""How fast the metadata browser answers with many sessions, page and JSON API.
 
     python bench/browse.py                 # sqlite: 100, 10,000, 100,000; mongo: 100, 10,000
     python bench/browse.py --quick         # sqlite 100 and 10,000 only, fewer repeats

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What metadata enforcement costs (issue 3, "Speed"): 4 KiB PUTs, session vs. scratch area.
+"""What metadata enforcement costs: 4 KiB PUTs, session vs. scratch area.
 
     python bench/enforce.py            # full: 3000 PUTs per run, 3 runs per path and store
     python bench/enforce.py --quick    # development: 300 PUTs, 1 run

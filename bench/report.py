@@ -130,7 +130,7 @@ def peak_rss(r: TargetResults) -> float | None:
 def ratio_rows(
     results: dict[str, TargetResults], s: Settings
 ) -> list[tuple[str, float | None, str, bool | None]]:
-    """(what, measured, target text, met) for every target issue 2 sets."""
+    """(what, measured, target text, met) for every target."""
     ref = results.get("versitygw", TargetResults())
     rows: list[tuple[str, float | None, str, bool | None]] = []
     goals = {"minimo-local": 0.8, "minimo-s3": 0.7}
@@ -188,7 +188,7 @@ def render(
         f"- load average (1 min) before / after: {load} (the run itself adds about 2; a value "
         "well above 0 before means other work shared the cores)",
         "",
-        "#### Ratios against the targets of issue 2",
+        "#### Ratios against the targets",
         "",
         *ratio_table(results, s),
         "",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""minimo's benchmark (issue 2, item 9): four servers side by side on loopback, one client.
+"""minimo's benchmark: four servers side by side on loopback, one client.
 
     python bench/run.py            # full run: 1 GiB objects, 5 GiB RSS upload, 3 repeats
     python bench/run.py --quick    # development: 256 MiB objects, 1 GiB RSS upload, 1 repeat

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Soak benchmark (issue 8, item 7): a mixed load for minutes, then an integrity check.
+"""Soak benchmark: a mixed load for minutes, then an integrity check.
 
     python bench/soak.py --target embedded                  # 64 clients, 5 minutes
     python bench/soak.py --target mongo-s3 --minutes 1 --clients 16

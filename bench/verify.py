@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """How fast ``minimo verify`` re-reads and hashes stored objects, against ``sha256sum`` of the
-same files (issue 10: the limit; target at least 0.8 of it).
+same files (the limit; target at least 0.8 of it).
 
     python bench/verify.py                  # 256 MiB in 16 MiB files: well under a minute
-    python bench/verify.py --gib 5          # the 5 GiB set of issue 10
+    python bench/verify.py --gib 5          # the 5 GiB set
     python bench/verify.py --parallel 1 2 4 # verify with several worker counts
 
 It makes a local object store and a sqlite metadata store in a temporary directory, writes the
@@ -114,7 +114,7 @@ def time_command(command: list[str], paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-#: the baselines: sha256sum (issue 10's limit), and openssl's SHA-256 where installed: coreutils
+#: the baselines: sha256sum (the limit), and openssl's SHA-256 where installed: coreutils
 #: may be built without the CPU's SHA instructions that OpenSSL (and so Python's hashlib) uses,
 #: which makes sha256sum the slower of the two and the comparison flattering
 BASELINES = (("sha256sum", ["sha256sum"]), ("openssl dgst -sha256", ["openssl", "dgst", "-sha256"]))

@@ -66,6 +66,14 @@ def new_page(browser: Any) -> Iterator[Callable[..., Page]]:
         )
         page = context.new_page()
         page.csp_errors = []  # type: ignore[attr-defined]
+        # Every console error, for helpers.fits_both_widths (which asserts none); not checked
+        # here, as some tests provoke refusals the browser logs on purpose.
+        page.console_errors = []  # type: ignore[attr-defined]
+        page.on(
+            "console",
+            lambda msg: msg.type == "error" and page.console_errors.append(msg.text),  # type: ignore[attr-defined]
+        )
+        page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))  # type: ignore[attr-defined]
         # A CSP violation shows up only as a console error: collect them.
         page.on(
             "console",

@@ -21,6 +21,7 @@ __all__ = [
     "admin_login",
     "browse_to",
     "field",
+    "fits_both_widths",
     "login",
     "prepare",
     "s3",
@@ -67,6 +68,25 @@ def screenshot(page: Page, name: str) -> None:
         return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+WIDTHS = (1280, 390)  # a laptop and a phone: every page must fit both
+
+
+def fits_both_widths(page: Page, name: str, height: int = 900) -> None:
+    """The page as it stands, at 1,280 and 390 px wide: no horizontal overflow (the document is
+    no wider than the window) and no console error since the page opened. Saves
+    docs/screenshots/NAME-1280.png and NAME-390.png when MINIMO_SCREENSHOTS=1."""
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(50)  # one layout pass after the resize
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name} at {width} px: {overflow} px wider than the window"
+        screenshot(page, f"{name}-{width}")
+    errors = getattr(page, "console_errors", [])
+    assert not errors, f"{name}: console errors {errors}"
 
 
 def prepare(

@@ -48,6 +48,10 @@ class Config:
     heartbeat_interval: float = 10.0
     recovery_interval: float = 60.0
     multipart_expiry: timedelta = timedelta(days=7)
+    #: the bearer token that reads /_minimo/metrics besides signed-in admins (None: admins only)
+    metrics_token: str | None = None
+    #: anyone may read /_minimo/metrics (a scrape network nobody else reaches)
+    metrics_public: bool = False
 
     @property
     def objects_dir(self) -> Path:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from gateway import tls
 from gateway.config import Config
+from gateway.usecases import metrics
 from gateway.usecases.appkeys import METADATA_STORE
 from policy.crypto import SecretBox, SecretKeyError
 from policy.identity import IdentityService, InitialAdmin
@@ -247,6 +248,9 @@ async def serve(
         if config.policy_file is not None:
             await apply_policy_file(store, config.policy_file)
         object_store = await _open_object_store(config)
+        # every store call timed and its failures counted (/_minimo/metrics)
+        metrics.instrument_store(store, "metadata", skip=("open", "close"))
+        metrics.instrument_store(object_store, "objects", skip=("start", "close"))
         recovery = _recovery_service(config, object_store, store)
         await recovery.start()
         app = _create_app(config, object_store, identity)

@@ -88,6 +88,31 @@ class RefusalCode(StrEnum):
     NoSuchUpload = "NoSuchUpload"
 
 
+class RefusalReason(StrEnum):
+    """Why an operation was refused, in a few words a dashboard can count (the metrics label
+    ``reason``); the message says it for people."""
+
+    anonymous = "anonymous"
+    reader_role = "reader_role"
+    not_admin = "not_admin"
+    no_rule = "no_rule"
+    no_session = "no_session"
+    wrong_form = "wrong_form"
+    bad_session_header = "bad_session_header"
+    session_unknown = "session_unknown"
+    session_closed = "session_closed"
+    session_expired = "session_expired"
+    not_session_owner = "not_session_owner"
+    session_key_scope = "session_key_scope"
+    out_of_scope = "out_of_scope"
+    unknown_upload = "unknown_upload"
+    not_upload_owner = "not_upload_owner"
+    delete_denied = "delete_denied"
+    not_object_owner = "not_object_owner"
+    write_once = "write_once"
+    other = "other"
+
+
 class Refusal(Exception):
     """A refused operation. ``message`` is for people (it becomes the S3 error Message);
     ``code`` says which S3 error it becomes (AccessDenied, or NoSuchUpload for unknown
@@ -98,11 +123,13 @@ class Refusal(Exception):
         message: str,
         code: RefusalCode = RefusalCode.AccessDenied,
         *,
+        reason: RefusalReason = RefusalReason.other,
         outside_rules: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.reason = reason
         #: no policy rule covers the target: the gateway answers NoSuchBucket instead when the
         #: bucket does not exist (as S3 does for a write to a missing bucket)
         self.outside_rules = outside_rules
@@ -213,14 +240,18 @@ class Enforcer:
         upload_id: str | None,
     ) -> Decision:
         if principal is None:
-            raise Refusal("Anonymous access is not allowed: sign your requests with an access key.")
+            raise Refusal(
+                "Anonymous access is not allowed: sign your requests with an access key.",
+                reason=RefusalReason.anonymous,
+            )
         if op_class is OperationClass.READ:
             await self._check_read(principal, bucket)
             return Decision(op, principal)
         if principal.role == Role.READER:
             raise Refusal(
                 f"{op} is a write, and user {principal.user!r} has the role 'reader', which may "
-                "only read. Ask an admin for the uploader role."
+                "only read. Ask an admin for the uploader role.",
+                reason=RefusalReason.reader_role,
             )
         if op_class is OperationClass.CREATE:
             return await self._decide_create(principal, op, bucket, key, header)
@@ -242,10 +273,11 @@ class Enforcer:
                 )
                 raise Refusal(
                     f"{op} s3://{bucket}: only admins (with a personal key) create and delete "
-                    f"buckets, and {how}. Ask an admin."
+                    f"buckets, and {how}. Ask an admin.",
+                    reason=RefusalReason.not_admin,
                 )
             return Decision(op, principal)
-        raise Refusal(f"{op} is not allowed.")
+        raise Refusal(f"{op} is not allowed.", reason=RefusalReason.other)
 
     # -- reads ---------------------------------------------------------------------------------
     async def _check_read(self, principal: Principal, bucket: str) -> None:
@@ -256,7 +288,8 @@ class Enforcer:
             where = f"s3://{session.bucket}/" if session is not None else "its session's bucket"
             raise Refusal(
                 f"This is the key of session {principal.session_id}: it reads only in {where}. "
-                "Use your personal key to read elsewhere."
+                "Use your personal key to read elsewhere.",
+                reason=RefusalReason.session_key_scope,
             )
 
     async def check_read(self, principal: Principal | None, bucket: str) -> None:
@@ -273,6 +306,7 @@ class Enforcer:
                 f"No policy rule covers {s3_url(bucket, key)}, so nothing may be written there; "
                 "an admin must add one (minimo policy set).",
                 outside_rules=True,
+                reason=RefusalReason.no_rule,
             )
         return policy, rule
 
@@ -289,7 +323,8 @@ class Enforcer:
                 raise Refusal(
                     f"This is the key of session {principal.session_id}; it writes into that "
                     f"session only, not into {header}. Drop the header {SESSION_HEADER} or use "
-                    "your personal key with it."
+                    "your personal key with it.",
+                    reason=RefusalReason.session_key_scope,
                 )
             session = await self._session_key_session(principal, bucket, key)
         elif header:
@@ -301,14 +336,16 @@ class Enforcer:
             raise Refusal(
                 f"No open metadata session for {s3_url(bucket, where)}. Open one at "
                 f"{self.open_link(bucket, where)} and upload with its key, or send header "
-                f"{SESSION_HEADER}: <id>."
+                f"{SESSION_HEADER}: <id>.",
+                reason=RefusalReason.no_session,
             )
         if rule.require_session and session.form_name not in rule.forms:
             raise Refusal(
                 f"Session {session.id} was filled in with form {session.form_name}, but "
                 f"{self._rule_name(policy, rule)} covering {s3_url(bucket, key)} accepts "
                 f"{', '.join(rule.forms)}. Open a session with one of those at "
-                f"{self.open_link(bucket, folder(key))}."
+                f"{self.open_link(bucket, folder(key))}.",
+                reason=RefusalReason.wrong_form,
             )
         return Decision(op, principal, rule, session)
 
@@ -329,14 +366,16 @@ class Enforcer:
             raise Refusal(
                 f"{SESSION_HEADER}: {session_id!r} is not a session id (36 characters such as "
                 f"the id minimo session open prints). Open a session at "
-                f"{self.open_link(bucket, folder(key))}."
+                f"{self.open_link(bucket, folder(key))}.",
+                reason=RefusalReason.bad_session_header,
             )
         session = await self._open_session(session_id, bucket, key)
         if session.owner != principal.user and principal.role != Role.ADMIN:
             raise Refusal(
                 f"Session {session.id} belongs to {session.owner}; {principal.user} may write "
                 f"only into their own sessions. Open one at "
-                f"{self.open_link(bucket, folder(key))}."
+                f"{self.open_link(bucket, folder(key))}.",
+                reason=RefusalReason.not_session_owner,
             )
         self._check_scope(session, bucket, key)
         return session
@@ -345,16 +384,22 @@ class Enforcer:
         session = await self.sessions.lookup(session_id)
         link = self.open_link(bucket, folder(key))
         if session is None:
-            raise Refusal(f"No session {session_id} exists. Open one at {link}.")
+            raise Refusal(
+                f"No session {session_id} exists. Open one at {link}.",
+                reason=RefusalReason.session_unknown,
+            )
         now = self._clock()
         if session.state == "closed":
             raise Refusal(
-                f"Session {session.id} closed at {_when(session.closed)}; open a new one at {link}."
+                f"Session {session.id} closed at {_when(session.closed)}; open a new one at "
+                f"{link}.",
+                reason=RefusalReason.session_closed,
             )
         if not session.is_open(now):
             raise Refusal(
                 f"Session {session.id} expired at {_when(session.expires)}; open a new one at "
-                f"{link}."
+                f"{link}.",
+                reason=RefusalReason.session_expired,
             )
         return session
 
@@ -365,7 +410,8 @@ class Enforcer:
             raise Refusal(
                 f"Key {target} is outside session {session.id}'s scope {scope}: write under "
                 f"{scope}, or open a session for {s3_url(bucket, folder(key or ''))} at "
-                f"{self.open_link(bucket, folder(key or ''))}."
+                f"{self.open_link(bucket, folder(key or ''))}.",
+                reason=RefusalReason.out_of_scope,
             )
 
     # -- multipart continuations ---------------------------------------------------------------
@@ -385,17 +431,20 @@ class Enforcer:
                 "The specified multipart upload does not exist. The upload ID may be invalid, "
                 "or the upload may have been aborted or completed.",
                 code=RefusalCode.NoSuchUpload,
+                reason=RefusalReason.unknown_upload,
             )
         admin_abort = op == "AbortMultipartUpload" and principal.role == Role.ADMIN
         if upload.principal != principal.user and not admin_abort:
             raise Refusal(
                 f"Multipart upload {upload_id} to {s3_url(bucket, key)} was started by "
-                f"{upload.principal}; only they can continue it."
+                f"{upload.principal}; only they can continue it.",
+                reason=RefusalReason.not_upload_owner,
             )
         if principal.session_id is not None and principal.session_id != upload.session_id:
             raise Refusal(
                 f"Multipart upload {upload_id} does not belong to session {principal.session_id}, "
-                "the session of this key."
+                "the session of this key.",
+                reason=RefusalReason.session_key_scope,
             )
         session = None
         if upload.session_id is not None:
@@ -409,7 +458,8 @@ class Enforcer:
                     raise Refusal(
                         f"{refusal.message} Multipart upload {upload_id} belongs to it and can no "
                         "longer be continued or completed; abort it and upload again under an "
-                        "open session."
+                        "open session.",
+                        reason=refusal.reason,
                     ) from None
         policy = await self.policies.current()
         return Decision(op, principal, policy.match(bucket, key), session, upload)
@@ -418,7 +468,10 @@ class Enforcer:
     async def decide_delete(self, principal: Principal, bucket: str, key: str) -> Decision:
         """DeleteObject, and each key of DeleteObjects, per the matching rule's ``delete``."""
         if principal.role == Role.READER:
-            raise Refusal(f"User {principal.user!r} has the role 'reader', which may only read.")
+            raise Refusal(
+                f"User {principal.user!r} has the role 'reader', which may only read.",
+                reason=RefusalReason.reader_role,
+            )
         policy, rule = await self._rule("DeleteObject", bucket, key)
         target = s3_url(bucket, key)
         name = self._rule_name(policy, rule)
@@ -427,12 +480,16 @@ class Enforcer:
         if rule.delete == "deny":
             raise Refusal(
                 f"{target} may not be deleted: {name} keeps raw data (delete = deny). An admin "
-                "can change the policy (minimo policy set)."
+                "can change the policy (minimo policy set).",
+                reason=RefusalReason.delete_denied,
             )
         is_admin = principal.role == Role.ADMIN
         if rule.delete == "admin":
             if not is_admin:
-                raise Refusal(f"Only admins may delete {target} ({name} has delete = admin).")
+                raise Refusal(
+                    f"Only admins may delete {target} ({name} has delete = admin).",
+                    reason=RefusalReason.not_admin,
+                )
             return Decision("DeleteObject", principal, rule)
         # delete = owner: the owner of the session the object was written under
         if is_admin:
@@ -441,7 +498,8 @@ class Enforcer:
         if record is None:
             raise Refusal(
                 f"minimo has no record of {target}, so it cannot tell its owner; under {name} "
-                "(delete = owner) only an admin may delete it."
+                "(delete = owner) only an admin may delete it.",
+                reason=RefusalReason.not_object_owner,
             )
         owner = record.principal
         session = None
@@ -453,7 +511,8 @@ class Enforcer:
             via = f"session {record.session_id}" if record.session_id else "its upload"
             raise Refusal(
                 f"{target} belongs to {owner} (via {via}); under {name} (delete = owner) only "
-                "they or an admin may delete it."
+                "they or an admin may delete it.",
+                reason=RefusalReason.not_object_owner,
             )
         return Decision("DeleteObject", principal, rule, session)
 
@@ -470,7 +529,8 @@ class Enforcer:
         refusal = Refusal(
             f"{s3_url(bucket, key)} already exists (or another upload of it is in progress) and "
             f"{name} is write-once (overwrite = deny). Write under a new key; an admin can allow "
-            "overwrites there (minimo policy set)."
+            "overwrites there (minimo policy set).",
+            reason=RefusalReason.write_once,
         )
         await self.auditor.refused(
             decision.principal, decision.op, s3_url(bucket, key), refusal.message

@@ -13,6 +13,30 @@ import click
 from gateway.cli.options import S3Options, data_dir_option, duration_value, mongo_uri, s3_options
 from gateway.config import Config
 
+#: a metrics token shorter than this is refused: it guards what a scraper reads, so guessable
+#: values must not do
+MIN_METRICS_TOKEN = 16
+
+
+def read_metrics_token(path: Path | None) -> str | None:
+    """The token in ``path`` (surrounding white space dropped), or None without a file."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(
+            f"cannot read {path}: {exc}", param_hint="--metrics-token-file"
+        ) from exc
+    if len(token) < MIN_METRICS_TOKEN or any(c.isspace() for c in token):
+        raise click.BadParameter(
+            f"{path} must hold one token of at least {MIN_METRICS_TOKEN} characters without "
+            "spaces, e.g. the output of: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe())'",
+            param_hint="--metrics-token-file",
+        )
+    return token
+
 
 @click.command()
 @data_dir_option
@@ -110,6 +134,19 @@ from gateway.config import Config
     callback=duration_value,
     help="How often this gateway tells the others it is alive (dead after 3 missed + 5s).",
 )
+@click.option(
+    "--metrics-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MINIMO_METRICS_TOKEN_FILE",
+    help="A file holding the token that reads /_minimo/metrics (Authorization: Bearer TOKEN) "
+    "besides signed-in admins.",
+)
+@click.option(
+    "--metrics-public",
+    is_flag=True,
+    envvar="MINIMO_METRICS_PUBLIC",
+    help="Anyone may read /_minimo/metrics (only on a network where nobody else listens).",
+)
 def serve(
     data_dir: Path,
     secret_key_file: Path | None,
@@ -130,6 +167,8 @@ def serve(
     multipart_expiry: timedelta,
     recovery_interval: timedelta,
     heartbeat_interval: timedelta,
+    metrics_token_file: Path | None,
+    metrics_public: bool,
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
     from gateway.server import ServeError, parse_listen, run
@@ -171,6 +210,8 @@ def serve(
         heartbeat_interval=heartbeat_interval.total_seconds(),
         recovery_interval=recovery_interval.total_seconds(),
         multipart_expiry=multipart_expiry,
+        metrics_token=read_metrics_token(metrics_token_file),
+        metrics_public=metrics_public,
     )
     try:
         run(config, access_log=access_log)

@@ -12,6 +12,7 @@ import base64
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
@@ -34,6 +35,7 @@ from gateway.s3api.expect import close_if_body_unsent, defer_continue
 from gateway.s3api.handlers.common import S3Request
 from gateway.s3api.operations import S3Operation, classify
 from gateway.ui_host import parse_ui_url, refuse_read_on_ui_host, ui_host_middleware
+from gateway.usecases import metrics
 from gateway.usecases.appkeys import (
     CONFIG,
     IDENTITY,
@@ -63,6 +65,8 @@ MAX_HEADER_BYTES = 8 * 1024
 RESERVED_PREFIX = "/_minimo/"
 
 REQUEST_ID = web.RequestKey("minimo_request_id", str)
+#: the S3 operation a request was classified as (the metrics' label)
+OPERATION = web.RequestKey("minimo_operation", str)
 HOST_ID = web.AppKey("minimo_host_id", str)
 #: the UI's host name when --ui-url is set (gateway.ui_host)
 UI_HOST = web.AppKey("minimo_ui_host", str)
@@ -170,6 +174,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     auth = await authenticate(request, app[IDENTITY], region=config.region, domain=config.domain)
     query = request.query
     op = classify(request.method, bucket, key, query, request.headers)
+    request[OPERATION] = op.name
     if auth.is_anonymous:
         # Before any name checks, as before enforcement existed: anonymous callers learn nothing.
         raise S3Error(
@@ -230,6 +235,35 @@ def error_response(request: web.Request, err: S3Error, request_id: str) -> web.R
 
 async def s3_entry(request: web.Request) -> web.StreamResponse:
     """The catch-all route: everything not under /_minimo/ is S3."""
+    started = time.perf_counter()
+    response = await _answer(request)
+    _count(request, response, time.perf_counter() - started)
+    return response
+
+
+def _count(request: web.Request, response: web.StreamResponse, seconds: float) -> None:
+    """The request in the metrics: operation, status, time, bytes (gateway.usecases.metrics)."""
+    if response.prepared:  # streamed by the handler: what it wrote
+        sent = response.body_length
+    elif request.method == "HEAD":
+        sent = 0
+    else:
+        sent = response.content_length or 0
+    operation = request.get(OPERATION) or _operation_of(request)
+    metrics.observe_request(operation, response.status, seconds, request.content.total_bytes, sent)
+
+
+def _operation_of(request: web.Request) -> str:
+    """The operation of a request answered before it was classified (a bad signature, a
+    header section too large): classified now, for the metrics only."""
+    try:
+        bucket, key = split_target(request, request.app[CONFIG].domain)
+        return classify(request.method, bucket, key, request.query, request.headers).name
+    except Exception:
+        return "Unknown"
+
+
+async def _answer(request: web.Request) -> web.StreamResponse:
     request_id = next_request_id()
     request[REQUEST_ID] = request_id
     try:

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from gateway.backends.base import ObjectInfo, ObjectStore
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.usecases import metrics
 from policy.store.base import MAX_PAGE, MetadataStore, ObjectRecord, SessionRecord
 
 VerifyResult = Literal[
@@ -432,6 +433,7 @@ class Verifier:
 
     def _report(self, outcome: Outcome) -> None:
         self.summary.counts[outcome.result] += 1
+        metrics.count_verified(outcome.result)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 

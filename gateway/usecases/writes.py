@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from gateway.backends.base import Conditions, ObjectStore, WriteMeta
 from gateway.instance import instance_id
 from gateway.protocol.errors import RETRY_AFTER_SECONDS, S3Error, S3ErrorCode, storage_full
+from gateway.usecases import metrics
 from gateway.usecases.rollback import Janitor, maybe_landed, roll_back
 from policy.audit import Auditor, principal_details, principal_name
 from policy.enforce import (
@@ -61,7 +62,9 @@ REFUSAL_CODES: dict[RefusalCode, S3ErrorCode] = {
 
 
 def refused(refusal: Refusal, resource: str | None = None) -> S3Error:
-    """A policy refusal as the S3 error clients print (its Message teaches)."""
+    """A policy refusal as the S3 error clients print (its Message teaches); counted in the
+    metrics by its reason (every refusal a client hears passes here)."""
+    metrics.count_refusal(refusal.reason)
     return S3Error(REFUSAL_CODES[refusal.code], refusal.message, resource=resource)
 
 

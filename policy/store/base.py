@@ -332,6 +332,11 @@ class MetadataStore(ABC):
         """(object count, total bytes) of the session's current records."""
 
     @abstractmethod
+    async def verify_results(self) -> dict[str, int]:
+        """How many current records have each last ``minimo verify`` result ("" for records
+        never verified): the metrics' view of fixity."""
+
+    @abstractmethod
     async def claim_key(self, bucket: str, key: str, intent_id: str) -> bool:
         """Claim a fresh key for a write-once write: True for exactly one of any number of
         concurrent (or later) claimers, until the claim is released. A committed object keeps

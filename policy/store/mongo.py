@@ -1101,6 +1101,16 @@ class MongoMetadataStore(MetadataStore):
         count = await self.db[OBJECTS].count_documents(where)
         return count, total if count else 0
 
+    async def verify_results(self) -> dict[str, int]:
+        pipeline: list[dict[str, Any]] = [
+            {"$group": {"_id": "$verify_result", "count": {"$sum": 1}}},
+        ]
+        found: dict[str, int] = {}
+        async for doc in await self.db[OBJECTS].aggregate(pipeline):
+            result = doc["_id"] or ""
+            found[result] = found.get(result, 0) + int(doc["count"])
+        return found
+
     async def claim_key(self, bucket: str, key: str, intent_id: str) -> bool:
         try:
             await self.db[KEY_CLAIMS].insert_one(

@@ -1026,6 +1026,12 @@ class SqliteStore(MetadataStore):
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
+    async def verify_results(self) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT COALESCE(verify_result, ''), COUNT(*) FROM objects GROUP BY 1"
+        )
+        return {str(result): int(count) for result, count in rows}
+
     async def claim_key(self, bucket: str, key: str, intent_id: str) -> bool:
         return await self._batched(lambda conn: _claim(conn, bucket, key, intent_id))
 

@@ -82,6 +82,8 @@ class Need(Call):
     role: str = "public"
     #: answered to static/*.js fetch calls: the X-CSRF-Token header (and maybe JSON errors)
     fetch: bool = False
+    #: read by programs, not people (/_minimo/metrics): signed out is a 401, refusals JSON
+    machine: bool = False
 
 
 #: (method, route as the router spells it) -> how to call it. Every POST needs a line (the first
@@ -135,7 +137,12 @@ def declared_needs() -> dict[tuple[str, str], Need]:
         key = (page.method, PAGES + page.path)
         call = CALLS.get(key, Call())
         how = {f.name: getattr(call, f.name) for f in fields(Call)}
-        needs[key] = Need(**how, role=page.access, fetch=page.csrf == "header")
+        needs[key] = Need(
+            **how,
+            role=page.access,
+            fetch=page.csrf == "header",
+            machine=page.method == "GET" and page.refusals == "json",
+        )
     return needs
 
 
@@ -306,7 +313,9 @@ def goes_to_login(reply: requests.Response) -> bool:
 def friendly_403(reply: requests.Response, need: Need, who: str) -> None:
     """The site's error page saying who is signed in and which role the page needs."""
     assert reply.status_code == 403, (reply.url, reply.status_code, reply.text[:300])
-    if need.fetch and reply.headers["Content-Type"].startswith("application/json"):
+    if (need.fetch or need.machine) and reply.headers["Content-Type"].startswith(
+        "application/json"
+    ):
         assert reply.json()["error"]
         return
     assert reply.headers["Content-Type"].startswith("text/html")
@@ -350,7 +359,9 @@ def test_signed_out_gets_the_login_page_or_a_refusal(site: Site) -> None:
             url = site.url(path, need)
             reply = send(stranger, method, url, need, token=None, referer=form_page)
             location = reply.headers.get("Location", "")
-            if method == "GET":
+            if method == "GET" and need.machine:
+                assert reply.status_code == 401, (path, reply.status_code)
+            elif method == "GET":
                 assert goes_to_login(reply), (path, reply.status_code)
                 assert next_of(location) == url.removeprefix(site.gw.endpoint), location
             elif need.fetch:

@@ -35,6 +35,7 @@ from ui.pages import (
     forms,
     home,
     keys,
+    metrics,
     policy,
     sessions,
     upload,
@@ -54,7 +55,8 @@ CSP = (
 def all_pages() -> list[Page]:
     """Every page route, in the order the router tries them."""
     pages: list[Page] = []
-    for module in (home, auth, sessions, upload, browse, admin, forms, users, policy, keys, audit):
+    modules = (home, auth, sessions, upload, browse, admin, forms, users, policy, keys, audit)
+    for module in (*modules, metrics):
         pages.extend(module.ROUTES)
     return pages
 

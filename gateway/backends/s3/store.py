@@ -22,6 +22,7 @@ from gateway.backends.base import (
     KeepChecksum,
     ListPage,
     ObjectInfo,
+    ObjectPartsPage,
     ObjectReader,
     ObjectStore,
     PartInfo,
@@ -45,6 +46,7 @@ from gateway.backends.s3.translate import (
     is_common_prefix,
     iso_time,
     object_info,
+    object_parts_page,
     parse_content_range,
     part_checksum,
     trim_page,
@@ -60,7 +62,7 @@ from gateway.backends.s3.upstream import (
 )
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
-from gateway.protocol.parts import no_such_part
+from gateway.protocol.parts import no_such_part, parts_of_etag
 from gateway.protocol.ranges import copy_range, parse_copy_range
 from gateway.protocol.sigv4 import uri_encode
 
@@ -195,6 +197,34 @@ class S3ObjectStore(ObjectStore):
         if info.parts_count is None and span is not None and span.length != span.total:
             raise bad_answer("HeadObject partNumber")
         return info, span
+
+    async def object_parts(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        part_marker: int = 0,
+        max_parts: int = 1000,
+        conditions: Conditions | None = None,
+    ) -> tuple[ObjectInfo, ObjectPartsPage | None]:
+        info = await self.head_object(bucket, key, conditions)
+        count = info.parts_count or parts_of_etag(info.etag)
+        if not count:
+            return info, None
+        headers = {
+            "x-amz-object-attributes": "ObjectParts",
+            "x-amz-max-parts": str(max_parts),
+            "x-amz-part-number-marker": str(part_marker),
+        }
+        try:
+            doc = await self._upstream.xml(
+                "GET", bucket, key, query=[("attributes", "")], headers=headers
+            )
+        except S3Error as exc:
+            if exc.code not in (S3ErrorCode.NotImplemented, S3ErrorCode.InvalidArgument):
+                raise
+            doc = {}  # an upstream without GetObjectAttributes: the count is all we know
+        return info, object_parts_page(doc, count)
 
     async def open_object(
         self,

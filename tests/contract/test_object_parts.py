@@ -149,3 +149,32 @@ async def test_upload_part_copy_keeps_the_part_checksum(store: ObjectStore, buck
     copied = await store.upload_part_copy(bucket, "plain", upload, 1, bucket, "src")
     assert copied.checksum is None
     await store.abort_multipart_upload(bucket, "plain", upload)
+
+
+@contract
+async def test_copied_range_of_a_source_with_the_same_checksum(
+    store: ObjectStore, bucket: str
+) -> None:
+    """The part's checksum is of the copied range, not the source's own checksum (versitygw
+    answers the source's; the s3 store then sends the range again as an UploadPart)."""
+    source = pattern(MiB, seed=21)
+    whole = checksum_b64("crc32", source)
+    await store.put_object(
+        bucket, "src", Bytes(source), WriteMeta(), checksum=KeepChecksum("crc32", lambda: whole)
+    )
+    upload = await store.create_multipart_upload(
+        bucket, "dst", WriteMeta(), checksum=("crc32", "COMPOSITE")
+    )
+    part = await store.upload_part_copy(
+        bucket, "dst", upload, 1, bucket, "src", range_header="bytes=10-5009"
+    )
+    assert part.checksum is not None
+    assert part.checksum.value == checksum_b64("crc32", source[10:5010]) != whole
+    everything = await store.upload_part_copy(bucket, "dst", upload, 2, bucket, "src")
+    assert everything.checksum is not None and everything.checksum.value == whole
+    listed = await store.list_parts(bucket, "dst", upload)
+    assert [p.checksum.value if p.checksum else None for p in listed.parts] == [
+        part.checksum.value,
+        whole,
+    ]
+    await store.abort_multipart_upload(bucket, "dst", upload)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from gateway.backends.base import Leftover, ObjectChecksum, ObjectPart, ObjectPartsPage
-from gateway.backends.local.records import get_meta
+from gateway.backends.local.records import XATTR, get_meta
 from gateway.protocol.parts import size_runs
 
 #: the temp-name tag of a sidecar
@@ -136,10 +136,20 @@ def drop_sidecar(bucket_dir: str, name: str | None) -> None:
             os.unlink(path)
 
 
+def named_sidecar(path: str) -> str | None:
+    """The sidecar the object at ``path`` names, if any: what an overwrite or delete must
+    remove with it. On every overwriting PUT, so the xattr is parsed only when it names one."""
+    try:
+        raw = os.getxattr(path, XATTR)
+    except OSError:
+        return None
+    return sidecar_name(get_meta_quiet(path)) if b'"pl":' in raw else None
+
+
 def drop_replaced(bucket_dir: str, replaced: str | None, now_at: str) -> None:
     """After a rename or unlink at ``now_at``: remove the sidecar ``replaced`` named, unless
     the object now there names it (a retry that placed the same file)."""
-    if replaced is None or sidecar_name(get_meta_quiet(now_at)) == replaced:
+    if replaced is None or named_sidecar(now_at) == replaced:
         return
     drop_sidecar(bucket_dir, replaced)
 

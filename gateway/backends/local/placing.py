@@ -22,7 +22,7 @@ from gateway.backends.local.layout import (
     require_bucket,
 )
 from gateway.backends.local.lister import holds_object
-from gateway.backends.local.partlayout import drop_replaced, get_meta_quiet, sidecar_name
+from gateway.backends.local.partlayout import drop_replaced, named_sidecar
 from gateway.backends.local.records import foreign_etag, get_meta, set_meta
 from gateway.backends.local.writing import fsync_dir
 from gateway.protocol.conditions import etag_matches
@@ -149,7 +149,7 @@ def place_file(
                 os.unlink(src)
             else:
                 # the sidecar of the object this rename replaces goes with it (.partlayout)
-                replaced = sidecar_name(get_meta_quiet(t.path))
+                replaced = named_sidecar(t.path)
                 os.rename(src, t.path)
                 drop_replaced(t.bucket_dir, replaced, t.path)
         except FileExistsError:

@@ -40,7 +40,7 @@ from gateway.backends.local.layout import Layout, Target, marker_with_data, requ
 from gateway.backends.local.leftovers import find_leftovers, sweep_stale_temp
 from gateway.backends.local.lister import list_page
 from gateway.backends.local.multipart import Uploads, check_part_checksum, check_part_number
-from gateway.backends.local.partlayout import drop_replaced, get_meta_quiet, sidecar_name
+from gateway.backends.local.partlayout import drop_replaced, named_sidecar
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import (
@@ -286,7 +286,7 @@ class LocalObjectStore(ObjectStore):
                 if stat.S_ISDIR(os.lstat(t.path).st_mode):
                     return  # a directory of other objects, not an object
                 # the object's part-layout sidecar goes with it (.partlayout)
-                sidecar = sidecar_name(get_meta_quiet(t.path))
+                sidecar = named_sidecar(t.path)
                 os.unlink(t.path)
                 drop_replaced(t.bucket_dir, sidecar, t.path)
                 start = t.parent

@@ -347,7 +347,7 @@ class Uploads:
             if any(os.path.getsize(f) for f in files):
                 raise marker_with_data(t.key)
             if not fits_inline(layout):
-                layout.pop("pck")  # empty parts: one run of sizes, only checksums can be many
+                layout.pop("pck", None)  # empty parts: one run of sizes, only checksums can be many
             place_marker(
                 t,
                 encode_meta(etag, meta, len(files), layout=layout),

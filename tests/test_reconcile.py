@@ -517,6 +517,13 @@ def test_crash_leftovers_reported_and_recovered(stores: Stores) -> None:
             tmp = objects.root / ".minimo" / "tmp"
             (tmp / f"obj-{dead_id}-7").write_bytes(b"half a write")
             (tmp / f"obj-{live_id}-7").write_bytes(b"a write in progress")
+            # the part layout of a multipart object a racing overwrite replaced: no object
+            # names it any more
+            layouts = objects.root / ".minimo" / "layouts"
+            layouts.mkdir(exist_ok=True)
+            (layouts / f"layout-{dead_id}-9").write_text(
+                json.dumps({"bucket": bucket, "key": "run/replaced.bin", "psz": [[5, 2]]})
+            )
             # an upload whose completion the dead gateway was running (moved out of the list)
             mpu = await objects.create_multipart_upload(bucket, "run/mpu.bin", WriteMeta())
             await objects.upload_part(bucket, "run/mpu.bin", mpu, 1, Bytes(b"part one"))
@@ -542,6 +549,7 @@ def test_crash_leftovers_reported_and_recovered(stores: Stores) -> None:
         expected += [
             ("interrupted_complete", f".minimo/tmp/complete-{dead_id}-8"),
             ("temp_file", f".minimo/tmp/obj-{dead_id}-7"),
+            ("temp_file", f".minimo/layouts/layout-{dead_id}-9"),
         ]
     assert ours == sorted(expected)
     assert summary["in_flight"] == 1  # the live gateway's object
@@ -571,6 +579,7 @@ def test_crash_leftovers_reported_and_recovered(stores: Stores) -> None:
             assert isinstance(objects, LocalObjectStore)
             tmp = objects.root / ".minimo" / "tmp"
             assert sorted(os.listdir(tmp)) == [f"obj-{live_id}-7"]
+            assert os.listdir(objects.root / ".minimo" / "layouts") == []
             # the interrupted upload is back: listed, and it can be completed
             listed = await objects.list_multipart_uploads(bucket)
             assert [u.upload_id for u in listed.uploads] == [ids["mpu"]]

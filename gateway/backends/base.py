@@ -176,6 +176,29 @@ class UploadsPage:
 class CopyResult:
     etag: str
     last_modified: datetime
+    #: UploadPartCopy into an upload that keeps a checksum: the copied part's
+    checksum: ObjectChecksum | None = None
+
+
+@dataclass(slots=True)
+class ObjectPart:
+    """One part of a completed multipart object (GetObjectAttributes ``ObjectParts``)."""
+
+    number: int
+    size: int
+    #: the part's checksum, when its upload kept one
+    checksum: ObjectChecksum | None = None
+
+
+@dataclass(slots=True)
+class ObjectPartsPage:
+    """A page of a multipart object's parts: ``count`` is all its parts; ``parts`` those after
+    the marker (None when the store does not know them, e.g. an upstream that does not say)."""
+
+    count: int
+    parts: list[ObjectPart] | None
+    truncated: bool = False
+    next_marker: int | None = None
 
 
 LeftoverKind = Literal["temp_file", "interrupted_complete"]
@@ -231,9 +254,13 @@ class ObjectStore(ABC):
     async def check(self) -> None:
         """Raise if the store is unreachable (used by /_minimo/health)."""
 
-    async def leftovers(self, dead: DeadOwner, *, repair: bool) -> list[Leftover]:
+    async def leftovers(
+        self, dead: DeadOwner, *, repair: bool, thorough: bool = False
+    ) -> list[Leftover]:
         """The scratch files of writes whose process is dead (``dead`` decides), removed or
-        (an upload whose completion was interrupted) put back when ``repair``.
+        (an upload whose completion was interrupted) put back when ``repair``. ``thorough``
+        (``minimo reconcile``) also looks for what only a walk of all the store's own
+        records finds (the local store's part layouts that no object names).
 
         Only backends with scratch space of their own have any: an S3 upstream keeps unfinished
         uploads itself, where they can be listed and aborted (and expire,
@@ -306,6 +333,23 @@ class ObjectStore(ABC):
         ``parts_count`` for a multipart object, and the part's bytes (None when empty). An
         object not made by multipart has one part, the whole. InvalidPartNumber when there is
         no such part; conditions as in head_object."""
+
+    async def object_parts(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        part_marker: int = 0,
+        max_parts: int = 1000,
+        conditions: Conditions | None = None,
+    ) -> tuple[ObjectInfo, ObjectPartsPage | None]:
+        """The object's info and, for a multipart object, the page of its parts after
+        ``part_marker`` (GetObjectAttributes); None for an object of one part. This default
+        knows only the count; the stores override it with what they keep."""
+        info = await self.head_object(bucket, key, conditions)
+        if not info.parts_count:
+            return info, None
+        return info, ObjectPartsPage(info.parts_count, None)
 
     @abstractmethod
     async def copy_object(

@@ -26,6 +26,12 @@ def parse_part_number(raw: str) -> int:
     return number
 
 
+def parts_of_etag(etag: str) -> int | None:
+    """A multipart ETag ends in ``-N``, N its parts (an upstream's HEAD may say no more)."""
+    _, dash, count = etag.strip('"').rpartition("-")
+    return int(count) if dash and count.isdigit() else None
+
+
 def size_runs(sizes: list[int]) -> list[list[int]]:
     """``[5, 5, 5, 2]`` -> ``[[5, 3], [2, 1]]``."""
     runs: list[list[int]] = []

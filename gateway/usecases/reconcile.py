@@ -267,7 +267,9 @@ class Reconciler:
         )
         self._liveness = live = await recovery.liveness()
         if self.bucket is None:
-            await recovery.leftovers(live)  # the scratch space belongs to no bucket
+            # the scratch space belongs to no bucket; reconcile also walks the local store's
+            # part layouts for any that no object names
+            await recovery.leftovers(live, thorough=True)
         await recovery.dead_intents(live)
         await recovery.expired_uploads()
         await recovery.orphan_claims()

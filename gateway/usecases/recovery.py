@@ -281,8 +281,10 @@ class Recovery:
                 await result
 
     # -- 1. the object store's scratch space --------------------------------------------------
-    async def leftovers(self, live: Liveness) -> None:
-        found: list[Leftover] = await self.objects.leftovers(live.owner_dead, repair=self.repair)
+    async def leftovers(self, live: Liveness, *, thorough: bool = False) -> None:
+        found: list[Leftover] = await self.objects.leftovers(
+            live.owner_dead, repair=self.repair, thorough=thorough
+        )
         for item in found:
             await self._found(
                 Recovered(

@@ -11,6 +11,8 @@ Layout under ``root`` (an admin can read the raw data with ordinary tools):
                                 Named ``<tag>-<instance id>-<n>``: the instance id
                                 (gateway.instance) tells recovery which process owns one
 * ``root/.minimo/multipart/<bucket>/<upload id>/``  ``upload.json`` and one file per part
+* ``root/.minimo/layouts/``     part layouts of multipart objects too large for their xattr
+                                (:mod:`.partlayout`)
 
 Bucket names never start with ``.``, so ``.minimo`` cannot collide with a bucket.
 
@@ -24,6 +26,7 @@ The modules, one concern each:
 
 * :mod:`.layout`     where a bucket, key, temp file or upload lives; which names are valid
 * :mod:`.records`    the ``user.minimo`` xattr: what it holds and how an ObjectInfo is read
+* :mod:`.partlayout` a multipart object's part sizes and checksums: in the xattr or a sidecar
 * :mod:`.pool`       the thread pool all file I/O runs on; a full disk as the S3 error
 * :mod:`.writing`    temp files: batched writes, hashing, early writeback, fsync, copies
 * :mod:`.placing`    a sealed temp file (or folder marker) put in place atomically

@@ -13,6 +13,8 @@ import time
 from gateway.backends.base import DeadOwner, Leftover
 from gateway.backends.local.layout import COMPLETING, Layout
 from gateway.backends.local.multipart import Uploads, remove_tree
+from gateway.backends.local.partlayout import TAG as SIDECAR_TAG
+from gateway.backends.local.partlayout import orphan_sidecars, recover_temp_sidecar
 from gateway.instance import instance_id, owner_of
 
 #: temp files older than this are leftovers of a crash (live writes finish much sooner)
@@ -23,8 +25,10 @@ def sweep_stale_temp(layout: Layout) -> None:
     """Remove the temp files of crashed writes; young ones may belong to another live process."""
     cutoff = time.time() - STALE_TMP_SECONDS
     for entry in os.scandir(layout.tmp):
-        if entry.name.startswith(f"{COMPLETING}-"):
-            continue  # an upload whose completion was interrupted: recovery puts it back
+        if entry.name.startswith((f"{COMPLETING}-", f"{SIDECAR_TAG}-")):
+            # an upload whose completion was interrupted, or a placed object's part layout
+            # not yet moved: recovery puts them back
+            continue
         try:
             if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
                 continue
@@ -37,11 +41,12 @@ def sweep_stale_temp(layout: Layout) -> None:
 
 
 def find_leftovers(
-    layout: Layout, uploads: Uploads, dead: DeadOwner, repair: bool
+    layout: Layout, uploads: Uploads, dead: DeadOwner, repair: bool, thorough: bool = False
 ) -> list[Leftover]:
     """The temp directory's entries whose process is dead (``dead`` decides), removed or put
-    back when ``repair`` (the ObjectStore.leftovers contract)."""
-    found: list[Leftover] = []
+    back when ``repair`` (the ObjectStore.leftovers contract); when ``thorough``, also the
+    part-layout sidecars no object names."""
+    found: list[Leftover] = orphan_sidecars(layout.state, repair) if thorough else []
     try:
         entries = list(os.scandir(layout.tmp))
     except FileNotFoundError:
@@ -65,6 +70,11 @@ def find_leftovers(
         name = f".minimo/tmp/{entry.name}"
         if tag == COMPLETING and is_dir:
             found.append(uploads.restore_interrupted(entry.path, name, owner, size, repair))
+            continue
+        if tag == SIDECAR_TAG and not is_dir:
+            found.append(
+                recover_temp_sidecar(layout.state, entry.path, entry.name, owner, size, repair)
+            )
             continue
         leftover = Leftover(
             "temp_file", name, owner, size, "temp file of a write whose process is gone"

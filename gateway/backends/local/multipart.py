@@ -43,10 +43,18 @@ from gateway.backends.local.layout import (
     marker_with_data,
     require_bucket,
 )
+from gateway.backends.local.partlayout import TAG as SIDECAR_TAG
+from gateway.backends.local.partlayout import (
+    fits_inline,
+    layout_fields,
+    settle_sidecar,
+    write_sidecar,
+)
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.reader import OPEN_FLAGS, open_sync
 from gateway.backends.local.records import EMPTY_MD5, encode_meta, get_meta, meta_of, utc
-from gateway.backends.local.writing import TempFile, copy_into, seal
+from gateway.backends.local.writing import TempFile, copy_into, fsync_dir, seal
+from gateway.protocol.checksums import Checksum
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.ranges import copy_range
@@ -206,7 +214,10 @@ class Uploads:
         range_header: str | None,
         conditions: Conditions | None,
     ) -> CopyResult:
-        self.load(updir, t.key, upload_id)
+        record = self.load(updir, t.key, upload_id)
+        kept = record.get("ck")
+        # an upload that keeps a checksum keeps one for a copied part too, as for UploadPart
+        part_sum = Checksum(kept[0]) if isinstance(kept, list) and kept else None
         fd, info = open_sync(src)
         try:
             check_conditions(info, conditions, copy_source=True)
@@ -216,14 +227,15 @@ class Uploads:
                 raise S3Error(S3ErrorCode.EntityTooLarge)
             temp = TempFile(self._layout.tmp_path("part"), None)
             try:
-                etag = copy_into(fd, temp, start, length, hashed=True) or EMPTY_MD5
-                self.place_part(temp, updir, part_number, etag, upload_id)
+                etag = copy_into(fd, temp, start, length, hashed=True, also=part_sum) or EMPTY_MD5
+                checksum = ObjectChecksum(part_sum.algorithm, part_sum.b64()) if part_sum else None
+                self.place_part(temp, updir, part_number, etag, upload_id, checksum)
             except BaseException:
                 temp.discard()
                 raise
         finally:
             os.close(fd)
-        return CopyResult(etag, utc(time.time()))
+        return CopyResult(etag, utc(time.time()), checksum)
 
     @staticmethod
     def _parts(updir: str) -> dict[int, tuple[str, os.stat_result, ObjectChecksum | None]]:
@@ -330,18 +342,22 @@ class Uploads:
         etag = _multipart_etag([_clean_etag(e) for _, e in wanted])
         meta = meta_of(record)
         fsync = self._layout.fsync
+        layout = layout_fields(sizes, [have[number][2] for number, _ in wanted])
         if t.marker:
             if any(os.path.getsize(f) for f in files):
                 raise marker_with_data(t.key)
+            if not fits_inline(layout):
+                layout.pop("pck", None)  # empty parts: one run of sizes, only checksums can be many
             place_marker(
                 t,
-                encode_meta(etag, meta, len(files), part_sizes=sizes),
+                encode_meta(etag, meta, len(files), layout=layout),
                 exclusive,
                 fsync=fsync,
                 if_match=if_match,
             )
             return etag
         temp = TempFile(self._layout.tmp_path("mpu"), None)
+        sidecar: str | None = None
         try:
             for path in files:
                 src = os.open(path, OPEN_FLAGS)
@@ -349,11 +365,21 @@ class Uploads:
                     copy_into(src, temp, 0, os.fstat(src).st_size, hashed=False)
                 finally:
                     os.close(src)
-            seal(temp, encode_meta(etag, meta, len(files), checksum, sizes), fsync=fsync)
+            if not fits_inline(layout):
+                # too large for the xattr: a sidecar, durable before the object is visible
+                sidecar = self._layout.tmp_path(SIDECAR_TAG)
+                write_sidecar(sidecar, layout, t.bucket, t.key, etag, fsync=fsync)
+                layout = {"pl": os.path.basename(sidecar)}
+            seal(temp, encode_meta(etag, meta, len(files), checksum, layout), fsync=fsync)
             place_file(temp.path, t, exclusive, fsync=fsync, if_match=if_match)
         except BaseException:
             temp.discard()
+            if sidecar is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(sidecar)
             raise
+        if sidecar is not None:
+            settle_sidecar(t.bucket_dir, os.path.basename(sidecar), fsync_dir if fsync else None)
         return etag
 
     def abort(self, t: Target, upload_id: str, updir: str) -> None:

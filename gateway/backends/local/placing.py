@@ -22,6 +22,7 @@ from gateway.backends.local.layout import (
     require_bucket,
 )
 from gateway.backends.local.lister import holds_object
+from gateway.backends.local.partlayout import drop_replaced, named_sidecar
 from gateway.backends.local.records import foreign_etag, get_meta, set_meta
 from gateway.backends.local.writing import fsync_dir
 from gateway.protocol.conditions import etag_matches
@@ -147,7 +148,10 @@ def place_file(
                 os.link(src, t.path)
                 os.unlink(src)
             else:
+                # the sidecar of the object this rename replaces goes with it (.partlayout)
+                replaced = named_sidecar(t.path)
                 os.rename(src, t.path)
+                drop_replaced(t.bucket_dir, replaced, t.path)
         except FileExistsError:
             if os.path.isdir(t.path):
                 _clear_empty_dir(t)

@@ -9,9 +9,18 @@ import errno
 import os
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from gateway.backends.base import ByteRange, Conditions, ObjectInfo, ObjectReader, no_such_key
+from gateway.backends.base import (
+    ByteRange,
+    Conditions,
+    ObjectInfo,
+    ObjectPartsPage,
+    ObjectReader,
+    no_such_key,
+)
 from gateway.backends.local.layout import Target, require_bucket
+from gateway.backends.local.partlayout import parts_page, read_layout
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.records import get_meta, object_info
 from gateway.protocol.conditions import check_conditions
@@ -60,23 +69,42 @@ def head_sync(t: Target, conditions: Conditions | None) -> ObjectInfo:
     return info
 
 
-def part_range_sync(
-    t: Target, number: int, conditions: Conditions | None
-) -> tuple[ObjectInfo, ByteRange | None]:
+def _layout_of(
+    t: Target, conditions: Conditions | None
+) -> tuple[ObjectInfo, dict[str, Any] | None]:
+    """The object's info and its part layout (None when not known), read from one descriptor."""
     fd, info = open_sync(t)
     try:
         check_conditions(info, conditions)
         record = get_meta(fd) or {}
     finally:
         os.close(fd)
-    runs = record.get("psz")
-    if info.parts_count and not runs:
-        # completed before part sizes were kept (or too many sizes to keep beside the object)
+    return info, read_layout(t.bucket_dir, record) if info.parts_count else None
+
+
+def part_range_sync(
+    t: Target, number: int, conditions: Conditions | None
+) -> tuple[ObjectInfo, ByteRange | None]:
+    info, layout = _layout_of(t, conditions)
+    if info.parts_count and layout is None:
+        # completed before part layouts were kept, or its layout is lost
         raise S3Error(
             S3ErrorCode.NotImplemented,
             "This object's part sizes are not known: read it with a Range header instead.",
         )
-    return info, part_span(runs if info.parts_count else None, number, info.size)
+    return info, part_span(layout["psz"] if layout else None, number, info.size)
+
+
+def object_parts_sync(
+    t: Target, marker: int, max_parts: int, conditions: Conditions | None
+) -> tuple[ObjectInfo, ObjectPartsPage | None]:
+    """GetObjectAttributes ``ObjectParts``: the count alone when the layout is not known."""
+    info, layout = _layout_of(t, conditions)
+    if not info.parts_count:
+        return info, None
+    if layout is None:
+        return info, ObjectPartsPage(info.parts_count, None)
+    return info, parts_page(layout, info.parts_count, marker, max_parts)
 
 
 def open_for_read(

@@ -1,5 +1,6 @@
 """The ``user.minimo`` xattr that travels with every object file (or marker directory): the
-ETag, content type, user metadata, stored headers and part count, and the ObjectInfo a file
+ETag, content type, user metadata, stored headers, part count and part layout (or the name
+of its sidecar, :mod:`.partlayout`), and the ObjectInfo a file
 and its record describe together."""
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ from typing import Any
 from gateway.backends.base import ObjectChecksum, ObjectInfo, WriteMeta
 from gateway.backends.local.pool import FULL_ERRNOS, nearly_full
 from gateway.protocol.errors import S3Error, S3ErrorCode
-from gateway.protocol.parts import size_runs
 
 XATTR = "user.minimo"
-#: part sizes are kept as at most this many runs of equal sizes (gateway.protocol.parts)
-MAX_SIZE_RUNS = 16
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 
 
@@ -48,15 +46,13 @@ def encode_meta(
     meta: WriteMeta,
     parts: int | None = None,
     checksum: ObjectChecksum | None = None,
-    part_sizes: list[int] | None = None,
+    layout: dict[str, Any] | None = None,
 ) -> bytes:
+    """The xattr's bytes; ``layout`` is a multipart object's part layout, inline (``psz``,
+    ``pck``) or the name of its sidecar (``pl``; see :mod:`.partlayout`)."""
     record: dict[str, Any] = {"etag": etag, "mtime": time.time()}
-    if part_sizes:
-        runs = size_runs(part_sizes)
-        # the xattr holds ~4 KiB with the user's metadata: parts of many sizes are not kept
-        # (partNumber then answers NotImplemented for that object)
-        if len(runs) <= MAX_SIZE_RUNS:
-            record["psz"] = runs
+    if layout:
+        record.update(layout)
     if checksum is not None:
         record["ck"] = [checksum.algorithm, checksum.value, checksum.type]
     if meta.content_type:

@@ -26,6 +26,7 @@ from gateway.backends.base import (
     Leftover,
     ListPage,
     ObjectInfo,
+    ObjectPartsPage,
     ObjectReader,
     ObjectStore,
     PartsPage,
@@ -39,11 +40,13 @@ from gateway.backends.local.layout import Layout, Target, marker_with_data, requ
 from gateway.backends.local.leftovers import find_leftovers, sweep_stale_temp
 from gateway.backends.local.lister import list_page
 from gateway.backends.local.multipart import Uploads, check_part_checksum, check_part_number
+from gateway.backends.local.partlayout import drop_replaced, named_sidecar
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import (
     LocalReader,
     head_sync,
+    object_parts_sync,
     open_for_read,
     open_sync,
     part_range_sync,
@@ -96,8 +99,12 @@ class LocalObjectStore(ObjectStore):
                 S3ErrorCode.ServiceUnavailable, f"The data directory {root} is not writable."
             )
 
-    async def leftovers(self, dead: DeadOwner, *, repair: bool) -> list[Leftover]:
-        return await self._pool.run(find_leftovers, self._layout, self._uploads, dead, repair)
+    async def leftovers(
+        self, dead: DeadOwner, *, repair: bool, thorough: bool = False
+    ) -> list[Leftover]:
+        return await self._pool.run(
+            find_leftovers, self._layout, self._uploads, dead, repair, thorough
+        )
 
     # -- buckets -----------------------------------------------------------------------------
     async def list_buckets(self) -> list[BucketInfo]:
@@ -177,6 +184,18 @@ class LocalObjectStore(ObjectStore):
     ) -> tuple[ObjectInfo, ByteRange | None]:
         t = self._layout.target(bucket, key)
         return await self._pool.run(part_range_sync, t, part_number, conditions)
+
+    async def object_parts(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        part_marker: int = 0,
+        max_parts: int = 1000,
+        conditions: Conditions | None = None,
+    ) -> tuple[ObjectInfo, ObjectPartsPage | None]:
+        t = self._layout.target(bucket, key)
+        return await self._pool.run(object_parts_sync, t, part_marker, max_parts, conditions)
 
     async def open_object(
         self,
@@ -266,7 +285,10 @@ class LocalObjectStore(ObjectStore):
             else:
                 if stat.S_ISDIR(os.lstat(t.path).st_mode):
                     return  # a directory of other objects, not an object
+                # the object's part-layout sidecar goes with it (.partlayout)
+                sidecar = named_sidecar(t.path)
                 os.unlink(t.path)
+                drop_replaced(t.bucket_dir, sidecar, t.path)
                 start = t.parent
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return

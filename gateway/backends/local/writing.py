@@ -23,6 +23,7 @@ from gateway.backends.local.layout import Layout
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import READ_CHUNK
 from gateway.backends.local.records import set_meta
+from gateway.protocol.checksums import Checksum
 from gateway.protocol.errors import S3Error, S3ErrorCode
 
 T = TypeVar("T")
@@ -150,8 +151,16 @@ def seal(temp: TempFile, meta: bytes, *, fsync: bool) -> None:
     temp.close()
 
 
-def copy_into(src_fd: int, temp: TempFile, offset: int, length: int, hashed: bool) -> str | None:
-    """Copy bytes between descriptors; return their MD5 when ``hashed``."""
+def copy_into(
+    src_fd: int,
+    temp: TempFile,
+    offset: int,
+    length: int,
+    hashed: bool,
+    also: Checksum | None = None,
+) -> str | None:
+    """Copy bytes between descriptors; return their MD5 when ``hashed`` (``also`` is fed
+    the same bytes: a copied part's checksum)."""
     dst = temp.open()
     if not hashed:
         try:
@@ -174,6 +183,8 @@ def copy_into(src_fd: int, temp: TempFile, offset: int, length: int, hashed: boo
         if not data:
             raise S3Error(S3ErrorCode.InternalError, "The source changed on disk while copied.")
         hasher.update(data)
+        if also is not None:
+            also.update(data)
         write_all(dst, data)
         offset += len(data)
         length -= len(data)

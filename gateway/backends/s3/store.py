@@ -8,6 +8,7 @@ themselves go through :class:`~gateway.backends.s3.upstream.Upstream`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,9 @@ from gateway.backends.base import (
     CopyResult,
     KeepChecksum,
     ListPage,
+    ObjectChecksum,
     ObjectInfo,
+    ObjectPartsPage,
     ObjectReader,
     ObjectStore,
     PartInfo,
@@ -30,6 +33,7 @@ from gateway.backends.base import (
     UploadsPage,
     WriteMeta,
 )
+from gateway.backends.s3.part_relay import HashedRange, kept_whole_checksum
 from gateway.backends.s3.splice_reader import UpstreamReader
 from gateway.backends.s3.translate import (
     as_bool,
@@ -45,6 +49,7 @@ from gateway.backends.s3.translate import (
     is_common_prefix,
     iso_time,
     object_info,
+    object_parts_page,
     parse_content_range,
     part_checksum,
     trim_page,
@@ -60,7 +65,7 @@ from gateway.backends.s3.upstream import (
 )
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
-from gateway.protocol.parts import no_such_part
+from gateway.protocol.parts import no_such_part, parts_of_etag
 from gateway.protocol.ranges import copy_range, parse_copy_range
 from gateway.protocol.sigv4 import uri_encode
 
@@ -195,6 +200,34 @@ class S3ObjectStore(ObjectStore):
         if info.parts_count is None and span is not None and span.length != span.total:
             raise bad_answer("HeadObject partNumber")
         return info, span
+
+    async def object_parts(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        part_marker: int = 0,
+        max_parts: int = 1000,
+        conditions: Conditions | None = None,
+    ) -> tuple[ObjectInfo, ObjectPartsPage | None]:
+        info = await self.head_object(bucket, key, conditions)
+        count = info.parts_count or parts_of_etag(info.etag)
+        if not count:
+            return info, None
+        headers = {
+            "x-amz-object-attributes": "ObjectParts",
+            "x-amz-max-parts": str(max_parts),
+            "x-amz-part-number-marker": str(part_marker),
+        }
+        try:
+            doc = await self._upstream.xml(
+                "GET", bucket, key, query=[("attributes", "")], headers=headers
+            )
+        except S3Error as exc:
+            if exc.code not in (S3ErrorCode.NotImplemented, S3ErrorCode.InvalidArgument):
+                raise
+            doc = {}  # an upstream without GetObjectAttributes: the count is all we know
+        return info, object_parts_page(doc, count)
 
     async def open_object(
         self,
@@ -345,13 +378,33 @@ class S3ObjectStore(ObjectStore):
         conditions: Conditions | None = None,
     ) -> CopyResult:
         headers = await self._copy_source_headers(src_bucket, src_key, conditions)
+        source: ObjectInfo | None = None
         if range_header is not None:
-            copied, etag = await self._copy_range(src_bucket, src_key, range_header)
+            copied, source = await self._copy_range(src_bucket, src_key, range_header)
             headers["x-amz-copy-source-range"] = copied
-            headers.setdefault("x-amz-copy-source-if-match", f'"{etag}"')
+            headers.setdefault("x-amz-copy-source-if-match", f'"{source.etag}"')
         query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
         doc = await self._copy_xml(bucket, key, query=query, headers=headers)
-        return copy_result(doc, "CopyPartResult")
+        result = copy_result(doc, "CopyPartResult")
+        if source is None or result.checksum is None:
+            return result
+        first, last = parse_copy_range(headers["x-amz-copy-source-range"])
+        whole = first == 0 and last == source.size - 1
+        if not kept_whole_checksum(result.checksum, source.checksum, whole):
+            return result
+        # the upstream kept the source's checksum for a part of it: send the part again
+        reader = await self.open_object(
+            src_bucket,
+            src_key,
+            range_header=headers["x-amz-copy-source-range"],
+            conditions=Conditions(if_match=source.etag),
+        )
+        body = HashedRange(reader, last - first + 1, result.checksum.algorithm)
+        keep = KeepChecksum(body.checksum.algorithm, body.checksum.b64)
+        etag = await self.upload_part(bucket, key, upload_id, part_number, body, checksum=keep)
+        return CopyResult(
+            etag, datetime.now(UTC), ObjectChecksum(keep.algorithm, body.checksum.b64())
+        )
 
     async def complete_multipart_upload(
         self,
@@ -534,14 +587,14 @@ class S3ObjectStore(ObjectStore):
             headers["if-none-match"] = "*"
         return headers
 
-    async def _copy_range(self, bucket: str, key: str, range_header: str) -> tuple[str, str]:
+    async def _copy_range(self, bucket: str, key: str, range_header: str) -> tuple[str, ObjectInfo]:
         """The client's range, checked against the source's size (a range past its end is
-        InvalidRange, whatever the upstream would do), and the ETag seen: the caller pins the
-        copy to it, so a shorter source put in between cannot be copied instead."""
+        InvalidRange, whatever the upstream would do), and the source as seen: the caller pins
+        the copy to its ETag, so a shorter source put in between cannot be copied instead."""
         parse_copy_range(range_header)  # a malformed range fails before any upstream call
         info = await self.head_object(bucket, key)
         byte_range = copy_range(range_header, info.size)
-        return f"bytes={byte_range.start}-{byte_range.end}", info.etag
+        return f"bytes={byte_range.start}-{byte_range.end}", info
 
 
 def check_key(bucket: str, key: str) -> None:

@@ -24,6 +24,8 @@ from gateway.backends.base import (
     ListPage,
     ObjectChecksum,
     ObjectInfo,
+    ObjectPart,
+    ObjectPartsPage,
     WriteMeta,
 )
 from gateway.protocol.checksums import ALGORITHMS, HEADER_PREFIX
@@ -158,6 +160,28 @@ def part_checksum(part: Mapping[str, Any]) -> ObjectChecksum | None:
     return None
 
 
+def object_parts_page(doc: Mapping[str, Any], count: int) -> ObjectPartsPage:
+    """GetObjectAttributes' ``<ObjectParts>`` as a page; an upstream that lists no parts
+    (versitygw answers none) leaves the count alone."""
+    found = dig(doc, "GetObjectAttributesResponse", "ObjectParts") or dig(
+        doc, "GetObjectAttributesOutput", "ObjectParts"
+    )
+    if not isinstance(found, Mapping):
+        return ObjectPartsPage(count, None)
+    listed = found.get("Part") or []
+    parts = [
+        ObjectPart(int(p["PartNumber"]), int(p.get("Size") or 0), part_checksum(p))
+        for p in (listed if isinstance(listed, list) else [listed])
+        if isinstance(p, Mapping) and str(p.get("PartNumber", "")).isdigit()
+    ]
+    total = _int_or_none(found.get("PartsCount")) or count
+    truncated = as_bool(found.get("IsTruncated"))
+    marker = _int_or_none(found.get("NextPartNumberMarker"))
+    if truncated and marker is None and parts:
+        marker = parts[-1].number
+    return ObjectPartsPage(total, parts, truncated, marker if truncated else None)
+
+
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
@@ -215,7 +239,10 @@ def copy_result(doc: Mapping[str, Any], root: str) -> CopyResult:
     result = doc.get(root)
     if not isinstance(result, Mapping) or result.get("ETag") is None:
         raise bad_answer(root)
-    return CopyResult(unquote(result["ETag"]), iso_time(result.get("LastModified")))
+    # a CopyPartResult names the copied part's checksum when the upload keeps one
+    return CopyResult(
+        unquote(result["ETag"]), iso_time(result.get("LastModified")), part_checksum(result)
+    )
 
 
 def complete_xml(parts: list[tuple[int, str]], checksums: dict[int, tuple[str, str]]) -> bytes:

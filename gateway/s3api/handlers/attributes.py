@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.backends.base import ObjectPartsPage
 from gateway.protocol import s3xml
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.s3api.handlers.common import S3Request, check_version_id, conditions, xml_response
@@ -40,16 +41,62 @@ def asked_attributes(r: S3Request) -> set[str]:
     return names
 
 
-def parts_of_etag(etag: str) -> int | None:
-    """A multipart ETag ends in ``-N``, N its parts (an upstream's HEAD says no more)."""
-    _, dash, count = etag.strip('"').rpartition("-")
-    return int(count) if dash and count.isdigit() else None
+#: the most parts one answer lists (and what it lists when not told), as S3
+MAX_PARTS = 1000
+
+
+def _header_int(r: S3Request, name: str, default: int) -> int:
+    """A non-negative integer header (``x-amz-max-parts``, ``x-amz-part-number-marker``)."""
+    raw = r.headers.get(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit():
+        raise S3Error(
+            S3ErrorCode.InvalidArgument,
+            f"{name} must be a non-negative integer.",
+            resource=r.resource,
+            extra={"ArgumentName": name, "ArgumentValue": raw},
+        )
+    return int(raw)
+
+
+def object_parts_xml(page: ObjectPartsPage, has_checksum: bool, marker: int, max_parts: int) -> str:
+    """``<ObjectParts>``. As S3 does for a general-purpose bucket, the parts themselves are
+    listed only when the upload kept part checksums; otherwise the count says it all (the
+    element is PartsCount on the wire, TotalPartsCount in the SDKs)."""
+    if page.parts is None or not has_checksum:
+        return f"<ObjectParts><PartsCount>{page.count}</PartsCount></ObjectParts>"
+    pairs: list[tuple[str, str | int | None]] = [
+        ("IsTruncated", "true" if page.truncated else "false"),
+        ("MaxParts", max_parts),
+    ]
+    if page.next_marker is not None:
+        pairs.append(("NextPartNumberMarker", page.next_marker))
+    pairs.append(("PartNumberMarker", marker))
+    inner = s3xml.elements(pairs)
+    for part in page.parts:
+        fields: list[tuple[str, str | int | None]] = [("PartNumber", part.number)]
+        if part.checksum is not None:
+            fields.insert(0, ("Checksum" + part.checksum.algorithm.upper(), part.checksum.value))
+        fields.append(("Size", part.size))
+        inner += "<Part>" + s3xml.elements(fields) + "</Part>"
+    inner += s3xml.elements([("PartsCount", page.count)])
+    return f"<ObjectParts>{inner}</ObjectParts>"
 
 
 async def get_object_attributes(r: S3Request) -> web.StreamResponse:
     check_version_id(r.query, r.resource)
     asked = asked_attributes(r)
-    info = await r.store.head_object(r.bucket, r.key, conditions(r.headers))
+    when = conditions(r.headers)
+    page: ObjectPartsPage | None = None
+    if "ObjectParts" in asked:
+        max_parts = min(_header_int(r, "x-amz-max-parts", MAX_PARTS), MAX_PARTS)
+        marker = _header_int(r, "x-amz-part-number-marker", 0)
+        info, page = await r.store.object_parts(
+            r.bucket, r.key, part_marker=marker, max_parts=max_parts, conditions=when
+        )
+    else:
+        info = await r.store.head_object(r.bucket, r.key, when)
     pairs: list[tuple[str, str | int | None]] = []
     if "ETag" in asked:
         pairs.append(("ETag", info.etag))  # unquoted, as S3 answers it here
@@ -59,12 +106,11 @@ async def get_object_attributes(r: S3Request) -> web.StreamResponse:
         name = "Checksum" + ck.algorithm.upper()
         inner += "<Checksum>" + s3xml.elements([(name, ck.value), ("ChecksumType", ck.type)])
         inner += "</Checksum>"
-    parts = info.parts_count or parts_of_etag(info.etag)
-    if "ObjectParts" in asked and parts:
-        # S3 lists the parts themselves only for uploads that kept part checksums; the count
-        # is what every multipart object has (its element is PartsCount on the wire)
-        inner += f"<ObjectParts><PartsCount>{parts}</PartsCount>"
-        inner += "</ObjectParts>"
+    if page is not None:
+        # part checksums kept: the upload named an algorithm (objects completed before part
+        # checksums were kept have the object's checksum but not the parts')
+        kept = info.checksum is not None and all(p.checksum for p in page.parts or [])
+        inner += object_parts_xml(page, kept, marker, max_parts)
     tail = []
     if "StorageClass" in asked:
         tail.append(("StorageClass", "STANDARD"))

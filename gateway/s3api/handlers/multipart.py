@@ -140,13 +140,14 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
         part=number,
         source=f"s3://{src_bucket}/{src_key}",
     )
-    inner = s3xml.elements(
-        [
-            ("LastModified", s3xml.iso8601(result.last_modified)),
-            ("ETag", s3xml.quote_etag(result.etag)),
-        ]
-    )
-    return xml_response(s3xml.document("CopyPartResult", inner))
+    pairs: list[tuple[str, str | int | None]] = [
+        ("LastModified", s3xml.iso8601(result.last_modified)),
+        ("ETag", s3xml.quote_etag(result.etag)),
+    ]
+    if result.checksum is not None:
+        # the upload keeps a checksum: the copied part's, to name in CompleteMultipartUpload
+        pairs.append(("Checksum" + result.checksum.algorithm.upper(), result.checksum.value))
+    return xml_response(s3xml.document("CopyPartResult", s3xml.elements(pairs)))
 
 
 def _part_checksums(doc: dict) -> dict[int, tuple[str, str]]:

@@ -113,13 +113,14 @@ def measure_small(target: Target, res: TargetResults, s: Settings, rep: int) -> 
         ("PUT", res.small_put_ops, res.small_put_cpu_us),
         ("GET", res.small_get_ops, res.small_get_cpu_us),
     )
+    count = s.small_count
     for method, ops_sink, cpu_sink in steps:
         with cpu_cost(target.pid) as cost:
             result = client.small_ops(
                 target.endpoint,
                 method,
                 prefix,
-                count=s.small_count,
+                count=count,
                 max_seconds=s.small_seconds,
                 concurrency=s.concurrency,
                 body=body,
@@ -130,6 +131,9 @@ def measure_small(target: Target, res: TargetResults, s: Settings, rep: int) -> 
             )
         ops_sink.append(result.per_second)
         cpu_sink.append(cost.server / result.ops * 1e6)
+        # the GETs read what the PUTs wrote: keys 0 .. ops-1 (a PUT run cut short by the time
+        # cap wrote fewer than --small-count)
+        count = result.ops
 
 
 def reset_hwm(pid: int) -> bool:

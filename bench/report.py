@@ -147,7 +147,13 @@ def ratio_rows(
             value = ratio(median(getattr(results[name], attr)), median(getattr(ref, attr)))
             met = None if value is None else value >= goal
             rows.append((f"{name} / versitygw, {label}", value, f"≥ {goal}", met))
-    for name in ("minimo-local", "minimo-s3"):
+    # the gateway in front of a distributed store, against that store direct (context, no goal)
+    pair = results.get("minimo-seaweedfs"), results.get("seaweedfs")
+    if pair[0] is not None and pair[1] is not None:
+        for label, attr, _wanted in metrics:
+            value = ratio(median(getattr(pair[0], attr)), median(getattr(pair[1], attr)))
+            rows.append((f"minimo-seaweedfs / seaweedfs, {label}", value, "—", None))
+    for name in ("minimo-local", "minimo-s3", "minimo-seaweedfs"):
         if name in results:
             peak = peak_rss(results[name])
             met = None if peak is None else peak < 150

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""minimo's benchmark: four servers side by side on loopback, one client.
+"""minimo's benchmark: six servers side by side on loopback, one client.
 
     python bench/run.py            # full run: 1 GiB objects, 5 GiB RSS upload, 3 repeats
     python bench/run.py --quick    # development: 256 MiB objects, 1 GiB RSS upload, 1 repeat
 
-Targets: minimo-local, minimo-s3 (in front of versitygw), versitygw posix direct and a bare
-aiohttp server (the Python ceiling). minimo is written through an open metadata session
+Targets: minimo-local, minimo-s3 (in front of versitygw), versitygw posix direct, a bare
+aiohttp server (the Python ceiling), and minimo-seaweedfs (in front of a SeaweedFS cluster of
+separate processes) beside that cluster direct (seaweedfs). minimo is written through an open metadata session
 (``--writes scratch``: a scratch area instead). Measures, with the same client against each:
 single-stream PUT and GET throughput of a large object, 4 KiB PUT and GET operations per second
 at concurrency 32, and the server's peak RSS while one very large object streams in.

@@ -4,6 +4,10 @@
 * ``minimo-s3``: ``minimo serve`` with the ``s3`` backend in front of its own versitygw.
 * ``versitygw``: versitygw's posix backend, talked to directly (the reference).
 * ``bare``: ``bench/bare_aiohttp.py``, which reads and discards (the Python ceiling).
+* ``minimo-seaweedfs``: ``minimo serve`` with the ``s3`` backend in front of its own SeaweedFS
+  cluster (master, two volume servers, filer, S3 gateway: separate processes).
+* ``seaweedfs``: such a cluster, talked to directly through its S3 gateway. Its CPU figures
+  are the S3 gateway process's only (the volume servers and filer are not its children).
 
 The servers come from ``tests.servers`` so the benchmark starts them exactly as the tests do,
 except for two versitygw settings (see :func:`tune_versitygw`).
@@ -23,10 +27,25 @@ from pathlib import Path
 
 from bench.client import BenchError, Endpoint, put_large, request
 from bench.model import BUCKET, KEY_PREFIX
-from tests.servers import Gateway, free_port, run_gateway, run_versitygw, stop, wait_for_port
+from tests.servers import (
+    Gateway,
+    free_port,
+    run_gateway,
+    run_seaweedfs,
+    run_versitygw,
+    stop,
+    wait_for_port,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
-ALL_TARGETS = ("minimo-local", "minimo-s3", "versitygw", "bare")
+ALL_TARGETS = (
+    "minimo-local",
+    "minimo-s3",
+    "versitygw",
+    "bare",
+    "minimo-seaweedfs",
+    "seaweedfs",
+)
 
 
 #: versitygw's own switches, read from its environment (it inherits ours): by default it answers
@@ -157,6 +176,24 @@ def _versitygw(work: Path, mode: str) -> Iterator[Target]:
 
 
 @contextmanager
+def _minimo_seaweedfs(work: Path, mode: str) -> Iterator[Target]:
+    with (
+        run_seaweedfs(work / "minimo-seaweedfs-upstream") as upstream,
+        run_gateway(work / "minimo-seaweedfs", upstream=upstream) as gw,
+    ):
+        writer, admin = _prepare_minimo(gw, work / "minimo-seaweedfs", mode)
+        yield Target("minimo-seaweedfs", writer, gw.proc.pid, admin)
+
+
+@contextmanager
+def _seaweedfs(work: Path, mode: str) -> Iterator[Target]:
+    with run_seaweedfs(work / "seaweedfs") as server:
+        endpoint = Endpoint(server.endpoint, server.access_key, server.secret_key)
+        request(endpoint, "PUT", f"/{BUCKET}")
+        yield Target("seaweedfs", endpoint, _listener_pid(endpoint.port), endpoint)
+
+
+@contextmanager
 def _bare(work: Path, mode: str) -> Iterator[Target]:
     port = free_port()
     log_path = work / f"bare-{port}.log"
@@ -181,6 +218,8 @@ STARTERS: dict[str, Callable[[Path, str], AbstractContextManager[Target]]] = {
     "minimo-s3": _minimo_s3,
     "versitygw": _versitygw,
     "bare": _bare,
+    "minimo-seaweedfs": _minimo_seaweedfs,
+    "seaweedfs": _seaweedfs,
 }
 
 

@@ -25,11 +25,14 @@ from tests.servers import (
     Versitygw,
     run_ferretdb,
     run_gateway,
+    run_seaweedfs,
     run_versitygw,
 )
 from tests.sites import Site, site_matrix
 
-GATEWAY_MATRIX = ["local-http", "local-https", "s3-http", "s3-https"]
+#: BACKEND-TRANSPORT; "seaweedfs" is the s3 backend in front of a SeaweedFS cluster (the s3 ones
+#: are in front of versitygw)
+GATEWAY_MATRIX = ["local-http", "local-https", "s3-http", "s3-https", "seaweedfs-http"]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +51,14 @@ def versitygw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versitygw]:
 
 
 @pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versitygw]:
+    """A SeaweedFS cluster (master, two volume servers, filer, S3 gateway as separate
+    processes) for the whole session: a distributed object store behind the s3 backend."""
+    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A FerretDB server for the session: its ``mongodb://`` URI (no database in the path).
 
@@ -62,12 +73,18 @@ def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     backend, transport = request.param.split("-")
-    upstream = request.getfixturevalue("versitygw") if backend == "s3" else None
+    upstream = None
+    if backend == "seaweedfs":
+        upstream, backend = request.getfixturevalue("seaweedfs"), "s3"
+    elif backend == "s3":
+        upstream = request.getfixturevalue("versitygw")
     data_dir = tmp_path_factory.mktemp(f"minimo-{request.param}")
     with run_gateway(
         data_dir, upstream=upstream, tls=transport == "https", policy=SCRATCH_POLICY
     ) as gw:
         gw.backend = backend  # type: ignore[attr-defined]
+        #: which S3 server is behind the s3 backend (they differ where S3 leaves room)
+        gw.upstream = request.param.split("-")[0]  # type: ignore[attr-defined]
         yield gw
 
 

@@ -6,6 +6,7 @@ when a dependency is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 VERSITYGW_ACCESS = "vgwadmin"
@@ -106,6 +108,116 @@ def run_versitygw(root: Path) -> Iterator[Versitygw]:
     finally:
         stop(proc)
         log.close()
+
+
+SEAWEED_ACCESS = "weedadmin"
+SEAWEED_SECRET = "weedadmin-secret-for-tests-only"
+
+
+@contextmanager
+def run_seaweedfs(root: Path) -> Iterator[Versitygw]:
+    """A SeaweedFS cluster of separate processes on 127.0.0.1: one master, two volume servers,
+    a filer and the S3 gateway in front of it (what a lab runs across machines, here on one).
+    Yields its S3 endpoint and credentials (the same shape as versitygw's; ``root`` holds the
+    processes' data, not the objects' files, which live in the volumes)."""
+    root.mkdir(parents=True, exist_ok=True)
+    weed = go_binary("weed")
+    # every gRPC port given: the default (HTTP port + 10000) may be taken or out of range
+    master, master_grpc = free_port(), free_port()
+    masters = f"127.0.0.1:{master}.{master_grpc}"
+    identities = root / "identities.json"
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "admin",
+                        "credentials": [{"accessKey": SEAWEED_ACCESS, "secretKey": SEAWEED_SECRET}],
+                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    }
+                ]
+            }
+        )
+    )
+    local = ["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    volumes = [(free_port(), free_port()) for _ in range(2)]
+    filer, filer_grpc = free_port(), free_port()
+    s3_port, s3_grpc = free_port(), free_port()
+    parts: list[tuple[str, list[str], int]] = [
+        (
+            "master",
+            ["master", *local, f"-port={master}", f"-port.grpc={master_grpc}",
+             f"-mdir={root / 'master'}", "-volumeSizeLimitMB=64", "-telemetry=false"],
+            master,
+        ),
+        *(
+            (
+                f"volume{i}",
+                ["volume", *local, f"-port={port}", f"-port.grpc={grpc}",
+                 f"-dir={root / f'volume{i}'}", "-max=0", f"-master={masters}"],
+                port,
+            )
+            for i, (port, grpc) in enumerate(volumes)
+        ),
+        (
+            "filer",
+            ["filer", *local, f"-port={filer}", f"-port.grpc={filer_grpc}",
+             f"-master={masters}", f"-defaultStoreDir={root / 'filer'}"],
+            filer,
+        ),
+        (
+            "s3",
+            ["s3", *local, f"-port={s3_port}", f"-port.grpc={s3_grpc}",
+             f"-filer=127.0.0.1:{filer}.{filer_grpc}", f"-config={identities}"],
+            s3_port,
+        ),
+    ]  # fmt: skip
+    procs: list[tuple[subprocess.Popen, Any]] = []
+    try:
+        for name, args, port in parts:
+            for arg in args:
+                if arg.startswith(("-mdir=", "-dir=", "-defaultStoreDir=")):
+                    Path(arg.split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
+            log = open(root / f"weed-{name}.log", "wb")  # noqa: SIM115 - closed below
+            proc = subprocess.Popen([weed, *args], stdout=log, stderr=subprocess.STDOUT)
+            procs.append((proc, log))
+            wait_for_port(port, proc, f"weed {name}", timeout=60)
+        endpoint = f"http://127.0.0.1:{s3_port}"
+        _wait_writable(endpoint, root)
+        yield Versitygw(endpoint, SEAWEED_ACCESS, SEAWEED_SECRET, root)
+    finally:
+        for proc, log in reversed(procs):
+            stop(proc)
+            log.close()
+
+
+def _wait_writable(endpoint: str, root: Path, timeout: float = 60.0) -> None:
+    """Until the cluster takes a write: the volume servers join the master a moment after
+    their ports open, and the S3 gateway answers 500 until a volume can be grown."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=SEAWEED_ACCESS,
+        aws_secret_access_key=SEAWEED_SECRET,
+        region_name="us-east-1",
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client.create_bucket(Bucket="minimo-probe")
+            client.put_object(Bucket="minimo-probe", Key="probe", Body=b"probe")
+            client.delete_object(Bucket="minimo-probe", Key="probe")
+            client.delete_bucket(Bucket="minimo-probe")
+            return
+        except Exception as exc:  # not ready yet, whatever the client says
+            last = exc
+            time.sleep(0.5)
+    raise RuntimeError(f"the SeaweedFS cluster in {root} took no write within {timeout} s: {last}")
 
 
 def ferretdb_command(root: Path, data: Path, port: int) -> list[str]:

@@ -1,7 +1,9 @@
 """Two gateways, one state (issue 3 item 10, docs/design.md, decision 2).
 
-Two ``minimo serve`` processes share one FerretDB database and one versitygw, as two replicas
-behind a load balancer would. Nothing a write needs may live only in one process's memory: a
+Two ``minimo serve`` processes share one FerretDB database and one object store, as two
+replicas behind a load balancer would: versitygw (one process), and a SeaweedFS cluster (master,
+two volume servers, filer and S3 gateway, each its own process: the deployment at scale).
+Nothing a write needs may live only in one process's memory: a
 session opened on the shared store works through either gateway, a multipart upload created on
 one takes parts through the other and completes on the first, and closing the session makes
 both refuse within 5 s (their session caches are bounded at 2 s).
@@ -87,11 +89,12 @@ class Pair:
     b: Gateway
     uri: str
     bucket: str
-    versitygw: Versitygw
+    upstream: Versitygw
 
 
-@pytest.fixture
-def pair(tmp_path: Path, ferretdb: str, versitygw: Versitygw) -> Iterator[Pair]:
+@pytest.fixture(params=["versitygw", "seaweedfs"])
+def pair(tmp_path: Path, ferretdb: str, request: pytest.FixtureRequest) -> Iterator[Pair]:
+    upstream: Versitygw = request.getfixturevalue(request.param)
     uri = mongo_uri(ferretdb, f"two_{secrets.token_hex(6)}")
     bucket = f"two-{secrets.token_hex(4)}"
     dir_a, dir_b = tmp_path / "a", tmp_path / "b"
@@ -104,16 +107,16 @@ def pair(tmp_path: Path, ferretdb: str, versitygw: Versitygw) -> Iterator[Pair]:
     policy_file.write_text(policy_for(bucket))
     # --policy last: it overrides any default policy run_gateway itself passes.
     extra = ["--policy", str(policy_file)]
-    with run_gateway(dir_a, upstream=versitygw, mongo_uri=uri, extra_args=extra) as a:
+    with run_gateway(dir_a, upstream=upstream, mongo_uri=uri, extra_args=extra) as a:
         # B shares A's secret key (session secrets in the database are encrypted with it) and
         # the admin A created (B finds users already there and prints no credentials).
         dir_b.mkdir()
         shutil.copy2(dir_a / "secret.key", dir_b / "secret.key")
         shutil.copy2(dir_a / "initial-admin.txt", dir_b / "initial-admin.txt")
-        with run_gateway(dir_b, upstream=versitygw, mongo_uri=uri, extra_args=extra) as b:
+        with run_gateway(dir_b, upstream=upstream, mongo_uri=uri, extra_args=extra) as b:
             admin = client(a, a.access_key, a.secret_key)
             admin.create_bucket(Bucket=bucket)
-            yield Pair(a, b, uri, bucket, versitygw)
+            yield Pair(a, b, uri, bucket, upstream)
 
 
 def refused_put(s3: Any, bucket: str, key: str) -> str | None:
@@ -200,7 +203,7 @@ def test_session_multipart_and_close_across_gateways(pair: Pair) -> None:
     print(f"refused {refused_after} s after the close")
 
     # -- everything the two gateways wrote is recorded as stored: reconcile finds nothing
-    upstream = pair.versitygw
+    upstream = pair.upstream
     done = a.cli(
         "reconcile", "--json", "--bucket", bucket, "--s3-endpoint", upstream.endpoint,
         "--s3-access-key", upstream.access_key, "--s3-secret-key", upstream.secret_key,

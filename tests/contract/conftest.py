@@ -1,4 +1,5 @@
-"""The object-store contract runs on both backends: ``local`` and ``s3`` in front of versitygw."""
+"""The object-store contract runs on both backends: ``local``, and ``s3`` in front of versitygw
+(a single-process S3 server) and in front of SeaweedFS (a cluster of processes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from gateway.backends.base import ObjectStore
 from gateway.backends.local import LocalObjectStore
 
-BACKENDS = ["local", "s3"]
+#: "s3" is the s3 backend in front of versitygw, "seaweedfs" in front of a SeaweedFS cluster
+BACKENDS = ["local", "s3", "seaweedfs"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -18,8 +20,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], O
     """A factory for an unstarted store (created inside the test's own event loop)."""
     if request.param == "local":
         return lambda: LocalObjectStore(tmp_path / "objects")
-    # the session-wide versitygw from tests/conftest.py; it fails (never skips) if it cannot run
-    server = request.getfixturevalue("versitygw")
+    # the session-wide servers from tests/conftest.py; they fail (never skip) if they cannot run
+    server = request.getfixturevalue("seaweedfs" if request.param == "seaweedfs" else "versitygw")
     try:
         from gateway.backends.s3 import S3ObjectStore
     except ImportError as exc:

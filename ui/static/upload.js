@@ -44,7 +44,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
     let unit = 0;
     while (n >= 1024 && unit < units.length - 1) { n /= 1024; unit++; }
-    return (unit ? n.toFixed(n < 10 ? 2 : 1) : String(n)) + " " + units[unit];
+    return (unit ? n.toFixed(n < 10 ? 2 : 1) : String(Math.round(n))) + " " + units[unit];
   }
   function duration(seconds) {
     seconds = Math.max(1, Math.round(seconds));

@@ -26,6 +26,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const TICK_MS = 500; // progress redraws while bytes move (at least once a second)
   const SPEED_WINDOW_MS = 5000; // speed is measured over the last few seconds
   const STORED = "minimo-upload:" + form.dataset.urls + ":"; // localStorage keys of resumable uploads
+  // the gateway drops multipart uploads older than 7 days (gateway/usecases/recovery.py): older
+  // notes of them are forgotten here too
+  const FORGET_AFTER_MS = 7 * 24 * 3600 * 1000;
 
   const status = document.getElementById("upload-status");
   const totalBar = document.getElementById("upload-total");
@@ -204,12 +207,30 @@ document.addEventListener("DOMContentLoaded", () => {
       return null;
     }
   }
+  function forget(key) {
+    try {
+      localStorage.removeItem(key);
+    } catch {
+      // storage off: there was nothing to forget
+    }
+  }
   function remember(key, value) {
     try {
       localStorage.setItem(key, JSON.stringify(value));
     } catch {
       // storage full or off: the upload still works, it just cannot resume
     }
+  }
+
+  try {
+    for (let i = localStorage.length - 1; i >= 0; i--) {
+      const key = localStorage.key(i);
+      if (!key.startsWith("minimo-upload:")) continue;
+      const note = remembered(key);
+      if (!note || !(Date.now() - note.started < FORGET_AFTER_MS)) localStorage.removeItem(key);
+    }
+  } catch {
+    // storage off (privacy settings): nothing to forget, and nothing will resume
   }
 
   // The parts the gateway has for an upload (ListParts), kept only where the size is the one
@@ -246,7 +267,7 @@ document.addEventListener("DOMContentLoaded", () => {
       } catch (error) {
         if (!error.permanent) throw error;
         saved = null; // the upload is gone (aborted, expired): start again
-        localStorage.removeItem(key);
+        forget(key);
       }
     } else {
       saved = null;
@@ -258,7 +279,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const answer = new DOMParser().parseFromString(created.responseText, "application/xml");
       const id = answer.querySelector("UploadId");
       if (!id) throw new UploadError("no upload id in the answer", false);
-      saved = { uploadId: id.textContent, partSize, parts: {} };
+      saved = { uploadId: id.textContent, partSize, parts: {}, started: Date.now() };
       remember(key, saved);
       urls = await ask({ multipart: { path, upload_id: saved.uploadId, parts: count } });
     }
@@ -290,11 +311,11 @@ document.addEventListener("DOMContentLoaded", () => {
       // CompleteMultipartUpload may answer 200 with an <Error> body
       const refused = s3Message(completed.responseText);
       if (refused) throw new UploadError(refused, true);
-      localStorage.removeItem(key);
+      forget(key);
     } catch (error) {
       if (error.permanent) {
         // refused for good: nothing to resume, leave nothing half-done behind (best effort)
-        localStorage.removeItem(key);
+        forget(key);
         await request("DELETE", urls.abort, null).catch(() => {});
       }
       // else: kept (parts and upload id) so that choosing the file again resumes it

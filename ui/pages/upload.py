@@ -6,7 +6,8 @@ as any S3 client's (scope, overwrite rules, records, SHA-256) and dies with the 
 name the exact key (session prefix + the file's relative path), sign only ``host`` and the
 ``UNSIGNED-PAYLOAD`` (the gateway hashes the body itself) and expire after an hour
 (gateway.usecases.presign). Large files go as multipart uploads: one request for the
-CreateMultipartUpload URL, then one for the part, complete and abort URLs of that upload id.
+CreateMultipartUpload URL, then one for the part, complete, abort and ListParts URLs of that upload
+id (ListParts lets a page reloaded mid-upload find the parts already sent and resume).
 Asking for URLs needs the login cookie, the CSRF header and ownership of the open session (or
 admin).
 """
@@ -28,6 +29,8 @@ from ui.pages.common import Page, json_refusal, page_user
 MAX_FILES = 1000
 MAX_KEY_BYTES = 1024
 MAX_PARTS = 10_000
+#: parts per ListParts answer (the gateway's cap, as S3's): one signed URL per page of them
+LIST_PAGE = 1000
 
 
 def relative_key_problem(path: Any) -> str | None:
@@ -79,6 +82,10 @@ async def upload_urls(request: web.Request) -> web.StreamResponse:
             params,
         )
 
+    def list_url(path: str, uid: tuple[str, str], marker: int) -> str:
+        page = (("max-parts", str(LIST_PAGE)), ("part-number-marker", str(marker)))
+        return url("GET", path, uid, *page)
+
     multipart = body.get("multipart")
     paths = [multipart.get("path")] if isinstance(multipart, dict) else body.get("paths")
     if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_FILES:
@@ -114,6 +121,8 @@ async def upload_urls(request: web.Request) -> web.StreamResponse:
                 ],
                 "complete": url("POST", path, uid),
                 "abort": url("DELETE", path, uid),
+                # ListParts, a page of LIST_PAGE parts per URL: what a resumed upload has sent
+                "list": [list_url(path, uid, marker) for marker in range(0, parts, LIST_PAGE)],
             },
             headers=headers,
         )

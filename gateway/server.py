@@ -241,6 +241,7 @@ async def serve(
     object_store = None
     recovery = None
     runner: web.AppRunner | None = None
+    sharing: asyncio.Task[None] | None = None
     try:
         admin = await identity.ensure_initial_admin()
         if admin is not None:
@@ -278,10 +279,16 @@ async def serve(
         )
         if on_started is not None:
             on_started(Started(url, identity, object_store))
+        # a worker of several shares its counts with the others (no-op for a single process)
+        sharing = asyncio.create_task(metrics.share_while_running())
         await _wait_for_stop(stop)
     finally:
         if runner is not None:
             await runner.cleanup()
+        if sharing is not None:
+            sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sharing
         if recovery is not None:
             await recovery.stop()
         if object_store is not None:

@@ -4,39 +4,49 @@ Two kinds of figures:
 
 - **counted in the process** as requests pass (requests by operation and status, latency,
   bytes in and out, refusals by reason, metadata- and object-store calls and their errors,
-  objects verified). With several worker processes (``minimo serve --workers N``) each worker
-  counts in its own files under ``PROMETHEUS_MULTIPROC_DIR`` (set by the supervisor before it
-  forks) and a scrape of any worker adds them all up (prometheus_client's multiprocess mode).
+  objects verified). Counting is plain dictionary arithmetic on the event loop (about a
+  microsecond), not prometheus_client's instruments: those take a lock and a label lookup per
+  observation, which measured 5-20 us per call here, and a small PUT makes seven of them.
+  With several worker processes (``minimo serve --workers N``) each worker writes its counts
+  to ``PROMETHEUS_MULTIPROC_DIR/minimo-PID.json`` every :data:`SHARE_EVERY` seconds (the
+  supervisor sets the directory before it forks; a dead worker's last file stays, so totals
+  never go down), and a scrape of any worker adds them all up.
 - **read from the metadata store** at scrape time (sessions open, write intents pending,
-  records by last verify result): the same for every gateway, so they are gauges that any
-  one gateway may answer. They are cached for :data:`STORE_GAUGES_TTL` seconds, since a scrape
-  every 15 s must not become a full scan every 15 s.
+  records by last verify result): the same for every gateway, so they are gauges any one
+  gateway may answer, reused for :data:`STORE_GAUGES_TTL` seconds so that a scrape every 15 s
+  is not a full scan every 15 s.
 
-The instruments are made on first use, in the process that uses them, because
-prometheus_client picks its storage (memory or the multiprocess files) when they are made: the
-supervisor never makes them, so a forked worker makes its own.
+prometheus_client writes the text format (its metric families), so the exposition is the
+library's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import functools
 import inspect
+import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from policy.store.base import MetadataStore
 from policy.store.errors import AlreadyExists, KeyBusy, NotFound
 from policy.store.queries import SessionQuery
 
-#: the one content type of the text format (prometheus_client.CONTENT_TYPE_LATEST, without
-#: importing the library before a worker is forked)
+#: the text format's content type (prometheus_client.CONTENT_TYPE_LATEST)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: the directory the workers of one gateway share their counts in (the name prometheus_client
+#: uses for the same purpose, so an operator's habits carry over)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: seconds between a worker's writes of its counts (what a scrape of another worker may lag)
+SHARE_EVERY = 1.0
 #: how long the figures read from the metadata store are reused
 STORE_GAUGES_TTL = 30.0
 #: write intents counted at most (more than this many pending means something is badly wrong)
@@ -48,112 +58,120 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-@dataclass(frozen=True, slots=True)
-class Instruments:
-    requests: Any
-    latency: Any
-    received: Any
-    sent: Any
-    refusals: Any
-    store_latency: Any
-    store_errors: Any
-    verified: Any
-    registry: Any
-
-
-_made: Instruments | None = None
-_made_in: int | None = None
-
-
-def instruments() -> Instruments:
-    """This process's instruments (made again in a forked child, whose parent's are not its)."""
-    global _made, _made_in
-    if _made is None or _made_in != os.getpid():
-        _made = _make()
-        _made_in = os.getpid()
-    return _made
-
-
-def _make() -> Instruments:
-    from prometheus_client import CollectorRegistry, Counter, Histogram, values
-
-    # The value class decides memory or multiprocess files; prometheus_client picks it when
-    # imported, which may have been before the supervisor set the directory.
-    values.ValueClass = values.get_value_class()
-    registry = CollectorRegistry(auto_describe=True)
-    return Instruments(
-        requests=Counter(
-            "minimo_requests",
-            "S3 requests answered, by operation and HTTP status.",
-            ["operation", "status"],
-            registry=registry,
-        ),
-        latency=Histogram(
-            "minimo_request_duration_seconds",
-            "Time from a request's arrival to its answer's last byte, by operation.",
-            ["operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        ),
-        received=Counter(
-            "minimo_received_bytes",
-            "Request body bytes received, by operation.",
-            ["operation"],
-            registry=registry,
-        ),
-        sent=Counter(
-            "minimo_sent_bytes",
-            "Response body bytes sent, by operation.",
-            ["operation"],
-            registry=registry,
-        ),
-        refusals=Counter(
-            "minimo_refusals",
-            "Operations policy refused, by reason.",
-            ["reason"],
-            registry=registry,
-        ),
-        store_latency=Histogram(
-            "minimo_store_call_duration_seconds",
-            "Calls to the metadata store and the object store, by store and call.",
-            ["store", "call"],
-            buckets=STORE_BUCKETS,
-            registry=registry,
-        ),
-        store_errors=Counter(
-            "minimo_store_call_errors",
-            "Store calls that failed (outages, timeouts, full disks; not 'no such key'), by "
-            "store and call.",
-            ["store", "call"],
-            registry=registry,
-        ),
-        verified=Counter(
-            "minimo_verified_objects",
-            "Objects this gateway re-read and checked (minimo verify from the web UI), by result.",
-            ["result"],
-            registry=registry,
-        ),
-        registry=registry,
-    )
-
-
 # -- counting ------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Histogram:
+    """Observations per bucket (not cumulative; the last is above every bound) and their sum."""
+
+    counts: list[int]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls([0] * (len(bounds) + 1))
+
+    def observe(self, bounds: tuple[float, ...], value: float) -> None:
+        self.counts[bisect.bisect_left(bounds, value)] += 1
+        self.total += value
+
+    def add(self, other: Histogram) -> None:
+        for i, n in enumerate(other.counts):
+            self.counts[i] += n
+        self.total += other.total
+
+
+#: a series' labels, in the order its family names them
+Labels = tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Counts:
+    """Everything one process counted since it started."""
+
+    requests: dict[Labels, int] = field(default_factory=dict)  # (operation, status)
+    latency: dict[Labels, Histogram] = field(default_factory=dict)  # (operation,)
+    received: dict[Labels, int] = field(default_factory=dict)  # (operation,)
+    sent: dict[Labels, int] = field(default_factory=dict)  # (operation,)
+    refusals: dict[Labels, int] = field(default_factory=dict)  # (reason,)
+    store_latency: dict[Labels, Histogram] = field(default_factory=dict)  # (store, call)
+    store_errors: dict[Labels, int] = field(default_factory=dict)  # (store, call)
+    verified: dict[Labels, int] = field(default_factory=dict)  # (result,)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in _COUNTERS:
+            out[name] = [[list(k), v] for k, v in getattr(self, name).items()]
+        for name in _HISTOGRAMS:
+            out[name] = [[list(k), h.counts, h.total] for k, h in getattr(self, name).items()]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Counts:
+        counts = cls()
+        for name in _COUNTERS:
+            target = getattr(counts, name)
+            for labels, value in data.get(name, []):
+                target[tuple(labels)] = int(value)
+        for name in _HISTOGRAMS:
+            target = getattr(counts, name)
+            for labels, buckets, total in data.get(name, []):
+                target[tuple(labels)] = Histogram(list(buckets), float(total))
+        return counts
+
+    def add(self, other: Counts) -> None:
+        for name in _COUNTERS:
+            mine = getattr(self, name)
+            for labels, value in getattr(other, name).items():
+                mine[labels] = mine.get(labels, 0) + value
+        for name in _HISTOGRAMS:
+            mine = getattr(self, name)
+            for labels, hist in getattr(other, name).items():
+                if labels in mine:
+                    mine[labels].add(hist)
+                else:
+                    mine[labels] = Histogram(list(hist.counts), hist.total)
+
+
+_COUNTERS = ("requests", "received", "sent", "refusals", "store_errors", "verified")
+_HISTOGRAMS = ("latency", "store_latency")
+
+#: this process's counts (a forked worker starts from the supervisor's, which counted nothing)
+_counts = Counts()
+
+
 def observe_request(operation: str, status: int, seconds: float, received: int, sent: int) -> None:
-    made = instruments()
-    made.requests.labels(operation, str(status)).inc()
-    made.latency.labels(operation).observe(seconds)
+    c = _counts
+    key = (operation, str(status))
+    c.requests[key] = c.requests.get(key, 0) + 1
+    op = (operation,)
+    hist = c.latency.get(op)
+    if hist is None:
+        hist = c.latency[op] = Histogram.empty(LATENCY_BUCKETS)
+    hist.observe(LATENCY_BUCKETS, seconds)
     if received:
-        made.received.labels(operation).inc(received)
+        c.received[op] = c.received.get(op, 0) + received
     if sent:
-        made.sent.labels(operation).inc(sent)
+        c.sent[op] = c.sent.get(op, 0) + sent
 
 
 def count_refusal(reason: str) -> None:
-    instruments().refusals.labels(reason).inc()
+    key = (reason,)
+    _counts.refusals[key] = _counts.refusals.get(key, 0) + 1
 
 
 def count_verified(result: str) -> None:
-    instruments().verified.labels(result).inc()
+    key = (result,)
+    _counts.verified[key] = _counts.verified.get(key, 0) + 1
+
+
+def _observe_store(key: Labels, seconds: float, failed: bool) -> None:
+    c = _counts
+    hist = c.store_latency.get(key)
+    if hist is None:
+        hist = c.store_latency[key] = Histogram.empty(STORE_BUCKETS)
+    hist.observe(STORE_BUCKETS, seconds)
+    if failed:
+        c.store_errors[key] = c.store_errors.get(key, 0) + 1
 
 
 #: exceptions that are answers, not failures: the metadata store's (policy.store.errors), and
@@ -185,23 +203,77 @@ def instrument_store(store: object, label: str, *, skip: Iterable[str] = ()) -> 
     for name, _method in inspect.getmembers(type(store), inspect.iscoroutinefunction):
         if name.startswith("_") or name in skipped:
             continue
-        setattr(store, name, _timed(getattr(store, name), label, name))
+        setattr(store, name, _timed(getattr(store, name), (label, name)))
 
 
-def _timed(call: Callable[..., Awaitable[Any]], label: str, name: str) -> Callable[..., Any]:
+def _timed(call: Callable[..., Awaitable[Any]], key: Labels) -> Callable[..., Any]:
     @functools.wraps(call)
     async def timed(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await call(*args, **kwargs)
+            result = await call(*args, **kwargs)
         except BaseException as exc:
-            if is_failure(exc):
-                instruments().store_errors.labels(label, name).inc()
+            _observe_store(key, time.perf_counter() - started, is_failure(exc))
             raise
-        finally:
-            instruments().store_latency.labels(label, name).observe(time.perf_counter() - started)
+        _observe_store(key, time.perf_counter() - started, False)
+        return result
 
     return timed
+
+
+# -- sharing between the workers of one gateway --------------------------------------------------
+def _share_dir() -> Path | None:
+    value = os.environ.get(MULTIPROCESS_ENV)
+    return Path(value) if value else None
+
+
+def _own_file(directory: Path) -> Path:
+    return directory / f"minimo-{os.getpid()}.json"
+
+
+def write_share() -> None:
+    """Write this process's counts where the other workers read them (atomically: a scrape
+    never reads half a file)."""
+    directory = _share_dir()
+    if directory is None:
+        return
+    path = _own_file(directory)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_counts.to_json(), separators=(",", ":")))
+    tmp.replace(path)
+
+
+async def share_while_running() -> None:
+    """Write this worker's counts every :data:`SHARE_EVERY` seconds until cancelled (a task the
+    server runs when ``PROMETHEUS_MULTIPROC_DIR`` is set), and once more at the end."""
+    if _share_dir() is None:
+        return
+    try:
+        while True:
+            with contextlib.suppress(OSError):
+                write_share()
+            await asyncio.sleep(SHARE_EVERY)
+    finally:
+        with contextlib.suppress(OSError):
+            write_share()
+
+
+def gathered() -> Counts:
+    """This process's counts, plus every other worker's last written ones."""
+    total = Counts()
+    total.add(_counts)
+    directory = _share_dir()
+    if directory is None:
+        return total
+    own = _own_file(directory)
+    for path in sorted(directory.glob("minimo-*.json")):
+        if path == own:
+            continue
+        try:
+            total.add(Counts.from_json(json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue  # being replaced this instant, or not ours: the next scrape has it
+    return total
 
 
 # -- answering a scrape --------------------------------------------------------------------------
@@ -228,42 +300,103 @@ async def _store_figures(store: MetadataStore) -> _StoreFigures:
     return _figures
 
 
+#: name, help, label names, field of Counts
+_COUNTER_FAMILIES = (
+    (
+        "minimo_requests",
+        "S3 requests answered, by operation and HTTP status.",
+        ("operation", "status"),
+        "requests",
+    ),
+    ("minimo_received_bytes", "Request body bytes read, by operation.", ("operation",), "received"),
+    ("minimo_sent_bytes", "Response body bytes sent, by operation.", ("operation",), "sent"),
+    ("minimo_refusals", "Operations policy refused, by reason.", ("reason",), "refusals"),
+    (
+        "minimo_store_call_errors",
+        "Store calls that failed (outages, timeouts, full disks; not 'no such key'), by store "
+        "and call.",
+        ("store", "call"),
+        "store_errors",
+    ),
+    (
+        "minimo_verified_objects",
+        "Objects this gateway re-read and checked (a verify started from the web UI), by result.",
+        ("result",),
+        "verified",
+    ),
+)
+_HISTOGRAM_FAMILIES = (
+    (
+        "minimo_request_duration_seconds",
+        "Time from a request's arrival to its answer, by operation.",
+        ("operation",),
+        "latency",
+        LATENCY_BUCKETS,
+    ),
+    (
+        "minimo_store_call_duration_seconds",
+        "Calls to the metadata store and the object store, by store and call.",
+        ("store", "call"),
+        "store_latency",
+        STORE_BUCKETS,
+    ),
+)
+
+
+def _families(counts: Counts, figures: _StoreFigures) -> Iterator[Any]:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+    from prometheus_client.utils import floatToGoString
+
+    for name, doc, labels, attr in _COUNTER_FAMILIES:
+        family = CounterMetricFamily(name, doc, labels=list(labels))
+        for key, value in sorted(getattr(counts, attr).items()):
+            family.add_metric(list(key), value)
+        yield family
+    for name, doc, labels, attr, bounds in _HISTOGRAM_FAMILIES:
+        family = HistogramMetricFamily(name, doc, labels=list(labels))
+        for key, hist in sorted(getattr(counts, attr).items()):
+            cumulative, running = [], 0
+            # (a file of another minimo version with other buckets would be cut to ours)
+            labels_of_bounds = (*map(floatToGoString, bounds), "+Inf")
+            for bound, n in zip(labels_of_bounds, hist.counts, strict=False):
+                running += n
+                cumulative.append((bound, running))
+            family.add_metric(list(key), cumulative, hist.total)
+        yield family
+    yield GaugeMetricFamily(
+        "minimo_sessions_open", "Metadata sessions open now.", value=figures.sessions_open
+    )
+    yield GaugeMetricFamily(
+        "minimo_write_intents_pending",
+        "Writes and deletes begun and not finished (crash recovery repairs those of dead "
+        f"gateways; counted up to {MAX_INTENTS_COUNTED}).",
+        value=figures.intents_pending,
+    )
+    by_result = GaugeMetricFamily(
+        "minimo_objects_by_verify_result",
+        "Current object records by the result of their last minimo verify (never: not yet).",
+        labels=["result"],
+    )
+    for result, count in sorted(figures.verify_results.items()):
+        by_result.add_metric([result or "never"], count)
+    yield by_result
+
+
 async def exposition(store: MetadataStore) -> bytes:
     """The Prometheus text of every figure (all workers' counts added up)."""
     from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.core import GaugeMetricFamily
 
     figures = await _store_figures(store)
-    made = instruments()
-    if os.environ.get(MULTIPROCESS_ENV):
-        from prometheus_client import multiprocess
+    counts = gathered()
 
-        counted = CollectorRegistry()
-        multiprocess.MultiProcessCollector(counted)
-    else:
-        counted = made.registry
+    class Collector:
+        def collect(self) -> Iterator[Any]:
+            return _families(counts, figures)
 
-    class FromStore:
-        def collect(self) -> Iterable[Any]:
-            yield GaugeMetricFamily(
-                "minimo_sessions_open", "Metadata sessions open now.", value=figures.sessions_open
-            )
-            yield GaugeMetricFamily(
-                "minimo_write_intents_pending",
-                "Writes and deletes begun and not finished (crash recovery repairs those of "
-                f"dead gateways; counted up to {MAX_INTENTS_COUNTED}).",
-                value=figures.intents_pending,
-            )
-            by_result = GaugeMetricFamily(
-                "minimo_objects_by_verify_result",
-                "Current object records by the result of their last minimo verify "
-                "(never: not verified yet).",
-                labels=["result"],
-            )
-            for result, count in sorted(figures.verify_results.items()):
-                by_result.add_metric([result or "never"], count)
-            yield by_result
-
-    from_store = CollectorRegistry()
-    from_store.register(FromStore())  # type: ignore[arg-type]
-    return generate_latest(counted) + generate_latest(from_store)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())  # type: ignore[arg-type]
+    return generate_latest(registry)

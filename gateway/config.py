@@ -48,6 +48,9 @@ class Config:
     heartbeat_interval: float = 10.0
     recovery_interval: float = 60.0
     multipart_expiry: timedelta = timedelta(days=7)
+    #: seconds a stopping process (SIGTERM) gives the requests in flight to finish, after it
+    #: stopped accepting new ones (aiohttp's shutdown timeout)
+    drain_timeout: float = 60.0
 
     @property
     def objects_dir(self) -> Path:

@@ -254,8 +254,10 @@ async def serve(
         await recovery.start()
         app = _create_app(config, object_store, identity)
         app[METADATA_STORE] = store
-        if listeners is not None:
+        in_flight = InFlight() if listeners is not None else None
+        if in_flight is not None:
             app.on_response_prepare.append(_name_the_worker)
+            app.middlewares.append(in_flight.middleware)
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -293,6 +295,8 @@ async def serve(
         if on_started is not None:
             on_started(Started(url, identity, object_store))
         await _wait_for_stop(stop)
+        if in_flight is not None:
+            await _drain(runner, in_flight, config.drain_timeout)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -356,6 +360,47 @@ LISTEN_BACKLOG = 1024
 #: the response header naming the worker process that answered (``--workers`` > 1 only): its
 #: PID, so an operator (and the tests) can tell which process served a request
 WORKER_HEADER = "x-minimo-worker"
+
+
+class InFlight:
+    """Counts the requests a worker is handling, so that it can drain before closing.
+
+    aiohttp's own shutdown (``AppRunner.cleanup``) stops reading from every connection at once,
+    which cuts off an upload whose body is still arriving; a worker first stops accepting,
+    then waits for this count to reach zero, and only then cleans up.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if not self.count:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return not self.count
+
+
+async def _drain(runner: web.AppRunner, in_flight: InFlight, timeout: float) -> None:
+    """Stop accepting (the other workers go on), then let the requests in flight finish."""
+    for site in list(runner.sites):
+        await site.stop()
+    if in_flight.count:
+        log.info("draining: %d requests in flight (up to %g s)", in_flight.count, timeout)
+    if not await in_flight.wait_idle(timeout):
+        log.warning("%d requests still in flight after %g s: cutting them off", in_flight.count,
+                    timeout)  # fmt: skip
 
 
 async def _name_the_worker(request: web.BaseRequest, response: web.StreamResponse) -> None:

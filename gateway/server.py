@@ -462,7 +462,11 @@ def _supervise(config: Config, workers: int, *, access_log: bool) -> None:
     log.info("minimo serving %s with %d workers", _url(config), workers)
 
     def work() -> None:
-        _run_loop(serve(config, access_log=access_log, listeners=listeners))
+        try:
+            _run_loop(serve(config, access_log=access_log, listeners=listeners))
+        except ServeError as exc:  # the reason, once, without a traceback
+            log.error("this worker cannot serve: %s", exc)
+            raise SystemExit(1) from exc
 
     try:
         Supervisor(workers, work, drain_grace=config.drain_timeout + DRAIN_SLACK).run()

@@ -230,7 +230,6 @@ def _run_worker(slot: int, supervisor: int, work: Callable[[], None]) -> None:
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         _die_with(supervisor)
-        log.info("worker %d serving (pid %d)", slot, os.getpid())
         work()
         code = 0
     except SystemExit as exc:

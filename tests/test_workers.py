@@ -409,3 +409,17 @@ def test_a_closed_session_and_a_revoked_key_are_refused_by_every_worker(
         # no object was stored under the closed session without its record
         listed = on_store(gw, lambda s: s.list_object_records("runs"))
         assert listed and all(r.session_id == opened["id"] for r in listed)
+
+
+def test_workers_that_keep_dying_at_start_make_the_supervisor_give_up(tmp_path: Path) -> None:
+    with two_workers(tmp_path / "gw") as gw:
+        # an operator empties the secret key file under a running gateway: the workers serving
+        # keep their key, but no new worker can start
+        (gw.data_dir / "secret.key").write_bytes(b"")
+        for pid in worker_pids(gw):
+            os.kill(pid, signal.SIGKILL)
+        assert gw.proc.wait(timeout=WITHIN) == 1
+        log = log_of(gw)
+        assert "secret key file" in log and "is empty" in log
+        assert "workers keep dying right after they start (5 in a row" in log
+        assert "Traceback" not in log

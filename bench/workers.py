@@ -46,6 +46,7 @@ class Step:
     server_cpu_us: float
     client_cpu_s: float
     seconds: float
+    ops: int
 
 
 @dataclass
@@ -56,14 +57,19 @@ class Figures:
 
 
 def measure(
-    endpoint: client.Endpoint, pid: int, method: str, prefix: str, args: argparse.Namespace
+    endpoint: client.Endpoint,
+    pid: int,
+    method: str,
+    prefix: str,
+    count: int,
+    args: argparse.Namespace,
 ) -> Step:
     server, client_cpu = procfs.cpu_seconds(pid), time.process_time()
     result = client.small_ops(
         endpoint,
         method,
         prefix,
-        count=args.count,
+        count=count,
         max_seconds=args.seconds,
         concurrency=args.concurrency,
         body=BODY,
@@ -74,7 +80,9 @@ def measure(
         raise client.BenchError(
             f"{result.errors}/{result.ops} {method}s failed; first: {result.first_error}"
         )
-    return Step(result.per_second, server / result.ops * 1e6, client_cpu, result.seconds)
+    return Step(
+        result.per_second, server / result.ops * 1e6, client_cpu, result.seconds, result.ops
+    )
 
 
 def run_one(workers: int, work: Path, args: argparse.Namespace) -> Figures:
@@ -84,8 +92,11 @@ def run_one(workers: int, work: Path, args: argparse.Namespace) -> Figures:
         for rep in range(args.repeats):
             prefix = f"/{BUCKET}/{KEY_PREFIX}w{workers}-{rep}/"
             os.sync()
-            figures.put.append(measure(writer, gw.proc.pid, "PUT", prefix, args))
-            figures.get.append(measure(writer, gw.proc.pid, "GET", prefix, args))
+            put = measure(writer, gw.proc.pid, "PUT", prefix, args.count, args)
+            # GET what was PUT (the PUT loop may stop on its time limit before its count)
+            get = measure(writer, gw.proc.pid, "GET", prefix, put.ops, args)
+            figures.put.append(put)
+            figures.get.append(get)
             log(
                 f"workers {workers} rep {rep + 1}: PUT {figures.put[-1].ops_per_s:,.0f}/s, "
                 f"GET {figures.get[-1].ops_per_s:,.0f}/s"
@@ -135,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="minimo-bench-workers-") as tmp:
         figures = [run_one(n, Path(tmp), args) for n in args.workers]
+    after = os.getloadavg()
     print(report(figures, default_workers(), load))
+    print(f"load average after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
     return 0
 
 

@@ -423,3 +423,20 @@ def test_workers_that_keep_dying_at_start_make_the_supervisor_give_up(tmp_path: 
         assert "secret key file" in log and "is empty" in log
         assert "workers keep dying right after they start (5 in a row" in log
         assert "Traceback" not in log
+
+
+def test_workers_serve_https_with_one_certificate(tmp_path: Path) -> None:
+    import ssl
+    import urllib.request
+
+    with run_gateway(tmp_path / "gw", tls=True, workers=2) as gw:
+        assert gw.ca_file is not None
+        context = ssl.create_default_context(cafile=str(gw.ca_file))
+
+        def fetch() -> Answer:
+            with urllib.request.urlopen(f"{gw.endpoint}/_minimo/health", context=context) as r:
+                return Answer(r.status, int(r.headers[WORKER]), None, r.read())
+
+        wait_until(lambda: len(worker_pids(gw)) == 2, "two workers run", timeout=WITHIN)
+        # both serve the certificate the supervisor generated (verified against its cert.pem)
+        until_every_worker(gw, fetch, lambda a: a.status == 200, "both answer over TLS")

@@ -199,6 +199,11 @@ def test_workers_share_one_port_one_admin_and_the_stores(tmp_path: Path, metadat
         # the supervisor and removed when it stops
         metrics = gw.data_dir / f"metrics-{gw.proc.pid}"
         assert metrics.is_dir()
+        # each worker is a gateway instance of its own for crash recovery (its own id, its own
+        # heartbeat); the supervisor is none
+        instances = on_store(gw, lambda s: s.list_instances())
+        by_pid = {int(i.process.split(":")[0]): i.id for i in instances}
+        assert set(by_pid) == workers and len(set(by_pid.values())) == 2
 
         # many writers at once on both workers (each worker group-commits its own requests,
         # both on one store): every acknowledged write is recorded, and of the writers racing

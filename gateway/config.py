@@ -42,15 +42,15 @@ class Config:
     mongo_uri: str | None = None
     #: a policy file (TOML) put in force at start; unchanged files make no new version
     policy_file: Path | None = None
+    #: seconds a stopping process (SIGTERM) gives the requests in flight to finish, after it
+    #: stopped accepting new ones (aiohttp's shutdown timeout)
+    drain_timeout: float = 60.0
     #: crash recovery (gateway.usecases.recovery): seconds between this process's heartbeats
     #: (it counts as dead after 3 missed ones + 5 s), seconds between recovery runs, and the age
     #: at which unfinished multipart uploads are aborted
     heartbeat_interval: float = 10.0
     recovery_interval: float = 60.0
     multipart_expiry: timedelta = timedelta(days=7)
-    #: seconds a stopping process (SIGTERM) gives the requests in flight to finish, after it
-    #: stopped accepting new ones (aiohttp's shutdown timeout)
-    drain_timeout: float = 60.0
 
     @property
     def objects_dir(self) -> Path:

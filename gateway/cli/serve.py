@@ -87,6 +87,22 @@ from gateway.config import Config
     help="Log every request (costs throughput).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    envvar="MINIMO_WORKERS",
+    help="Worker processes serving the one port (default: the CPUs this process may use). "
+    "1: a single process, no supervisor.",
+)
+@click.option(
+    "--drain-timeout",
+    default="60s",
+    show_default=True,
+    envvar="MINIMO_DRAIN_TIMEOUT",
+    callback=duration_value,
+    help="On SIGTERM/SIGINT, how long requests in flight may take to finish (new connections "
+    "are no longer accepted).",
+)
+@click.option(
     "--multipart-expiry",
     default="7d",
     show_default=True,
@@ -110,22 +126,6 @@ from gateway.config import Config
     callback=duration_value,
     help="How often this gateway tells the others it is alive (dead after 3 missed + 5s).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    envvar="MINIMO_WORKERS",
-    help="Worker processes serving the one port (default: the CPUs this process may use). "
-    "1: a single process, no supervisor.",
-)
-@click.option(
-    "--drain-timeout",
-    default="60s",
-    show_default=True,
-    envvar="MINIMO_DRAIN_TIMEOUT",
-    callback=duration_value,
-    help="On SIGTERM/SIGINT, how long requests in flight may take to finish (new connections "
-    "are no longer accepted).",
-)
 def serve(
     data_dir: Path,
     secret_key_file: Path | None,
@@ -143,11 +143,11 @@ def serve(
     ui_url: str | None,
     policy_file: Path | None,
     access_log: bool,
+    workers: int | None,
+    drain_timeout: timedelta,
     multipart_expiry: timedelta,
     recovery_interval: timedelta,
     heartbeat_interval: timedelta,
-    workers: int | None,
-    drain_timeout: timedelta,
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
     from gateway.server import ServeError, parse_listen, run
@@ -187,10 +187,10 @@ def serve(
         secret_key_file=secret_key_file,
         mongo_uri=mongo_uri(),
         policy_file=policy_file,
+        drain_timeout=drain_timeout.total_seconds(),
         heartbeat_interval=heartbeat_interval.total_seconds(),
         recovery_interval=recovery_interval.total_seconds(),
         multipart_expiry=multipart_expiry,
-        drain_timeout=drain_timeout.total_seconds(),
     )
     try:
         run(config, access_log=access_log, workers=workers or default_workers())

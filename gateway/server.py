@@ -458,7 +458,7 @@ def _supervise(config: Config, workers: int, *, access_log: bool) -> None:
         raise ServeError("--workers above 1 needs Linux (workers die with their supervisor)")
     _run_loop(prepare(config))
     listeners = bind_listeners(config)
-    metrics = share_metrics_directory(config.data_dir)
+    metrics_dir = share_metrics_directory(config.data_dir)
     log.info("minimo serving %s with %d workers", _url(config), workers)
 
     def work() -> None:
@@ -475,5 +475,5 @@ def _supervise(config: Config, workers: int, *, access_log: bool) -> None:
     finally:
         for sock in listeners:
             sock.close()
-        shutil.rmtree(metrics, ignore_errors=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("minimo stopped")

@@ -42,6 +42,9 @@ class Config:
     mongo_uri: str | None = None
     #: a policy file (TOML) put in force at start; unchanged files make no new version
     policy_file: Path | None = None
+    #: seconds a stopping process (SIGTERM) gives the requests in flight to finish, after it
+    #: stopped accepting new ones (aiohttp's shutdown timeout)
+    drain_timeout: float = 60.0
     #: crash recovery (gateway.usecases.recovery): seconds between this process's heartbeats
     #: (it counts as dead after 3 missed ones + 5 s), seconds between recovery runs, and the age
     #: at which unfinished multipart uploads are aborted

@@ -13,11 +13,12 @@ import inspect
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,8 +233,13 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_started: Callable[[Started], None] | None = None,
     access_log: bool = False,
+    listeners: list[socket.socket] | None = None,
 ) -> None:
-    """Serve until ``stop`` is set (or SIGINT/SIGTERM arrive), then close everything."""
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM arrive), then close everything.
+
+    ``listeners`` set: this is a worker of ``--workers N`` (gateway.supervisor), which serves
+    the supervisor's sockets and skips what the supervisor did once (:func:`prepare`).
+    """
     check_transport(config)
     context = ssl_context(config)
     identity = await open_identity(config)
@@ -243,11 +249,8 @@ async def serve(
     runner: web.AppRunner | None = None
     sharing: asyncio.Task[None] | None = None
     try:
-        admin = await identity.ensure_initial_admin()
-        if admin is not None:
-            announce_initial_admin(admin, write_initial_admin(config.data_dir, admin))
-        if config.policy_file is not None:
-            await apply_policy_file(store, config.policy_file)
+        if listeners is None:
+            await _first_start(config, identity)
         object_store = await _open_object_store(config)
         # every store call timed and its failures counted (/_minimo/metrics)
         metrics.instrument_store(store, "metadata", skip=("open", "close"))
@@ -256,23 +259,40 @@ async def serve(
         await recovery.start()
         app = _create_app(config, object_store, identity)
         app[METADATA_STORE] = store
+        in_flight = InFlight() if listeners is not None else None
+        if in_flight is not None:
+            app.on_response_prepare.append(_name_the_worker)
+            app.middlewares.append(in_flight.middleware)
         runner = web.AppRunner(
             app,
             handle_signals=False,
             # aiohttp's access log formats a line per request: a measurable cost at high rates.
             access_log=logging.getLogger("aiohttp.access") if access_log else None,
+            # on SIGTERM: stop accepting, then give requests in flight this long to finish
+            shutdown_timeout=config.drain_timeout,
             **_handler_args(),
         )
         await runner.setup()
-        site = web.TCPSite(
-            runner, config.listen_host, config.listen_port, ssl_context=context, backlog=1024
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ServeError(
-                f"cannot listen on {config.listen_host}:{config.listen_port}: {exc.strerror or exc}"
-            ) from exc
+        if listeners is None:
+            site = web.TCPSite(
+                runner,
+                config.listen_host,
+                config.listen_port,
+                ssl_context=context,
+                backlog=LISTEN_BACKLOG,
+            )
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ServeError(
+                    f"cannot listen on {config.listen_host}:{config.listen_port}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+        else:
+            for sock in listeners:
+                await web.SockSite(
+                    runner, sock, ssl_context=context, backlog=LISTEN_BACKLOG
+                ).start()
         url = _url(config)
         log.info(
             "minimo serving %s (objects: %s, metadata: %s)", url, object_store.kind, store.kind
@@ -282,6 +302,8 @@ async def serve(
         # a worker of several shares its counts with the others (no-op for a single process)
         sharing = asyncio.create_task(metrics.share_while_running())
         await _wait_for_stop(stop)
+        if in_flight is not None:
+            await _drain(runner, in_flight, config.drain_timeout)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -320,11 +342,19 @@ async def _wait_for_stop(stop: asyncio.Event | None) -> None:
             loop.remove_signal_handler(sig)
 
 
-def run(config: Config, *, access_log: bool = False) -> None:
-    """Blocking entry point for ``minimo serve``: uvloop when available."""
+def run(config: Config, *, access_log: bool = False, workers: int = 1) -> None:
+    """Blocking entry point for ``minimo serve``: uvloop when available; with ``workers`` > 1,
+    a supervisor and that many worker processes on one socket (gateway.supervisor)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if workers == 1:
+        _run_loop(serve(config, access_log=access_log))
+    else:
+        _supervise(config, workers, access_log=access_log)
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     loop_factory = None
     if sys.platform != "win32":
         with contextlib.suppress(ImportError):
@@ -332,4 +362,129 @@ def run(config: Config, *, access_log: bool = False) -> None:
 
             loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(config, access_log=access_log))
+        runner.run(main)
+
+
+# -- several workers -----------------------------------------------------------------------------
+#: pending connections the kernel queues for the listening socket
+LISTEN_BACKLOG = 1024
+#: the response header naming the worker process that answered (``--workers`` > 1 only): its
+#: PID, so an operator (and the tests) can tell which process served a request
+WORKER_HEADER = "x-minimo-worker"
+
+
+class InFlight:
+    """Counts the requests a worker is handling, so that it can drain before closing.
+
+    aiohttp's own shutdown (``AppRunner.cleanup``) stops reading from every connection at once,
+    which cuts off an upload whose body is still arriving; a worker first stops accepting,
+    then waits for this count to reach zero, and only then cleans up.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if not self.count:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return not self.count
+
+
+async def _drain(runner: web.AppRunner, in_flight: InFlight, timeout: float) -> None:
+    """Stop accepting (the other workers go on), then let the requests in flight finish."""
+    for site in list(runner.sites):
+        await site.stop()
+    if in_flight.count:
+        log.info("draining: %d requests in flight (up to %g s)", in_flight.count, timeout)
+    if not await in_flight.wait_idle(timeout):
+        log.warning("%d requests still in flight after %g s: cutting them off", in_flight.count,
+                    timeout)  # fmt: skip
+
+
+async def _name_the_worker(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    response.headers[WORKER_HEADER] = str(os.getpid())
+
+
+async def _first_start(config: Config, identity: IdentityService) -> None:
+    """What happens once per start, before serving: the first admin, ``--policy``."""
+    admin = await identity.ensure_initial_admin()
+    if admin is not None:
+        announce_initial_admin(admin, write_initial_admin(config.data_dir, admin))
+    if config.policy_file is not None:
+        await apply_policy_file(identity.store, config.policy_file)
+
+
+async def prepare(config: Config) -> None:
+    """The supervisor's checks and first-start steps (everything :func:`serve` does before the
+    port opens, done once for all workers), leaving no store open behind it."""
+    check_transport(config)
+    ssl_context(config)  # generates the certificate once, not once per worker
+    identity = await open_identity(config)
+    try:
+        await _first_start(config, identity)
+    finally:
+        await identity.store.close()
+
+
+def bind_listeners(config: Config) -> list[socket.socket]:
+    """The listening sockets of ``--listen`` (one per address the host name stands for, as
+    aiohttp's TCPSite binds them), for the workers to share."""
+    host, port = config.listen_host, config.listen_port
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sockets
+
+
+def _supervise(config: Config, workers: int, *, access_log: bool) -> None:
+    from gateway.supervisor import DRAIN_SLACK, GaveUp, Supervisor, share_metrics_directory
+
+    if not sys.platform.startswith("linux"):
+        raise ServeError("--workers above 1 needs Linux (workers die with their supervisor)")
+    _run_loop(prepare(config))
+    listeners = bind_listeners(config)
+    metrics_dir = share_metrics_directory(config.data_dir)
+    log.info("minimo serving %s with %d workers", _url(config), workers)
+
+    def work() -> None:
+        try:
+            _run_loop(serve(config, access_log=access_log, listeners=listeners))
+        except ServeError as exc:  # the reason, once, without a traceback
+            log.error("this worker cannot serve: %s", exc)
+            raise SystemExit(1) from exc
+
+    try:
+        Supervisor(workers, work, drain_grace=config.drain_timeout + DRAIN_SLACK).run()
+    except GaveUp as exc:
+        raise ServeError(str(exc)) from exc
+    finally:
+        for sock in listeners:
+            sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        log.info("minimo stopped")

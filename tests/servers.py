@@ -332,8 +332,12 @@ def run_gateway(
     extra_args: list[str] | None = None,
     mongo_uri: str | None = None,
     policy: str | None = SCRATCH_POLICY,
+    workers: int = 1,
 ) -> Iterator[Gateway]:
-    """``policy`` (TOML text) is written to the data dir and put in force with ``--policy``.
+    """One ``minimo serve`` process (``workers`` > 1: a supervisor and its workers on one port;
+    ``proc`` is the supervisor).
+
+    ``policy`` (TOML text) is written to the data dir and put in force with ``--policy``.
 
     The default makes everything a scratch area, so tests about the S3 protocol (or serving)
     write with the admin key as before enforcement; None starts without ``--policy`` (no rules:
@@ -350,6 +354,9 @@ def run_gateway(
         str(data_dir),
         "--listen",
         f"127.0.0.1:{port}",
+        # one process unless a test asks for more (the default is one worker per CPU)
+        "--workers",
+        str(workers),
     ]
     if upstream is not None:
         args += [

@@ -338,7 +338,7 @@ def test_serve_policy_file(tmp_path: Path) -> None:
     bad = d.write("bad.toml", '[[rule]]\nbucket = "raw"\nforms = ["nope"]\n')
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", *d.args, "--listen", "127.0.0.1:1",
-         "--policy", bad],
+         "--workers", "1", "--policy", bad],
         capture_output=True, text=True, cwd=REPO, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr

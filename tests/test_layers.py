@@ -106,7 +106,7 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "wiring",
-        ("gateway.server", "gateway.cli", "gateway.tls"),
+        ("gateway.server", "gateway.supervisor", "gateway.cli", "gateway.tls"),
         LAYER_NAMES,
         "the server and the CLI put everything together; nothing but the wiring imports them",
     ),

@@ -61,7 +61,7 @@ def serve_process(data_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIMO_")}
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "gateway.cli", "serve",
+            sys.executable, "-m", "gateway.cli", "serve", "--workers", "1",
             "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", *args,
         ],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
@@ -225,7 +225,7 @@ def test_tls_with_your_own_certificate(tmp_path: Path) -> None:
 def test_plain_http_off_loopback_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--listen", f"0.0.0.0:{free_port()}",
-         "--data-dir", str(tmp_path / "data")],
+         "--workers", "1", "--data-dir", str(tmp_path / "data")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
@@ -240,7 +240,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "-m", "gateway.cli", "serve", "--listen", f"127.0.0.1:{port}",
-             "--data-dir", str(tmp_path / "data")],
+             "--workers", "1", "--data-dir", str(tmp_path / "data")],
             cwd=REPO, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode != 0
@@ -275,7 +275,7 @@ def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--listen", f"127.0.0.1:{free_port()}",
-         "--data-dir", str(tmp_path / "file" / "sub")],
+         "--workers", "1", "--data-dir", str(tmp_path / "file" / "sub")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0

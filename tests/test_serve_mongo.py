@@ -101,7 +101,7 @@ def test_unreachable_mongo_is_a_quick_clear_error(tmp_path: Path) -> None:
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--listen", f"127.0.0.1:{free_port()}",
-         "--data-dir", str(tmp_path / "data"),
+         "--workers", "1", "--data-dir", str(tmp_path / "data"),
          "--mongo-uri", f"mongodb://minimo:hunter2@127.0.0.1:{free_port()}/minimo"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

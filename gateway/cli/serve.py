@@ -111,6 +111,22 @@ def read_metrics_token(path: Path | None) -> str | None:
     help="Log every request (costs throughput).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    envvar="MINIMO_WORKERS",
+    help="Worker processes serving the one port (default: the CPUs this process may use). "
+    "1: a single process, no supervisor.",
+)
+@click.option(
+    "--drain-timeout",
+    default="60s",
+    show_default=True,
+    envvar="MINIMO_DRAIN_TIMEOUT",
+    callback=duration_value,
+    help="On SIGTERM/SIGINT, how long requests in flight may take to finish (new connections "
+    "are no longer accepted).",
+)
+@click.option(
     "--multipart-expiry",
     default="7d",
     show_default=True,
@@ -164,6 +180,8 @@ def serve(
     ui_url: str | None,
     policy_file: Path | None,
     access_log: bool,
+    workers: int | None,
+    drain_timeout: timedelta,
     multipart_expiry: timedelta,
     recovery_interval: timedelta,
     heartbeat_interval: timedelta,
@@ -172,6 +190,7 @@ def serve(
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
     from gateway.server import ServeError, parse_listen, run
+    from gateway.supervisor import default_workers
     from gateway.ui_host import check_ui_url
 
     try:
@@ -207,6 +226,7 @@ def serve(
         secret_key_file=secret_key_file,
         mongo_uri=mongo_uri(),
         policy_file=policy_file,
+        drain_timeout=drain_timeout.total_seconds(),
         heartbeat_interval=heartbeat_interval.total_seconds(),
         recovery_interval=recovery_interval.total_seconds(),
         multipart_expiry=multipart_expiry,
@@ -214,7 +234,7 @@ def serve(
         metrics_public=metrics_public,
     )
     try:
-        run(config, access_log=access_log)
+        run(config, access_log=access_log, workers=workers or default_workers())
     except ServeError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:

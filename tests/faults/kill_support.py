@@ -91,6 +91,7 @@ class KillableGateway:
             sys.executable, "-m", "gateway.cli", "serve",
             "--data-dir", str(self.data_dir),
             "--listen", f"127.0.0.1:{self.port}",
+            "--workers", "1",  # SIGKILL kills the gateway itself, not a supervisor
             "--policy", str(policy),
             "--heartbeat-interval", "1s",
             "--recovery-interval", "2s",

@@ -6,10 +6,11 @@
 
 Targets: minimo-local, minimo-s3 (in front of versitygw), versitygw posix direct, a bare
 aiohttp server (the Python ceiling), and minimo-seaweedfs (in front of a SeaweedFS cluster of
-separate processes) beside that cluster direct (seaweedfs). minimo is written through an open metadata session
-(``--writes scratch``: a scratch area instead). Measures, with the same client against each:
-single-stream PUT and GET throughput of a large object, 4 KiB PUT and GET operations per second
-at concurrency 32, and the server's peak RSS while one very large object streams in.
+separate processes) beside that cluster direct (seaweedfs). minimo is written through an open
+metadata session (``--writes scratch``: a scratch area instead). Measures, with the same client
+against each: single-stream PUT and GET throughput of a large object, 4 KiB PUT and GET
+operations per second at concurrency 32, and the server's peak RSS while one very large object
+streams in.
 
 Prints a markdown report and writes it to bench/results/latest.md (raw figures beside it in
 latest.json) to paste into docs/benchmarks.md. Exits 1 when any measurement failed.

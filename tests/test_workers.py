@@ -445,3 +445,42 @@ def test_workers_serve_https_with_one_certificate(tmp_path: Path) -> None:
         wait_until(lambda: len(worker_pids(gw)) == 2, "two workers run", timeout=WITHIN)
         # both serve the certificate the supervisor generated (verified against its cert.pem)
         until_every_worker(gw, fetch, lambda a: a.status == 200, "both answer over TLS")
+
+
+def test_metrics_add_up_every_workers_counts(tmp_path: Path) -> None:
+    """A scrape of either worker counts the requests both answered (each worker shares its
+    counts every second; docs/metrics.md)."""
+    token = secrets.token_urlsafe(24)
+    token_file = tmp_path / "metrics.token"
+    token_file.write_text(token)
+    with two_workers(tmp_path / "gw", None, "--metrics-token-file", str(token_file)) as gw:
+        request(gw, "PUT", "/counted")
+        answered_by: set[int] = set()
+        for i in range(40):
+            answer = request(gw, "PUT", f"/counted/k{i}", b"x" * 100)
+            assert answer.status == 200, answer.body
+            answered_by.add(answer.worker)
+        assert len(answered_by) == 2  # the kernel spread the 40 connections over both
+
+        def scrape() -> Answer:
+            url = urlsplit(gw.endpoint)
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+            try:
+                conn.request(
+                    "GET", "/_minimo/metrics", headers={"Authorization": f"Bearer {token}"}
+                )
+                resp = conn.getresponse()
+                return Answer(resp.status, int(resp.headers[WORKER]), None, resp.read())
+            finally:
+                conn.close()
+
+        line = re.compile(
+            rb'^minimo_requests_total\{operation="PutObject",status="200"\} (\S+)$', re.M
+        )
+
+        def counts_all(answer: Answer) -> bool:
+            found = line.search(answer.body)
+            return answer.status == 200 and found is not None and float(found.group(1)) == 40
+
+        # every worker, scraped, reports all 40 PutObjects (within a share interval of the last)
+        until_every_worker(gw, scrape, counts_all, "each worker's scrape counts all PUTs")

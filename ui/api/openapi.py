@@ -149,6 +149,14 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
             "session_id": {"type": ["string", "null"]},
             "principal": _STR,
             "time": _DT,
+            "modified": {
+                **_DT,
+                "description": "when the bytes last changed (linked data: before it was linked)",
+            },
+            "linked": {
+                **_DT_OR_NULL,
+                "description": "when existing data was linked; null for writes through minimo",
+            },
             "verified": _DT_OR_NULL,
             "verify_result": {
                 "type": ["string", "null"],
@@ -177,6 +185,8 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
             "revoked": _DT_OR_NULL,
             "session_id": {"type": ["string", "null"]},
             "active": {"type": "boolean"},
+            "label": {"type": ["string", "null"]},
+            "read_only": {"type": "boolean"},
         },
     },
     "AuditEvent": {

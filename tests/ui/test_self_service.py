@@ -116,6 +116,10 @@ def test_an_admin_may_ask_for_a_read_only_key(site: Gateway, page: Page) -> None
         "read and write"
     )
     s3(site, access, secret).put_object(Bucket=BUCKET, Key="admin.txt", Body=b"yes")
+    # an admin's keys page: everyone's keys, the user filter and the create form, both widths
+    page.goto(f"{site.endpoint}/_minimo/keys")
+    expect(page.locator(f'#keys tr[data-key="{access}"]')).to_be_visible()
+    fits_both_widths(page, "keys-admin")
 
 
 def test_changing_my_password_keeps_this_login_and_ends_the_others(

@@ -63,6 +63,9 @@ _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 INITIAL_ADMIN = "admin"
 #: how long a key's label may be (it is a name for people, shown in a table)
 MAX_KEY_LABEL = 64
+#: what a label may not hold: control characters (line breaks among them) and lone surrogates
+#: (text that is no valid Unicode cannot be stored)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class Identity(Protocol):
@@ -117,8 +120,8 @@ def check_key_label(label: str | None) -> str | None:
     label = (label or "").strip()
     if len(label) > MAX_KEY_LABEL:
         raise IdentityError(f"the label must be at most {MAX_KEY_LABEL} characters")
-    if any(not ch.isprintable() for ch in label):
-        raise IdentityError("the label must be one line of printable characters")
+    if _CONTROL.search(label):
+        raise IdentityError("the label must be one line, without control characters")
     return label or None
 
 

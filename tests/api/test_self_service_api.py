@@ -90,7 +90,7 @@ def test_changing_my_password_ends_my_other_logins_and_keeps_this_one(
     wrong = this.call(
         "POST", "/me/password", {"old_password": "nope", "new_password": "uwe-password-2"}
     )
-    assert wrong.status == 400
+    assert wrong.status == 403 and wrong.error["code"] == "wrong_password"
     assert wrong.error["fields"] == {"old_password": ["the current password is wrong"]}
     short = this.call(
         "POST", "/me/password", {"old_password": "uwe-password-1", "new_password": "short"}
@@ -121,3 +121,18 @@ def test_changing_my_password_ends_my_other_logins_and_keeps_this_one(
     events = admin.call("GET", "/audit?action=user.password").body["events"]
     outcomes = [e["outcome"] for e in events if e["target"] == "user:uwe"]
     assert "ok" in outcomes and "refused" in outcomes
+
+
+def test_wrong_current_passwords_are_limited_without_locking_the_user_out(
+    gw: Gateway, admin: Browser
+) -> None:
+    add_user(admin, "vera", "reader", "vera-password-1")
+    stolen = Browser(gw.endpoint)  # say, a cookie someone else got hold of
+    assert stolen.login("vera", "vera-password-1").status == 200
+    guess = {"old_password": "guess", "new_password": "vera-password-2"}
+    answers = [stolen.call("POST", "/me/password", guess).status for _ in range(6)]
+    assert answers[:5] == [403] * 5 and answers[5] == 429, answers
+    limited = stolen.call("POST", "/me/password", guess)
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) > 0
+    # the guesses do not count against signing in: vera still gets in
+    assert Browser(gw.endpoint).login("vera", "vera-password-1").status == 200

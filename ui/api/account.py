@@ -1,7 +1,8 @@
 """``/me/password``: a signed-in user changes their own password (every role).
 
-The old password must be right; a wrong one counts as a failed sign-in for the same limiter as
-``/login`` (a stolen cookie must not become a free password oracle). The new password follows
+The old password must be right. Wrong ones are limited like failed sign-ins (five a minute per
+user and address, so a stolen cookie is no free password oracle), on a counter of their own: a
+stolen cookie must not lock its user out of signing in either. The new password follows
 the store's rules (policy.identity). Every other login of the user ends, on every gateway
 process: a login cookie carries its password's fingerprint (ui.security), which no longer
 matches. The login that made the change is kept (its cookie gets the new fingerprint); access
@@ -16,6 +17,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from policy.identity import IdentityError, WrongPassword
+from policy.passwords import MIN_PASSWORD_LENGTH
 from policy.principal import Principal
 from ui.api.auth import LoginRateLimited, client_ip
 from ui.api.common import AUTH_VIA, Route, api_state, json_body, ok, principal, services, text_field
@@ -24,6 +26,11 @@ from ui.security import password_fingerprint
 
 #: the form fields (and JSON members) a problem is reported next to
 OLD, NEW = "old_password", "new_password"
+
+
+def _attempts(user: str) -> str:
+    """The limiter's name for a user's password-change attempts (no user name has a space)."""
+    return f"{user} (password change)"
 
 
 class PasswordProblem(Exception):
@@ -42,14 +49,14 @@ async def change_own_password(
     svc = services(request)
     limiter = api_state(request).limiter
     ip = client_ip(request)
-    wait = limiter.retry_after(who.user, ip)
+    wait = limiter.retry_after(_attempts(who.user), ip)
     if wait > 0:
         await svc.auditor.refused(who, "user.password", f"user:{who.user}", "rate limited", ip=ip)
         raise LoginRateLimited(math.ceil(wait))
     try:
         user = await svc.identity.change_own_password(who.user, old, new)
     except WrongPassword as exc:
-        limiter.failed(who.user, ip)
+        limiter.failed(_attempts(who.user), ip)
         await svc.auditor.refused(who, "user.password", f"user:{who.user}", "wrong password", ip=ip)
         raise PasswordProblem(OLD, str(exc)) from None
     except IdentityError as exc:
@@ -68,6 +75,9 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     try:
         await change_own_password(request, who, old, new, via_cookie=request[AUTH_VIA] == "cookie")
     except PasswordProblem as exc:
+        if exc.field == OLD:
+            # not a malformed request: the caller did not prove who they are
+            raise ApiError(403, "wrong_password", exc.message, {OLD: [exc.message]}) from None
         raise bad_request(exc.message, {exc.field: [exc.message]}) from None
     except LoginRateLimited as exc:
         raise ApiError(
@@ -91,7 +101,10 @@ ROUTES = [
         body={
             "type": "object",
             "required": [OLD, NEW],
-            "properties": {OLD: {"type": "string"}, NEW: {"type": "string"}},
+            "properties": {
+                OLD: {"type": "string"},
+                NEW: {"type": "string", "minLength": MIN_PASSWORD_LENGTH},
+            },
             "additionalProperties": False,
         },
         response={

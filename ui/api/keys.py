@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from policy.identity import IdentityError, check_key_label
+from policy.identity import MAX_KEY_LABEL, IdentityError, check_key_label
 from policy.principal import Credential, Principal, Role
 from ui.api.common import Route, created, json_body, key_json, ok, principal, services, text_field
 from ui.api.errors import ApiError, bad_request, forbidden, not_found
@@ -127,7 +127,13 @@ ROUTES = [
             "type": "object",
             "properties": {
                 "user": {"type": "string", "description": "admins only"},
-                "label": {"type": "string", "description": "a name for people, up to 64 chars"},
+                "label": {
+                    "type": "string",
+                    "maxLength": MAX_KEY_LABEL,
+                    # JSON Schema's regex reads \uXXXX escapes: no control characters
+                    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                    "description": "a name for people, one line",
+                },
                 "read_only": {"type": "boolean", "description": "the key may only read"},
             },
             "additionalProperties": False,

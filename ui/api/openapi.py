@@ -286,6 +286,8 @@ def _operation(route: Route, routes: list[Route]) -> dict[str, Any]:
     if route.body is not None:
         responses["413"] = {"description": "the body is too large", "content": _ERROR}
         responses["415"] = {"description": "the body is not application/json", "content": _ERROR}
+    if route.path == "/me/password":
+        responses["429"] = {"description": "too many wrong current passwords", "content": _ERROR}
     if route.access == "public":
         op["security"] = []
         if route.path == "/login":

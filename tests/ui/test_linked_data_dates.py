@@ -79,6 +79,12 @@ def test_a_linked_2019_file_still_says_2019_and_when_it_was_linked(
     ).json()
     assert record["modified"].startswith("2019-03-14T15:09:26")
 
+    # so does the session's RO-Crate
+    session_id = twin["record"]["session_id"]
+    crate = page.request.get(f"{site.endpoint}/_minimo/api/v1/sessions/{session_id}/ro-crate")
+    (scan,) = [e for e in crate.json()["@graph"] if e.get("@type") == "File"]
+    assert scan["dateModified"].startswith("2019-03-14T15:09:26")
+
     # the listing (page and API) shows the data's own date too
     page.goto(f"{site.endpoint}/_minimo/data/{BUCKET}?prefix=2019/")
     expect(page.locator(f'#listing tr.object[data-key="{KEY}"]')).to_contain_text(

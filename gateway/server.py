@@ -160,9 +160,10 @@ def write_initial_admin(data_dir: Path, admin: InitialAdmin) -> Path:
     return path
 
 
-def announce_initial_admin(admin: InitialAdmin, path: Path) -> None:
+def announce_initial_admin(admin: InitialAdmin, path: Path, web_ui: str) -> None:
     print(
         "\nNo users existed, so minimo created its first admin (shown only this once):\n"
+        f"  web UI:     {web_ui}\n"
         f"  user:       {admin.user}\n"
         f"  password:   {admin.password}\n"
         f"  access_key: {admin.access_key}\n"
@@ -295,7 +296,11 @@ async def serve(
                 ).start()
         url = _url(config)
         log.info(
-            "minimo serving %s (objects: %s, metadata: %s)", url, object_store.kind, store.kind
+            "minimo serving %s (objects: %s, metadata: %s); web UI: %s",
+            url,
+            object_store.kind,
+            store.kind,
+            web_ui_url(config),
         )
         if on_started is not None:
             on_started(Started(url, identity, object_store))
@@ -318,6 +323,12 @@ async def serve(
                 await object_store.close()
         await store.close()
         log.info("minimo stopped")
+
+
+def web_ui_url(config: Config) -> str:
+    """Where people open the web UI: its own host name (--ui-url), the public URL, or else the
+    address this process listens on."""
+    return (config.ui_url or config.public_url or _url(config)).strip().rstrip("/") + "/_minimo/"
 
 
 def _url(config: Config) -> str:
@@ -422,7 +433,9 @@ async def _first_start(config: Config, identity: IdentityService) -> None:
     """What happens once per start, before serving: the first admin, ``--policy``."""
     admin = await identity.ensure_initial_admin()
     if admin is not None:
-        announce_initial_admin(admin, write_initial_admin(config.data_dir, admin))
+        announce_initial_admin(
+            admin, write_initial_admin(config.data_dir, admin), web_ui_url(config)
+        )
     if config.policy_file is not None:
         await apply_policy_file(identity.store, config.policy_file)
 

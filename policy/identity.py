@@ -61,6 +61,11 @@ _ACCESS_KEY_ALPHABET = string.ascii_uppercase + string.digits
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 INITIAL_ADMIN = "admin"
+#: how long a key's label may be (it is a name for people, shown in a table)
+MAX_KEY_LABEL = 64
+#: what a label may not hold: control characters (line breaks among them) and lone surrogates
+#: (text that is no valid Unicode cannot be stored)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class Identity(Protocol):
@@ -71,6 +76,10 @@ class Identity(Protocol):
 
 class IdentityError(Exception):
     """A management request that cannot be done; the message is meant for people."""
+
+
+class WrongPassword(IdentityError):
+    """The current password given to change it was wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,21 @@ def check_user_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def check_key_label(label: str | None) -> str | None:
+    """A key's label, trimmed (None when empty); refused when too long or not one line."""
+    label = (label or "").strip()
+    if len(label) > MAX_KEY_LABEL:
+        raise IdentityError(f"the label must be at most {MAX_KEY_LABEL} characters")
+    if _CONTROL.search(label):
+        raise IdentityError("the label must be one line, without control characters")
+    return label or None
+
+
+def key_role(key: KeyRecord, user_role: Role) -> Role:
+    """The role requests signed with ``key`` act with: a read-only key only ever reads."""
+    return Role.READER if key.read_only else user_role
 
 
 def parse_role(role: str | Role) -> Role:
@@ -165,7 +189,10 @@ class IdentityService:
         if user is None or not user.active:
             return True, None
         principal = Principal(
-            user=user.name, role=user.role, access_key=key.access_key, session_id=key.session_id
+            user=user.name,
+            role=key_role(key, user.role),
+            access_key=key.access_key,
+            session_id=key.session_id,
         )
         return True, Credential(key.access_key, self._box.decrypt(key.secret_encrypted), principal)
 
@@ -211,6 +238,16 @@ class IdentityService:
             raise IdentityError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
         return await self._update_user(name, password_hash=await hash_password_async(password))
 
+    async def change_own_password(self, name: str, old: str, new: str) -> UserRecord:
+        """A user's own change: the old password must be right (WrongPassword otherwise), the
+        new one follows the store's rules (IdentityError). Every login made with the old
+        password ends (its cookie carries the old hash's fingerprint); keys are not touched."""
+        if await self.authenticate(name, old) is None:
+            raise WrongPassword("the current password is wrong")
+        if new == old:
+            raise IdentityError("the new password must differ from the current one")
+        return await self.set_password(name, new)
+
     async def delete_user(self, name: str) -> UserRecord:
         """Soft-delete: the name stays taken (records keep pointing at it), keys stop working."""
         user = await self._update_user(name, deleted=datetime.now(UTC))
@@ -233,21 +270,37 @@ class IdentityService:
         return Principal(user=user.name, role=user.role)
 
     # -- access keys ---------------------------------------------------------------------------
-    async def create_key(self, owner: str, *, session_id: str | None = None) -> Credential:
+    async def create_key(
+        self,
+        owner: str,
+        *,
+        session_id: str | None = None,
+        label: str | None = None,
+        read_only: bool = False,
+    ) -> Credential:
         """A new key for an active user; the only time its secret is shown.
 
         With ``session_id`` it is that session's key (policy.sessions mints it when the session
-        opens): its writes belong to the session.
+        opens): its writes belong to the session. A reader's personal keys are always read-only
+        (a later promotion does not make them write); others' are read-only when asked.
         """
         user = await self.store.get_user(owner)
         if user is None or not user.active:
             raise IdentityError(f"no user {owner!r}")
+        label = check_key_label(label)
+        read_only = read_only or (user.role is Role.READER and session_id is None)
         secret = new_secret_key()
         encrypted = self._box.encrypt(secret)
         # A collision among 36^18 ids is all but impossible; retrying costs nothing.
         for _ in range(5):
             key = KeyRecord(
-                new_access_key(), encrypted, owner, datetime.now(UTC), session_id=session_id
+                new_access_key(),
+                encrypted,
+                owner,
+                datetime.now(UTC),
+                session_id=session_id,
+                label=label,
+                read_only=read_only,
             )
             try:
                 await self.store.create_key(key)
@@ -256,7 +309,10 @@ class IdentityService:
             except NotFound:
                 raise IdentityError(f"no user {owner!r}") from None
             principal = Principal(
-                user=user.name, role=user.role, access_key=key.access_key, session_id=session_id
+                user=user.name,
+                role=key_role(key, user.role),
+                access_key=key.access_key,
+                session_id=session_id,
             )
             return Credential(key.access_key, secret, principal)
         raise IdentityError("could not allocate a unique access key id")

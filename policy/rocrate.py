@@ -60,7 +60,8 @@ def file_entity(session: SessionRecord, record: ObjectRecord) -> dict[str, Any]:
         "contentSize": record.size,
         "sha256": record.sha256,
         "encodingFormat": record.content_type or "application/octet-stream",
-        "dateModified": _iso(record.committed),
+        # linked data keeps the date its bytes last changed, not the date it was linked
+        "dateModified": _iso(record.modified or record.committed),
         "identifier": f"s3://{record.bucket}/{record.key}",
     }
 

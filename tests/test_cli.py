@@ -129,6 +129,23 @@ def test_key_create_json_list_revoke(tmp_path: Path) -> None:
         assert secret.encode() not in raw
 
 
+def test_key_labels_and_read_only_keys(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    ok("user", "add", "alice", "--role", "uploader", "--data-dir", d)
+    ok("user", "add", "rae", "--role", "reader", "--data-dir", d)
+    mine = json.loads(
+        ok("key", "create", "alice", "--label", "laptop", "--read-only", "--json", "--data-dir", d)
+    )
+    hers = json.loads(ok("key", "create", "rae", "--json", "--data-dir", d))
+    keys = {k["access_key"]: k for k in json.loads(ok("key", "list", "--json", "--data-dir", d))}
+    assert keys[mine["access_key"]]["label"] == "laptop"
+    assert keys[mine["access_key"]]["read_only"] is True
+    assert keys[hers["access_key"]]["read_only"] is True  # a reader's keys only read
+    listing = ok("key", "list", "--user", "alice", "--data-dir", d)
+    assert "active, read-only" in listing and "laptop" in listing
+    assert "at most 64" in fails("key", "create", "alice", "--label", "x" * 65, "--data-dir", d)
+
+
 def test_key_errors(tmp_path: Path) -> None:
     d = str(tmp_path)
     assert "no user 'ghost'" in fails("key", "create", "ghost", "--data-dir", d)

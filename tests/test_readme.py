@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.servers import REPO, run_gateway
@@ -68,8 +69,9 @@ def _script(blocks: list[tuple[str, str]], endpoint: str) -> str:
 
 
 def _prelude() -> str:
-    """``minimo`` as the gateway's own CLI, and ``jq -r .FIELD`` when jq is not installed."""
-    prelude = f'minimo() {{ "{sys.executable}" -m gateway.cli "$@"; }}\n'
+    """``jq -r .FIELD`` when jq is not installed (``minimo`` comes from the venv the README
+    activates, as in a fresh shell)."""
+    prelude = ""
     if shutil.which("jq") is None:
         prelude += (
             f'jq() {{ "{sys.executable}" -c '
@@ -89,11 +91,19 @@ def test_metadata_sessions_walkthrough(tmp_path: Path) -> None:
     (work / "run8" / "a.txt").write_text("a\n")
     (work / "run8" / "b.txt").write_text("b\n")
 
+    # the clone's venv, where the first command of the README installed minimo (and '.[test]'
+    # aws cli and rclone); the shell starts fresh, without it on PATH, as a new terminal does
+    venv = Path(sys.prefix)
+    (work / ".venv").symlink_to(venv, target_is_directory=True)
+
     with run_gateway(work / "minimo-data", policy=None) as gw:
         host = gw.endpoint.removeprefix("http://")
         script = _prelude() + _script(blocks, host)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIMO_", "AWS_"))}
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.pop("VIRTUAL_ENV", None)
+        fresh_path = [d for d in env.get("PATH", "").split(os.pathsep) if Path(d) != venv / "bin"]
+        env["PATH"] = os.pathsep.join(fresh_path)
+        # the venv's minimo runs this checkout's code (the venv may belong to another clone)
         env["PYTHONPATH"] = str(REPO)
         env["HOME"] = str(tmp_path)  # no user's aws or rclone configuration
         done = subprocess.run(
@@ -105,6 +115,7 @@ def test_metadata_sessions_walkthrough(tmp_path: Path) -> None:
             timeout=300,
         )
     output = normalise(done.stdout + done.stderr)
+    assert "command not found" not in output, output
 
     missing = []
     for kind, body in blocks:
@@ -132,3 +143,30 @@ def test_metadata_sessions_walkthrough(tmp_path: Path) -> None:
     assert "0 differences found" in done.stderr
     assert '"minimo-session"' in done.stdout
     assert '"sha256"' in done.stdout
+
+
+def test_first_start_section_is_what_serve_prints(tmp_path: Path) -> None:
+    """ "First start": the address the README quotes is what the first start prints beside the
+    credentials, its commands run, and the gateway's root in a browser leads to the web UI."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("## First start\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    quoted = re.search(r"`(web UI: http://127\.0\.0\.1:9000/_minimo/)`", section)
+    assert quoted, "the First start section quotes the web UI line"
+    (block,) = re.findall(r"^```sh\n(.*?)^```$", section, re.M | re.S)
+    with run_gateway(tmp_path / "minimo-data", policy=None) as gw:
+        host = gw.endpoint.removeprefix("http://")
+        printed = " ".join(next(gw.data_dir.glob("gateway-*.log")).read_text().split())
+        assert quoted.group(1).replace(README_ENDPOINT, host) in printed
+        done = subprocess.run(
+            ["bash", "-e", "-c", block.replace(README_ENDPOINT, host)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "password:" in done.stdout, done.stdout
+        browser = urllib.request.Request(gw.endpoint + "/", headers={"Accept": "text/html"})
+        with urllib.request.urlopen(browser) as page:  # follows the redirect
+            assert page.status == 200 and page.url.startswith(gw.endpoint + "/_minimo/login")

@@ -23,14 +23,24 @@ def key() -> None:
 
 @key.command("create")
 @click.argument("user_name", metavar="USER")
+@click.option("--label", help="A name for people (up to 64 characters), shown in key lists.")
+@click.option("--read-only", is_flag=True, help="The key only reads (a reader's keys always do).")
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"access_key": ..., "secret_key": ...}.'
 )
 @data_dir_option
-def key_create(user_name: str, as_json: bool, data_dir: Path, secret_key_file: Path | None) -> None:
+def key_create(
+    user_name: str,
+    label: str | None,
+    read_only: bool,
+    as_json: bool,
+    data_dir: Path,
+    secret_key_file: Path | None,
+) -> None:
     """Create an access key for USER; its secret is shown only now."""
     credential = run_with_identity(
-        stores_config(data_dir, secret_key_file), lambda i: i.create_key(user_name)
+        stores_config(data_dir, secret_key_file),
+        lambda i: i.create_key(user_name, label=label, read_only=read_only),
     )
     if as_json:
         click.echo(
@@ -57,15 +67,21 @@ def key_list(
                 "user": k.owner,
                 "created": k.created.isoformat(),
                 "revoked": k.revoked.isoformat() if k.revoked else None,
+                "label": k.label,
+                "read_only": k.read_only,
             }
             for k in keys
         ]
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'ACCESS KEY':<22} {'USER':<24} {'CREATED':<24} STATUS")
+    click.echo(f"{'ACCESS KEY':<22} {'USER':<24} {'CREATED':<24} {'STATUS':<32} LABEL")
     for k in keys:
         status = "active" if k.active else f"revoked {when(k.revoked)}"
-        click.echo(f"{k.access_key:<22} {k.owner:<24} {when(k.created):<24} {status}")
+        status += ", read-only" if k.read_only else ""
+        line = (
+            f"{k.access_key:<22} {k.owner:<24} {when(k.created):<24} {status:<32} {k.label or ''}"
+        )
+        click.echo(line.rstrip())
 
 
 @key.command("revoke")

@@ -31,6 +31,7 @@ from gateway.protocol.errors import (
 from gateway.protocol.names import validate_bucket, validate_key
 from gateway.protocol.safe_serving import NOSNIFF, OBJECT_CSP
 from gateway.s3api.auth import AuthContext, authenticate, signature_check
+from gateway.s3api.browser import anonymous_read, browser_answer
 from gateway.s3api.expect import close_if_body_unsent, defer_continue
 from gateway.s3api.handlers.common import S3Request
 from gateway.s3api.operations import S3Operation, classify
@@ -159,6 +160,13 @@ def _header_bytes(request: web.Request) -> int:
     return sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
 
 
+def _ui_home(config: Config) -> str:
+    """The web UI's home page: on its own host name (--ui-url), or under this one."""
+    if config.ui_url:
+        return config.ui_url.strip().rstrip("/") + RESERVED_PREFIX
+    return RESERVED_PREFIX
+
+
 async def _serve(request: web.Request) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
@@ -168,6 +176,10 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             f"Your request header section exceeds {MAX_HEADER_BYTES} bytes.",
             extra={"MaxSizeAllowed": str(MAX_HEADER_BYTES)},
         )
+    if anonymous_read(request):
+        browser = browser_answer(request, *split_target(request, config.domain), _ui_home(config))
+        if browser is not None:
+            return browser
     if config.ui_url is not None:
         refuse_read_on_ui_host(request, app[UI_HOST], config.base_url)
     bucket, key = split_target(request, config.domain)

@@ -11,6 +11,8 @@ decision. Adopting makes that decision: a NEW session is opened with form values
    content type, stored headers and user metadata and adds ``minimo-session: <id>``, so the link
    survives the loss of the metadata store as for any write (docs/design.md, decision 4),
 3. recorded through the normal intent -> commit path (principal = the admin), and audited.
+   The record keeps the object's Last-Modified from before the stamp as ``modified`` (the copy
+   onto itself gives it a new one); its ``committed`` is when it was linked.
 
 Objects already stamped or already recorded are skipped and counted, so adopting twice is
 harmless. This module lives in ``gateway`` because it needs the object store; ``policy`` never
@@ -205,6 +207,9 @@ async def _adopt_one(
             session_id=session_id,
             principal=principal.user,
             committed=datetime.now(UTC),
+            # the stamping copy gives the object a new Last-Modified: the record keeps when the
+            # data was really last changed (a 2019 file stays a 2019 file), committed is the link
+            modified=info.last_modified,
         )
         # The record and its audit event are one write (decision 4), as for client writes.
         event = AuditEvent(

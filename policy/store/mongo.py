@@ -176,6 +176,8 @@ def _key_doc(key: KeyRecord) -> dict[str, Any]:
         "created": _utc(key.created),
         "revoked": _utc(key.revoked),
         "session_id": key.session_id,
+        "label": key.label,
+        "read_only": key.read_only,
     }
 
 
@@ -187,6 +189,8 @@ def _key(doc: dict[str, Any]) -> KeyRecord:
         created=doc["created"],
         revoked=doc.get("revoked"),
         session_id=doc.get("session_id"),
+        label=doc.get("label"),
+        read_only=bool(doc.get("read_only", False)),
     )
 
 
@@ -291,6 +295,7 @@ def _object_doc(record: ObjectRecord, intent_id: str) -> dict[str, Any]:
         "session_id": record.session_id,
         "principal": record.principal,
         "committed": _utc(record.committed),
+        "modified": _utc(record.modified),
         "intent_id": intent_id,
     }
 
@@ -306,6 +311,7 @@ def _object(doc: dict[str, Any]) -> ObjectRecord:
         session_id=doc.get("session_id"),
         principal=doc["principal"],
         committed=doc["committed"],
+        modified=doc.get("modified"),
         intent_id=doc.get("intent_id"),
         verified=doc.get("verified"),
         verify_result=doc.get("verify_result"),

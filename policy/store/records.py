@@ -47,6 +47,12 @@ class KeyRecord:
     revoked: datetime | None = None
     #: set for a session key: the session it writes into (None for a personal key)
     session_id: str | None = None
+    #: what the owner calls it ("laptop", "analysis cluster"): shown beside the key, never used
+    #: to decide anything
+    label: str | None = None
+    #: a read-only key reads, whatever its owner's role (policy.identity gives its principal the
+    #: reader role): every key a reader creates, and any key its owner asked to be read-only
+    read_only: bool = False
 
     @property
     def active(self) -> bool:
@@ -139,6 +145,10 @@ class ObjectRecord:
     session_id: str | None
     principal: str
     committed: datetime
+    #: when the bytes were last modified before minimo recorded them, for data linked in by
+    #: adopt (the object store's Last-Modified before the stamping copy); None for a client's
+    #: write, whose bytes are as old as ``committed``
+    modified: datetime | None = None
     #: the write intent that committed it (set on records read back from a store); not part of
     #: a record's value, only how rollback tells "this write's record" from another's
     intent_id: str | None = field(default=None, compare=False)

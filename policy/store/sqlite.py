@@ -244,10 +244,18 @@ MIGRATIONS: list[Sequence[str]] = [
         "ALTER TABLE objects ADD COLUMN verified TEXT",
         "ALTER TABLE objects ADD COLUMN verify_result TEXT",
     ),
+    # Self-service keys carry a label and may be read-only (policy.identity); linked data keeps
+    # the time its bytes were last modified before minimo recorded them (gateway.usecases.adopt).
+    (
+        "ALTER TABLE access_keys ADD COLUMN label TEXT",
+        "ALTER TABLE access_keys ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE objects ADD COLUMN modified TEXT",
+        "ALTER TABLE object_history ADD COLUMN modified TEXT",
+    ),
 ]
 
 _USER_COLUMNS = "name, role, password_hash, created, deleted"
-_KEY_COLUMNS = "access_key, secret_encrypted, owner, created, revoked, session_id"
+_KEY_COLUMNS = "access_key, secret_encrypted, owner, created, revoked, session_id, label, read_only"
 _FORM_COLUMNS = "name, version, definition, created, created_by"
 _POLICY_COLUMNS = "version, document, source, created, created_by"
 _SESSION_COLUMNS = (
@@ -258,7 +266,8 @@ _SESSION_COLUMNS = (
 _SESSION_COLUMNS_S = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
 _INTENT_COLUMNS = "id, bucket, object_key, session_id, principal, started, upload_id, kind"
 _OBJECT_COLUMNS = (
-    "bucket, object_key, size, etag, sha256, content_type, session_id, principal, committed"
+    "bucket, object_key, size, etag, sha256, content_type, session_id, principal, committed,"
+    " modified"
 )
 #: a current record's columns: the write, its intent and its last verification
 _CURRENT_COLUMNS = f"{_OBJECT_COLUMNS}, intent_id, verified, verify_result"
@@ -295,6 +304,8 @@ def _key(row: Any) -> KeyRecord:
         created=datetime.fromisoformat(row[3]),
         revoked=_dt(row[4]),
         session_id=row[5],
+        label=row[6],
+        read_only=bool(row[7]),
     )
 
 
@@ -335,12 +346,13 @@ def _intent(row: Any) -> WriteIntent:
 
 
 def _object(row: Any) -> ObjectRecord:
-    # history rows end at committed; current rows add intent_id, verified and verify_result
-    intent_id = row[9] if len(row) > 9 else None
-    verified, result = (_dt(row[10]), row[11]) if len(row) > 11 else (None, None)
+    # history rows end at modified; current rows add intent_id, verified and verify_result
+    intent_id = row[10] if len(row) > 10 else None
+    verified, result = (_dt(row[11]), row[12]) if len(row) > 12 else (None, None)
     return ObjectRecord(
         *row[:8],
         committed=datetime.fromisoformat(row[8]),
+        modified=_dt(row[9]),
         intent_id=intent_id,
         verified=verified,
         verify_result=result,
@@ -542,7 +554,7 @@ class SqliteStore(MetadataStore):
     async def create_key(self, key: KeyRecord) -> None:
         try:
             await self._exec(
-                f"INSERT INTO access_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO access_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.access_key,
                     key.secret_encrypted,
@@ -550,6 +562,8 @@ class SqliteStore(MetadataStore):
                     _ts(key.created),
                     _ts(key.revoked),
                     key.session_id,
+                    key.label,
+                    int(key.read_only),
                 ),
             )
         except aiosqlite.IntegrityError as exc:
@@ -1381,18 +1395,19 @@ def _commit(conn: sqlite3.Connection, intent_id: str, record: ObjectRecord) -> O
         record.session_id,
         record.principal,
         _ts(record.committed),
+        _ts(record.modified),
         intent_id,
     )
     # History first (idempotent on the intent id), then the current record, then the intent;
     # all in the caller's transaction, so they become durable together.
     conn.execute(
         f"INSERT OR IGNORE INTO object_history ({_OBJECT_COLUMNS}, intent_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         values,
     )
     row = conn.execute(
         f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}, intent_id)"
-        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_OBJECT_COLUMNS}, intent_id",
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_OBJECT_COLUMNS}, intent_id",
         values,
     ).fetchone()
     conn.execute("DELETE FROM write_intents WHERE id = ?", (intent_id,))

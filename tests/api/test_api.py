@@ -209,7 +209,6 @@ def test_policy_get_and_put(world: World) -> None:
     ("who", "method", "path", "body"),
     [
         ("reader", "POST", "/sessions", {"form": "run", "bucket": "raw", "values": {}}),
-        ("reader", "POST", "/keys", None),
         ("reader", "GET", "/users", None),
         ("reader", "GET", "/audit", None),
         ("uploader", "POST", "/forms", {"name": "x", "fields": []}),

@@ -106,6 +106,15 @@ CALLS: dict[tuple[str, str], Call] = {
         json_body={"files": [{"path": "a.bin", "size": 1}]}
     ),
     ("POST", "/_minimo/keys"): Call(body={"action": "create"}, changes="/keys"),
+    # a wrong current password: let through, the page refuses it next to the field (a right
+    # one would end the other logins of the user the later checks sign in with)
+    ("POST", "/_minimo/account"): Call(
+        body={
+            "old_password": "not the password",
+            "new_password": "a new long password",
+            "confirm_password": "a new long password",
+        }
+    ),
     ("GET", "/_minimo/data/{bucket}/adopt"): Call(query="prefix=old/"),
     ("POST", "/_minimo/data/{bucket}/adopt"): Call(
         # (scratch has no unlinked object here: the page checks this body, changes nothing)

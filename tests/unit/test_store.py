@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -166,6 +167,23 @@ def test_keys_round_trip(with_store) -> None:
         assert await store.list_keys() == [k1, k2, k3]
         assert await store.list_keys("alice") == [k1, k3]
         assert await store.list_keys("nobody") == []
+
+    with_store(body)
+
+
+def test_key_label_and_read_only_round_trip(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        await store.create_user(user("alice"))
+        labelled = replace(
+            key("MKAAAAAAAAAAAAAAAAA1", "alice"), label="laptop \u00e9", read_only=True
+        )
+        plain = key("MKAAAAAAAAAAAAAAAAA2", "alice", now() + timedelta(seconds=1))
+        await store.create_key(labelled)
+        await store.create_key(plain)
+        assert await store.get_key(labelled.access_key) == labelled
+        assert await store.list_keys("alice") == [labelled, plain]
+        got = await store.get_key(plain.access_key)
+        assert got is not None and got.label is None and got.read_only is False
 
     with_store(body)
 

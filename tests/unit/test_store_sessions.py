@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -783,6 +784,28 @@ def test_finish_write_and_delete_carry_their_audit_event(with_store) -> None:
         # deleting what has no record still records the (acknowledged) delete
         assert not await store.finish_delete("raw", "a", _event("a", "DeleteObject"))
         assert await _targets(store, "DeleteObject") == ["s3://raw/a", "s3://raw/a"]
+
+    with_store(body)
+
+
+def test_linked_data_keeps_its_modification_time(with_store) -> None:
+    """A record of linked data (adopt) carries when its bytes last changed, in the current record
+    and its history; a client's write carries none (its bytes are as old as the write)."""
+
+    async def body(store: MetadataStore) -> None:
+        modified = datetime(2019, 3, 14, 15, 9, 26, tzinfo=UTC)
+        await store.start_write(intent("linked", key="old"), claim=True)
+        linked = replace(record("raw", "old", 5, "s1"), modified=modified)
+        stored = await store.finish_write("linked", linked, _event("old"))
+        assert stored.modified == modified
+        current = await store.get_object_record("raw", "old")
+        assert current is not None and current.modified == modified
+        (history,) = await store.list_object_history("raw", "old")
+        assert history.modified == modified
+        await store.start_write(intent("plain", key="new"), claim=True)
+        await store.finish_write("plain", record("raw", "new", 1, "s1"), _event("new"))
+        plain = await store.get_object_record("raw", "new")
+        assert plain is not None and plain.modified is None
 
     with_store(body)
 

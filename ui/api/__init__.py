@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ui.api import (
+    account,
     audit,
     auth,
     browse,
@@ -31,7 +32,19 @@ from ui.security import login_cookie_middleware
 
 def all_routes() -> list[Route]:
     routes: list[Route] = []
-    for module in (auth, forms, policy, sessions, rocrate, objects, browse, users, keys, audit):
+    for module in (
+        auth,
+        account,
+        forms,
+        policy,
+        sessions,
+        rocrate,
+        objects,
+        browse,
+        users,
+        keys,
+        audit,
+    ):
         routes.extend(module.ROUTES)
     routes.append(openapi_route(routes))
     return routes

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -65,6 +66,21 @@ class ObjectView:
     session: SessionRecord | None
     #: the form version the session was opened with (for the fields' labels)
     form: Form | None
+
+    @property
+    def linked(self) -> datetime | None:
+        """When existing data was linked into its session (None: written through minimo)."""
+        if self.record is None or self.record.modified is None:
+            return None
+        return self.record.committed
+
+    @property
+    def modified(self) -> datetime | None:
+        """When the data last changed: for linked data the time recorded before linking (the
+        stamping copy moved the object store's Last-Modified to the time of linking)."""
+        if self.record is not None and self.record.modified is not None:
+            return self.record.modified
+        return self.info.last_modified if self.info is not None else None
 
     def labelled_values(self) -> list[tuple[str, str, Any]]:
         """(name, label, value) of the session's values, labelled as the session page does."""
@@ -174,7 +190,11 @@ async def list_bucket(request: web.Request) -> web.StreamResponse:
             "key": info.key,
             "size": info.size,
             "etag": info.etag,
-            "last_modified": iso(info.last_modified),
+            # linked data keeps the time its bytes last changed (the stamping copy moved the
+            # object store's Last-Modified to the time of linking)
+            "last_modified": iso(
+                record.modified if record is not None and record.modified else info.last_modified
+            ),
             # None: no record, i.e. data without metadata (a candidate for "link existing data")
             "session_id": record.session_id if record is not None else None,
             "recorded": record is not None,
@@ -219,6 +239,9 @@ async def show_object(request: web.Request) -> web.StreamResponse:
                 "last_modified": iso(info.last_modified),
                 "content_type": info.content_type,
             },
+            # when the data last changed and, for linked data, when it was linked
+            "modified": iso(view.modified),
+            "linked": iso(view.linked),
             "metadata": view.session is not None,
             "record": object_json(view.record) if view.record is not None else None,
             "session": session_json(view.session) if view.session is not None else None,
@@ -383,6 +406,8 @@ ROUTES = [
                         {"type": "null"},
                     ]
                 },
+                "modified": {"type": ["string", "null"], "format": "date-time"},
+                "linked": {"type": ["string", "null"], "format": "date-time"},
                 "metadata": {"type": "boolean"},
                 "record": {
                     "oneOf": [{"$ref": "#/components/schemas/ObjectRecord"}, {"type": "null"}]

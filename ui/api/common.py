@@ -270,6 +270,11 @@ def object_json(record: ObjectRecord) -> dict[str, Any]:
         "session_id": record.session_id,
         "principal": record.principal,
         "time": iso(record.committed),
+        # when the bytes last changed: for linked data (adopt) the time before minimo stamped
+        # it, for a write through minimo the write itself
+        "modified": iso(record.modified or record.committed),
+        # when existing data was linked into its session (None: written through minimo)
+        "linked": iso(record.committed) if record.modified is not None else None,
         # minimo verify's last re-read of the bytes (None: never verified since this write)
         "verified": iso(record.verified),
         "verify_result": record.verify_result,
@@ -293,4 +298,6 @@ def key_json(key: KeyRecord) -> dict[str, Any]:
         "revoked": iso(key.revoked),
         "session_id": key.session_id,
         "active": key.revoked is None,
+        "label": key.label,
+        "read_only": key.read_only,
     }

@@ -149,6 +149,14 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
             "session_id": {"type": ["string", "null"]},
             "principal": _STR,
             "time": _DT,
+            "modified": {
+                **_DT,
+                "description": "when the bytes last changed (linked data: before it was linked)",
+            },
+            "linked": {
+                **_DT_OR_NULL,
+                "description": "when existing data was linked; null for writes through minimo",
+            },
             "verified": _DT_OR_NULL,
             "verify_result": {
                 "type": ["string", "null"],
@@ -177,6 +185,8 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
             "revoked": _DT_OR_NULL,
             "session_id": {"type": ["string", "null"]},
             "active": {"type": "boolean"},
+            "label": {"type": ["string", "null"]},
+            "read_only": {"type": "boolean"},
         },
     },
     "AuditEvent": {
@@ -276,6 +286,8 @@ def _operation(route: Route, routes: list[Route]) -> dict[str, Any]:
     if route.body is not None:
         responses["413"] = {"description": "the body is too large", "content": _ERROR}
         responses["415"] = {"description": "the body is not application/json", "content": _ERROR}
+    if route.path == "/me/password":
+        responses["429"] = {"description": "too many wrong current passwords", "content": _ERROR}
     if route.access == "public":
         op["security"] = []
         if route.path == "/login":

@@ -28,6 +28,7 @@ from policy.forms import FIELD_TYPES
 from policy.sessions import session_status
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import (
+    account,
     admin,
     audit,
     auth,
@@ -55,8 +56,21 @@ CSP = (
 def all_pages() -> list[Page]:
     """Every page route, in the order the router tries them."""
     pages: list[Page] = []
-    modules = (home, auth, sessions, upload, browse, admin, forms, users, policy, keys, audit)
-    for module in (*modules, metrics):
+    for module in (
+        home,
+        auth,
+        account,
+        sessions,
+        upload,
+        browse,
+        admin,
+        forms,
+        users,
+        policy,
+        keys,
+        audit,
+        metrics,
+    ):
         pages.extend(module.ROUTES)
     return pages
 

@@ -1,7 +1,7 @@
-"""The access keys page (twin of ui/api/keys.py): everyone signed in sees their own keys, an
-admin everyone's with a user filter; uploaders create and revoke. It calls the same service
-methods as the JSON API and writes the same audit events, so a change made on the page is
-indistinguishable from one made with a script."""
+"""The access keys page (twin of ui/api/keys.py): everyone signed in sees, creates and revokes
+their own keys, an admin everyone's with a user filter. A reader's keys are read-only; others may
+ask for a read-only one. It calls the same service methods as the JSON API and writes the same
+audit events, so a change made on the page is indistinguishable from one made with a script."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from policy.identity import IdentityError
+from gateway.usecases.appkeys import CONFIG
+from policy.identity import IdentityError, check_key_label
 from policy.principal import Role
-from ui.api.common import role_allows, services
+from ui.api.common import services
+from ui.api.errors import ApiError
+from ui.api.keys import issue_key, read_only_key
 from ui.pages.common import Page, page_user, render
+from ui.pages.snippets import personal_key_snippets
 
 
 async def _keys_page(request: web.Request, status: int = 200, **context: Any) -> web.StreamResponse:
@@ -25,8 +29,11 @@ async def _keys_page(request: web.Request, status: int = 200, **context: Any) ->
         "keys": await svc.identity.list_keys(wanted),
         "user_filter": wanted or "",
         "users": await svc.identity.list_users() if is_admin else [],
-        "can_write": role_allows(who.role, "uploader"),
+        # a reader has no choice: every key they make is read-only
+        "may_choose_read_only": who.role is not Role.READER,
         "problem": None,
+        "label_problem": None,
+        "label_value": "",
         "created": None,
     }
     return await render(request, "keys.html", {**base, **context}, status)
@@ -36,6 +43,44 @@ async def keys_page(request: web.Request) -> web.StreamResponse:
     return await _keys_page(request)
 
 
+def s3_endpoint(request: web.Request) -> str:
+    """Where clients send S3 requests: this page's origin, unless the UI has a host name of its
+    own (--ui-url), where objects are never read."""
+    config = request.config_dict[CONFIG]
+    return config.base_url if config.ui_url else str(request.url.origin())
+
+
+async def _create(request: web.Request, data: Any) -> web.StreamResponse:
+    who = page_user(request)
+    owner = str(data.get("user", "")).strip() or who.user
+    if owner != who.user and who.role is not Role.ADMIN:
+        raise IdentityError("only admins may create keys for other users")
+    raw_label = str(data.get("label", ""))
+    try:
+        label = check_key_label(raw_label)
+    except IdentityError as exc:
+        return await _keys_page(request, 400, label_problem=str(exc), label_value=raw_label)
+    try:
+        credential = await issue_key(request, who, owner, label, data.get("read_only") == "on")
+    except ApiError as exc:
+        raise IdentityError(exc.message) from None
+    # the secret is shown on this answer only (the store keeps no way to show it again)
+    region = request.config_dict[CONFIG].region
+    return await _keys_page(
+        request,
+        created={
+            "owner": owner,
+            "label": label,
+            "read_only": read_only_key(credential),
+            "access_key": credential.access_key,
+            "secret_key": credential.secret_key,
+            "snippets": personal_key_snippets(
+                s3_endpoint(request), region, credential.access_key, credential.secret_key
+            ),
+        },
+    )
+
+
 async def keys_submit(request: web.Request) -> web.StreamResponse:
     who = page_user(request)
     data = await request.post()
@@ -43,20 +88,7 @@ async def keys_submit(request: web.Request) -> web.StreamResponse:
     action = data.get("action")
     try:
         if action == "create":
-            owner = str(data.get("user", "")).strip() or who.user
-            if owner != who.user and who.role is not Role.ADMIN:
-                raise IdentityError("only admins may create keys for other users")
-            credential = await svc.identity.create_key(owner)
-            await svc.auditor.ok(who, "key.create", f"key:{credential.access_key}", owner=owner)
-            # the secret is shown on this answer only (the store keeps no way to show it again)
-            return await _keys_page(
-                request,
-                created={
-                    "owner": owner,
-                    "access_key": credential.access_key,
-                    "secret_key": credential.secret_key,
-                },
-            )
+            return await _create(request, data)
         if action != "revoke":
             raise IdentityError("unknown action")
         access_key = str(data.get("access_key", ""))
@@ -81,6 +113,6 @@ async def keys_submit(request: web.Request) -> web.StreamResponse:
 
 ROUTES = [
     Page("GET", "/keys", keys_page, "reader", "keys"),
-    # readers have no use for keys that may write; the API draws the same line
-    Page("POST", "/keys", keys_submit, "uploader", "keys"),
+    # every role manages its own keys; a reader's are read-only (policy.identity)
+    Page("POST", "/keys", keys_submit, "reader", "keys"),
 ]

@@ -6,6 +6,7 @@ when a dependency is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -191,7 +192,7 @@ def run_seaweedfs(root: Path) -> Iterator[Versitygw]:
             log.close()
 
 
-def _wait_writable(endpoint: str, root: Path, timeout: float = 60.0) -> None:
+def _wait_writable(endpoint: str, root: Path, timeout: float = 120.0) -> None:
     """Until the cluster takes a write: the volume servers join the master a moment after
     their ports open, and the S3 gateway answers 500 until a volume can be grown."""
     import boto3
@@ -209,7 +210,9 @@ def _wait_writable(endpoint: str, root: Path, timeout: float = 60.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            client.create_bucket(Bucket="minimo-probe")
+            # made already by an earlier try whose write then failed: fine
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket="minimo-probe")
             client.put_object(Bucket="minimo-probe", Key="probe", Body=b"probe")
             client.delete_object(Bucket="minimo-probe", Key="probe")
             client.delete_bucket(Bucket="minimo-probe")

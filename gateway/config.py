@@ -48,6 +48,8 @@ class Config:
     heartbeat_interval: float = 10.0
     recovery_interval: float = 60.0
     multipart_expiry: timedelta = timedelta(days=7)
+    #: the web UI warns about an open session that expires within this time (session page, home)
+    expiry_warning: timedelta = timedelta(hours=1)
 
     @property
     def objects_dir(self) -> Path:

@@ -110,6 +110,14 @@ from gateway.config import Config
     callback=duration_value,
     help="How often this gateway tells the others it is alive (dead after 3 missed + 5s).",
 )
+@click.option(
+    "--expiry-warning",
+    default="1h",
+    show_default=True,
+    envvar="MINIMO_EXPIRY_WARNING",
+    callback=duration_value,
+    help="The web UI warns about open sessions that expire within this time.",
+)
 def serve(
     data_dir: Path,
     secret_key_file: Path | None,
@@ -130,6 +138,7 @@ def serve(
     multipart_expiry: timedelta,
     recovery_interval: timedelta,
     heartbeat_interval: timedelta,
+    expiry_warning: timedelta,
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
     from gateway.server import ServeError, parse_listen, run
@@ -171,6 +180,7 @@ def serve(
         heartbeat_interval=heartbeat_interval.total_seconds(),
         recovery_interval=recovery_interval.total_seconds(),
         multipart_expiry=multipart_expiry,
+        expiry_warning=expiry_warning,
     )
     try:
         run(config, access_log=access_log)

@@ -119,9 +119,24 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
     },
     "Session": {
         "type": "object",
-        "required": ["id", "form", "form_version", "values", "bucket", "prefix", "owner", "state"],
+        "required": [
+            "id",
+            "title",
+            "form",
+            "form_version",
+            "values",
+            "bucket",
+            "prefix",
+            "owner",
+            "state",
+        ],
         "properties": {
             "id": _STR,
+            "title": {
+                "type": "string",
+                "description": "what people call it: the values of the form's session_title "
+                "fields, or 'form · prefix'",
+            },
             "form": _STR,
             "form_version": {"type": "integer"},
             "values": {"type": "object"},

@@ -211,6 +211,34 @@ async def close_session(request: web.Request) -> web.StreamResponse:
     return ok(rocrate.close_json(result))
 
 
+async def extend_session(request: web.Request) -> web.StreamResponse:
+    # body_exists, not can_read_body (see rocrate.close_option): a signed request was read
+    data = await json_body(request) if request.body_exists else {}
+    by = text_field(data, "by", required=False)
+    try:
+        session = await services(request).sessions.extend(
+            principal(request), request.match_info["id"], by
+        )
+    except SessionError as exc:
+        raise session_refusal(exc) from None
+    return ok(session_json(session))
+
+
+async def bucket_names(request: web.Request) -> list[str]:
+    """The object store's bucket names (for spelling out bucket globs of the policy)."""
+    try:
+        return [b.name for b in await request.config_dict[OBJECT_STORE].list_buckets()]
+    except S3Error:
+        return []  # the literal names of the policy are still worth offering
+
+
+async def session_places(request: web.Request) -> web.StreamResponse:
+    places = await services(request).sessions.places(
+        principal(request), await bucket_names(request)
+    )
+    return ok({"places": [dataclasses.asdict(p) | {"forms": list(p.forms)} for p in places]})
+
+
 async def session_objects(request: web.Request) -> web.StreamResponse:
     session = await _session(request)
     limit = query_int(request, "limit", 1000, 1, 1000)
@@ -561,6 +589,33 @@ ROUTES = [
     ),
     Route(
         "GET",
+        "/sessions/places",
+        session_places,
+        "Where the caller may open sessions (what the new-session page offers): each bucket, "
+        "the fixed start of its rule's prefix, and the forms allowed there",
+        "uploader",
+        "sessions",
+        response={
+            "type": "object",
+            "required": ["places"],
+            "properties": {
+                "places": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["bucket", "prefix", "forms"],
+                        "properties": {
+                            "bucket": _STR,
+                            "prefix": _STR,
+                            "forms": {"type": "array", "items": _STR},
+                        },
+                    },
+                }
+            },
+        },
+    ),
+    Route(
+        "GET",
         "/sessions/{id}",
         get_session,
         "Show a session (with its object count and bytes)",
@@ -590,6 +645,22 @@ ROUTES = [
         body=rocrate.CLOSE_BODY,
         body_optional=True,
         response=rocrate.CLOSE_RESPONSE,
+    ),
+    Route(
+        "POST",
+        "/sessions/{id}/extend",
+        extend_session,
+        "Extend an open session (owner or admin) by `by` (default: the policy rule's "
+        "session_ttl); refused past the rule's max_session_ttl counted from its creation",
+        "uploader",
+        "sessions",
+        body={
+            "type": "object",
+            "properties": {"by": {"type": "string", "description": "e.g. '8h', '1d'"}},
+            "additionalProperties": False,
+        },
+        body_optional=True,
+        response=SESSION_REF,
     ),
     Route(
         "POST",

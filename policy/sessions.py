@@ -406,6 +406,23 @@ class SessionService:
                     found.append(place)
         return found
 
+    async def check_open(
+        self,
+        principal: Principal,
+        form: str,
+        bucket: str,
+        prefix: str,
+        values: Mapping[str, Any],
+        ttl: str | timedelta | None = None,
+    ) -> dict[str, Any]:
+        """What :meth:`open` would judge, without opening anything or auditing: the clean values,
+        or the SessionError / FormValidationError that ``open`` would raise. For opening
+        several sessions all or none (policy.several)."""
+        checked = await self._check_open(
+            principal, form, bucket, prefix, values, ttl, new_session_id(self._clock())
+        )
+        return checked[3]
+
     async def allowed_forms(
         self, principal: Principal, bucket: str, prefix: str
     ) -> tuple[list[Form], str | None]:

@@ -100,6 +100,20 @@ CALLS: dict[tuple[str, str], Call] = {
         body={"ro_crate": "on"}, changes="/sessions?limit=200"
     ),
     ("POST", "/_minimo/sessions/{id}/verify"): Call(),
+    ("POST", "/_minimo/sessions/{id}/extend"): Call(
+        body={"by": "1h"}, changes="/sessions?limit=200"
+    ),
+    ("POST", "/_minimo/sessions/several"): Call(
+        body={
+            "_bucket": "raw",
+            "_folder": "probe-day/",
+            "_form": "run",
+            "_count": "1",
+            "e1-folder": "m1",
+            "e1-sample": "S9",
+        },
+        changes="/sessions?limit=200",
+    ),
     ("POST", "/_minimo/sessions/{id}/upload-urls"): Call(
         json_body={"files": [{"path": "a.bin", "size": 1}]}
     ),

@@ -37,6 +37,7 @@ from ui.pages import (
     keys,
     policy,
     sessions,
+    several,
     upload,
     users,
 )
@@ -55,7 +56,22 @@ CSP = (
 def all_pages() -> list[Page]:
     """Every page route, in the order the router tries them."""
     pages: list[Page] = []
-    for module in (home, auth, sessions, upload, browse, admin, forms, users, policy, keys, audit):
+    # several before sessions: /sessions/{id} would take "several" and "uploads" for ids
+    modules = (
+        home,
+        auth,
+        several,
+        sessions,
+        upload,
+        browse,
+        admin,
+        forms,
+        users,
+        policy,
+        keys,
+        audit,
+    )
+    for module in modules:
         pages.extend(module.ROUTES)
     return pages
 

@@ -43,22 +43,27 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // Browser upload on the session page: ask the page for presigned PUT URLs (signed with the
 // session's key, so the gateway enforces and records each write like any S3 client's), then PUT
-// each file with XMLHttpRequest, which reports upload progress (fetch does not).
+// each file with XMLHttpRequest, which reports upload progress (fetch does not). A page may hold
+// several upload forms (several experiments at once): each form's inputs and outputs are found
+// inside it by the end of their ids ("upload-files" on the session page, "e2-upload-files").
 document.addEventListener("DOMContentLoaded", () => {
-  const form = document.querySelector("form.js-upload");
-  if (!form) return;
+  document.querySelectorAll("form.js-upload").forEach(setupUpload);
+});
+
+function setupUpload(form) {
+  const part = (name) => form.querySelector('[id$="' + name + '"]');
   const PARALLEL = 3;
   const ATTEMPTS = 3;
   const BATCH = 500; // paths per URL request (the server takes up to 1000)
-  const status = document.getElementById("upload-status");
-  const total = document.getElementById("upload-total");
-  const list = document.getElementById("upload-list");
+  const status = part("upload-status");
+  const total = part("upload-total");
+  const list = part("upload-list");
   const csrf = form.querySelector("input[name=csrf_token]").value;
 
   function chosen() {
     const files = [];
     for (const id of ["upload-files", "upload-folder"]) {
-      for (const file of document.getElementById(id).files) {
+      for (const file of part(id).files) {
         // a folder's files carry "folder/sub/name"; single files only their name
         files.push({ file, path: file.webkitRelativePath || file.name });
       }
@@ -272,10 +277,10 @@ document.addEventListener("DOMContentLoaded", () => {
     } else {
       status.textContent = "All " + files.length + " file(s) uploaded.";
       const reload = document.createElement("a");
-      reload.href = window.location.pathname;
+      reload.href = window.location.pathname + window.location.search;
       reload.id = "upload-reload";
       reload.textContent = " Show them in the list";
       status.append(reload);
     }
   });
-});
+}

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.servers import Gateway
-from tests.ui.helpers import field, fits_both_widths, login, prepare, s3
+from tests.ui.helpers import admin_login, field, fits_both_widths, login, prepare, s3
 
 BUCKET = "lab"
 FORM = {
@@ -231,3 +231,21 @@ def test_several_experiments_open_together_and_upload_in_one_go(
         for o in s3(gw).list_objects_v2(Bucket=BUCKET, Prefix="mice/2026-12-02/")["Contents"]
     ]
     assert keys == ["mice/2026-12-02/mouse1/a.txt", "mice/2026-12-02/mouse2/b.txt"]
+
+
+def test_object_page_and_audit_name_the_session_by_its_title(site: Gateway, page: Page) -> None:
+    gw = site
+    session = open_session(gw, "mice/m9/day3/", "mouse_id=M0009", "day=day3")
+    s3(gw, session["access_key"], session["secret_key"]).put_object(
+        Bucket=BUCKET, Key="mice/m9/day3/b.tif", Body=b"b"
+    )
+    gw.cli("session", "close", session["id"], "--as", UPLOADER[0])
+    admin_login(page, gw, f"data/{BUCKET}/object?key=mice/m9/day3/b.tif")
+    expect(page.locator("#record-session")).to_have_text("M0009 · day3")
+    expect(page.locator("#session-link")).to_have_text("M0009 · day3")
+    page.goto(f"{gw.endpoint}/_minimo/admin/audit?action=session.close")
+    closed = page.locator("#audit tbody tr").first
+    expect(closed.locator("a.session-title")).to_have_text("M0009 · day3")
+    expect(closed.locator("a.session-title")).to_have_attribute(
+        "href", f"/_minimo/sessions/{session['id']}"
+    )

@@ -579,8 +579,10 @@ def _parse_session_title(value: object, raw_fields: object, problems: list[str])
         problems.append("session_title: must be a list of field names")
         return ()
     names = {
-        raw.get("name") for raw in raw_fields if isinstance(raw, Mapping)
-    } if isinstance(raw_fields, list) else set()  # fmt: skip
+        name
+        for raw in (raw_fields if isinstance(raw_fields, list) else [])
+        if isinstance(raw, Mapping) and isinstance(name := raw.get("name"), str)
+    }
     for index, name in enumerate(value):
         if name not in names:
             problems.append(f"session_title[{index}]: {name!r} is not a field of this form")

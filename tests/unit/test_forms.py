@@ -682,3 +682,9 @@ def test_a_boolean_left_out_is_false_unless_it_has_a_default() -> None:
     )
     assert validate_values(form, {}) == {"done": False, "checked": True}
     assert validate_values(form, {"done": "yes", "checked": ""}) == {"done": True, "checked": True}
+
+
+def test_session_title_beside_a_broken_field_is_reported_not_raised() -> None:
+    with pytest.raises(FormDefinitionError) as info:
+        parse_form({"name": "f", "fields": [{"name": {}, "type": "text"}], "session_title": ["x"]})
+    assert "session_title[0]: 'x' is not a field of this form" in info.value.problems

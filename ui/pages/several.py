@@ -10,6 +10,7 @@ without JavaScript and keeps what was typed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,13 @@ from multidict import MultiDict, MultiDictProxy
 
 from policy.forms import Field, Form, FormValidationError
 from policy.principal import Role
-from policy.sessions import SessionError, SessionInvalid, is_session_id, normalise_prefix
+from policy.sessions import (
+    Place,
+    SessionError,
+    SessionInvalid,
+    is_session_id,
+    normalise_prefix,
+)
 from policy.several import (
     MAX_EXPERIMENTS,
     Experiment,
@@ -109,7 +116,7 @@ def _context(
     form: Form | None,
     experiments: list[dict[str, Any]],
     *,
-    places: list[Any] = (),  # type: ignore[assignment]
+    places: Sequence[Place] = (),
     bucket_filter: str = "",
 ) -> dict[str, Any]:
     return {

@@ -111,7 +111,7 @@ def test_session_page_title_extend_and_open_another(site: Gateway, page: Page) -
     page.select_option("#extend-by", "7d")
     page.click("#extend-session")
     expect(page.locator("#extend-error")).to_contain_text(
-        "a session may live at most 3d (policy rule 1 at s3://lab/mice/m42/day1/)"
+        "A session may live at most 3d (policy rule 1 at s3://lab/mice/m42/day1/)"
     )
     expect(page.locator("#extend-by")).to_have_attribute("aria-invalid", "true")
     answered_400(page)
@@ -201,6 +201,9 @@ def test_several_experiments_open_together_and_upload_in_one_go(
         "the same sub-folder as experiment 1"
     )
     expect(field(page, "e1-mouse_id").locator(".field-errors")).to_have_count(0)
+    expect(page.locator("#several-errors")).to_have_text(
+        "Nothing was opened: fix the 2 experiments marked below."
+    )
     listed = s3(gw).list_objects_v2(Bucket=BUCKET, Prefix="mice/2026-12-02/")
     assert listed["KeyCount"] == 0
     mine = page.request.get(f"{gw.endpoint}/_minimo/api/v1/sessions?owner={UPLOADER[0]}")

@@ -11,6 +11,7 @@ row as ``where_field`` / ``where_op`` / ``where_value``, and the page takes both
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from policy.principal import Principal, Role
 from policy.rocrate import crate_key
 from policy.sessions import (
     WHERE_CONDITION,
+    Place,
     SessionError,
     SessionInvalid,
     SessionNotAllowed,
@@ -299,7 +301,7 @@ async def new_session_page(request: web.Request) -> web.StreamResponse:
             "prefix_error": prefix_error,
             "places": places,
             "place_buckets": sorted({p.bucket for p in places}),
-            "place_prefixes": sorted({p.prefix for p in places if p.bucket == bucket} - {""}),
+            "place_prefixes": rule_prefixes(places, bucket),
             "like": like_id if like is not None else "",
             "forms": forms,
             "form": chosen,
@@ -390,6 +392,11 @@ def expiry_facts(session: SessionRecord, now: datetime, warning: timedelta) -> E
         return None
     left = session.expires - now
     return ExpiryFacts(time_left(left), left <= warning)
+
+
+def rule_prefixes(places: Sequence[Place], bucket: str) -> list[str]:
+    """The prefixes to propose for ``bucket`` (for every bucket while none is chosen)."""
+    return sorted({p.prefix for p in places if p.bucket == bucket or not bucket} - {""})
 
 
 async def may_open_with(
@@ -532,6 +539,7 @@ async def extend_session(request: web.Request) -> web.StreamResponse:
         raise PageError(403, str(exc)) from None
     except SessionError as exc:
         message = str(exc).removeprefix("by: ")
+        message = message[:1].upper() + message[1:]  # a sentence on its own beside the button
         return await _session_view(request, who, session, extend_error=message, status=400)
     raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
 

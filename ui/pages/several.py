@@ -39,6 +39,7 @@ from ui.api.common import services
 from ui.api.sessions import bucket_names
 from ui.pages.common import Page, PageError, page_user, render
 from ui.pages.fields import display_values, input_value, values_from_post
+from ui.pages.sessions import rule_prefixes
 
 #: experiments the page starts with
 START_WITH = 2
@@ -128,7 +129,7 @@ def _context(
         "fields_of": (lambda i: experiment_fields(form, i)) if form else None,
         "places": places,
         "place_buckets": sorted({p.bucket for p in places}),
-        "place_prefixes": sorted({p.prefix for p in places if p.bucket == bucket_filter} - {""}),
+        "place_prefixes": rule_prefixes(places, bucket_filter),
         "max_experiments": MAX_EXPERIMENTS,
         "folder_error": None,
         "problem": None,
@@ -156,6 +157,11 @@ async def several_submit(request: web.Request) -> web.StreamResponse:
             opened = await open_several(svc.sessions, who, form.name, bucket, folder, asked)
         except SeveralInvalid as exc:
             problems, general = exc.experiments, exc.folder
+            wrong = sum(1 for p in problems if p)
+            if wrong:
+                # the errors sit beside the fields; above them, say so and that nothing opened
+                marked = "the experiment" if wrong == 1 else f"the {wrong} experiments"
+                general = [*general, f"Nothing was opened: fix {marked} marked below."]
         except (SessionError, FormValidationError) as exc:
             # the policy changed between the check and an open: nothing stays open
             general = [f"Nothing was opened: {exc}"]

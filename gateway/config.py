@@ -55,6 +55,8 @@ class Config:
     metrics_token: str | None = None
     #: anyone may read /_minimo/metrics (a scrape network nobody else reaches)
     metrics_public: bool = False
+    #: the web UI warns about an open session that expires within this time (session page, home)
+    expiry_warning: timedelta = timedelta(hours=1)
 
     @property
     def objects_dir(self) -> Path:

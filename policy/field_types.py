@@ -171,6 +171,10 @@ class FieldType:
     widget: Widget = Widget("input")
     example: Mapping[str, Any] = {}
     example_value: str = ""
+    #: the value a field of this type takes when none is given and it has no default (None:
+    #: it stays absent). Booleans are false then, so the CLI, the API and the web form (where
+    #: an unticked checkbox sends nothing) store the same thing.
+    absent_value: Any = None
 
     # -- schema and values
     def schema(self, f: Field) -> dict[str, Any]:
@@ -400,6 +404,7 @@ class BooleanType(FieldType):
     name = "boolean"
     widget = Widget("checkbox")
     example_value = "yes"
+    absent_value = False
 
     def schema(self, f: Field) -> dict[str, Any]:
         return {"type": "boolean"}

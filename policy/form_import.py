@@ -2,7 +2,7 @@
 
 The format::
 
-    Imaging run                 <- line 1: the form's title
+    Imaging run                 <- line 1: the form's title (optional, see below)
                                 <- blank line(s) between blocks
     Sample ID                   <- field name (free text in the old tool)
     Which sample was imaged?    <- prompt shown to the user
@@ -15,6 +15,9 @@ The format::
     63x oil
 
 Mapping decisions:
+
+* The title line is optional: a file whose first block is itself a field (its third line is a
+  type word, as in ``comments / Comments? / text``) has none, and the form's title is its name.
 
 * ``textbox`` -> ``textarea``, ``dropdown`` -> ``choice``; type words are case-insensitive.
 * The old field name becomes an identifier with :func:`slugify` (``"Sample ID"`` ->
@@ -141,6 +144,13 @@ def _field(start: int, block: list[str], problems: list[str]) -> dict[str, Any] 
     return field
 
 
+def _starts_with_a_field(lines: list[str], first: int) -> bool:
+    """Whether the first block (from line index ``first``) is a field block rather than a
+    title: its third line is one of the type words."""
+    block = _blocks(lines, first)[0][1]
+    return len(block) >= 3 and block[2].lower() in OLD_TYPES
+
+
 def import_text(name: str, text: str) -> Form:
     """Build a :class:`Form` called ``name`` from an old minimo form file's text.
 
@@ -155,7 +165,8 @@ def import_text(name: str, text: str) -> Form:
     problems: list[str] = []
     fields: list[dict[str, Any]] = []
     origin: dict[str, int] = {}
-    for start, block in _blocks(lines, first + 1):
+    titled = not _starts_with_a_field(lines, first)
+    for start, block in _blocks(lines, first + 1 if titled else first):
         field = _field(start, block, problems)
         if field is None:
             continue
@@ -171,7 +182,10 @@ def import_text(name: str, text: str) -> Form:
         problems.append(f"line {first + 1}: no fields follow the form name")
     if problems:
         raise FormImportError(problems)
+    definition: dict[str, Any] = {"name": name, "fields": fields}
+    if titled:
+        definition["title"] = lines[first]
     try:
-        return parse_form({"name": name, "title": lines[first], "fields": fields})
+        return parse_form(definition)
     except FormDefinitionError as exc:
         raise FormImportError(exc.problems) from exc

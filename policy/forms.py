@@ -64,7 +64,7 @@ FORM_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 #: could never be read at /forms/{name}
 RESERVED_FORM_NAMES = frozenset({"import", "preview"})
 
-_FORM_KEYS = frozenset({"name", "title", "description", "fields", "version"})
+_FORM_KEYS = frozenset({"name", "title", "description", "fields", "version", "session_title"})
 _FIELD_KEYS = frozenset({"name", "label", "help", "type", "required", "default"}) | TYPED_KEYS
 # Python `re` syntax that ECMA 262 reads differently or not at all.
 _PYTHON_ONLY_REGEX = (
@@ -156,18 +156,25 @@ class Form:
     fields: tuple[Field, ...]
     description: str = ""
     version: int = 1
+    #: the fields whose values name a session of this form ("M0042 · day1" from mouse_id and
+    #: day); empty: the form's name and the session's prefix (policy.sessions.make_title)
+    session_title: tuple[str, ...] = ()
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "title": self.title,
             "description": self.description,
             "version": self.version,
             "fields": [f.to_dict() for f in self.fields],
         }
+        # only when set: forms without it keep their stored definition
+        if self.session_title:
+            out["session_title"] = list(self.session_title)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Form:
@@ -312,8 +319,12 @@ def _check(
             except BadValue as bad:
                 add(name, str(bad))
     for field in fields:
-        if field.name not in instance and field.name not in errors and field.default is not None:
+        if field.name in instance or field.name in errors:
+            continue
+        if field.default is not None:
             instance[field.name] = _jsonable(field.default)
+        elif field.field_type.absent_value is not None:
+            instance[field.name] = field.field_type.absent_value
 
     for error in make_validator(_object_schema(fields, {})).iter_errors(instance):
         path = list(error.absolute_path)
@@ -549,8 +560,32 @@ def parse_form(data: Mapping[str, Any]) -> Form:
                 seen[raw_name] = index
             if field is not None:
                 fields.append(field)
+    session_title = _parse_session_title(data.get("session_title", []), raw_fields, problems)
     if problems:
         raise FormDefinitionError(problems)
     return Form(
-        name=name, title=title, fields=tuple(fields), description=description, version=version
+        name=name,
+        title=title,
+        fields=tuple(fields),
+        description=description,
+        version=version,
+        session_title=session_title,
     )
+
+
+def _parse_session_title(value: object, raw_fields: object, problems: list[str]) -> tuple[str, ...]:
+    """The checked ``session_title``: a list of the form's field names, each at most once."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append("session_title: must be a list of field names")
+        return ()
+    names = {
+        name
+        for raw in (raw_fields if isinstance(raw_fields, list) else [])
+        if isinstance(raw, Mapping) and isinstance(name := raw.get("name"), str)
+    }
+    for index, name in enumerate(value):
+        if name not in names:
+            problems.append(f"session_title[{index}]: {name!r} is not a field of this form")
+        elif name in value[:index]:
+            problems.append(f"session_title[{index}]: {name!r} is named twice")
+    return tuple(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from policy.sessions import scope_url, session_status
+from policy.sessions import scope_url, session_status, title_of
 from policy.store.base import SessionRecord
 from policy.timestamps import utc_text_or_none
 
@@ -25,6 +25,7 @@ def session_json(
     """
     out: dict[str, Any] = {
         "id": record.id,
+        "title": title_of(record),
         "form": record.form_name,
         "form_version": record.form_version,
         "values": record.values,

@@ -30,10 +30,12 @@ on another process is usable at once. :meth:`SessionService.get` always reads th
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -74,6 +76,7 @@ SessionStatus = Literal["open", "closed", "expired"]
 
 __all__ = [
     "FormValidationError",
+    "Place",
     "SessionError",
     "SessionInvalid",
     "SessionNotAllowed",
@@ -81,9 +84,13 @@ __all__ = [
     "SessionService",
     "in_scope",
     "is_session_id",
+    "make_title",
     "new_session_id",
+    "next_prefix",
+    "normalise_prefix",
     "parse_where",
     "session_status",
+    "title_of",
 ]
 
 
@@ -142,6 +149,80 @@ def scope_url(bucket: str, prefix: str) -> str:
     return f"s3://{bucket}/{prefix}"
 
 
+#: what joins the parts of a session's title
+TITLE_SEPARATOR = " · "
+_TITLE_LIMIT = 200
+
+
+def _title_part(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def make_title(form: Form, values: Mapping[str, Any], prefix: str) -> str:
+    """The name people know a session by: the values of the form's ``session_title`` fields
+    ("M0042 · day1"), or, when it names none or none is filled in, "form name · prefix"."""
+    parts = [
+        _title_part(values[name])
+        for name in form.session_title
+        if values.get(name) not in (None, "", [])
+    ]
+    if not parts:
+        parts = [form.name, prefix.rstrip("/")]
+    return TITLE_SEPARATOR.join(parts)[:_TITLE_LIMIT]
+
+
+def title_of(session: SessionRecord) -> str:
+    """The session's stored title; sessions opened before titles existed get the fallback."""
+    return session.title or TITLE_SEPARATOR.join([session.form_name, session.prefix.rstrip("/")])
+
+
+def normalise_prefix(prefix: str) -> str:
+    """A session's scope as it will be saved: a folder, so ``day1`` becomes ``day1/``.
+
+    Refused (SessionInvalid, the message names the prefix): empty, a leading ``/``, empty
+    segments (``a//b``), ``.`` or ``..`` segments (S3 keeps them literally, every file browser
+    reads them as moves), control characters, and more than MAX_PREFIX_BYTES.
+    """
+    if not isinstance(prefix, str) or not prefix.strip("/").strip():
+        raise SessionInvalid("prefix: must not be empty (leave it out for '<session id>/')")
+    if prefix.startswith("/"):
+        raise SessionInvalid("prefix: must not start with '/' (keys are relative to the bucket)")
+    if not prefix.endswith("/"):
+        # A scope is a folder: "run7" must not also cover "run70/...".
+        prefix += "/"
+    segments = prefix[:-1].split("/")
+    if "" in segments:
+        raise SessionInvalid("prefix: must not contain '//' (an empty folder name)")
+    if any(segment in (".", "..") for segment in segments):
+        raise SessionInvalid("prefix: must not contain '.' or '..' as a folder name")
+    if len(prefix.encode()) > MAX_PREFIX_BYTES:
+        raise SessionInvalid(f"prefix: must be at most {MAX_PREFIX_BYTES} bytes")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+        raise SessionInvalid("prefix: must not contain control characters")
+    return prefix
+
+
+_TRAILING_NUMBER = re.compile(r"(.*?)(\d+)")
+
+
+def next_prefix(prefix: str) -> str:
+    """The prefix "open another like this" proposes: the last folder's trailing number plus one,
+    keeping its zero padding (``day1/`` -> ``day2/``, ``2026/run-007/`` -> ``2026/run-008/``),
+    otherwise ``-2`` appended (``mouse/`` -> ``mouse-2/``)."""
+    parent, _, last = prefix.rstrip("/").rpartition("/")
+    match = _TRAILING_NUMBER.fullmatch(last)
+    if match is None:
+        last += "-2"
+    else:
+        number = str(int(match[2]) + 1).zfill(len(match[2]))
+        last = match[1] + number
+    return f"{parent}/{last}/" if parent else f"{last}/"
+
+
 #: a search condition: FIELD, an operator, the value (the metadata page splits rows with it too)
 WHERE_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|=|~)(.*)", re.DOTALL)
 _OPS: dict[str, SearchOp] = {
@@ -192,6 +273,28 @@ def parse_where(text: str, form: Form | None = None) -> FieldFilter:
         return FieldFilter(name, op, value)
     except ValueError as exc:
         raise SessionInvalid(f"bad condition {text!r}: {exc}") from None
+
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Somewhere a user may open sessions: a bucket, the fixed start of a rule's prefix (what
+    the new-session page proposes; the user may go deeper) and the forms offered there."""
+
+    bucket: str
+    prefix: str
+    forms: tuple[str, ...]
+
+
+def _fixed_start(glob: str) -> str:
+    """The part of a prefix glob before its first wildcard, cut back to a whole folder."""
+    match = _GLOB_CHARS.search(glob)
+    if match is None:
+        return glob
+    head = glob[: match.start()].rpartition("/")[0]
+    return f"{head}/" if head else ""
 
 
 class SessionService:
@@ -257,6 +360,7 @@ class SessionService:
             created=now,
             expires=now + lifetime,
             access_key=credential.access_key,
+            title=make_title(latest, clean, scope),
         )
         try:
             record = await self.store.create_session(record)
@@ -280,6 +384,44 @@ class SessionService:
             rule=rule.to_dict(),
         )
         return record, credential
+
+    async def places(self, principal: Principal, buckets: list[str]) -> list[Place]:
+        """Where ``principal`` may open sessions, by the policy in force, in rule order: each
+        rule that takes sessions with forms and lets them open; a bucket glob is spelled out
+        with the existing ``buckets`` it matches."""
+        if principal.role == Role.READER:
+            return []
+        found: list[Place] = []
+        for rule in (await self.policies.current()).rules:
+            if not rule.forms or not rule.may_open(principal.user, principal.role):
+                continue
+            names = (
+                [rule.bucket] if not _GLOB_CHARS.search(rule.bucket)
+                else [b for b in buckets if fnmatch.fnmatchcase(b, rule.bucket)]
+            )  # fmt: skip
+            prefix = _fixed_start(rule.prefix)
+            for name in names:
+                place = Place(name, prefix, rule.forms)
+                if place not in found:
+                    found.append(place)
+        return found
+
+    async def check_open(
+        self,
+        principal: Principal,
+        form: str,
+        bucket: str,
+        prefix: str,
+        values: Mapping[str, Any],
+        ttl: str | timedelta | None = None,
+    ) -> dict[str, Any]:
+        """What :meth:`open` would judge, without opening anything or auditing: the clean values,
+        or the SessionError / FormValidationError that ``open`` would raise. For opening
+        several sessions all or none (policy.several)."""
+        checked = await self._check_open(
+            principal, form, bucket, prefix, values, ttl, new_session_id(self._clock())
+        )
+        return checked[3]
 
     async def allowed_forms(
         self, principal: Principal, bucket: str, prefix: str
@@ -370,22 +512,81 @@ class SessionService:
 
     @staticmethod
     def _scope(prefix: str | None, session_id: str) -> str:
-        if prefix is None:
-            return f"{session_id}/"
-        if not isinstance(prefix, str) or not prefix.strip("/").strip():
-            raise SessionInvalid("prefix: must not be empty (leave it out for '<session id>/')")
-        if prefix.startswith("/"):
-            raise SessionInvalid(
-                "prefix: must not start with '/' (keys are relative to the bucket)"
+        return f"{session_id}/" if prefix is None else normalise_prefix(prefix)
+
+    # -- extend --------------------------------------------------------------------------------
+    async def extend(
+        self, principal: Principal, session_id: str, by: str | timedelta | None = None
+    ) -> SessionRecord:
+        """Move an open session's expiry ``by`` later (default: its rule's ``session_ttl``),
+        owner or admin only, never past ``created + max_session_ttl`` of the rule in force at
+        its scope. Every refusal says why and is audited."""
+        target = f"session:{session_id}"
+        try:
+            session, expires = await self._check_extend(principal, session_id, by)
+        except SessionError as exc:
+            await self.auditor.refused(principal, "session.extend", target, str(exc))
+            raise
+        try:
+            session = await self.store.extend_session(session_id, expires)
+        except NotFound:
+            raise SessionNotFound(f"no session {session_id}") from None
+        self._cache.forget(session_id)
+        if session.state != "open":  # a close won the race
+            reason = f"session {session_id} was closed meanwhile"
+            await self.auditor.refused(principal, "session.extend", target, reason)
+            raise SessionInvalid(reason)
+        await self.auditor.ok(
+            principal, "session.extend", target, expires=expires.isoformat(), owner=session.owner
+        )
+        return session
+
+    async def _check_extend(
+        self, principal: Principal, session_id: str, by: str | timedelta | None
+    ) -> tuple[SessionRecord, datetime]:
+        session = await self.get(session_id)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id}")
+        if principal.role != Role.ADMIN and principal.user != session.owner:
+            raise SessionNotAllowed(
+                f"only {session.owner} (the owner) or an admin may extend session {session_id}"
             )
-        if not prefix.endswith("/"):
-            # A scope is a folder: "run7" must not also cover "run70/...".
-            prefix += "/"
-        if len(prefix.encode()) > MAX_PREFIX_BYTES:
-            raise SessionInvalid(f"prefix: must be at most {MAX_PREFIX_BYTES} bytes")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
-            raise SessionInvalid("prefix: must not contain control characters")
-        return prefix
+        now = self._clock()
+        if session.state == "closed":
+            raise SessionInvalid(f"session {session_id} is closed: open another like it")
+        if not session.is_open(now):
+            raise SessionInvalid(f"session {session_id} has expired: open another like it")
+        policy = await self.policies.current()
+        rule = policy.match(session.bucket, session.prefix)
+        where = scope_url(session.bucket, session.prefix)
+        if rule is None:
+            raise SessionInvalid(f"no policy rule covers {where} any more; it cannot be extended")
+        try:
+            step = (
+                rule.session_ttl if by is None
+                else by if isinstance(by, timedelta)
+                else parse_duration(by)
+            )  # fmt: skip
+        except DurationError as exc:
+            raise SessionInvalid(f"by: {exc}") from None
+        if step <= timedelta(0):
+            raise SessionInvalid("by: must be longer than zero")
+        latest = session.created + rule.max_session_ttl
+        expires = session.expires + step
+        if expires > latest:
+            number = policy.rules.index(rule) + 1
+            limit = f"{format_duration(rule.max_session_ttl)} (policy rule {number} at {where})"
+            if session.expires >= latest:
+                raise SessionInvalid(
+                    f"by: this session already lives as long as it may, {limit}: it ends "
+                    f"{latest:%Y-%m-%d %H:%M} UTC; open another like it to go on"
+                )
+            raise SessionInvalid(
+                f"by: a session may live at most {limit}, so this one can be extended until "
+                f"{latest:%Y-%m-%d %H:%M} UTC at the latest, by at most "
+                f"{_duration(latest - session.expires)}"
+            )
+        return session, expires
 
     # -- close ---------------------------------------------------------------------------------
     async def close(self, principal: Principal, session_id: str) -> SessionRecord:

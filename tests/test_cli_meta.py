@@ -168,7 +168,14 @@ def test_session_open_show_close(lab: Dir) -> None:
     assert {"id", "access_key", "secret_key"} <= set(opened)
     assert re.fullmatch(r"[0-9a-z]{36}", opened["id"])
     assert opened["prefix"] == opened["id"] + "/" and opened["owner"] == "bob"
-    assert opened["values"] == {"operator": "Ada", "temp_c": 21.5, "stains": ["dapi", "gfp"]}
+    # the boolean "repeat" was not given: "no", as an unticked checkbox in the web form
+    assert opened["values"] == {
+        "operator": "Ada",
+        "temp_c": 21.5,
+        "stains": ["dapi", "gfp"],
+        "repeat": False,
+    }
+    assert opened["title"] == f"imaging · {opened['id']}"
 
     plain = lab.ok(
         "session", "open", "--form", "imaging", "--bucket", "raw", "--prefix", "2026/run7",

@@ -163,6 +163,14 @@ def read_metrics_token(path: Path | None) -> str | None:
     envvar="MINIMO_METRICS_PUBLIC",
     help="Anyone may read /_minimo/metrics (only on a network where nobody else listens).",
 )
+@click.option(
+    "--expiry-warning",
+    default="1h",
+    show_default=True,
+    envvar="MINIMO_EXPIRY_WARNING",
+    callback=duration_value,
+    help="The web UI warns about open sessions that expire within this time.",
+)
 def serve(
     data_dir: Path,
     secret_key_file: Path | None,
@@ -187,6 +195,7 @@ def serve(
     heartbeat_interval: timedelta,
     metrics_token_file: Path | None,
     metrics_public: bool,
+    expiry_warning: timedelta,
 ) -> None:
     """Serve S3 (and /_minimo/) on --listen."""
     from gateway.server import ServeError, parse_listen, run
@@ -232,6 +241,7 @@ def serve(
         multipart_expiry=multipart_expiry,
         metrics_token=read_metrics_token(metrics_token_file),
         metrics_public=metrics_public,
+        expiry_warning=expiry_warning,
     )
     try:
         run(config, access_log=access_log, workers=workers or default_workers())

@@ -184,6 +184,11 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
+    async def extend_session(self, session_id: str, expires: datetime) -> SessionRecord:
+        """Move an open session's expiry to ``expires`` (a closed session is returned
+        unchanged). NotFound for unknown ids. Returns the session as stored afterwards."""
+
+    @abstractmethod
     async def search_sessions(self, query: SessionQuery) -> SessionPage:
         """One page of the sessions matching ``query`` and how many match in all."""
 

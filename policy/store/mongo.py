@@ -237,6 +237,7 @@ def _session_doc(session: SessionRecord) -> dict[str, Any]:
         "closed": _utc(session.closed),
         "closed_by": session.closed_by,
         "access_key": session.access_key,
+        "title": session.title,
     }
 
 
@@ -255,6 +256,7 @@ def _session(doc: dict[str, Any]) -> SessionRecord:
         closed=doc.get("closed"),
         closed_by=doc.get("closed_by"),
         access_key=doc.get("access_key"),
+        title=doc.get("title", ""),
     )
 
 
@@ -802,7 +804,8 @@ class MongoMetadataStore(MetadataStore):
 
     async def _mark_closed(self, session: SessionRecord, closure: dict[str, Any]) -> SessionRecord:
         # Every writer copies the same winning closure, so FerretDB's whole-document replace
-        # cannot store a wrong one; sessions change in no other way after creation.
+        # cannot store a wrong one; sessions change in no other way after creation
+        # except their expiry (extend_session), which a closed session never takes.
         changes = {"state": "closed", "closed": closure["closed"], "closed_by": closure["by"]}
         await self.db[SESSIONS].update_one({"id": session.id}, {"$set": changes})
         return replace(session, state="closed", closed=closure["closed"], closed_by=closure["by"])
@@ -822,6 +825,17 @@ class MongoMetadataStore(MetadataStore):
                 raise
             closure = winner
         return await self._mark_closed(session, closure)
+
+    async def extend_session(self, session_id: str, expires: datetime) -> SessionRecord:
+        # The filter keeps a closed session's expiry; a close racing this update is healed by
+        # get_session (the closure document is the truth), so the answer is read back after.
+        await self.db[SESSIONS].update_one(
+            {"id": session_id, "state": "open"}, {"$set": {"expires": _utc(expires)}}
+        )
+        session = await self.get_session(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id!r}")
+        return session
 
     async def search_sessions(self, query: SessionQuery) -> SessionPage:
         conditions: list[dict[str, Any]] = []

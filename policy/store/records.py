@@ -102,6 +102,9 @@ class SessionRecord:
     closed_by: str | None = None
     #: the session key minted at open
     access_key: str | None = None
+    #: the name people know it by, made once at open (policy.sessions.make_title); "" for
+    #: sessions opened before titles existed (policy.sessions.title_of falls back then)
+    title: str = ""
 
     def is_open(self, now: datetime) -> bool:
         """Open and not expired at ``now`` (expired means ``expires < now``, as in searches)."""

@@ -252,6 +252,8 @@ MIGRATIONS: list[Sequence[str]] = [
         "ALTER TABLE objects ADD COLUMN modified TEXT",
         "ALTER TABLE object_history ADD COLUMN modified TEXT",
     ),
+    # A session's human title (policy.sessions.make_title); older sessions have none.
+    ("ALTER TABLE sessions ADD COLUMN title TEXT NOT NULL DEFAULT ''",),
 ]
 
 _USER_COLUMNS = "name, role, password_hash, created, deleted"
@@ -260,7 +262,7 @@ _FORM_COLUMNS = "name, version, definition, created, created_by"
 _POLICY_COLUMNS = "version, document, source, created, created_by"
 _SESSION_COLUMNS = (
     "id, form_name, form_version, field_values, bucket, prefix, owner, state, created, expires,"
-    " closed, closed_by, access_key"
+    " closed, closed_by, access_key, title"
 )
 #: the same, qualified with the alias the search gives the table
 _SESSION_COLUMNS_S = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
@@ -336,6 +338,7 @@ def _session(row: Any) -> SessionRecord:
         closed=_dt(row[10]),
         closed_by=row[11],
         access_key=row[12],
+        title=row[13],
     )
 
 
@@ -697,7 +700,7 @@ class SqliteStore(MetadataStore):
         try:
             row = await self._one(
                 f"INSERT INTO sessions ({_SESSION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" RETURNING {_SESSION_COLUMNS}",
                 (
                     session.id,
@@ -713,6 +716,7 @@ class SqliteStore(MetadataStore):
                     _ts(session.closed),
                     session.closed_by,
                     session.access_key,
+                    session.title,
                 ),
             )
         except aiosqlite.IntegrityError as exc:
@@ -735,6 +739,17 @@ class SqliteStore(MetadataStore):
             " state = 'closed'"
             f" WHERE id = ? RETURNING {_SESSION_COLUMNS}",
             (_ts(when), by, session_id),
+        )
+        if row is None:
+            raise NotFound(f"no session {session_id!r}")
+        return _session(row)
+
+    async def extend_session(self, session_id: str, expires: datetime) -> SessionRecord:
+        # only an open session moves its expiry: a close that wins the race keeps it closed
+        row = await self._one(
+            "UPDATE sessions SET expires = CASE WHEN state = 'open' THEN ? ELSE expires END"
+            f" WHERE id = ? RETURNING {_SESSION_COLUMNS}",
+            (_ts(expires), session_id),
         )
         if row is None:
             raise NotFound(f"no session {session_id!r}")

@@ -54,7 +54,8 @@ MAX_EXAMPLES = 12
 
 #: Operations whose input has rules JSON Schema cannot state: a form definition's consistency
 #: (choices only for choice fields, min <= max, ...), policy TOML, values checked against the
-#: form a session names, search conditions on that form's fields, opaque page cursors. For them
+#: form a session names (one session or several), a duration and the policy's maximum
+#: (extend), search conditions on that form's fields, opaque page cursors. For them
 #: a schema-valid request may rightly get a 400 (its body still has to be the documented JSON
 #: error); every other operation must accept whatever its schema allows.
 SEMANTIC_400 = (
@@ -63,6 +64,8 @@ SEMANTIC_400 = (
     "import_form",
     "set_policy",
     "open_session",
+    "open_several_sessions",
+    "extend_session",
     "preview_form",
     "adopt_prefix",
     "search_sessions",

@@ -102,6 +102,20 @@ CALLS: dict[tuple[str, str], Call] = {
         body={"ro_crate": "on"}, changes="/sessions?limit=200"
     ),
     ("POST", "/_minimo/sessions/{id}/verify"): Call(),
+    # (no "changes": the sweep goes in path order, so the session is closed by then and the
+    # extend is refused; tests/ui/test_sessions_findable.py extends an open one)
+    ("POST", "/_minimo/sessions/{id}/extend"): Call(body={"by": "1h"}),
+    ("POST", "/_minimo/sessions/several"): Call(
+        body={
+            "_bucket": "raw",
+            "_folder": "probe-day/",
+            "_form": "run",
+            "_count": "1",
+            "e1-folder": "m1",
+            "e1-sample": "S9",
+        },
+        changes="/sessions?limit=200",
+    ),
     ("POST", "/_minimo/sessions/{id}/upload-urls"): Call(
         json_body={"files": [{"path": "a.bin", "size": 1}]}
     ),

@@ -45,8 +45,9 @@ def page(new_page: Callable[..., Page]) -> Page:
 
 
 def listed(page: Page) -> list[str]:
+    """The ids of the sessions listed (each row links its title to /sessions/ID)."""
     return [
-        (link.text_content() or "").strip()
+        (link.get_attribute("href") or "").rsplit("/", 1)[-1]
         for link in page.locator("#sessions tbody td:first-child a").all()
     ]
 

@@ -198,7 +198,10 @@ def test_open_session_upload_browse_close(site: Gateway, page: Page, tmp_path: P
     page.click("#apply-filters")
     expect(page).to_have_url(re.compile(r"form=imaging"))
     expect(page.locator("#total")).to_have_text("1")
-    expect(page.locator("table.list")).to_contain_text(session_id)
+    # listed by its title (the form has no session_title: form · prefix), linking to its page
+    expect(page.locator(f'table.list a[href$="/sessions/{session_id}"]')).to_have_text(
+        "imaging · 2026/run7"
+    )
     # a field's value finds it too, and the form's fields become sortable columns
     condition = page.locator("#conditions .condition").first
     condition.locator(".where-field").select_option("operator")

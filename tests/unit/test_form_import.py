@@ -116,6 +116,23 @@ def test_empty_file() -> None:
     assert problems_of("\n  \r\n") == ["line 1: the file is empty; line 1 must be the form's name"]
 
 
+def test_untitled_blocks_import_and_the_title_is_the_name() -> None:
+    # the seed's own example: one field, no title line
+    form = import_text("comments", "comments\nComments?\ntext\n")
+    assert form.title == "comments"
+    assert [(f.name, f.type, f.label) for f in form.fields] == [("comments", "text", "Comments?")]
+    two = import_text("f", "Sample\nWhich sample?\ndropdown\nA\nB\n\nNotes\nAnything?\ntextbox")
+    assert [(f.name, f.type, f.choices) for f in two.fields] == [
+        ("sample", "choice", ("A", "B")),
+        ("notes", "textarea", ()),
+    ]
+
+
+def test_a_title_followed_by_a_field_without_a_blank_line_stays_a_title() -> None:
+    form = import_text("f", "Imaging run\nSample\nWhich sample?\ntext")
+    assert form.title == "Imaging run" and [f.name for f in form.fields] == ["sample"]
+
+
 def test_no_fields() -> None:
     assert problems_of("Just a title\n\n") == ["line 1: no fields follow the form name"]
 

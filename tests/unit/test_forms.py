@@ -647,3 +647,44 @@ def test_all_errors_reported_at_once() -> None:
         "extra": ["is not a field of form every-type v4"],
         "other": ["is not a field of form every-type v4"],
     }
+
+
+def test_session_title_names_fields_of_the_form() -> None:
+    definition = {
+        "name": "mouse",
+        "session_title": ["mouse_id", "day"],
+        "fields": [{"name": "mouse_id", "type": "text"}, {"name": "day", "type": "text"}],
+    }
+    form = parse_form(definition)
+    assert form.session_title == ("mouse_id", "day")
+    assert parse_form(form.to_dict()) == form
+    assert "session_title" not in parse_form({**definition, "session_title": []}).to_dict()
+    with pytest.raises(FormDefinitionError) as info:
+        parse_form({**definition, "session_title": ["mouse_id", "cage", "mouse_id"]})
+    assert info.value.problems == [
+        "session_title[1]: 'cage' is not a field of this form",
+        "session_title[2]: 'mouse_id' is named twice",
+    ]
+    with pytest.raises(FormDefinitionError, match="session_title: must be a list"):
+        parse_form({**definition, "session_title": "mouse_id"})
+
+
+def test_a_boolean_left_out_is_false_unless_it_has_a_default() -> None:
+    form = parse_form(
+        {
+            "name": "f",
+            "fields": [
+                {"name": "done", "type": "boolean"},
+                {"name": "checked", "type": "boolean", "default": True},
+                {"name": "note", "type": "text"},
+            ],
+        }
+    )
+    assert validate_values(form, {}) == {"done": False, "checked": True}
+    assert validate_values(form, {"done": "yes", "checked": ""}) == {"done": True, "checked": True}
+
+
+def test_session_title_beside_a_broken_field_is_reported_not_raised() -> None:
+    with pytest.raises(FormDefinitionError) as info:
+        parse_form({"name": "f", "fields": [{"name": {}, "type": "text"}], "session_title": ["x"]})
+    assert "session_title[0]: 'x' is not a field of this form" in info.value.problems

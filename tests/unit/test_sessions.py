@@ -24,8 +24,11 @@ from policy.sessions import (
     SessionService,
     is_session_id,
     new_session_id,
+    next_prefix,
+    normalise_prefix,
     parse_where,
     session_status,
+    title_of,
 )
 from policy.store import open_metadata_store
 from policy.store.base import FieldFilter, ObjectRecord, UserRecord, WriteIntent
@@ -135,6 +138,7 @@ def test_open_mints_a_session_key(run) -> None:
             "operator": "alice",
             "temp_c": 21.5,
             "started": "2026-11-25T13:30:00Z",
+            "repeat": False,  # a boolean left out is "no", as an unticked checkbox
         }
         assert record.expires - record.created == timedelta(days=1)  # the rule's session_ttl
         assert record.access_key == credential.access_key
@@ -397,3 +401,118 @@ def test_parse_where() -> None:
     ]:
         with pytest.raises(SessionInvalid, match=message):
             parse_where(bad, form)
+
+
+# -- titles, extending, places ---------------------------------------------------------------------
+TITLED = {
+    "name": "mouse",
+    "title": "Mouse imaging",
+    "session_title": ["mouse_id", "day"],
+    "fields": [
+        {"name": "mouse_id", "type": "text", "required": True},
+        {"name": "day", "type": "text"},
+    ],
+}
+
+
+def test_a_session_is_titled_by_its_forms_fields_or_form_and_prefix(run) -> None:
+    async def body(w: World) -> None:
+        await w.forms.create(TITLED, "admin")
+        await w.policies.set(POLICY.replace('forms = ["run"]', 'forms = ["run", "mouse"]'), "a")
+        titled, _ = await w.sessions.open(BOB, "mouse", "raw", "m/day1", {"mouse_id": "M0042"})
+        assert titled.title == "M0042" and titled.prefix == "m/day1/"
+        both, _ = await w.sessions.open(
+            BOB, "mouse", "raw", "m/day2", {"mouse_id": "M0042", "day": "day2"}
+        )
+        assert both.title == "M0042 · day2"
+        plain, _ = await w.sessions.open(BOB, "run", "raw", "2026/run7/", GOOD)
+        assert plain.title == "run · 2026/run7"
+        # stored: what the store reads back is what was made at open
+        stored = await w.sessions.require(both.id)
+        assert stored.title == "M0042 · day2" and title_of(stored) == "M0042 · day2"
+
+    run(body)
+
+
+def test_extend_within_the_rules_maximum(run) -> None:
+    async def body(w: World) -> None:
+        record, _ = await w.sessions.open(BOB, "run", "raw", "x/", GOOD)  # 1d of at most 3d
+        longer = await w.sessions.extend(BOB, record.id, "1d")
+        assert longer.expires - record.expires == timedelta(days=1)
+        assert (await w.sessions.require(record.id)).expires == longer.expires
+        default = await w.sessions.extend(ADMIN, record.id)  # by the rule's session_ttl
+        assert default.expires - record.created == timedelta(days=3)
+        with pytest.raises(SessionInvalid, match="already lives as long as it may, 3d"):
+            await w.sessions.extend(BOB, record.id, "1h")
+        with pytest.raises(SessionNotAllowed, match="only bob"):
+            await w.sessions.extend(ALICE, record.id, "1h")
+        assert [o for _, o, _ in await w.audit("session.extend")].count("ok") == 2
+
+    run(body)
+
+
+def test_extend_past_the_maximum_says_how_far_it_may_go(run) -> None:
+    async def body(w: World) -> None:
+        record, _ = await w.sessions.open(BOB, "run", "raw", "x/", GOOD)
+        with pytest.raises(SessionInvalid, match=r"by at most 2d") as refused:
+            await w.sessions.extend(BOB, record.id, "5d")
+        assert "policy rule 2" in str(refused.value)
+        assert (await w.sessions.require(record.id)).expires == record.expires
+        with pytest.raises(SessionInvalid, match="by: "):
+            await w.sessions.extend(BOB, record.id, "soon")
+        await w.sessions.close(BOB, record.id)
+        with pytest.raises(SessionInvalid, match="is closed"):
+            await w.sessions.extend(BOB, record.id, "1h")
+        with pytest.raises(SessionNotFound):
+            await w.sessions.extend(BOB, new_session_id(), "1h")
+
+    run(body)
+
+
+def test_places_are_where_the_user_may_open_sessions(run) -> None:
+    async def body(w: World) -> None:
+        assert [(p.bucket, p.prefix) for p in await w.sessions.places(ALICE, [])] == [
+            ("raw", "private/"),
+            ("raw", ""),
+        ]
+        assert [(p.bucket, p.prefix) for p in await w.sessions.places(BOB, [])] == [("raw", "")]
+        assert await w.sessions.places(RITA, ["raw"]) == []
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    ("typed", "saved"),
+    [("day1", "day1/"), ("2026/run7/", "2026/run7/"), ("a b/c", "a b/c/")],
+)
+def test_prefixes_are_folders(typed: str, saved: str) -> None:
+    assert normalise_prefix(typed) == saved
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("/2026//x/../y", "must not start with '/'"),
+        ("2026//x", "'//'"),
+        ("2026/x/../y", "'..'"),
+        ("./y", "'.'"),
+        ("", "must not be empty"),
+    ],
+)
+def test_bad_prefixes_are_refused(typed: str, message: str) -> None:
+    with pytest.raises(SessionInvalid, match=message):
+        normalise_prefix(typed)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "proposed"),
+    [
+        ("day1/", "day2/"),
+        ("2026/run-007/", "2026/run-008/"),
+        ("run-099/", "run-100/"),
+        ("mouse/", "mouse-2/"),
+        ("2026/x/", "2026/x-2/"),
+    ],
+)
+def test_open_another_proposes_the_next_prefix(prefix: str, proposed: str) -> None:
+    assert next_prefix(prefix) == proposed

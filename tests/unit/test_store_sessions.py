@@ -191,6 +191,23 @@ def test_close_session_first_close_wins(with_store) -> None:
     with_store(body)
 
 
+def test_a_session_keeps_its_title_and_only_an_open_one_is_extended(with_store) -> None:
+    async def body(store: MetadataStore) -> None:
+        created = await store.create_session(replace(session("s1"), title="M0042 · day1"))
+        assert created.title == "M0042 · day1"
+        assert (await store.get_session("s1")).title == "M0042 · day1"
+        later = created.expires + timedelta(days=1)
+        extended = await store.extend_session("s1", later)
+        assert extended.expires == later == (await store.get_session("s1")).expires
+        assert (await store.search_sessions(SessionQuery(owner="alice"))).sessions == [extended]
+        closed = await store.close_session("s1", now(), "alice")
+        assert await store.extend_session("s1", later + timedelta(days=1)) == closed
+        with pytest.raises(NotFound):
+            await store.extend_session("nope", later)
+
+    with_store(body)
+
+
 def test_concurrent_close_has_one_winner(open_store) -> None:
     """Ten closers on two store instances (two processes): all are told the same winner."""
 

@@ -27,6 +27,12 @@ _PARAM = re.compile(r"\{([A-Za-z_]+)(?::[^}]*)?\}")
 _DT = {"type": "string", "format": "date-time"}
 _DT_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 _STR = {"type": "string"}
+#: the fields whose values make a session's title (policy.forms.Form.session_title)
+_SESSION_TITLE = {
+    "type": "array",
+    "items": {"type": "string"},
+    "description": "fields whose values name each session, e.g. ['mouse_id', 'day']",
+}
 
 
 def anchored(pattern: re.Pattern[str]) -> Schema:
@@ -104,6 +110,7 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
             "title": _STR,
             "description": _STR,
             "fields": {"type": "array", "items": {"$ref": "#/components/schemas/Field"}},
+            "session_title": _SESSION_TITLE,
         },
     },
     "Form": {
@@ -115,13 +122,29 @@ COMPONENT_SCHEMAS: dict[str, Schema] = {
             "description": _STR,
             "version": {"type": "integer", "minimum": 1},
             "fields": {"type": "array", "items": {"$ref": "#/components/schemas/Field"}},
+            "session_title": _SESSION_TITLE,
         },
     },
     "Session": {
         "type": "object",
-        "required": ["id", "form", "form_version", "values", "bucket", "prefix", "owner", "state"],
+        "required": [
+            "id",
+            "title",
+            "form",
+            "form_version",
+            "values",
+            "bucket",
+            "prefix",
+            "owner",
+            "state",
+        ],
         "properties": {
             "id": _STR,
+            "title": {
+                "type": "string",
+                "description": "what people call it: the values of the form's session_title "
+                "fields, or 'form · prefix'",
+            },
             "form": _STR,
             "form_version": {"type": "integer"},
             "values": {"type": "object"},

@@ -20,6 +20,7 @@ from policy.catalog import CatalogError
 from policy.durations import DurationError, parse_duration
 from policy.forms import Form, FormValidationError, validate_values
 from policy.sessions import SessionError, parse_where
+from policy.several import MAX_EXPERIMENTS, Experiment, SeveralInvalid, open_several
 from policy.store.base import SessionQuery, SortColumn
 from ui.api import rocrate
 from ui.api.common import (
@@ -74,6 +75,77 @@ async def open_session(request: web.Request) -> web.StreamResponse:
                 "access_key": credential.access_key,
                 "secret_key": credential.secret_key,
             },
+        }
+    )
+
+
+def _experiments(data: dict[str, Any]) -> list[Experiment]:
+    raw = data.get("experiments")
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise bad_request(
+            "experiments must be a list of objects", {"experiments": ["must be a list"]}
+        )
+    found = []
+    for index, item in enumerate(raw):
+        folder, values = item.get("folder", ""), item.get("values", {})
+        if not isinstance(folder, str) or not isinstance(values, dict):
+            message = "folder must be a string and values an object"
+            raise bad_request(message, {f"experiments[{index}]": [message]})
+        found.append(Experiment(folder, values))
+    return found
+
+
+def several_problems(exc: SeveralInvalid) -> dict[str, list[str]]:
+    """Each problem under the path of what it is about: ``folder``,
+    ``experiments[0].folder``, ``experiments[1].values.mouse_id``, ``experiments[2]``."""
+    fields: dict[str, list[str]] = {"folder": exc.folder} if exc.folder else {}
+    for index, problems in enumerate(exc.experiments):
+        where = f"experiments[{index}]"
+        if problems.folder:
+            fields[f"{where}.folder"] = problems.folder
+        for name, messages in problems.values.items():
+            fields[f"{where}.values.{name}"] = messages
+        if problems.general:
+            fields[where] = problems.general
+    return fields
+
+
+async def open_several_sessions(request: web.Request) -> web.StreamResponse:
+    data = await json_body(request)
+    form = text_field(data, "form") or ""
+    bucket = text_field(data, "bucket") or ""
+    folder = text_field(data, "folder") or ""
+    ttl = text_field(data, "ttl", required=False)
+    try:
+        opened = await open_several(
+            services(request).sessions,
+            principal(request),
+            form,
+            bucket,
+            folder,
+            _experiments(data),
+            ttl,
+        )
+    except SeveralInvalid as exc:
+        raise ApiError(
+            400, "invalid_experiments", f"nothing was opened: {exc}", several_problems(exc)
+        ) from None
+    except FormValidationError as exc:
+        raise ApiError(400, "invalid_values", f"nothing was opened: {exc}", exc.errors) from None
+    except SessionError as exc:
+        raise session_refusal(exc) from None
+    return created(
+        {
+            "sessions": [
+                {
+                    "session": session_json(session),
+                    "session_key": {
+                        "access_key": credential.access_key,
+                        "secret_key": credential.secret_key,
+                    },
+                }
+                for session, credential in opened
+            ]
         }
     )
 
@@ -209,6 +281,34 @@ async def close_session(request: web.Request) -> web.StreamResponse:
         request, principal(request), request.match_info["id"], ro_crate
     )
     return ok(rocrate.close_json(result))
+
+
+async def extend_session(request: web.Request) -> web.StreamResponse:
+    # body_exists, not can_read_body (see rocrate.close_option): a signed request was read
+    data = await json_body(request) if request.body_exists else {}
+    by = text_field(data, "by", required=False)
+    try:
+        session = await services(request).sessions.extend(
+            principal(request), request.match_info["id"], by
+        )
+    except SessionError as exc:
+        raise session_refusal(exc) from None
+    return ok(session_json(session))
+
+
+async def bucket_names(request: web.Request) -> list[str]:
+    """The object store's bucket names (for spelling out bucket globs of the policy)."""
+    try:
+        return [b.name for b in await request.config_dict[OBJECT_STORE].list_buckets()]
+    except S3Error:
+        return []  # the literal names of the policy are still worth offering
+
+
+async def session_places(request: web.Request) -> web.StreamResponse:
+    places = await services(request).sessions.places(
+        principal(request), await bucket_names(request)
+    )
+    return ok({"places": [dataclasses.asdict(p) | {"forms": list(p.forms)} for p in places]})
 
 
 async def session_objects(request: web.Request) -> web.StreamResponse:
@@ -492,6 +592,63 @@ ROUTES = [
     ),
     Route(
         "POST",
+        "/sessions/several",
+        open_several_sessions,
+        "Open several sessions at once, one per experiment, each in its own sub-folder of "
+        "`folder` with its own values of one form; all or none: any problem (answered under "
+        "its path, e.g. experiments[1].values.mouse_id) opens nothing",
+        "uploader",
+        "sessions",
+        body={
+            "type": "object",
+            "required": ["form", "bucket", "folder", "experiments"],
+            "properties": {
+                "form": FORM_NAME_SCHEMA,
+                "bucket": BUCKET_NAME_SCHEMA,
+                "folder": {"type": "string", "description": "e.g. '2026-12-02/'"},
+                "experiments": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_EXPERIMENTS,
+                    "items": {
+                        "type": "object",
+                        "required": ["folder"],
+                        "properties": {
+                            "folder": {"type": "string", "description": "e.g. 'mouse1'"},
+                            "values": {"type": "object"},
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+                "ttl": {"type": "string", "description": "e.g. '8h'; at most the rule's maximum"},
+            },
+            "additionalProperties": False,
+        },
+        status=201,
+        response={
+            "type": "object",
+            "required": ["sessions"],
+            "properties": {
+                "sessions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["session", "session_key"],
+                        "properties": {
+                            "session": SESSION_REF,
+                            "session_key": {
+                                "type": "object",
+                                "required": ["access_key", "secret_key"],
+                                "properties": {"access_key": _STR, "secret_key": _STR},
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    ),
+    Route(
+        "POST",
         "/sessions/validate",
         validate_draft,
         "Check values against a form without opening a session",
@@ -561,6 +718,33 @@ ROUTES = [
     ),
     Route(
         "GET",
+        "/sessions/places",
+        session_places,
+        "Where the caller may open sessions (what the new-session page offers): each bucket, "
+        "the fixed start of its rule's prefix, and the forms allowed there",
+        "uploader",
+        "sessions",
+        response={
+            "type": "object",
+            "required": ["places"],
+            "properties": {
+                "places": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["bucket", "prefix", "forms"],
+                        "properties": {
+                            "bucket": _STR,
+                            "prefix": _STR,
+                            "forms": {"type": "array", "items": _STR},
+                        },
+                    },
+                }
+            },
+        },
+    ),
+    Route(
+        "GET",
         "/sessions/{id}",
         get_session,
         "Show a session (with its object count and bytes)",
@@ -590,6 +774,22 @@ ROUTES = [
         body=rocrate.CLOSE_BODY,
         body_optional=True,
         response=rocrate.CLOSE_RESPONSE,
+    ),
+    Route(
+        "POST",
+        "/sessions/{id}/extend",
+        extend_session,
+        "Extend an open session (owner or admin) by `by` (default: the policy rule's "
+        "session_ttl); refused past the rule's max_session_ttl counted from its creation",
+        "uploader",
+        "sessions",
+        body={
+            "type": "object",
+            "properties": {"by": {"type": "string", "description": "e.g. '8h', '1d'"}},
+            "additionalProperties": False,
+        },
+        body_optional=True,
+        response=SESSION_REF,
     ),
     Route(
         "POST",

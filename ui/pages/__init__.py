@@ -25,7 +25,7 @@ import jinja2
 from aiohttp import web
 
 from policy.forms import FIELD_TYPES
-from policy.sessions import session_status
+from policy.sessions import session_status, title_of
 from ui.api.common import API_PREFIX, API_STATE, ApiState
 from ui.pages import (
     account,
@@ -39,11 +39,13 @@ from ui.pages import (
     metrics,
     policy,
     sessions,
+    several,
     upload,
     users,
 )
 from ui.pages.common import Page, error_pages, guard
 from ui.pages.fields import html_pattern
+from ui.pages.sizes import human_size
 from ui.security import login_cookie_middleware
 
 UI_DIR = Path(__file__).resolve().parent.parent
@@ -56,10 +58,12 @@ CSP = (
 def all_pages() -> list[Page]:
     """Every page route, in the order the router tries them."""
     pages: list[Page] = []
-    for module in (
+    # several before sessions: /sessions/{id} would take "several" and "uploads" for ids
+    modules = (
         home,
         auth,
         account,
+        several,
         sessions,
         upload,
         browse,
@@ -70,7 +74,8 @@ def all_pages() -> list[Page]:
         keys,
         audit,
         metrics,
-    ):
+    )
+    for module in modules:
         pages.extend(module.ROUTES)
     return pages
 
@@ -109,6 +114,9 @@ def setup_pages(app: web.Application) -> None:
     env.globals["field_type_names"] = FIELD_TYPES  # the forms page lists them
     # "expired" is derived (an open session past its expiry): one rule for every page
     env.globals["session_status"] = session_status
+    # what people call a session (shown wherever its id used to be)
+    env.globals["title_of"] = title_of
+    env.globals["human_size"] = human_size
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
     for page in all_pages():

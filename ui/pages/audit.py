@@ -3,12 +3,14 @@ user and action, paged with the store's cursor."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from policy.audit import event_json
+from policy.sessions import is_session_id, title_of
 from policy.timestamps import parse_instant
 from ui.api.common import services
 from ui.pages.common import Page, render
@@ -29,6 +31,18 @@ def _parse_time(name: str, raw: str, problems: list[str]) -> datetime | None:
         return None
 
 
+SESSION_TARGET = "session:"
+
+
+async def _session_titles(request: web.Request, events: list[dict[str, Any]]) -> dict[str, str]:
+    """The title of each session the events name as their target (``session:ID``), by id:
+    one look-up per distinct session on the page."""
+    ids = {e["target"].removeprefix(SESSION_TARGET) for e in events}
+    ids = {i for i in ids if is_session_id(i)}
+    found = await asyncio.gather(*(services(request).sessions.get(i) for i in ids))
+    return {s.id: title_of(s) for s in found if s is not None}
+
+
 async def audit_page(request: web.Request) -> web.StreamResponse:
     q = request.query
     filters = {name: q.get(name, "").strip() for name in ("since", "until", "user", "action")}
@@ -36,6 +50,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     since = _parse_time("since", filters["since"], problems)
     until = _parse_time("until", filters["until"], problems)
     events: list[dict[str, Any]] = []
+    titles: dict[str, str] = {}
     next_url = None
     # the cursor only says where to resume: every page link keeps the filters
     kept = {k: v for k, v in filters.items() if v}
@@ -55,10 +70,12 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         else:
             # the API's JSON form: times as ISO strings in UTC, the outcome as its plain value
             events = [event_json(e) for e in page]
+            titles = await _session_titles(request, events)
             if cursor is not None:
                 next_url = str(request.rel_url.with_query({**kept, "cursor": cursor}))
     context = {
         "events": events,
+        "titles": titles if not problems else {},
         "filters": filters,
         "problems": problems,
         "next_url": next_url,

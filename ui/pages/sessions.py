@@ -11,6 +11,7 @@ row as ``where_field`` / ``where_op`` / ``where_value``, and the page takes both
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,10 +28,17 @@ from policy.principal import Principal, Role
 from policy.rocrate import crate_key
 from policy.sessions import (
     WHERE_CONDITION,
+    Place,
     SessionError,
+    SessionInvalid,
+    SessionNotAllowed,
+    SessionNotFound,
     is_session_id,
+    next_prefix,
+    normalise_prefix,
     parse_where,
     session_status,
+    title_of,
 )
 from policy.store.base import FieldFilter, SessionPage, SessionQuery, SessionRecord
 from ui.api import rocrate
@@ -39,6 +47,7 @@ from ui.api.errors import ApiError
 from ui.api.sessions import (
     MAX_CONDITIONS,
     VERIFY_SECONDS,
+    bucket_names,
     parse_sort,
     run_session_verify,
     sort_name,
@@ -254,19 +263,29 @@ def _shown(value: Any) -> str:
 
 # -- new session ---------------------------------------------------------------------------------
 async def new_session_page(request: web.Request) -> web.StreamResponse:
+    """Step 1: the place (bucket and prefix, chosen from where the policy lets this user open
+    sessions or typed), checked and normalised here; step 2: the form, once the place is
+    good."""
     who = page_user(request)
     q = request.query
-    bucket, prefix, form_name = q.get("bucket", ""), q.get("prefix", ""), q.get("form", "")
+    bucket, prefix, form_name = q.get("bucket", "").strip(), q.get("prefix", ""), q.get("form", "")
+    svc = services(request)
+    places = await svc.sessions.places(who, await bucket_names(request))
     forms: list[Form] = []
-    problem = None
-    if bucket:
-        forms, problem = await services(request).sessions.allowed_forms(who, bucket, prefix)
+    problem = prefix_error = None
+    if bucket and prefix:
+        try:
+            prefix = normalise_prefix(prefix)
+        except SessionInvalid as exc:
+            prefix_error = str(exc).removeprefix("prefix: ")
+    if bucket and prefix_error is None:
+        forms, problem = await svc.sessions.allowed_forms(who, bucket, prefix)
     chosen = next((f for f in forms if f.name == form_name), None)
     if chosen is None and len(forms) == 1:
         chosen = forms[0]
     values = {f.name: input_value(f, f.default) for f in chosen.fields} if chosen else {}
     like_id = q.get("like", "")
-    like = await services(request).sessions.get(like_id) if is_session_id(like_id) else None
+    like = await svc.sessions.get(like_id) if is_session_id(like_id) else None
     if chosen is not None and like is not None and like.form_name == chosen.name:
         # "open another like this": start from that session's values (the latest form version
         # may have dropped a field; only the fields it still has are filled in)
@@ -279,6 +298,11 @@ async def new_session_page(request: web.Request) -> web.StreamResponse:
         {
             "bucket": bucket,
             "prefix": prefix,
+            "prefix_error": prefix_error,
+            "places": places,
+            "place_buckets": sorted({p.bucket for p in places}),
+            "place_prefixes": rule_prefixes(places, bucket),
+            "like": like_id if like is not None else "",
             "forms": forms,
             "form": chosen,
             "problem": problem,
@@ -286,6 +310,7 @@ async def new_session_page(request: web.Request) -> web.StreamResponse:
             "errors": {},
             "general_errors": [],
         },
+        status=400 if prefix_error else 200,
     )
 
 
@@ -324,6 +349,11 @@ async def new_session_submit(request: web.Request) -> web.StreamResponse:
         {
             "bucket": bucket,
             "prefix": prefix,
+            "prefix_error": None,
+            "places": [],
+            "place_buckets": [],
+            "place_prefixes": [],
+            "like": "",
             "forms": [form],
             "form": form,
             "problem": None,
@@ -336,6 +366,49 @@ async def new_session_submit(request: web.Request) -> web.StreamResponse:
 
 
 # -- one session ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExpiryFacts:
+    """How a page speaks of an open session's end: the time left, and whether to warn."""
+
+    left: str
+    soon: bool
+
+
+def time_left(delta: timedelta) -> str:
+    """``delta`` for people, to the minute: "3 d 4 h", "2 h 5 min", "12 min"."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min" if minutes else "less than a minute"
+
+
+def expiry_facts(session: SessionRecord, now: datetime, warning: timedelta) -> ExpiryFacts | None:
+    """None unless the session is open; ``soon`` within the --expiry-warning time of its end."""
+    if not session.is_open(now):
+        return None
+    left = session.expires - now
+    return ExpiryFacts(time_left(left), left <= warning)
+
+
+def rule_prefixes(places: Sequence[Place], bucket: str) -> list[str]:
+    """The prefixes to propose for ``bucket`` (for every bucket while none is chosen)."""
+    return sorted({p.prefix for p in places if p.bucket == bucket or not bucket} - {""})
+
+
+async def may_open_with(
+    request: web.Request, who: Principal, bucket: str, prefix: str, form_name: str
+) -> bool:
+    """Whether ``who`` may open a session with form ``form_name`` at bucket/prefix."""
+    if who.role is Role.READER:
+        return False
+    forms, _ = await services(request).sessions.allowed_forms(who, bucket, prefix)
+    return any(f.name == form_name for f in forms)
+
+
 async def _session_or_404(request: web.Request) -> SessionRecord:
     sid = request.match_info["id"]
     session = await services(request).sessions.get(sid) if is_session_id(sid) else None
@@ -355,6 +428,7 @@ async def _session_view(
     session: SessionRecord,
     *,
     close_error: str | None = None,
+    extend_error: str | None = None,
     ro_crate_ticked: bool | None = None,
     verify: dict[str, Any] | None = None,
     status: int = 200,
@@ -385,11 +459,21 @@ async def _session_view(
     if may_close and ro_crate_ticked is None:
         ro_crate_ticked = session.is_open(now) and await crate_default(svc, session)
     crate = await svc.store.get_object_record(session.bucket, crate_key(session))
+    proposed = next_prefix(session.prefix)
     return await render(
         request,
         "session.html",
         {
             "s": session,
+            "title": title_of(session),
+            "expiry": expiry_facts(session, now, config.expiry_warning),
+            "may_extend": session.is_open(now) and mine,
+            "extend_error": extend_error,
+            # "open another like this": only for who may open one there with this form
+            "another_prefix": proposed,
+            "may_open_another": await may_open_with(
+                request, who, session.bucket, proposed, session.form_name
+            ),
             "state": session_status(session, now),
             "form": form,
             "objects": records,
@@ -442,6 +526,24 @@ async def close_session(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
 
 
+async def extend_session(request: web.Request) -> web.StreamResponse:
+    """Extend an open session by the time chosen; a refusal is shown next to the button."""
+    who = page_user(request)
+    session = await _session_or_404(request)
+    by = str((await request.post()).get("by", "")).strip() or None
+    try:
+        await services(request).sessions.extend(who, session.id, by)
+    except SessionNotFound as exc:
+        raise PageError(404, str(exc)) from None
+    except SessionNotAllowed as exc:
+        raise PageError(403, str(exc)) from None
+    except SessionError as exc:
+        message = str(exc).removeprefix("by: ")
+        message = message[:1].upper() + message[1:]  # a sentence on its own beside the button
+        return await _session_view(request, who, session, extend_error=message, status=400)
+    raise web.HTTPSeeOther(str(request.app.router["session"].url_for(id=session.id)))
+
+
 async def verify_session(request: web.Request) -> web.StreamResponse:
     """Admins: verify the session's objects now (bounded in time) and show what was found;
     the records keep each result, so the object list below shows it too."""
@@ -460,5 +562,6 @@ ROUTES = [
     Page("POST", "/sessions/new", new_session_submit, "uploader", "new_session"),
     Page("GET", "/sessions/{id}", session_page, "reader", "session"),
     Page("POST", "/sessions/{id}/close", close_session, "uploader", "close_session"),
+    Page("POST", "/sessions/{id}/extend", extend_session, "uploader", "extend_session"),
     Page("POST", "/sessions/{id}/verify", verify_session, "admin", "verify_session"),
 ]

@@ -1,6 +1,7 @@
-// Browser upload on the session page. The page hands out presigned URLs signed with the
-// session's key (ui/pages/upload.py), so the gateway enforces and records each write like any S3
-// client's; this file only moves bytes and says honestly what is happening:
+// Browser upload on the session page and on the several-experiments page. The page hands out
+// presigned URLs signed with the session's key (ui/pages/upload.py), so the gateway enforces and
+// records each write like any S3 client's; this file only moves bytes and says honestly what is
+// happening:
 // - files come from the pickers or from drag and drop (folders keep their relative paths);
 // - per-file and total progress with bytes, speed and time left, redrawn every TICK_MS;
 // - a refusal (4xx, e.g. write-once) is final and shown in red with the S3 Message; only server
@@ -9,11 +10,46 @@
 //   a reload the same file (same path, size and modification time) resumes where it stopped;
 // - the objects list is fetched again when the uploads end; leaving the page mid-upload asks.
 // XMLHttpRequest, not fetch: only it reports upload progress.
+// A page may hold several upload forms (one per experiment, ui/templates/several_uploads.html),
+// each uploading into its own session: every form.js-upload is set up on its own, and its
+// inputs and outputs are found inside it by the end of their ids ("upload-files" on the session
+// page, "e2-upload-files" there). Each form gets form.minimoUpload = { count(), start() }, which
+// several.js uses to start them all with one button.
 "use strict";
 
+// the gateway drops multipart uploads older than 7 days (gateway/usecases/recovery.py): older
+// notes of them are forgotten here too
+const FORGET_AFTER_MS = 7 * 24 * 3600 * 1000;
+
 document.addEventListener("DOMContentLoaded", () => {
-  const form = document.querySelector("form.js-upload");
-  if (!form) return;
+  const forms = document.querySelectorAll("form.js-upload");
+  if (!forms.length) return;
+  forgetOldUploads();
+  forms.forEach(setupUpload);
+});
+
+// Notes of resumable uploads older than FORGET_AFTER_MS (or unreadable) are dropped.
+function forgetOldUploads() {
+  try {
+    for (let i = localStorage.length - 1; i >= 0; i--) {
+      const key = localStorage.key(i);
+      if (!key.startsWith("minimo-upload:")) continue;
+      let note = null;
+      try {
+        note = JSON.parse(localStorage.getItem(key));
+      } catch {
+        note = null;
+      }
+      if (!note || !(Date.now() - note.started < FORGET_AFTER_MS)) localStorage.removeItem(key);
+    }
+  } catch {
+    // storage off (privacy settings): nothing to forget, and nothing will resume
+  }
+}
+
+function setupUpload(form) {
+  // this form's own element whose id ends with `name` ("upload-files", "e2-upload-files")
+  const part = (name) => form.querySelector('[id$="' + name + '"]');
 
   const MiB = 1024 * 1024;
   const PARALLEL_FILES = 3;
@@ -26,18 +62,15 @@ document.addEventListener("DOMContentLoaded", () => {
   const TICK_MS = 500; // progress redraws while bytes move (at least once a second)
   const SPEED_WINDOW_MS = 5000; // speed is measured over the last few seconds
   const STORED = "minimo-upload:" + form.dataset.urls + ":"; // localStorage keys of resumable uploads
-  // the gateway drops multipart uploads older than 7 days (gateway/usecases/recovery.py): older
-  // notes of them are forgotten here too
-  const FORGET_AFTER_MS = 7 * 24 * 3600 * 1000;
 
-  const status = document.getElementById("upload-status");
-  const totalBar = document.getElementById("upload-total");
-  const totalText = document.getElementById("upload-total-text");
-  const chosenText = document.getElementById("upload-chosen");
-  const list = document.getElementById("upload-list");
-  const drop = document.getElementById("upload-drop");
-  const pickers = ["upload-files", "upload-folder"].map((id) => document.getElementById(id));
-  const button = document.getElementById("upload-start");
+  const status = part("upload-status");
+  const totalBar = part("upload-total");
+  const totalText = part("upload-total-text");
+  const chosenText = part("upload-chosen");
+  const list = part("upload-list");
+  const drop = part("upload-drop");
+  const pickers = ["upload-files", "upload-folder"].map(part);
+  const button = part("upload-start");
   const csrf = form.querySelector("input[name=csrf_token]").value;
   let dropped = [];
   let running = false;
@@ -222,17 +255,6 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 
-  try {
-    for (let i = localStorage.length - 1; i >= 0; i--) {
-      const key = localStorage.key(i);
-      if (!key.startsWith("minimo-upload:")) continue;
-      const note = remembered(key);
-      if (!note || !(Date.now() - note.started < FORGET_AFTER_MS)) localStorage.removeItem(key);
-    }
-  } catch {
-    // storage off (privacy settings): nothing to forget, and nothing will resume
-  }
-
   // The parts the gateway has for an upload (ListParts), kept only where the size is the one
   // this file's part would have.
   async function partsThere(listUrls, partSize, fileSize) {
@@ -365,8 +387,10 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 
-  // Refetch this page and swap in its objects card, so the list shows what was just written.
+  // Refetch this page and swap in its objects card, so the list shows what was just written
+  // (a page without one, like the several-experiments page, has nothing to refresh).
   async function refreshObjects() {
+    if (!document.getElementById("objects-card")) return;
     const response = await fetch(window.location.pathname, { credentials: "same-origin" });
     if (!response.ok) throw new Error("HTTP " + response.status);
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -382,8 +406,13 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   // -- one run ----------------------------------------------------------------------------------
-  form.addEventListener("submit", async (event) => {
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
+    run();
+  });
+  form.minimoUpload = { count: () => chosen().length, start: run };
+
+  async function run() {
     if (running) return;
     const items = chosen();
     if (!items.length) {
@@ -500,5 +529,5 @@ document.addEventListener("DOMContentLoaded", () => {
       showChosen();
     }
     button.disabled = false;
-  });
-});
+  }
+}

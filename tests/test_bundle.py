@@ -764,3 +764,22 @@ def test_entrypoint_refuses_a_missing_or_empty_secret_file(
         path.unlink()
     marker = tmp_path / "ran"
     assert_refused(run_with_files(env, marker), marker, f"{name}_FILE", problem)
+
+
+def test_the_documented_versitygw_service_is_valid_and_health_checked() -> None:
+    """docs/deploy.md's versitygw snippet: a valid service with a healthcheck its (Alpine,
+    busybox) image can run, reading the keys init writes, so minimo's service_healthy holds."""
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    section = doc[doc.index("**versitygw**") :]
+    snippet = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
+    fragment = yaml.safe_load(snippet)
+    compose = load(COMPOSE)
+    compose["services"].update(fragment)
+    compose["volumes"]["versitygw-data"] = None
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    assert not list(jsonschema.Draft7Validator(schema).iter_errors(compose))
+    service = fragment["versitygw"]
+    assert service["healthcheck"]["test"][:2] == ["CMD", "wget"]
+    assert "--health /health" in service["command"][0]
+    assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert "/secrets/minio/root_user" in service["command"][0]

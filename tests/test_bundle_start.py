@@ -466,3 +466,64 @@ def test_backup_restore_and_reconcile_clean(bundle: Bundle, tmp_path: Path) -> N
         assert result.returncode == 0, result.stdout + result.stderr
         summary = json.loads(result.stdout.strip().splitlines()[-1])["summary"]
         assert summary["consistent"] is True, summary
+
+
+def test_single_container_bundle_starts_on_its_embedded_stores(tmp_path: Path) -> None:
+    """deploy/compose.single.yaml: `minimo serve` itself (no entrypoint), no S3, no MongoDB,
+    its key generated into the data volume, healthy over HTTPS, the admin printed once."""
+    service = yaml.safe_load((ROOT / "deploy" / "compose.single.yaml").read_text())["services"][
+        "minimo"
+    ]
+    volumes = Volumes(tmp_path / "volumes")
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    for name, value in service["environment"].items():
+        env[name] = volumes.container_path(str(value))
+    env["MINIMO_LISTEN"] = f"127.0.0.1:{port}"
+    command = [interpolate(str(part), {}) for part in [*service["entrypoint"], *service["command"]]]
+    command[command.index("--listen") + 1] = f"127.0.0.1:{port}"
+    assert command[:2] == ["minimo", "serve"]
+    bundle = Bundle(volumes, 0, 0, port, tmp_path)
+    log = tmp_path / "minimo.log"
+    args = [sys.executable, "-m", "gateway.cli", *command[1:]]
+    with running(args, log, port, "minimo", env=env, cwd=ROOT):
+        wait_until(lambda: healthcheck(bundle).returncode == 0)
+        admin = printed_admin(log)
+        handshake(bundle, "minimo")
+        handshake(bundle, "localhost")  # MINIMO_PUBLIC_HOST's default
+        status, body = sign_in(bundle, admin["user"], admin["password"])
+        assert status == 200, body
+    key = volumes.data / "secret.key"
+    assert key.is_file() and key.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_documented_versitygw_service_starts_as_written(tmp_path: Path) -> None:
+    """docs/deploy.md's versitygw snippet, its shell command run as the image runs it: it reads
+    the keys init wrote, answers its healthcheck's URL, and takes those keys."""
+    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = doc[doc.index("**versitygw**") :]
+    snippet = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
+    service = yaml.safe_load(snippet)["versitygw"]
+    assert service["entrypoint"] == ["/bin/sh", "-c"]
+    volumes = Volumes(tmp_path / "volumes")
+    assert run_init(volumes, 27017).returncode == 0
+    port = free_port()
+    script = service["command"][0].replace("$$", "$")  # compose's escape for a literal $
+    script = script.replace("/secrets/", f"{volumes.secrets}/").replace(
+        " /data", f" {volumes.data}"
+    )
+    script = script.replace("/app/versitygw", f"{go_binary('versitygw')} --port 127.0.0.1:{port}")
+    health = service["healthcheck"]["test"][-1].replace("127.0.0.1:7070", f"127.0.0.1:{port}")
+    with running(["/bin/sh", "-c", script], tmp_path / "versitygw.log", port, "versitygw"):
+        wait_until(lambda: http_status(health) == 200)
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id=(volumes.secrets / "minimo" / "s3_access_key").read_text().strip(),
+            aws_secret_access_key=(volumes.secrets / "minimo" / "s3_secret_key")
+            .read_text()
+            .strip(),
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="probe")
+        assert [b["Name"] for b in client.list_buckets()["Buckets"]] == ["probe"]

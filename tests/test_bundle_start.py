@@ -105,6 +105,8 @@ class Bundle:
     s3_port: int
     gateway_port: int
     logs: Path
+    #: MINIMO_PUBLIC_HOST in the (otherwise absent) .env
+    public_host: str = PUBLIC_HOST
 
     @property
     def endpoint(self) -> str:
@@ -133,7 +135,7 @@ class Bundle:
 
     def minimo_command(self) -> list[str]:
         """compose.yaml's command for minimo (no .env), run by this repository's Python."""
-        command = [interpolate(str(part), {"MINIMO_PUBLIC_HOST": PUBLIC_HOST}) for part in
+        command = [interpolate(str(part), {"MINIMO_PUBLIC_HOST": self.public_host}) for part in
                    compose_service("minimo")["command"]]  # fmt: skip
         assert command[:2] == ["minimo", "serve"]
         listen = command.index("--listen") + 1
@@ -387,6 +389,13 @@ def test_first_start_with_no_env_then_restart_with_the_same_secrets(bundle: Bund
             assert status == 200
             body = s3(bundle, admin).get_object(Bucket="first", Key="hello.txt")["Body"].read()
             assert body == b"hello"
+
+        # a new MINIMO_PUBLIC_HOST in .env: the next start makes a certificate that names it
+        bundle.public_host = "storage.lab.example.org"
+        with gateway(bundle):
+            assert bundle.ca_file.read_bytes() != cert_before
+            handshake(bundle, "storage.lab.example.org")
+            handshake(bundle, "minimo")
 
 
 def test_a_dotenv_value_overrides_a_generated_one(bundle: Bundle) -> None:

@@ -32,7 +32,7 @@ COMPOSE = ROOT / "compose.yaml"
 COMPOSE_MINIO = ROOT / "deploy" / "compose.minio.yaml"
 COMPOSE_SINGLE = ROOT / "deploy" / "compose.single.yaml"
 #: the Compose Specification's JSON schema, vendored from compose-spec/compose-spec
-#: (schema/compose-spec.json, Apache-2.0): no Docker engine or compose plugin runs here
+#: (schema/compose-spec.json at 170098ba, Apache-2.0): no Docker engine or compose plugin here
 COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 INIT_SECRETS = ROOT / "deploy" / "init_secrets.py"
 DOCKERFILE = ROOT / "Dockerfile"

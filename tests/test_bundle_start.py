@@ -211,32 +211,23 @@ def mongo(bundle: Bundle) -> Iterator[None]:
 
 @contextmanager
 def seaweedfs(bundle: Bundle) -> Iterator[None]:
-    """``weed server`` with compose.yaml's arguments and the image entrypoint's -dir, every
-    port given (the test machine runs other clusters)."""
-    command = [str(part) for part in compose_service("seaweedfs")["command"]]
-    assert command[0] == "server"
-    config = next(part for part in command if part.startswith("-s3.config="))
-    ports = [free_port() for _ in range(6)]
-    args = [
-        go_binary("weed"),
-        "-logtostderr=true",
-        "server",
-        f"-dir={bundle.volumes.seaweedfs}",
-        "-volume.max=0",
-        "-master.volumeSizeLimitMB=64",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-s3",
-        f"-s3.port={bundle.s3_port}",
-        f"-s3.config={bundle.volumes.container_path(config.split('=', 1)[1])}",
-        f"-master.port={ports[0]}",
-        f"-master.port.grpc={ports[1]}",
-        f"-volume.port={ports[2]}",
-        f"-volume.port.grpc={ports[3]}",
-        f"-filer.port={ports[4]}",
-        f"-filer.port.grpc={ports[5]}",
-        f"-s3.port.grpc={free_port()}",
-    ]
+    """compose.yaml's ``weed`` command line as written, but for its paths (volumes mapped),
+    its address (127.0.0.1) and its ports (all given: the test machine runs other clusters)."""
+    service = compose_service("seaweedfs")
+    assert service["entrypoint"] == ["/usr/bin/weed"]
+    args = [go_binary("weed")]
+    for part in map(str, service["command"]):
+        if part.startswith("-dir="):
+            part = f"-dir={bundle.volumes.seaweedfs}"
+        elif part.startswith("-s3.config="):
+            part = f"-s3.config={bundle.volumes.container_path(part.split('=', 1)[1])}"
+        elif part.startswith("-ip.bind="):
+            part = "-ip.bind=127.0.0.1"
+        args.append(part)
+    ports = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc"]
+    ports += ["filer.port", "filer.port.grpc", "s3.port.grpc"]
+    args += ["-ip=127.0.0.1", f"-s3.port={bundle.s3_port}"]
+    args += [f"-{name}={free_port()}" for name in ports]
     with running(args, bundle.logs / "seaweedfs.log", bundle.s3_port, "weed server"):
         # compose waits for this service's healthcheck: GET /healthz on the S3 port
         wait_until(lambda: http_status(f"http://127.0.0.1:{bundle.s3_port}/healthz") == 200)

@@ -783,3 +783,13 @@ def test_the_documented_versitygw_service_is_valid_and_health_checked() -> None:
     assert "--health /health" in service["command"][0]
     assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert "/secrets/minio/root_user" in service["command"][0]
+
+
+def test_quick_start_is_three_commands_and_needs_no_env() -> None:
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    section = doc[doc.index("## Quick start") :]
+    block = section[section.index("```sh\n") + len("```sh\n") : section.index("```\n", 10)]
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) <= 3, commands
+    assert commands[0] == "docker compose up -d --build"
+    assert not any(".env" in command or "EDITOR" in command for command in commands)

@@ -31,6 +31,7 @@ RUN pip install . \
 
 COPY --chmod=0755 deploy/entrypoint.sh /usr/local/bin/minimo-entrypoint
 COPY --chmod=0644 deploy/healthcheck.py /usr/local/lib/minimo/healthcheck.py
+COPY --chmod=0644 deploy/init_secrets.py /usr/local/lib/minimo/init_secrets.py
 
 # /data: DATA_DIR (initial-admin.txt; objects and SQLite only when run without S3/MongoDB).
 # /certs: the generated (or your own) TLS certificate. Both are volumes owned by minimo.

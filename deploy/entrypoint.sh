@@ -6,16 +6,19 @@
 #   MINIMO_S3_ENDPOINT, MINIMO_S3_ACCESS_KEY, MINIMO_S3_SECRET_KEY   the object store
 #   MINIMO_MONGO_URI   mongodb://USER:PASSWORD@HOST:PORT/DATABASE?authSource=admin  (a password
 #                      is required: an unauthenticated MongoDB is not a production store)
+#   (the two S3 keys and the URI may instead be in the file that NAME_FILE names, as in
+#   compose.yaml, which points them at the files its init service writes)
 #   the Fernet key that encrypts S3 secrets at rest, either
-#     - in the file MINIMO_SECRET_KEY_FILE (default /run/secrets/minimo_secret_key, the compose
-#       secret), or
+#     - in the file MINIMO_SECRET_KEY_FILE (default /run/secrets/minimo_secret_key; compose.yaml
+#       names /secrets/minimo/secret_key), or
 #     - in MINIMO_SECRET_KEY (`docker run -e`): written to a private 0600 file, which
 #       MINIMO_SECRET_KEY_FILE then names; the variable is removed from the environment.
 #   Generate a key with:
 #     python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'
 #
 # Every replica must get the same key (the S3 secrets in MongoDB are encrypted with it), which is
-# why the key is never generated here. Messages name variables, never their values.
+# why the key is never generated here: compose.yaml's one-shot init service makes it, once, for
+# all replicas (deploy/init_secrets.py). Messages name variables, never their values.
 # To run minimo without S3 and MongoDB (a single container on its embedded stores), bypass this
 # script: docker run --entrypoint minimo IMAGE serve ...
 set -euo pipefail
@@ -36,6 +39,21 @@ require() {
         die "$name is empty or unset ($hint)"
     fi
 }
+
+# NAME_FILE names a file holding NAME (the bundle's init service writes them into the secrets
+# volume): read it unless NAME itself is set, so `docker run -e NAME=...` still wins.
+for name in MINIMO_S3_ACCESS_KEY MINIMO_S3_SECRET_KEY MINIMO_MONGO_URI; do
+    file_var="${name}_FILE"
+    file="${!file_var:-}"
+    unset "$file_var"
+    if blank "${!name:-}" && [[ -n "$file" ]]; then
+        [[ -f "$file" && -r "$file" ]] || die "$file_var: $file is not a readable file for uid $(id -u)"
+        value="$(tr -d '[:space:]' <"$file")"
+        [[ -n "$value" ]] || die "$file_var: $file is empty"
+        export "$name=$value"
+    fi
+done
+unset name file_var file value
 
 require MINIMO_S3_ENDPOINT "the S3 server's URL, e.g. http://minio:9000"
 require MINIMO_S3_ACCESS_KEY "the S3 server's access key"

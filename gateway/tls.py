@@ -134,8 +134,10 @@ def generate(
 ) -> tuple[Path, Path]:
     """Write ``cert.pem`` and ``key.pem`` (0600) for loopback, this host and ``hosts``.
 
-    With ``force=False`` an existing pair is kept. Returns (cert path, key path).
+    With ``force=False`` an existing pair is kept when it names every one of ``hosts``.
+    Returns (cert path, key path).
     """
+    hosts = list(hosts)
     certs_dir = Path(certs_dir)
     try:
         certs_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +145,7 @@ def generate(
         raise TlsError(f"cannot create the certificates directory {certs_dir}: {exc}") from exc
     cert_path, key_path = certs_dir / CERT_FILE, certs_dir / KEY_FILE
     with _locked(certs_dir):
-        if not force and cert_path.exists() and key_path.exists():
+        if not force and cert_path.exists() and key_path.exists() and names_all(cert_path, hosts):
             return cert_path, key_path
         cert_pem, key_pem = build_self_signed(certificate_hosts(hosts))
         _write_atomic(key_path, key_pem, 0o600)
@@ -152,8 +154,31 @@ def generate(
 
 
 def ensure_certificate(certs_dir: Path, hosts: Iterable[str] = ()) -> tuple[Path, Path]:
-    """The pair in ``certs_dir``, generated on first use when absent."""
-    return generate(certs_dir, hosts, force=False)
+    """The pair in ``certs_dir``, generated on first use when absent, and again when it does not
+    name every one of ``hosts`` (a ``--host`` added since, e.g. a new public name), so clients
+    reaching the gateway by that name are not refused. This host's own name is not required:
+    a container gets a new one each time it is recreated."""
+    return generate(certs_dir, list(hosts), force=False)
+
+
+def _normal(host: str) -> str:
+    host = host.strip().strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def names_all(cert_path: Path, hosts: Iterable[str]) -> bool:
+    """Whether the certificate at ``cert_path`` names every one of ``hosts``."""
+    wanted = {_normal(h) for h in hosts if h.strip()}
+    if not wanted:
+        return True
+    try:
+        named = {_normal(n) for n in certificate_names(cert_path)}
+    except (ValueError, x509.ExtensionNotFound):
+        return True  # not one of ours to judge: keep it, as before
+    return wanted <= named
 
 
 def certificate_names(cert_path: Path) -> list[str]:

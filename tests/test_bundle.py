@@ -1,13 +1,17 @@
-"""The production bundle (Dockerfile, compose.yaml, deploy/), checked statically.
+"""The production bundles (Dockerfile, compose.yaml, deploy/compose.*.yaml, deploy/), checked
+statically.
 
-No Docker engine runs here, so nothing is built or started: the files are parsed and compared
-with the real ``minimo serve`` options, and the entrypoint and the health check script run on
-their own with stub commands and a stub server.
+No Docker engine runs here, so nothing is built or started: every bundle is validated against
+the Compose Specification's schema, its references resolved as compose's loader does, and
+compared with the real ``minimo serve`` options and the files ``deploy/init_secrets.py`` writes;
+the entrypoint and the health check script run on their own with stub commands and a stub
+server. tests/test_bundle_start.py starts the default bundle's programs for real.
 """
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -19,11 +23,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
+COMPOSE_MINIO = ROOT / "deploy" / "compose.minio.yaml"
+COMPOSE_SINGLE = ROOT / "deploy" / "compose.single.yaml"
+#: the Compose Specification's JSON schema, vendored from compose-spec/compose-spec
+#: (schema/compose-spec.json at 170098ba, Apache-2.0): no Docker engine or compose plugin here
+COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
+INIT_SECRETS = ROOT / "deploy" / "init_secrets.py"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
@@ -38,20 +49,46 @@ FERNET_KEY = "4Gq196NQcHFMcctf10oJRWYWNHNJOK6FUOhjKjm5ApI="  # a test key, not a
 
 #: ${NAME...} interpolations; the bundle's messages contain no braces
 INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
-REQUIRED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):\?(.+)$")
+DEFAULTED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):-(.*)$")
+#: what the entrypoint reads from NAME_FILE (compose.yaml points them at init's files)
+ENTRYPOINT_FILE_VARIABLES = ["MINIMO_S3_ACCESS_KEY", "MINIMO_S3_SECRET_KEY", "MINIMO_MONGO_URI"]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def compose_text() -> str:
-    return COMPOSE.read_text(encoding="utf-8")
+#: every bundle (docs/deploy.md, "Profiles"): its file and the services it runs
+BUNDLES = {
+    "default": (COMPOSE, {"init", "minimo", "seaweedfs", "mongo"}),
+    "minio": (COMPOSE_MINIO, {"init", "minimo", "minio", "mongo"}),
+    "single": (COMPOSE_SINGLE, {"minimo"}),
+}
+#: the object store each bundle's gateway talks to
+S3_ENDPOINTS = {"default": "http://seaweedfs:8333", "minio": "http://minio:9000"}
+#: the .env variables that override a generated secret: passed to `init` only
+SECRET_VARIABLES = {
+    "MONGO_INITDB_ROOT_USERNAME",
+    "MONGO_INITDB_ROOT_PASSWORD",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "MINIMO_SECRET_KEY",
+}
+#: the directory of the secrets volume each service may read (deploy/init_secrets.py)
+SECRETS_DIR_OF = {"minimo": "minimo", "mongo": "mongo", "minio": "minio", "seaweedfs": "seaweedfs"}
 
 
-@pytest.fixture(scope="module")
-def compose(compose_text: str) -> dict:
-    data = yaml.safe_load(compose_text)
-    assert isinstance(data, dict), "compose.yaml is not a mapping"
+def load(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{path} is not a mapping"
     return data
+
+
+@pytest.fixture(scope="module", params=sorted(BUNDLES))
+def bundle(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def compose(bundle: str) -> dict:
+    return load(BUNDLES[bundle][0])
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +133,18 @@ def serve_envvars() -> set[str]:
     return names
 
 
+@pytest.fixture(scope="module")
+def init_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The secrets volume as deploy/init_secrets.py fills it with no .env."""
+    root = tmp_path_factory.mktemp("secrets")
+    env = {"PATH": os.environ.get("PATH", ""), "MINIMO_INIT_SECRETS_DIR": str(root)}
+    result = subprocess.run(
+        [sys.executable, str(INIT_SECRETS)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return root
+
+
 def environment(service: dict) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
@@ -106,6 +155,15 @@ def environment(service: dict) -> dict[str, str]:
 def command(service: dict) -> list[str]:
     cmd = service.get("command") or []
     return cmd.split() if isinstance(cmd, str) else [str(part) for part in cmd]
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """container path -> volume name (short syntax, as the bundles write them)."""
+    out = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        out[target] = source
+    return out
 
 
 def strings(node: object) -> Iterator[str]:
@@ -121,12 +179,13 @@ def strings(node: object) -> Iterator[str]:
             yield from strings(item)
 
 
-def compose_variables(compose: dict) -> set[str]:
-    names = set()
-    for expression in (e for text in strings(compose) for e in INTERPOLATION.findall(text)):
-        match = REQUIRED.match(expression)
-        assert match, f"${{{expression}}} must be ${{NAME:?message}}"
-        names.add(match.group(1))
+def compose_variables(node: object) -> dict[str, str]:
+    """NAME -> default of every ${NAME:-default} (the only form the bundles use)."""
+    names = {}
+    for expression in (e for text in strings(node) for e in INTERPOLATION.findall(text)):
+        match = DEFAULTED.match(expression)
+        assert match, f"${{{expression}}} must be ${{NAME:-default}} (nothing to fill in)"
+        names[match.group(1)] = match.group(2)
     return names
 
 
@@ -147,158 +206,212 @@ def port_of(listen: str) -> int:
     return int(listen.rsplit(":", 1)[1])
 
 
-# -- compose.yaml --------------------------------------------------------------------------------
-def test_compose_has_the_three_services(services: dict) -> None:
-    assert set(services) == {"minimo", "minio", "mongo"}
+# -- every bundle: the Compose Specification and what compose's loader resolves -------------------
+def test_bundle_matches_the_compose_specification(compose: dict) -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(compose), key=str)
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors]
 
 
-def test_gateway_is_built_here(gateway: dict) -> None:
-    build = gateway["build"]
-    context = build if isinstance(build, str) else build.get("context", ".")
-    assert (ROOT / context / "Dockerfile").is_file()
+def test_the_schema_catches_a_misspelt_key() -> None:
+    """The vendored schema is strict: a typo in a service is an error, not ignored."""
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    broken = load(COMPOSE)
+    broken["services"]["minimo"]["healthchek"] = broken["services"]["minimo"].pop("healthcheck")
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
+
+
+def test_references_resolve(compose: dict, services: dict) -> None:
+    """What compose's loader refuses: a dependency, volume or network that is not declared."""
+    volumes, networks = set(compose.get("volumes") or {}), set(compose.get("networks") or {})
+    for name, service in services.items():
+        assert set(service.get("depends_on") or {}) <= set(services), name
+        for target, source in mounts(service).items():
+            assert source in volumes, f"{name}: volume {source} ({target}) is not declared"
+        assert set(service.get("networks") or []) <= networks, name
+        assert not (service.get("network_mode") and service.get("networks")), name
+
+
+def test_bundle_has_its_services(bundle: str, services: dict) -> None:
+    assert set(services) == BUNDLES[bundle][1]
+
+
+def test_gateway_is_built_here(bundle: str, services: dict) -> None:
+    for name in ("minimo", "init"):
+        if name in services:
+            build = services[name]["build"]
+            context = build if isinstance(build, str) else build.get("context", ".")
+            assert (BUNDLES[bundle][0].parent / context / "Dockerfile").resolve() == DOCKERFILE
+            assert services[name]["image"] == services["minimo"]["image"]
 
 
 def test_every_image_is_pinned(services: dict) -> None:
     for name, service in services.items():
-        image = service.get("image")
-        if image is None:
-            assert "build" in service, f"{name} has neither image nor build"
-            continue
+        image = service["image"]
         _repository, sep, tag = image.rpartition(":")
         assert sep and "/" not in tag, f"{name}: {image} has no tag"
         tag = tag.split("@", 1)[0]
         assert tag not in {"latest", "stable", "edge"}, f"{name}: {image} is not pinned"
         assert re.search(r"\d", tag), f"{name}: {image} names no version"
-    assert re.fullmatch(
-        r"minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ(@sha256:[0-9a-f]{64})?",
-        services["minio"]["image"],
-    )
-    # a patch release, not a floating "7" or "7.0"
-    assert re.fullmatch(r"mongo:7\.0\.\d+(@sha256:[0-9a-f]{64})?", services["mongo"]["image"])
+    patterns = {
+        "minio": r"minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
+        "mongo": r"mongo:7\.0\.\d+",  # a patch release, not a floating "7" or "7.0"
+        "seaweedfs": r"chrislusf/seaweedfs:\d+\.\d+",
+    }
+    for name, pattern in patterns.items():
+        if name in services:
+            assert re.fullmatch(pattern + r"(@sha256:[0-9a-f]{64})?", services[name]["image"])
 
 
-def test_every_service_has_a_healthcheck(services: dict) -> None:
+def test_every_long_running_service_has_a_healthcheck_its_image_can_run(services: dict) -> None:
+    # the tools each image ships: mc (MinIO), mongosh (mongo), busybox wget (SeaweedFS's Alpine
+    # image: no curl), python (minimo)
+    expected = {
+        "minimo": ["CMD", "python", "/usr/local/lib/minimo/healthcheck.py"],
+        "minio": ["CMD", "mc", "ready", "local"],
+        "seaweedfs": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8333/healthz"],
+    }
     for name, service in services.items():
+        if name == "init":  # one-shot: dependants wait for it to exit 0
+            assert "healthcheck" not in service and "restart" not in service
+            continue
         check = service.get("healthcheck")
-        assert check, f"{name} has no healthcheck"
-        assert not check.get("disable"), f"{name} disables its healthcheck"
-        test = check["test"]
-        assert isinstance(test, list) and test[0] in {"CMD", "CMD-SHELL"} and len(test) > 1
-    assert services["minio"]["healthcheck"]["test"][1:] == ["mc", "ready", "local"]
-    mongo_check = " ".join(services["mongo"]["healthcheck"]["test"])
-    assert "mongosh" in mongo_check and "ping" in mongo_check
-    gateway_check = services["minimo"]["healthcheck"]["test"]
-    assert gateway_check[-1] == "/usr/local/lib/minimo/healthcheck.py"
+        assert check and not check.get("disable"), f"{name} has no healthcheck"
+        if name == "mongo":
+            assert check["test"][:2] == ["CMD", "mongosh"] and "ping" in " ".join(check["test"])
+        else:
+            assert check["test"] == expected[name], name
 
 
-def test_gateway_waits_for_healthy_stores(gateway: dict) -> None:
-    depends = gateway["depends_on"]
-    assert set(depends) == {"minio", "mongo"}
+def test_gateway_waits_for_init_and_healthy_stores(services: dict, gateway: dict) -> None:
+    depends = gateway.get("depends_on") or {}
+    assert set(depends) == set(services) - {"minimo"}
     for name, condition in depends.items():
-        assert condition["condition"] == "service_healthy", name
+        wanted = "service_completed_successfully" if name == "init" else "service_healthy"
+        assert condition["condition"] == wanted, name
+    for name, service in services.items():
+        if name not in {"minimo", "init"}:
+            init_done = {"init": {"condition": "service_completed_successfully"}}
+            assert service["depends_on"] == init_done, name
 
 
 def test_only_the_gateway_publishes_a_port(services: dict, gateway: dict) -> None:
     for name, service in services.items():
         if name != "minimo":
             assert not service.get("ports"), f"{name} must not publish a port"
-            assert not service.get("network_mode"), name
     (mapping,) = gateway["ports"]
     assert str(mapping).rsplit(":", 1)[-1] == str(GATEWAY_PORT)
 
 
 def test_stores_are_on_an_internal_network_only(compose: dict, services: dict) -> None:
-    networks = compose["networks"]
-    for name in ("minio", "mongo"):
-        for network in services[name]["networks"]:
+    networks = compose.get("networks") or {}
+    for name, service in services.items():
+        if name == "minimo":
+            continue
+        if name == "init":
+            assert service["network_mode"] == "none"  # it only writes files
+            continue
+        for network in service["networks"]:
             assert networks[network] and networks[network].get("internal") is True, name
 
 
-def test_data_lives_in_named_volumes(compose: dict, services: dict) -> None:
-    declared = set(compose["volumes"])
-    mounts = {
-        name: {str(v).split(":", 2)[1]: str(v).split(":", 1)[0] for v in service["volumes"]}
-        for name, service in services.items()
+def test_data_lives_in_named_volumes(services: dict) -> None:
+    data_paths = {
+        "minimo": ["/data", "/certs"],
+        "minio": ["/data"],
+        "seaweedfs": ["/data"],
+        "mongo": ["/data/db", "/data/configdb"],
+        "init": ["/secrets"],
     }
-    assert mounts["minio"]["/data"] in declared
-    assert mounts["mongo"]["/data/db"] in declared
-    assert mounts["minimo"]["/data"] in declared
-    assert mounts["minimo"]["/certs"] in declared
+    for name, service in services.items():
+        assert set(data_paths[name]) <= set(mounts(service)), name
 
 
-def test_every_variable_is_required_and_documented(compose: dict) -> None:
-    # no bare $VAR (it could not carry :?) and no ${VAR}, ${VAR:-default}, ${VAR-default}
+def test_nothing_to_fill_in_and_secrets_reach_init_only(
+    bundle: str, compose: dict, services: dict
+) -> None:
+    # no bare $VAR (it could not carry a default) and no required ${VAR:?...}
     bare = [text for text in strings(compose) if re.search(r"\$(?!\{)", text)]
-    assert not bare, f"use ${{VAR:?message}}, never $VAR: {bare}"
-    names = compose_variables(compose)
-    assert {
-        "MINIO_ROOT_USER",
-        "MINIO_ROOT_PASSWORD",
-        "MONGO_INITDB_ROOT_USERNAME",
-        "MONGO_INITDB_ROOT_PASSWORD",
-        "MINIMO_SECRET_KEY",
-        "MINIMO_PUBLIC_HOST",
-    } <= names
+    assert not bare, f"use ${{VAR:-default}}, never $VAR: {bare}"
+    for name, service in services.items():
+        used = compose_variables(service)
+        if name == "init":
+            assert used == dict.fromkeys(SECRET_VARIABLES, ""), "empty: generate, then keep"
+        else:
+            assert not used.keys() & SECRET_VARIABLES, f"{name} must read secrets from files"
+    variables = compose_variables(compose)
+    assert variables.get("MINIMO_PUBLIC_HOST") == "localhost"
     doc = DEPLOY_DOC.read_text(encoding="utf-8")
     example = ENV_EXAMPLE.read_text(encoding="utf-8")
-    assigned = {}
-    for line in example.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, sep, value = line.partition("=")
-            assert sep, f"env.example: {line!r} is not NAME="
-            assigned[name.strip()] = value.strip()
-    for name in names:
+    for name in variables:
         assert f"`{name}`" in doc, f"{name} is not documented in docs/deploy.md"
-    assert set(assigned) == names, "deploy/env.example must list exactly the compose variables"
-    assert not any(assigned.values()), "deploy/env.example must not hold values"
+        assert re.search(rf"^#\s*{name}=$", example, re.M), f"deploy/env.example: # {name}="
+    assert not [line for line in example.splitlines() if line and not line.startswith("#")], (
+        "deploy/env.example must set nothing: every line stays a comment until uncommented"
+    )
 
 
-def test_secrets_from_the_environment_are_required(compose: dict) -> None:
-    required = compose_variables(compose)
-    for name, secret in compose["secrets"].items():
-        source = secret.get("environment")
-        if source is not None:
-            # compose does not refuse an empty `environment:` secret by itself
-            assert source in required, f"secret {name}: ${{{source}:?...}} must guard it"
+def test_every_secret_file_a_service_reads_is_one_init_writes(
+    bundle: str, services: dict, init_output: Path
+) -> None:
+    """Each *_FILE variable (and SeaweedFS's -s3.config) names a file of the secrets volume
+    that init writes, in the directory of that service (owned by the user it runs as)."""
+    for name, service in services.items():
+        paths = [v for k, v in environment(service).items() if k.endswith("_FILE")]
+        paths += [part.split("=", 1)[1] for part in command(service) if "-s3.config=" in part]
+        if bundle == "single":
+            assert not paths or paths == ["/data/secret.key"], paths  # the gateway makes it
+            continue
+        if name == "init":
+            continue
+        assert paths, f"{name} reads no secret"
+        assert mounts(service)["/secrets"] == "secrets"
+        assert "/secrets:ro" in " ".join(map(str, service["volumes"])), f"{name}: mount it :ro"
+        for path in paths:
+            relative = Path(path).relative_to("/secrets")
+            assert relative.parts[0] == SECRETS_DIR_OF[name], f"{name} reads {path}"
+            assert (init_output / relative).is_file(), f"init does not write {path}"
 
 
-def test_gateway_command_uses_real_serve_options(gateway: dict, serve_flags: set[str]) -> None:
+def test_gateway_command_uses_real_serve_options(
+    bundle: str, gateway: dict, serve_flags: set[str]
+) -> None:
     cmd = command(gateway)
+    if bundle == "single":
+        assert gateway["entrypoint"] == ["minimo"], "the embedded stores need no S3 or MongoDB"
+        cmd = ["minimo", *cmd]
     assert cmd[:2] == ["minimo", "serve"]
     used = {part.split("=", 1)[0] for part in cmd if part.startswith("--")}
     assert used <= serve_flags, f"not `minimo serve` options: {sorted(used - serve_flags)}"
     assert "--tls" in cmd, "TLS is on by default"
     assert "--insecure-http" not in cmd
-    listen = cmd[cmd.index("--listen") + 1]
-    assert listen == f"0.0.0.0:{GATEWAY_PORT}"
+    assert cmd[cmd.index("--listen") + 1] == f"0.0.0.0:{GATEWAY_PORT}"
+    # the certificate names the service (clients on the compose network) and the public host
+    hosts = [cmd[i + 1] for i, part in enumerate(cmd) if part == "--host"]
+    assert hosts == ["minimo", "${MINIMO_PUBLIC_HOST:-localhost}"]
 
 
-def test_gateway_environment_is_read_by_the_cli(gateway: dict, serve_envvars: set[str]) -> None:
+def test_gateway_environment_is_read_by_the_cli(
+    bundle: str, gateway: dict, serve_envvars: set[str]
+) -> None:
     env = environment(gateway)
-    minimo_vars = {name for name in env if name.startswith("MINIMO_")}
-    unknown = sorted(minimo_vars - serve_envvars)
-    assert not unknown, f"not read by `minimo serve`: {unknown}"
+    # the entrypoint reads these three and exports the variable without _FILE
+    entrypoint_files = {f"{n}_FILE" for n in ENTRYPOINT_FILE_VARIABLES}
+    unknown = sorted(n for n in env if n.startswith("MINIMO_") and n not in serve_envvars)
+    assert set(unknown) <= entrypoint_files, f"not read by `minimo serve`: {unknown}"
     assert port_of(env["MINIMO_LISTEN"]) == GATEWAY_PORT  # the health check reads it
-    # the entrypoint's required variables are all supplied
-    for name in ("MINIMO_S3_ENDPOINT", "MINIMO_S3_ACCESS_KEY", "MINIMO_S3_SECRET_KEY"):
-        assert env[name], name
-    # credentials come only from required variables, never literals in the file
-    for name in ("MINIMO_S3_ACCESS_KEY", "MINIMO_S3_SECRET_KEY"):
-        assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", env[name]), name
-    uri = env["MINIMO_MONGO_URI"]
-    assert re.fullmatch(r"mongodb://\$\{[^}]+\}:\$\{[^}]+\}@mongo:27017/\S+", uri), uri
-
-
-def test_secret_key_reaches_the_gateway_as_a_file(compose: dict, gateway: dict) -> None:
-    env = environment(gateway)
-    (grant,) = gateway["secrets"]
-    target = grant["target"] if isinstance(grant, dict) else grant
-    source = grant["source"] if isinstance(grant, dict) else grant
-    assert source in compose["secrets"]
-    assert env["MINIMO_SECRET_KEY_FILE"] == f"/run/secrets/{target}"
+    if bundle == "single":
+        assert not {"MINIMO_S3_ENDPOINT", "MINIMO_MONGO_URI"} & set(env)
+        return
+    assert env["MINIMO_S3_ENDPOINT"] == S3_ENDPOINTS[bundle]
+    assert set(unknown) == entrypoint_files, "S3 keys and the MongoDB URI come from init's files"
     assert "MINIMO_SECRET_KEY" not in env, "the Fernet key must not be an environment variable"
-    if isinstance(grant, dict) and "mode" in grant:
-        assert int(grant["mode"]) & 0o077 == 0, "the key file must be private"
+
+
+def test_entrypoint_reads_the_file_variables_compose_sets() -> None:
+    text = ENTRYPOINT.read_text(encoding="utf-8")
+    line = re.search(r"^for name in (.+); do$", text, re.M)
+    assert line and line.group(1).split() == ENTRYPOINT_FILE_VARIABLES
 
 
 # -- Dockerfile ----------------------------------------------------------------------------------
@@ -584,7 +697,99 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
 
 def test_docs_name_the_pinned_versions(services: dict) -> None:
     doc = DEPLOY_DOC.read_text(encoding="utf-8")
-    for name in ("minio", "mongo"):
-        assert f"`{services[name]['image']}`" in doc, f"docs/deploy.md: update {name}'s image"
+    for name, service in services.items():
+        if name not in {"minimo", "init"}:
+            assert f"`{service['image']}`" in doc, f"docs/deploy.md: update {name}'s image"
     (base,) = [args for keyword, args in dockerfile_instructions() if keyword == "FROM"]
     assert f"`{base.split('@')[0]}`" in doc, "docs/deploy.md: update the Dockerfile's base"
+
+
+# -- the entrypoint's NAME_FILE variables (compose.yaml's way of giving the gateway its secrets) -
+def file_env(key_file: Path, tmp_path: Path) -> dict[str, str]:
+    """base_env with the S3 keys and the MongoDB URI in files, as init writes them."""
+    env = base_env(key_file)
+    for name in ENTRYPOINT_FILE_VARIABLES:
+        path = tmp_path / name.lower()
+        path.write_text(env.pop(name) + "\n")
+        path.chmod(0o600)
+        env[f"{name}_FILE"] = str(path)
+    return env
+
+
+FILE_STUB = (
+    "import json, os, sys; open(sys.argv[1], 'w').write('ran'); "
+    "print(json.dumps({n: os.environ.get(n) for n in sys.argv[2:]}))"
+)
+
+
+def run_with_files(env: dict[str, str], marker: Path) -> subprocess.CompletedProcess[str]:
+    names = [*ENTRYPOINT_FILE_VARIABLES, *(f"{n}_FILE" for n in ENTRYPOINT_FILE_VARIABLES)]
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT), sys.executable, "-c", FILE_STUB, str(marker), *names],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_entrypoint_reads_secrets_from_files(key_file: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    result = run_with_files(file_env(key_file, tmp_path), marker)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["MINIMO_S3_ACCESS_KEY"] == SECRETS["MINIMO_S3_ACCESS_KEY"]
+    assert seen["MINIMO_S3_SECRET_KEY"] == SECRETS["MINIMO_S3_SECRET_KEY"]
+    assert SECRETS["MONGO_PASSWORD"] in seen["MINIMO_MONGO_URI"]
+    assert all(seen[f"{n}_FILE"] is None for n in ENTRYPOINT_FILE_VARIABLES), "not passed on"
+
+
+def test_entrypoint_prefers_the_variable_to_its_file(key_file: Path, tmp_path: Path) -> None:
+    env = file_env(key_file, tmp_path) | {"MINIMO_S3_ACCESS_KEY": "from-docker-run-e"}
+    result = run_with_files(env, tmp_path / "ran")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["MINIMO_S3_ACCESS_KEY"] == "from-docker-run-e"
+
+
+@pytest.mark.parametrize("name", ENTRYPOINT_FILE_VARIABLES)
+@pytest.mark.parametrize("problem", ["is empty", "not a readable file"])
+def test_entrypoint_refuses_a_missing_or_empty_secret_file(
+    name: str, problem: str, key_file: Path, tmp_path: Path
+) -> None:
+    env = file_env(key_file, tmp_path)
+    path = Path(env[f"{name}_FILE"])
+    if problem == "is empty":
+        path.write_text("\n")
+    else:
+        path.unlink()
+    marker = tmp_path / "ran"
+    assert_refused(run_with_files(env, marker), marker, f"{name}_FILE", problem)
+
+
+def test_the_documented_versitygw_service_is_valid_and_health_checked() -> None:
+    """docs/deploy.md's versitygw snippet: a valid service with a healthcheck its (Alpine,
+    busybox) image can run, reading the keys init writes, so minimo's service_healthy holds."""
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    section = doc[doc.index("**versitygw**") :]
+    snippet = section[section.index("```yaml") + len("```yaml") : section.index("```\n", 10)]
+    fragment = yaml.safe_load(snippet)
+    compose = load(COMPOSE)
+    compose["services"].update(fragment)
+    compose["volumes"]["versitygw-data"] = None
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    assert not list(jsonschema.Draft7Validator(schema).iter_errors(compose))
+    service = fragment["versitygw"]
+    assert service["healthcheck"]["test"][:2] == ["CMD", "wget"]
+    assert "--health /health" in service["command"][0]
+    assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert "/secrets/minio/root_user" in service["command"][0]
+
+
+def test_quick_start_is_three_commands_and_needs_no_env() -> None:
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    section = doc[doc.index("## Quick start") :]
+    block = section[section.index("```sh\n") + len("```sh\n") : section.index("```\n", 10)]
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) <= 3, commands
+    assert commands[0] == "docker compose up -d --build"
+    assert not any(".env" in command or "EDITOR" in command for command in commands)

@@ -43,12 +43,20 @@ if str(REPO) not in sys.path:  # run as a script: make gateway, tests and bench 
 
 from bench import client, procfs  # noqa: E402
 from bench.report import filesystem_type  # noqa: E402
-from tests.servers import Gateway, mongo_uri, run_ferretdb, run_gateway  # noqa: E402
+from tests.servers import (  # noqa: E402
+    Gateway,
+    mongo_uri,
+    run_ferretdb,
+    run_gateway,
+    run_postgres,
+)
 
 BUCKET = "bench"
 SESSION_PREFIX = "run/"
 SCRATCH_PREFIX = "scratch/"
-STORES = ("sqlite", "mongo")
+#: mongo: FerretDB on SQLite (the tests' server); mongo-pg: FerretDB on PostgreSQL, which pushes
+#: filters, sorts and limits down to SQL and so is closer to what a real MongoDB costs
+STORES = ("sqlite", "mongo", "mongo-pg")
 PATHS = ("enforced", "scratch")
 TARGET_RATIO = 0.8
 
@@ -148,6 +156,10 @@ def start(store: str, work: Path) -> Iterator[Writers]:
         if store == "mongo":
             server = stack.enter_context(run_ferretdb(work / "ferretdb"))
             uri = mongo_uri(server, "enforce_bench")
+        elif store == "mongo-pg":
+            database = stack.enter_context(run_postgres(work / "postgres"))
+            server = stack.enter_context(run_ferretdb(work / "ferretdb-pg", database))
+            uri = mongo_uri(server, "enforce_bench")
         gw = stack.enter_context(run_gateway(work / f"gw-{store}", mongo_uri=uri, policy=None))
         yield prepare(gw, work / f"gw-{store}")
 
@@ -235,7 +247,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=30.0, help="time cap per run")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--repeats", type=int, help="runs per path and store (default 3, quick 1)")
-    p.add_argument("--stores", default=",".join(STORES), help="subset of sqlite,mongo")
+    p.add_argument("--stores", default=",".join(STORES), help="subset of sqlite,mongo,mongo-pg")
     p.add_argument(
         "--tmp-dir",
         type=Path,

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -223,12 +224,18 @@ def _wait_writable(endpoint: str, root: Path, timeout: float = 120.0) -> None:
     raise RuntimeError(f"the SeaweedFS cluster in {root} took no write within {timeout} s: {last}")
 
 
-def ferretdb_command(root: Path, data: Path, port: int) -> list[str]:
-    """FerretDB on SQLite files in ``data``, listening on 127.0.0.1:``port``."""
+def ferretdb_command(
+    root: Path, data: Path, port: int, postgresql_url: str | None = None
+) -> list[str]:
+    """FerretDB on SQLite files in ``data`` (or on the PostgreSQL database at
+    ``postgresql_url``), listening on 127.0.0.1:``port``."""
+    if postgresql_url is None:
+        handler = ["--handler=sqlite", f"--sqlite-url=file:{data}/"]
+    else:
+        handler = ["--handler=postgresql", f"--postgresql-url={postgresql_url}"]
     return [
         go_binary("ferretdb"),
-        "--handler=sqlite",
-        f"--sqlite-url=file:{data}/",
+        *handler,
         f"--listen-addr=127.0.0.1:{port}",
         f"--state-dir={root}",
         # the default debug address is a fixed port: two servers (xdist workers) would clash
@@ -239,8 +246,10 @@ def ferretdb_command(root: Path, data: Path, port: int) -> list[str]:
 
 
 @contextmanager
-def run_ferretdb(root: Path) -> Iterator[str]:
-    """FerretDB (MongoDB wire protocol) on SQLite files under ``root``; yields its URI.
+def run_ferretdb(root: Path, postgresql_url: str | None = None) -> Iterator[str]:
+    """FerretDB (MongoDB wire protocol) on SQLite files under ``root`` (or, given
+    ``postgresql_url``, on that PostgreSQL database: FerretDB's handler closer to a real
+    MongoDB, which pushes filters and sorts down); yields its URI.
 
     Tests give every store its own database name, so one server serves a whole session.
     """
@@ -250,7 +259,7 @@ def run_ferretdb(root: Path) -> Iterator[str]:
     port = free_port()
     log = open(root / f"ferretdb-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ferretdb_command(root, data, port),
+        ferretdb_command(root, data, port, postgresql_url),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
@@ -266,6 +275,58 @@ def run_ferretdb(root: Path) -> Iterator[str]:
     finally:
         stop(proc)
         log.close()
+
+
+@contextmanager
+def run_postgres(root: Path) -> Iterator[str]:
+    """PostgreSQL (Debian's, ``apt-get install postgresql``) on a fresh cluster under ``root``,
+    listening on 127.0.0.1 only; yields a URL of its database ``ferretdb`` for FerretDB's
+    postgresql handler. PostgreSQL refuses to run as root: as root it runs as the ``postgres``
+    user the Debian package creates."""
+    bindir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+    if bindir is None:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root.mkdir(parents=True, exist_ok=True)
+    # the cluster lives where the postgres user can reach it (pytest's directories are root's,
+    # mode 0700); the log stays under root
+    home = Path(tempfile.mkdtemp(prefix="minimo-postgres-"))
+    if as_user:
+        shutil.chown(home, "postgres")
+    data = home / "pgdata"
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "ferret", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    log = open(root / f"postgres-{port}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+         "-c", "listen_addresses=127.0.0.1", "-k", str(home)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, proc, "postgres")
+        created = None
+        for _ in range(50):  # accepting connections a moment after the port opens
+            created = subprocess.run(
+                [*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                 "-U", "ferret", "ferretdb"],
+                capture_output=True,
+                text=True,
+            )  # fmt: skip
+            if created.returncode == 0:
+                break
+            time.sleep(0.2)
+        if created is None or created.returncode != 0:
+            raise RuntimeError(f"createdb failed: {created.stderr if created else ''}")
+        yield f"postgres://ferret@127.0.0.1:{port}/ferretdb"
+    finally:
+        stop(proc)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 #: a policy under which everything is a scratch area: admins and uploaders write without a

@@ -841,6 +841,8 @@ class MongoMetadataStore(MetadataStore):
         if created:
             conditions.append({"created": created})
         conditions.extend(_field_condition(f) for f in query.fields)
+        if query.any_of:
+            conditions.append({"$or": [_field_condition(f) for f in query.any_of]})
 
         coll = self.db[SESSIONS]
         # The count command, not count_documents: the latter is an aggregation that FerretDB

@@ -756,6 +756,10 @@ class SqliteStore(MetadataStore):
             sql, more = _field_condition(f)
             where.append(sql)
             params.extend(more)
+        if query.any_of:
+            alternatives = [_field_condition(f) for f in query.any_of]
+            where.append("(" + " OR ".join(sql for sql, _ in alternatives) + ")")
+            params.extend(p for _, more in alternatives for p in more)
 
         base = " FROM sessions AS s"
         filters = (" WHERE " + " AND ".join(where)) if where else ""

@@ -42,6 +42,7 @@ from ui.pages import (
 )
 from ui.pages.common import Page, error_pages, guard
 from ui.pages.fields import html_pattern
+from ui.pages.sizes import human_size
 from ui.security import login_cookie_middleware
 
 UI_DIR = Path(__file__).resolve().parent.parent
@@ -93,6 +94,7 @@ def setup_pages(app: web.Application) -> None:
     env.globals["field_type_names"] = FIELD_TYPES  # the forms page lists them
     # "expired" is derived (an open session past its expiry): one rule for every page
     env.globals["session_status"] = session_status
+    env.filters["human_size"] = human_size  # the exact count goes in a title beside it
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
     for page in all_pages():

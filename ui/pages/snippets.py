@@ -8,6 +8,7 @@ quoting in INI files or shells; the endpoint is the page's own origin and goes t
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from policy.store.base import SessionRecord
@@ -41,5 +42,19 @@ def snippets(
             '    secure=endpoint.scheme == "https",\n)\n'
             f"client.fput_object({json.dumps(session.bucket)}, "
             f'{json.dumps(session.prefix + "myfile")}, "./myfile")'
+        ),
+    }
+
+
+def download_snippets(endpoint: str, bucket: str, key: str) -> dict[str, str]:
+    """Commands that download one object with the user's own key (aws cli, rclone); the key is
+    shell-quoted, as object names may hold spaces or quotes."""
+    name = key.rsplit("/", 1)[-1] or "download"
+    uri = shlex.quote(f"s3://{bucket}/{key}")
+    return {
+        "aws": f"aws --endpoint-url {endpoint} s3 cp {uri} {shlex.quote('./' + name)}",
+        "rclone": (
+            "# a remote 'minimo' of type s3 with your key and endpoint = "
+            f"{endpoint}\nrclone copy {shlex.quote(f'minimo:{bucket}/{key}')} ./"
         ),
     }

@@ -26,6 +26,7 @@ from policy.store.base import (
     MAX_PAGE,
     AlreadyExists,
     AuditEvent,
+    AuditOutcome,
     FieldFilter,
     FormRecord,
     InstanceRecord,
@@ -1165,6 +1166,7 @@ class SqliteStore(MetadataStore):
         until: datetime | None = None,
         principal: str | None = None,
         action: str | None = None,
+        outcome: AuditOutcome | None = None,
         limit: int = 100,
         cursor: str | None = None,
         descending: bool = False,
@@ -1183,6 +1185,9 @@ class SqliteStore(MetadataStore):
         if action is not None:
             where.append("action = ?")
             params.append(action)
+        if outcome is not None:
+            where.append("outcome = ?")
+            params.append(outcome)
         if cursor is not None:
             where.append(f"(time, seq) {'<' if descending else '>'} (?, ?)")
             params.extend(_cursor_fields(cursor, "a"))
@@ -1199,6 +1204,11 @@ class SqliteStore(MetadataStore):
             last = rows[limit - 1]
             next_cursor = encode_cursor({"a": [last[0], last[7]]})
         return events, next_cursor
+
+    async def list_audit_actions(self) -> list[str]:
+        # read off the index audit_by_action, not the table
+        rows = await self._all("SELECT DISTINCT action FROM audit ORDER BY action", [])
+        return [str(row[0]) for row in rows]
 
 
 def _cursor_fields(cursor: str, kind: str) -> list[Any]:

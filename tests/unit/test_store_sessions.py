@@ -1000,6 +1000,12 @@ def test_audit_log(with_store) -> None:
         assert got == events[3:9]
         got, _ = await store.list_audit(descending=True, limit=100)
         assert got == events[::-1]
+        # "refused only", and the actions the log holds (the audit page's filters)
+        got, _ = await store.list_audit(outcome="refused")
+        assert got == [events[5]]
+        got, _ = await store.list_audit(outcome="refused", action="session.open")
+        assert got == []
+        assert await store.list_audit_actions() == ["PutObject", "session.open"]
 
         for descending in (False, True):
             seen: list[AuditEvent] = []

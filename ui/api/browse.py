@@ -32,7 +32,7 @@ from ui.api.common import (
     text_field,
 )
 from ui.api.errors import ApiError, bad_request, not_found, session_refusal
-from ui.api.openapi import FORM_NAME_SCHEMA
+from ui.api.openapi import BUCKET_NAME_SCHEMA, FORM_NAME_SCHEMA
 from ui.api.preview import preview_json, preview_of
 from ui.outages import outage_of
 
@@ -385,7 +385,7 @@ ROUTES = [
         body={
             "type": "object",
             "required": ["name"],
-            "properties": {"name": {"type": "string", "description": "the bucket's name"}},
+            "properties": {"name": BUCKET_NAME_SCHEMA},
             "additionalProperties": False,
         },
         response={"type": "object", "properties": {"name": _STR}},

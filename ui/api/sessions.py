@@ -186,6 +186,19 @@ async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
 NOTHING_MATCHES = (FieldFilter("_no_field_", "eq", "_no_value_"),)
 
 
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """A yes/no query parameter (``1``/``true``, ``0``/``false``; absent: no)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw not in _FLAGS:
+        raise bad_request(f"{name} must be true or false", {name: ["must be true or false"]})
+    return _FLAGS[raw]
+
+
 def facets_json(found: list[Facet]) -> list[dict[str, Any]]:
     return [
         {
@@ -209,12 +222,12 @@ async def search_sessions(request: web.Request) -> web.StreamResponse:
         "total": page.total,
         "next_cursor": page.next_cursor,
     }
-    if request.query.get("facets") in ("1", "true"):
+    if _flag(request, "facets"):
         if form is None:
             message = "facets need a form: they count the values of its choice fields"
             raise bad_request(message, {"facets": [message]})
         body["facets"] = facets_json(await facets(svc.store, query, form))
-    if request.query.get("usage") in ("1", "true"):
+    if _flag(request, "usage"):
         usage = await asyncio.gather(*(svc.sessions.usage(s.id) for s in page.sessions))
         for row, (count, size) in zip(body["sessions"], usage, strict=True):
             row["objects"], row["bytes"] = count, size

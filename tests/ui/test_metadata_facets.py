@@ -93,6 +93,10 @@ def test_facets_text_columns_sizes(ui_gateway: Gateway, site: dict[str, str], pa
     expect(ada.locator("td.size")).to_have_text("1.5 MiB")
     expect(ada.locator("td.size")).to_have_attribute("title", f"{BIG + 10:,} bytes")
     fits_both_widths(page, "metadata-browser")
+    # at 1,280 px this form's columns fit without scrolling the table's own box either
+    page.set_viewport_size({"width": 1280, "height": 900})
+    box = page.locator("#sessions").locator("xpath=..")
+    assert box.evaluate("e => e.scrollWidth - e.clientWidth") <= 0
 
     # -- a facet value narrows the search; its address is shareable
     page.locator('#facets .facet[data-field="scope"] a', has_text="a").click()

@@ -55,6 +55,8 @@ UNLINKED_SCAN = 1000
 UNLINKED_SHOWN = 10
 #: how many objects under each folder of a listing are counted and sized
 FOLDER_SCAN = 1000
+#: how many of those folder listings run at once
+FOLDER_LISTINGS = 8
 
 
 @dataclass
@@ -154,6 +156,20 @@ async def folder_usage(objects: ObjectStore, bucket: str, prefix: str) -> Folder
     return FolderUsage(len(page.objects), sum(o.size for o in page.objects), page.truncated)
 
 
+async def folders_usage(
+    objects: ObjectStore, bucket: str, prefixes: list[str]
+) -> list[FolderUsage]:
+    """:func:`folder_usage` of each prefix, a few listings at a time (a page of a thousand
+    folders must not become a thousand listings at once)."""
+    gate = asyncio.Semaphore(FOLDER_LISTINGS)
+
+    async def one(prefix: str) -> FolderUsage:
+        async with gate:
+            return await folder_usage(objects, bucket, prefix)
+
+    return list(await asyncio.gather(*(one(p) for p in prefixes)))
+
+
 def adopt_prefix_of(raw: str) -> str:
     """A prefix as a session scope: a folder, so "run7" means "run7/" (not "run70/...")."""
     return raw if not raw or raw.endswith("/") else raw + "/"
@@ -191,9 +207,7 @@ async def list_bucket(request: web.Request) -> web.StreamResponse:
     try:
         records, folders = await asyncio.gather(
             asyncio.gather(*(store.get_object_record(bucket, info.key) for info in page.objects)),
-            asyncio.gather(
-                *(folder_usage(request.config_dict[OBJECT_STORE], bucket, p) for p in page.prefixes)
-            ),
+            folders_usage(request.config_dict[OBJECT_STORE], bucket, page.prefixes),
         )
     except S3Error as err:
         raise _store_error(err, bucket) from None

@@ -23,7 +23,7 @@ from ui.api.browse import (
     Unlinked,
     adopt_prefix_of,
     describe_object,
-    folder_usage,
+    folders_usage,
     scan_unlinked,
 )
 from ui.api.common import services
@@ -89,7 +89,7 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
     objects = request.config_dict[OBJECT_STORE]
     records, folders = await asyncio.gather(
         asyncio.gather(*(svc.store.get_object_record(bucket, info.key) for info in page.objects)),
-        asyncio.gather(*(folder_usage(objects, bucket, p) for p in page.prefixes)),
+        folders_usage(objects, bucket, page.prefixes),
     )
     # one lookup per distinct session on the page, not per object
     ids = {r.session_id for r in records if r is not None and r.session_id}

@@ -126,6 +126,7 @@ class Auditor:
         until: datetime | None = None,
         principal: str | None = None,
         action: str | None = None,
+        outcome: AuditOutcome | None = None,
         limit: int = 100,
         cursor: str | None = None,
         descending: bool = False,
@@ -136,10 +137,15 @@ class Auditor:
             until=until,
             principal=principal,
             action=action,
+            outcome=outcome,
             limit=limit,
             cursor=cursor,
             descending=descending,
         )
+
+    async def actions(self) -> list[str]:
+        """Every action the log holds, sorted: what the audit page's action list offers."""
+        return await self.store.list_audit_actions()
 
 
 def event_json(event: AuditEvent) -> dict[str, Any]:

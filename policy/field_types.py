@@ -230,6 +230,11 @@ class FieldType:
         """A submitted value as it goes back into the input (the page shown again)."""
         return value
 
+    def facet_values(self, f: Field) -> tuple[Any, ...]:
+        """The values the metadata browser counts sessions by (its facets), or () for none:
+        only types with a short, fixed set of values have facets."""
+        return ()
+
 
 class TextType(FieldType):
     """A string kept exactly as typed (one line)."""
@@ -276,6 +281,9 @@ class ChoiceType(FieldType):
         text = _stripped(value)
         return text if text is not None else value
 
+    def facet_values(self, f: Field) -> tuple[Any, ...]:
+        return f.choices
+
     def type_message(self, f: Field) -> str:
         return self.enum_message(f, None)
 
@@ -305,6 +313,9 @@ class MultichoiceType(FieldType):
         if isinstance(value, list | tuple):
             return [v.strip() if isinstance(v, str) else v for v in value]
         return value
+
+    def facet_values(self, f: Field) -> tuple[Any, ...]:
+        return f.choices
 
     def type_message(self, f: Field) -> str:
         return "must be a list of choices (or a comma-separated string)"
@@ -419,6 +430,9 @@ class BooleanType(FieldType):
 
     def type_message(self, f: Field) -> str:
         return "must be true or false (yes/no, on/off, 1/0)"
+
+    def facet_values(self, f: Field) -> tuple[Any, ...]:
+        return (True, False)
 
     def search_value(self, f: Field, op: SearchOp, raw: str) -> Any:
         if op != "eq":

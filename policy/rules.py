@@ -37,7 +37,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -155,14 +155,20 @@ class Policy:
 
     def to_toml(self) -> str:
         """The policy as a file :func:`parse_policy` reads back to an equal policy."""
-        if not self.rules:
-            return "# No rules: every write is refused.\n"
-        tables = []
-        for rule in self.rules:
-            lines = ["[[rule]]"]
-            lines += [f"{key} = {_toml_value(value)}" for key, value in rule.to_dict().items()]
-            tables.append("\n".join(lines) + "\n")
-        return "\n".join(tables)
+        return rules_toml([rule.to_dict() for rule in self.rules])
+
+
+def rules_toml(tables: Sequence[Mapping[str, Any]]) -> str:
+    """A policy file of ``[[rule]]`` tables, checked by nothing: the web UI's rule editor
+    writes what was entered, and :func:`parse_policy` judges it like any file."""
+    if not tables:
+        return "# No rules: every write is refused.\n"
+    out = []
+    for table in tables:
+        lines = ["[[rule]]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def _toml_value(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""Deleting a bucket, as S3 does: in-flight multipart uploads do not keep it, objects do.
+"""Creating a bucket from the web UI, and deleting one as S3 does: in-flight multipart uploads
+do not keep it, objects do.
 
 The object stores count an in-flight upload as content (their ``delete_bucket`` refuses with
 BucketNotEmpty); S3 aborts such uploads instead. So when the bucket holds no object, its
@@ -13,6 +14,10 @@ import logging
 
 from gateway.backends.base import ObjectStore
 from gateway.protocol.errors import S3Error, S3ErrorCode
+from gateway.protocol.names import validate_bucket
+from gateway.usecases.writes import accepted_event
+from policy.enforce import Decision
+from policy.principal import Principal
 from policy.store.base import MetadataStore
 
 log = logging.getLogger("minimo.buckets")
@@ -53,3 +58,20 @@ async def delete_bucket(objects: ObjectStore, metadata: MetadataStore, bucket: s
     if aborted:
         log.info("bucket %s deleted; %d in-flight uploads aborted", bucket, len(aborted))
     return aborted
+
+
+async def create_bucket(
+    objects: ObjectStore, metadata: MetadataStore, who: Principal, bucket: str
+) -> None:
+    """Create ``bucket`` for an admin of the web UI, as CreateBucket does for an S3 client: the
+    name checked by S3's rules first (InvalidBucketName says which rule it breaks), then made
+    (BucketAlreadyOwnedByYou when it exists) and audited like CreateBucket. Whether ``who``
+    may create buckets is the caller's check (the UI's page and API allow admins only)."""
+    validate_bucket(bucket)
+    await objects.create_bucket(bucket)
+    try:
+        await metadata.append_audit(
+            accepted_event(Decision("CreateBucket", who), f"s3://{bucket}/")
+        )
+    except Exception as exc:  # the bucket exists either way; the missing event is logged
+        log.error("could not record audit event for CreateBucket s3://%s/: %s", bucket, exc)

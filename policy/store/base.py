@@ -424,9 +424,14 @@ class MetadataStore(ABC):
         until: datetime | None = None,
         principal: str | None = None,
         action: str | None = None,
+        outcome: AuditOutcome | None = None,
         limit: int = 100,
         cursor: str | None = None,
         descending: bool = False,
     ) -> tuple[list[AuditEvent], str | None]:
         """Events with ``since <= time < until``, ordered by time then insertion (oldest first
         unless ``descending``), one page at a time; returns the page and the next cursor."""
+
+    @abstractmethod
+    async def list_audit_actions(self) -> list[str]:
+        """Every action the audit log holds, sorted (what the audit page offers to filter by)."""

@@ -55,6 +55,7 @@ from policy.store.base import (
     MAX_PAGE,
     AlreadyExists,
     AuditEvent,
+    AuditOutcome,
     FieldFilter,
     FormRecord,
     InstanceRecord,
@@ -861,6 +862,8 @@ class MongoMetadataStore(MetadataStore):
         if created:
             conditions.append({"created": created})
         conditions.extend(_field_condition(f) for f in query.fields)
+        if query.any_of:
+            conditions.append({"$or": [_field_condition(f) for f in query.any_of]})
 
         coll = self.db[SESSIONS]
         # The count command, not count_documents: the latter is an aggregation that FerretDB
@@ -1275,6 +1278,7 @@ class MongoMetadataStore(MetadataStore):
         until: datetime | None = None,
         principal: str | None = None,
         action: str | None = None,
+        outcome: AuditOutcome | None = None,
         limit: int = 100,
         cursor: str | None = None,
         descending: bool = False,
@@ -1291,6 +1295,8 @@ class MongoMetadataStore(MetadataStore):
             conditions.append({"principal": principal})
         if action is not None:
             conditions.append({"action": action})
+        if outcome is not None:
+            conditions.append({"outcome": outcome})
         if cursor is not None:
             stamp, last_id = _cursor_fields(cursor, "a")
             try:
@@ -1312,3 +1318,6 @@ class MongoMetadataStore(MetadataStore):
             last = docs[limit - 1]
             next_cursor = encode_cursor({"a": [last["time"].isoformat(), str(last["_id"])]})
         return events, next_cursor
+
+    async def list_audit_actions(self) -> list[str]:
+        return sorted(str(a) for a in await self.db[AUDIT].distinct("action"))

@@ -76,6 +76,9 @@ class SessionQuery:
     created_from: datetime | None = None
     created_to: datetime | None = None
     fields: tuple[FieldFilter, ...] = ()
+    #: at least one of these must hold (when any are given): a free-text search is a
+    #: ``contains`` on each text field a form has
+    any_of: tuple[FieldFilter, ...] = ()
     #: a field of ``values`` to sort by (ties: newest first); None sorts by ``sort_column``
     sort_field: str | None = None
     #: the column to sort by when ``sort_field`` is None; ties of owner, bucket or form are

@@ -26,6 +26,7 @@ from policy.store.base import (
     MAX_PAGE,
     AlreadyExists,
     AuditEvent,
+    AuditOutcome,
     FieldFilter,
     FormRecord,
     InstanceRecord,
@@ -785,6 +786,10 @@ class SqliteStore(MetadataStore):
             sql, more = _field_condition(f)
             where.append(sql)
             params.extend(more)
+        if query.any_of:
+            alternatives = [_field_condition(f) for f in query.any_of]
+            where.append("(" + " OR ".join(sql for sql, _ in alternatives) + ")")
+            params.extend(p for _, more in alternatives for p in more)
 
         base = " FROM sessions AS s"
         filters = (" WHERE " + " AND ".join(where)) if where else ""
@@ -1196,6 +1201,7 @@ class SqliteStore(MetadataStore):
         until: datetime | None = None,
         principal: str | None = None,
         action: str | None = None,
+        outcome: AuditOutcome | None = None,
         limit: int = 100,
         cursor: str | None = None,
         descending: bool = False,
@@ -1214,6 +1220,9 @@ class SqliteStore(MetadataStore):
         if action is not None:
             where.append("action = ?")
             params.append(action)
+        if outcome is not None:
+            where.append("outcome = ?")
+            params.append(outcome)
         if cursor is not None:
             where.append(f"(time, seq) {'<' if descending else '>'} (?, ?)")
             params.extend(_cursor_fields(cursor, "a"))
@@ -1230,6 +1239,11 @@ class SqliteStore(MetadataStore):
             last = rows[limit - 1]
             next_cursor = encode_cursor({"a": [last[0], last[7]]})
         return events, next_cursor
+
+    async def list_audit_actions(self) -> list[str]:
+        # read off the index audit_by_action, not the table
+        rows = await self._all("SELECT DISTINCT action FROM audit ORDER BY action", [])
+        return [str(row[0]) for row in rows]
 
 
 def _cursor_fields(cursor: str, kind: str) -> list[Any]:

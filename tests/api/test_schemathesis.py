@@ -55,7 +55,8 @@ MAX_EXAMPLES = 12
 #: Operations whose input has rules JSON Schema cannot state: a form definition's consistency
 #: (choices only for choice fields, min <= max, ...), policy TOML, values checked against the
 #: form a session names (one session or several), a duration and the policy's maximum
-#: (extend), search conditions on that form's fields, opaque page cursors. For them
+#: (extend), search conditions on that form's fields, opaque page cursors, S3's bucket naming
+#: rules beyond the characters (no "..", not like an IP address, ...). For them
 #: a schema-valid request may rightly get a 400 (its body still has to be the documented JSON
 #: error); every other operation must accept whatever its schema allows.
 SEMANTIC_400 = (
@@ -73,6 +74,7 @@ SEMANTIC_400 = (
     "list_audit",
     "session_objects",
     "verify_session",
+    "make_bucket",
 )
 _WITH_400 = '["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]'
 

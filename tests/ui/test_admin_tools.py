@@ -100,7 +100,7 @@ def test_admin_sets_policy(site: Gateway, page: Page) -> None:
     page.goto(f"{gw.endpoint}/_minimo/admin/")
     page.click("#admin-audit")
     expect(page.locator("#audit tbody tr").first).to_be_visible()
-    page.fill("#audit-action", "policy.set")
+    page.select_option("#audit-action", "policy.set")
     page.fill("#audit-user", admin)
     page.click("#audit-filter")
     rows = page.locator("#audit tbody tr")

@@ -56,6 +56,11 @@ bucket = "more"
 prefix = ""
 require_session = false
 """
+#: a 1x1 GIF, for the image preview
+TINY_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
+    b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
 #: a form whose saving the CSRF and role checks must prevent
 PROBE_FORM = {"name": "probe", "title": "Probe", "fields": [{"name": "x", "type": "text"}]}
 
@@ -94,6 +99,8 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/_minimo/logout"): Call(),
     ("GET", "/_minimo/data/{bucket}/object"): Call(query="key=old/a.txt"),
     ("GET", "/_minimo/download/{bucket}"): Call(query="key=old/a.txt"),
+    ("GET", "/_minimo/preview/{bucket}"): Call(query="key=old/dot.gif"),
+    ("POST", "/_minimo/data/"): Call(body={"name": "probe-bucket"}, changes="/buckets"),
     ("POST", "/_minimo/sessions/new"): Call(
         body={"_bucket": "raw", "_prefix": "probe/", "_form": "run", "sample": "S9"},
         changes="/sessions?limit=200",
@@ -216,7 +223,7 @@ class Site:
 
     def state(self) -> dict[str, Any]:
         """What any of the POSTs would change, as the admin's API shows it."""
-        paths = ("/users", "/forms", "/policy", "/keys", "/sessions?limit=200")
+        paths = ("/users", "/forms", "/policy", "/keys", "/sessions?limit=200", "/buckets")
         replies = {path: self.admin_api.call("GET", path) for path in paths}
         assert all(r.status == 200 for r in replies.values()), replies
         return {path: reply.body for path, reply in replies.items()}
@@ -253,6 +260,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         gw.cli("user", "add", "rita", "--role", "reader", "--password-stdin",
                input=PASSWORD + "\n")  # fmt: skip
         s3(gw).put_object(Bucket="scratch", Key="old/a.txt", Body=b"an old file")
+        s3(gw).put_object(Bucket="scratch", Key="old/dot.gif", Body=TINY_GIF)
         admin_name = read_initial_admin(gw.data_dir)["user"]
         admin_api = Browser(gw.endpoint)
         assert admin_api.login(admin_name, gw.admin_password).status == 200

@@ -367,6 +367,28 @@ def test_search_by_field_values(with_store) -> None:
     with_store(body)
 
 
+def test_search_any_of_free_text(with_store) -> None:
+    """``any_of``: at least one holds (the metadata browser's free text is a ``contains`` on
+    every text field), combined with the conditions that must all hold."""
+
+    async def body(store: MetadataStore) -> None:
+        await _seed(store)
+
+        async def anywhere(text: str, *names: str, **kw: Any) -> list[str]:
+            any_of = tuple(FieldFilter(name, "contains", text) for name in names)
+            return await _ids(store, any_of=any_of, **kw)
+
+        assert await anywhere("ann", "operator", "tags") == ["c", "a"]
+        assert await anywhere("y", "operator", "tags") == ["b", "a"]  # a list element matches
+        assert await anywhere("BOB", "operator", "tags") == ["b"]
+        assert await anywhere("ann", "tags") == []
+        assert await anywhere("ann", "operator", "tags", owner="alice", bucket="raw") == ["a"]
+        fields = (FieldFilter("operator", "contains", "ann"),)
+        assert await anywhere("y", "operator", "tags", fields=fields) == ["a"]
+
+    with_store(body)
+
+
 def test_search_sort_by_field(with_store) -> None:
     async def body(store: MetadataStore) -> None:
         await _seed(store)
@@ -1018,6 +1040,12 @@ def test_audit_log(with_store) -> None:
         assert got == events[3:9]
         got, _ = await store.list_audit(descending=True, limit=100)
         assert got == events[::-1]
+        # "refused only", and the actions the log holds (the audit page's filters)
+        got, _ = await store.list_audit(outcome="refused")
+        assert got == [events[5]]
+        got, _ = await store.list_audit(outcome="refused", action="session.open")
+        assert got == []
+        assert await store.list_audit_actions() == ["PutObject", "session.open"]
 
         for descending in (False, True):
             seen: list[AuditEvent] = []

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.usecases.adopt import adopt
 from gateway.usecases.appkeys import OBJECT_STORE
+from gateway.usecases.buckets import create_bucket
 from gateway.usecases.object_store import ObjectInfo, ObjectStore, S3Error, S3ErrorCode
 from policy.forms import Form, FormValidationError
 from policy.services import Services
@@ -20,6 +21,7 @@ from policy.sessions import SessionError
 from policy.store.base import MetadataStore, ObjectRecord, SessionRecord
 from ui.api.common import (
     Route,
+    created,
     iso,
     json_body,
     object_json,
@@ -31,7 +33,8 @@ from ui.api.common import (
     text_field,
 )
 from ui.api.errors import ApiError, bad_request, not_found, session_refusal
-from ui.api.openapi import FORM_NAME_SCHEMA
+from ui.api.openapi import BUCKET_NAME_SCHEMA, FORM_NAME_SCHEMA
+from ui.api.preview import preview_json, preview_of
 from ui.outages import outage_of
 
 #: object store errors that mean the object is not there: a bucket or key name that no object
@@ -51,6 +54,10 @@ NO_BUCKET = (S3ErrorCode.NoSuchBucket, S3ErrorCode.InvalidBucketName)
 UNLINKED_SCAN = 1000
 #: how many of the unlinked keys it names
 UNLINKED_SHOWN = 10
+#: how many objects under each folder of a listing are counted and sized
+FOLDER_SCAN = 1000
+#: how many of those folder listings run at once
+FOLDER_LISTINGS = 8
 
 
 @dataclass
@@ -148,6 +155,37 @@ async def scan_unlinked(
     return Unlinked(len(keys), len(page.objects), page.truncated, keys[:UNLINKED_SHOWN])
 
 
+@dataclass(frozen=True)
+class FolderUsage:
+    """The objects under a folder, from one listing of at most FOLDER_SCAN keys."""
+
+    objects: int
+    bytes: int
+    #: True when the folder holds more than was counted (the figures are lower bounds)
+    more: bool
+
+
+async def folder_usage(objects: ObjectStore, bucket: str, prefix: str) -> FolderUsage:
+    """Count and size the objects under ``prefix`` (all depths), reading one listing page:
+    bounded, so a listing of many large folders still answers quickly."""
+    page = await objects.list_objects(bucket, prefix=prefix, max_keys=FOLDER_SCAN)
+    return FolderUsage(len(page.objects), sum(o.size for o in page.objects), page.truncated)
+
+
+async def folders_usage(
+    objects: ObjectStore, bucket: str, prefixes: list[str]
+) -> list[FolderUsage]:
+    """:func:`folder_usage` of each prefix, a few listings at a time (a page of a thousand
+    folders must not become a thousand listings at once)."""
+    gate = asyncio.Semaphore(FOLDER_LISTINGS)
+
+    async def one(prefix: str) -> FolderUsage:
+        async with gate:
+            return await folder_usage(objects, bucket, prefix)
+
+    return list(await asyncio.gather(*(one(p) for p in prefixes)))
+
+
 def adopt_prefix_of(raw: str) -> str:
     """A prefix as a session scope: a folder, so "run7" means "run7/" (not "run70/...")."""
     return raw if not raw or raw.endswith("/") else raw + "/"
@@ -182,9 +220,13 @@ async def list_bucket(request: web.Request) -> web.StreamResponse:
     except S3Error as err:
         raise _store_error(err, bucket) from None
     store = services(request).store
-    records = await asyncio.gather(
-        *(store.get_object_record(bucket, info.key) for info in page.objects)
-    )
+    try:
+        records, folders = await asyncio.gather(
+            asyncio.gather(*(store.get_object_record(bucket, info.key) for info in page.objects)),
+            folders_usage(request.config_dict[OBJECT_STORE], bucket, page.prefixes),
+        )
+    except S3Error as err:
+        raise _store_error(err, bucket) from None
     objects = [
         {
             "key": info.key,
@@ -206,6 +248,11 @@ async def list_bucket(request: web.Request) -> web.StreamResponse:
             "bucket": bucket,
             "prefix": prefix,
             "prefixes": page.prefixes,
+            # each prefix's objects (all depths) and bytes, counted up to FOLDER_SCAN objects
+            "folders": [
+                {"prefix": p, "objects": use.objects, "bytes": use.bytes, "more": use.more}
+                for p, use in zip(page.prefixes, folders, strict=True)
+            ],
             "objects": objects,
             "next_start_after": page.next_marker if page.truncated else None,
         }
@@ -227,6 +274,12 @@ async def show_object(request: web.Request) -> web.StreamResponse:
     if view is None:
         raise not_found(f"there is no object s3://{bucket}/{key}")
     info = view.info
+    shown = None
+    if info is not None:
+        try:
+            shown = preview_json(await preview_of(request.config_dict[OBJECT_STORE], bucket, info))
+        except S3Error as err:
+            raise _store_error(err, bucket) from None
     return ok(
         {
             "bucket": bucket,
@@ -249,8 +302,27 @@ async def show_object(request: web.Request) -> web.StreamResponse:
                 {"name": name, "label": label, "value": value}
                 for name, label, value in view.labelled_values()
             ],
+            # what the object page previews (None when the object store no longer has it)
+            "preview": shown,
         }
     )
+
+
+async def make_bucket(request: web.Request) -> web.StreamResponse:
+    """An admin creates a bucket (S3's naming rules; audited as CreateBucket)."""
+    name = text_field(await json_body(request), "name") or ""
+    try:
+        await create_bucket(
+            request.config_dict[OBJECT_STORE], services(request).store, principal(request), name
+        )
+    except S3Error as err:
+        if err.code == S3ErrorCode.InvalidBucketName:
+            raise bad_request(err.message, {"name": [err.message]}) from None
+        if err.code in (S3ErrorCode.BucketAlreadyOwnedByYou, S3ErrorCode.BucketAlreadyExists):
+            message = f"there is a bucket {name} already"
+            raise ApiError(409, "exists", message, {"name": [message]}) from None
+        raise _store_error(err, name) from None
+    return created({"name": name})
 
 
 async def adopt_preview(request: web.Request) -> web.StreamResponse:
@@ -341,6 +413,22 @@ ROUTES = [
         },
     ),
     Route(
+        "POST",
+        "/buckets",
+        make_bucket,
+        "Create a bucket (S3's bucket naming rules; 409 when it exists)",
+        "admin",
+        "data",
+        body={
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": BUCKET_NAME_SCHEMA},
+            "additionalProperties": False,
+        },
+        response={"type": "object", "properties": {"name": _STR}},
+        status=201,
+    ),
+    Route(
         "GET",
         "/buckets/{bucket}",
         list_bucket,
@@ -358,6 +446,18 @@ ROUTES = [
                 "bucket": _STR,
                 "prefix": _STR,
                 "prefixes": {"type": "array", "items": _STR},
+                "folders": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "prefix": _STR,
+                            "objects": _INT,
+                            "bytes": _INT,
+                            "more": {"type": "boolean"},
+                        },
+                    },
+                },
                 "objects": {
                     "type": "array",
                     "items": {
@@ -418,6 +518,17 @@ ROUTES = [
                     "items": {
                         "type": "object",
                         "properties": {"name": _STR, "label": _STR, "value": {}},
+                    },
+                },
+                "preview": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "kind": {"enum": ["image", "csv", "text", None]},
+                        "text": {"type": ["string", "null"]},
+                        "rows": {"type": ["array", "null"]},
+                        "cut": {"type": "boolean"},
+                        "note": {"type": ["string", "null"]},
+                        "image_type": {"type": ["string", "null"]},
                     },
                 },
             },

@@ -1,12 +1,13 @@
-"""``/policy``: the rules in force (TOML source and parsed) and replacing them."""
+"""``/policy``: the rules in force (TOML source and parsed) and replacing them, as TOML or as
+the rules' JSON (the policy page's rule editor's twin), checked the same way."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from policy.rules import PolicyError
+from policy.rules import Policy, PolicyError
 from ui.api.common import Route, iso, json_body, ok, principal, services, text_field
-from ui.api.errors import ApiError
+from ui.api.errors import ApiError, bad_request
 
 
 def _policy_json(stored: object) -> dict[str, object]:
@@ -29,11 +30,19 @@ async def get_policy(request: web.Request) -> web.StreamResponse:
 
 async def set_policy(request: web.Request) -> web.StreamResponse:
     data = await json_body(request)
-    toml = text_field(data, "toml") or ""
+    if ("toml" in data) == ("rules" in data):
+        message = "send the policy as toml (text) or as rules (a list of rule objects)"
+        raise bad_request(message, {"toml": [message], "rules": [message]})
+    source = "toml" if "toml" in data else "rules"
     try:
+        if source == "toml":
+            toml = text_field(data, "toml") or ""
+        else:
+            # the same rule checks as a file's, then the file those rules make
+            toml = Policy.from_dict({"rules": data["rules"]}).to_toml()
         stored = await services(request).policies.set(toml, principal(request))
     except PolicyError as exc:
-        raise ApiError(400, "invalid_policy", str(exc), {"toml": list(exc.problems)}) from None
+        raise ApiError(400, "invalid_policy", str(exc), {source: list(exc.problems)}) from None
     return ok(_policy_json(stored))
 
 
@@ -63,13 +72,19 @@ ROUTES = [
         "PUT",
         "/policy",
         set_policy,
-        "Replace the policy (TOML)",
+        "Replace the policy: TOML text, or the rules as JSON (one of the two)",
         "admin",
         "policy",
         body={
             "type": "object",
-            "required": ["toml"],
-            "properties": {"toml": {"type": "string"}},
+            "properties": {
+                "toml": {"type": "string"},
+                "rules": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "rule objects with the keys of a [[rule]] table",
+                },
+            },
             "additionalProperties": False,
         },
         response=_POLICY,

@@ -19,9 +19,10 @@ from gateway.usecases.verify import Outcome, Scope, Verifier, VerifyError
 from policy.catalog import CatalogError
 from policy.durations import DurationError, parse_duration
 from policy.forms import Form, FormValidationError, validate_values
+from policy.session_search import Facet, facets, free_text
 from policy.sessions import SessionError, parse_where
 from policy.several import MAX_EXPERIMENTS, Experiment, SeveralInvalid, open_several
-from policy.store.base import SessionQuery, SortColumn
+from policy.store.base import FieldFilter, SessionQuery, SortColumn
 from ui.api import rocrate
 from ui.api.common import (
     Route,
@@ -226,6 +227,11 @@ async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
         fields = tuple(parse_where(text, form) for text in wheres)
     except SessionError as exc:
         raise bad_request(str(exc), {"where": [str(exc)]}) from None
+    text = q.get("q", "")
+    # free text looks in the chosen form's fields, or in every field any form has
+    any_of = free_text(text, [form] if form else await services(request).forms.list())
+    if text.strip() and not any_of:
+        any_of = NOTHING_MATCHES
     try:
         query = SessionQuery(
             form_name=form_name,
@@ -235,6 +241,7 @@ async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
             created_from=query_time(request, "created_from"),
             created_to=query_time(request, "created_to"),
             fields=fields,
+            any_of=any_of,
             **parse_sort(q.get("sort") or "-created"),
             limit=query_int(request, "limit", 50, 1, 1000),
             offset=query_int(request, "offset", 0, 0, 10**9),
@@ -247,19 +254,56 @@ async def _query(request: web.Request) -> tuple[SessionQuery, Form | None]:
     return query, form
 
 
+#: a free-text search when no form has a field: a condition no session meets
+NOTHING_MATCHES = (FieldFilter("_no_field_", "eq", "_no_value_"),)
+
+
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """A yes/no query parameter (``1``/``true``, ``0``/``false``; absent: no)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw not in _FLAGS:
+        raise bad_request(f"{name} must be true or false", {name: ["must be true or false"]})
+    return _FLAGS[raw]
+
+
+def facets_json(found: list[Facet]) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": facet.field.name,
+            "label": facet.field.label or facet.field.name,
+            "values": [{"value": v.value, "count": v.count} for v in facet.values],
+        }
+        for facet in found
+    ]
+
+
 async def search_sessions(request: web.Request) -> web.StreamResponse:
-    query, _ = await _query(request)
+    query, form = await _query(request)
+    svc = services(request)
     try:
-        page = await services(request).sessions.search(query)
+        page = await svc.sessions.search(query)
     except SessionError as exc:
         raise bad_request(str(exc), {"cursor": [str(exc)]}) from None
-    return ok(
-        {
-            "sessions": [session_json(s) for s in page.sessions],
-            "total": page.total,
-            "next_cursor": page.next_cursor,
-        }
-    )
+    body: dict[str, Any] = {
+        "sessions": [session_json(s) for s in page.sessions],
+        "total": page.total,
+        "next_cursor": page.next_cursor,
+    }
+    if _flag(request, "facets"):
+        if form is None:
+            message = "facets need a form: they count the values of its choice fields"
+            raise bad_request(message, {"facets": [message]})
+        body["facets"] = facets_json(await facets(svc.store, query, form))
+    if _flag(request, "usage"):
+        usage = await asyncio.gather(*(svc.sessions.usage(s.id) for s in page.sessions))
+        for row, (count, size) in zip(body["sessions"], usage, strict=True):
+            row["objects"], row["bytes"] = count, size
+    return ok(body)
 
 
 async def _session(request: web.Request) -> Any:
@@ -555,6 +599,7 @@ _SEARCH_PARAMS: tuple[tuple[str, Schema, str], ...] = (
         },
         "repeatable field condition (all must hold): FIELD=V, FIELD>=V, FIELD<=V or FIELD~TEXT",
     ),
+    ("q", _STR, "free text: sessions with the text in any field's value (case-insensitive)"),
     (
         "sort",
         {"type": "string", "pattern": r"^([-+]?(values\.)?[a-z][a-z0-9_]*)?$"},
@@ -683,7 +728,15 @@ ROUTES = [
         "Search sessions",
         "reader",
         "sessions",
-        query=_SEARCH_PARAMS,
+        query=(
+            *_SEARCH_PARAMS,
+            (
+                "facets",
+                {"enum": ["1", "true", "0", "false"]},
+                "with a form: count the matches per value of each choice and boolean field",
+            ),
+            ("usage", {"enum": ["1", "true", "0", "false"]}, "add objects and bytes per session"),
+        ),
         response={
             "type": "object",
             "required": ["sessions", "total"],
@@ -691,6 +744,25 @@ ROUTES = [
                 "sessions": {"type": "array", "items": SESSION_REF},
                 "total": {"type": "integer"},
                 "next_cursor": {"type": ["string", "null"]},
+                "facets": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "label", "values"],
+                        "properties": {
+                            "field": _STR,
+                            "label": _STR,
+                            "values": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["value", "count"],
+                                    "properties": {"count": {"type": "integer"}},
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
     ),

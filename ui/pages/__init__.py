@@ -116,7 +116,7 @@ def setup_pages(app: web.Application) -> None:
     env.globals["session_status"] = session_status
     # what people call a session (shown wherever its id used to be)
     env.globals["title_of"] = title_of
-    env.globals["human_size"] = human_size
+    env.filters["human_size"] = human_size  # the exact count goes in a title beside it
     pages.on_response_prepare.append(_harden)
     pages.router.add_static("/static/", UI_DIR / "static", name="static")
     for page in all_pages():

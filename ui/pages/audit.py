@@ -1,5 +1,6 @@
 """The admin's audit log page (twin of ui/api/audit.py): events newest first, filtered by time,
-user and action, paged with the store's cursor."""
+user, action (chosen from the actions the log holds) and "refused only", paged with the store's
+cursor."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ async def _session_titles(request: web.Request, events: list[dict[str, Any]]) ->
 async def audit_page(request: web.Request) -> web.StreamResponse:
     q = request.query
     filters = {name: q.get(name, "").strip() for name in ("since", "until", "user", "action")}
+    # "refused only": the outcome the enforcer and the admin services give a refusal
+    refused_only = q.get("outcome") == "refused"
     problems: list[str] = []
     since = _parse_time("since", filters["since"], problems)
     until = _parse_time("until", filters["until"], problems)
@@ -54,13 +57,20 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     next_url = None
     # the cursor only says where to resume: every page link keeps the filters
     kept = {k: v for k, v in filters.items() if v}
+    if refused_only:
+        kept["outcome"] = "refused"
+    auditor = services(request).auditor
+    actions = await auditor.actions()
+    if filters["action"] and filters["action"] not in actions:
+        actions.append(filters["action"])  # asked for by a link: keep it chosen (it matches none)
     if not problems:
         try:
-            page, cursor = await services(request).auditor.events(
+            page, cursor = await auditor.events(
                 since=since,
                 until=until,
                 principal=filters["user"] or None,
                 action=filters["action"] or None,
+                outcome="refused" if refused_only else None,
                 limit=AUDIT_PAGE,
                 cursor=q.get("cursor") or None,
                 descending=True,
@@ -77,6 +87,8 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         "events": events,
         "titles": titles if not problems else {},
         "filters": filters,
+        "refused_only": refused_only,
+        "actions": actions,
         "problems": problems,
         "next_url": next_url,
         "first_page": not q.get("cursor"),

@@ -10,34 +10,66 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from gateway.usecases.adopt import AdoptResult, adopt
-from gateway.usecases.appkeys import OBJECT_STORE
-from gateway.usecases.object_store import NOSNIFF, OBJECT_CSP, S3Error
+from gateway.usecases.appkeys import CONFIG, OBJECT_STORE
+from gateway.usecases.buckets import create_bucket
+from gateway.usecases.object_store import NOSNIFF, OBJECT_CSP, S3Error, S3ErrorCode
 from policy.forms import Form, FormValidationError
 from policy.sessions import SessionError, SessionNotFound, session_status
 from ui.api.browse import (
+    FOLDER_SCAN,
     NO_BUCKET,
     NOT_THERE,
     UNLINKED_SCAN,
     Unlinked,
     adopt_prefix_of,
     describe_object,
+    folders_usage,
     scan_unlinked,
 )
 from ui.api.common import services
+from ui.api.preview import Preview, preview_of
 from ui.outages import outage_of, pass_outage
 from ui.pages.common import Page, PageError, page_user, render
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
+from ui.pages.preview import image
+from ui.pages.snippets import download_snippets
 
 DATA_PAGE = 100
 
 
-async def data_buckets(request: web.Request) -> web.StreamResponse:
+async def data_buckets(
+    request: web.Request, new_name: str = "", error: str = "", status: int = 200
+) -> web.StreamResponse:
     try:
         buckets = await request.config_dict[OBJECT_STORE].list_buckets()
     except S3Error as err:
         pass_outage(err)
         raise PageError(502, f"The object store refused to list buckets: {err.code}") from None
-    return await render(request, "data.html", {"buckets": buckets, "bucket": None})
+    return await render(
+        request,
+        "data.html",
+        {"buckets": buckets, "bucket": None, "new_name": new_name, "new_error": error},
+        status=status,
+    )
+
+
+async def create_bucket_submit(request: web.Request) -> web.StreamResponse:
+    """An admin's new bucket: made and audited as CreateBucket, or the page again with the
+    reason beside the name (S3's naming rule it breaks, or that it exists)."""
+    name = str((await request.post()).get("name", "")).strip()
+    try:
+        await create_bucket(request.config_dict[OBJECT_STORE], services(request).store,
+                            page_user(request), name)  # fmt: skip
+    except S3Error as err:
+        pass_outage(err)
+        if err.code == S3ErrorCode.InvalidBucketName:
+            message = err.message
+        elif err.code in (S3ErrorCode.BucketAlreadyOwnedByYou, S3ErrorCode.BucketAlreadyExists):
+            message = f"There is a bucket {name} already."
+        else:
+            raise PageError(502, f"The object store refused to create it: {err.code}") from None
+        return await data_buckets(request, name, message, status=400)
+    raise web.HTTPSeeOther(f"/_minimo/data/{quote(name, safe='')}")
 
 
 async def data_bucket(request: web.Request) -> web.StreamResponse:
@@ -54,8 +86,10 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
             raise PageError(404, f"There is no bucket {bucket}.") from None
         raise PageError(502, f"The object store refused to list {bucket}: {err.code}") from None
     svc = services(request)
-    records = await asyncio.gather(
-        *(svc.store.get_object_record(bucket, info.key) for info in page.objects)
+    objects = request.config_dict[OBJECT_STORE]
+    records, folders = await asyncio.gather(
+        asyncio.gather(*(svc.store.get_object_record(bucket, info.key) for info in page.objects)),
+        folders_usage(objects, bucket, page.prefixes),
     )
     # one lookup per distinct session on the page, not per object
     ids = {r.session_id for r in records if r is not None and r.session_id}
@@ -79,7 +113,8 @@ async def data_bucket(request: web.Request) -> web.StreamResponse:
             "bucket": bucket,
             "prefix": prefix,
             "crumbs": _crumbs(prefix),
-            "prefixes": page.prefixes,
+            "prefixes": list(zip(page.prefixes, folders, strict=True)),
+            "folder_scan": FOLDER_SCAN,
             "rows": rows,
             "more": more,
             "urlencode": _prefix_query,
@@ -158,6 +193,19 @@ async def data_object(request: web.Request) -> web.StreamResponse:
     if view is None:
         raise PageError(404, f"There is no object s3://{bucket}/{key}.")
     folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    shown = None
+    if view.info is not None:
+        try:
+            shown = await preview_of(request.config_dict[OBJECT_STORE], bucket, view.info)
+        except S3Error as err:
+            # the object went away (or the store failed) between the head and the read: the
+            # page still shows what it knows, without a preview
+            pass_outage(err)
+            shown = Preview(None, note=f"The object store refused to read it: {err.code}")
+    config = request.config_dict[CONFIG]
+    # the S3 endpoint for the snippets: this page's origin, unless the UI has a host name of its
+    # own (as the session page's snippets)
+    endpoint = config.base_url if config.ui_url else str(request.url.origin())
     return await render(
         request,
         "data_object.html",
@@ -171,6 +219,9 @@ async def data_object(request: web.Request) -> web.StreamResponse:
             "name": key[len(folder) :],
             "folder": folder,
             "urlencode": _prefix_query,
+            "preview": shown,
+            "s3_uri": f"s3://{bucket}/{key}",
+            "download_snippets": download_snippets(endpoint, bucket, key),
             "twin": "/_minimo/api/v1/buckets/"
             + quote(bucket, safe="")
             + "/object?"
@@ -321,9 +372,11 @@ async def _render_result(
 
 ROUTES = [
     Page("GET", "/data/", data_buckets, "reader", "data"),
+    Page("POST", "/data/", create_bucket_submit, "admin", "data"),
     Page("GET", "/data/{bucket}", data_bucket, "reader", "data_bucket"),
     Page("GET", "/data/{bucket}/object", data_object, "reader", "data_object"),
     Page("GET", "/data/{bucket}/adopt", adopt_page, "admin", "data_adopt"),
     Page("POST", "/data/{bucket}/adopt", adopt_submit, "admin", "data_adopt"),
     Page("GET", "/download/{bucket}", download, "reader", "download"),
+    Page("GET", "/preview/{bucket}", image, "reader", "preview"),
 ]

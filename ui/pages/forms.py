@@ -22,6 +22,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from policy.catalog import CatalogError
+from policy.field_types import FIELD_TYPES_BY_NAME
 from policy.forms import Form, FormDefinitionError
 from ui.api.common import services
 from ui.api.forms import (
@@ -138,6 +139,8 @@ async def _forms_page(
         "import_text": "",
         "problems": [],
         "saved": None,
+        # what form-builder.js offers per type: the constraint keys each type takes
+        "type_keys": {name: sorted(t.constraints) for name, t in FIELD_TYPES_BY_NAME.items()},
     }
     page = {**base, **context}
     if "preview" not in page:

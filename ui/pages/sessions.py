@@ -10,6 +10,7 @@ row as ``where_field`` / ``where_op`` / ``where_value``, and the page takes both
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from multidict import MultiMapping
 
 from gateway.usecases.appkeys import CONFIG
 from gateway.usecases.session_crate import crate_default
-from policy.forms import Form, FormValidationError
+from policy.forms import Field, Form, FormValidationError
 from policy.principal import Principal, Role
 from policy.rocrate import crate_key
+from policy.session_search import Facet, facets, free_text
 from policy.sessions import (
     WHERE_CONDITION,
     Place,
@@ -46,6 +48,7 @@ from ui.api.common import services
 from ui.api.errors import ApiError
 from ui.api.sessions import (
     MAX_CONDITIONS,
+    NOTHING_MATCHES,
     VERIFY_SECONDS,
     bucket_names,
     parse_sort,
@@ -119,11 +122,19 @@ def _field_filters(rows: list[ConditionRow], form: Form | None) -> tuple[FieldFi
         try:
             filters.append(parse_where(row.where, form))
         except SessionError as exc:
-            # the message names the whole condition; beside its row the field is implied
-            row.error = str(exc).removeprefix(f"form {form.name} " if form else "")
+            # beside its row the field is implied: drop the "form F " and "name: " the message
+            # starts with (the row's chooser shows the field's label)
+            message = str(exc).removeprefix(f"form {form.name} " if form else "")
+            row.error = message.removeprefix(f"{row.field}: ")
     for row in rows[MAX_CONDITIONS:]:
         row.error = row.error or f"at most {MAX_CONDITIONS} conditions"
     return tuple(filters)
+
+
+def _label(form: Form | None, name: str) -> str:
+    """What people call field ``name``: its label in the chosen form, else the name."""
+    field = form.field(name) if form is not None else None
+    return (field.label or field.name) if field is not None else name
 
 
 def _sort_problem(sort: str, form: Form | None) -> str | None:
@@ -156,12 +167,15 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
         problems.append(f"There is no form {filters['form']}.")
     rows = _rows_from_query(q)
     fields = _field_filters(rows, form)
-    bad_rows = sum(1 for row in rows if row.error)
-    if bad_rows:
-        problems.append(
-            "Fix the condition marked below." if bad_rows == 1 else
-            f"Fix the {bad_rows} conditions marked below."
-        )  # fmt: skip
+    # the banner sits above the form: it names each bad condition by its field's label, and
+    # its link leads to the rows (marked in red beside each)
+    problems.extend(
+        f"{_label(form, row.field) or 'A condition'}: {row.error}." for row in rows if row.error
+    )
+    text = q.get("q", "").strip()
+    any_of = free_text(text, [form] if form else forms)
+    if text and not any_of:
+        any_of = NOTHING_MATCHES
     sort = filters["sort"] or "-created"
     # not a reason to show nothing (e.g. the form was changed under a field sort): say so and
     # sort newest first instead
@@ -169,6 +183,7 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
     if sort_problem is not None:
         sort = filters["sort"] = "-created"
     result = SessionPage([], 0)
+    found_facets: list[Facet] = []
     if not problems:
         try:
             query = SessionQuery(
@@ -179,20 +194,42 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
                 created_from=_day(filters["created_from"], end=False),
                 created_to=_day(filters["created_to"], end=True),
                 fields=fields,
+                any_of=any_of,
                 **parse_sort(sort),
                 limit=PAGE_SIZE,
                 offset=(page_no - 1) * PAGE_SIZE,
             )
             result = await svc.sessions.search(query)
+            if form is not None:
+                found_facets = await facets(svc.store, query, form)
         except (ValueError, SessionError) as exc:
             problems.append(str(exc))
+    usage = await asyncio.gather(*(svc.sessions.usage(s.id) for s in result.sessions))
     if sort_problem is not None:
         problems.append(sort_problem)
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
     active: dict[str, Any] = {k: v for k, v in filters.items() if v}
+    if text:
+        active["q"] = text
     wheres = [row.where for row in rows if not row.error]
     if wheres:
         active["where"] = wheres
+    columns = _columns(q, form)
+    if form is not None and q.get("cols"):
+        # the column chooser's choice, kept by every link (an empty choice too)
+        active["cols"] = "chosen"
+        active["col"] = [f.name for f in columns]
+
+    def facet_url(name: str, value: Any) -> str | None:
+        """The page with this facet value as a condition (None when it is one already)."""
+        where = f"{name}={_shown(value)}"
+        if where in wheres:
+            return None
+        return link({**active, "where": [*wheres, where]})
+
+    def unfacet_url(name: str, value: Any) -> str:
+        where = f"{name}={_shown(value)}"
+        return link({**active, "where": [w for w in wheres if w != where]})
 
     def link(params: dict[str, Any]) -> str:
         return "?" + urlencode(params, doseq=True)
@@ -237,8 +274,25 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
             "export_url": export_url,
             "now": datetime.now(UTC),
             "shown": _shown,
+            "text": text,
+            "columns": columns,
+            "usage": dict(zip((s.id for s in result.sessions), usage, strict=True)),
+            "facets": found_facets,
+            "facet_url": facet_url,
+            "unfacet_url": unfacet_url,
         },
     )
+
+
+def _columns(q: MultiMapping[str], form: Form | None) -> list[Field]:
+    """The chosen form's fields shown as columns: those the column chooser ticked (``cols`` says
+    it was used, so ticking none shows none), else every field."""
+    if form is None:
+        return []
+    if not q.get("cols"):
+        return list(form.fields)
+    wanted = set(q.getall("col", []))
+    return [f for f in form.fields if f.name in wanted]
 
 
 def _day(text: str, *, end: bool) -> datetime | None:
@@ -251,7 +305,8 @@ def _day(text: str, *, end: bool) -> datetime | None:
 
 
 def _shown(value: Any) -> str:
-    """A stored value as text for a table cell (lists joined, booleans as yes/no)."""
+    """A stored value as text for a table cell or a condition (lists joined, booleans as yes/no,
+    which a boolean field's search reads back)."""
     if value is None:
         return ""
     if isinstance(value, bool):

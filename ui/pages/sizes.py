@@ -1,17 +1,22 @@
-"""Byte counts for people (pages show them; the JSON API keeps plain integers)."""
+"""Byte counts for people: binary units (KiB, MiB, GiB, TiB), as ``ls -h`` and the MinIO console
+show them. Pages show them (the ``human_size`` filter), with the exact count in a title beside
+it; the JSON API keeps plain integers."""
 
 from __future__ import annotations
 
-_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB")
+_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 
 
-def human_size(size: int) -> str:
-    """``1536`` -> ``"1.5 KiB"``; below 1 KiB the exact count ("1 byte", "512 bytes")."""
+def human_size(size: int | None) -> str:
+    """``1536`` -> ``1.5 KiB``; under 1 KiB in bytes (``1 byte``, ``12 bytes``); one decimal
+    below 10 units, none above; ``None`` (unknown) -> ``""``."""
+    if size is None:
+        return ""
     if size < 1024:
         return "1 byte" if size == 1 else f"{size} bytes"
     value = float(size)
-    unit = 0
-    while value >= 1024 and unit < len(_UNITS) - 1:
+    for unit in _UNITS:
         value /= 1024
-        unit += 1
-    return f"{value:.1f} {_UNITS[unit]}"
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")

@@ -1,15 +1,18 @@
-"""Ready-to-paste client configurations for a new key (plain text; the template escapes).
+"""Ready-to-paste client commands (plain text; the template escapes).
 
-Two kinds: a session key's (upload into the session's scope) and a personal key's (list and
-download; a personal key writes only with a session named in a header, so the read commands are
-what works for every role). The profile/remote names come from the session id or the access key,
+Three kinds: a session key's configuration (upload into the session's scope), a personal key's
+(list and download; a personal key writes only with a session named in a header, so the read
+commands are what works for every role), and one object's download commands for the object page
+(with the user's own key). The profile/remote names come from the session id or the access key,
 which are ``[0-9A-Za-z]`` only, so they need no quoting in INI files or shells; the endpoint is
-the page's own origin and goes through ``json.dumps`` where it lands in Python source.
+the page's own origin and goes through ``json.dumps`` where it lands in Python source; object
+keys are shell-quoted.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from policy.store.base import SessionRecord
@@ -73,3 +76,17 @@ def _minio(access: str, secret: str, endpoint: str) -> str:
         f"    access_key={json.dumps(access)},\n    secret_key={json.dumps(secret)},\n"
         '    secure=endpoint.scheme == "https",\n)\n'
     )
+
+
+def download_snippets(endpoint: str, bucket: str, key: str) -> dict[str, str]:
+    """Commands that download one object with the user's own key (aws cli, rclone); the key is
+    shell-quoted, as object names may hold spaces or quotes."""
+    name = key.rsplit("/", 1)[-1] or "download"
+    uri = shlex.quote(f"s3://{bucket}/{key}")
+    return {
+        "aws": f"aws --endpoint-url {endpoint} s3 cp {uri} {shlex.quote('./' + name)}",
+        "rclone": (
+            "# a remote 'minimo' of type s3 with your key and endpoint = "
+            f"{endpoint}\nrclone copy {shlex.quote(f'minimo:{bucket}/{key}')} ./"
+        ),
+    }

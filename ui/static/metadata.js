@@ -1,7 +1,19 @@
-// Metadata browser: add and remove field-condition rows, and offer the chosen form's fields.
-// Without this file the page still works: it always renders a few empty rows, and a row is
-// removed by clearing it.
+// Metadata browser: add and remove field-condition rows, offer the chosen form's fields, and
+// apply the simple filters (form, owner, bucket, state, dates, search text, columns) as soon
+// as they change. Without this file the page still works: the Filter button sends the form,
+// it always renders a few empty rows, and a row is removed by clearing it.
 "use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("filters");
+  if (!form) return;
+  // Condition rows are built in several steps (field, operator, value): they apply with the
+  // Filter button, not on each change.
+  form.addEventListener("change", (event) => {
+    if (event.target.closest("#conditions")) return;
+    form.requestSubmit();
+  });
+});
 
 document.addEventListener("DOMContentLoaded", () => {
   const box = document.getElementById("conditions");

@@ -205,6 +205,9 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
         except (ValueError, SessionError) as exc:
             problems.append(str(exc))
     usage = await asyncio.gather(*(svc.sessions.usage(s.id) for s in result.sessions))
+    # the search ran (a sort it cannot do only falls back to newest first, and says so): the
+    # count and the export links are shown
+    searched = not problems
     if sort_problem is not None:
         problems.append(sort_problem)
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
@@ -263,6 +266,7 @@ async def browse_sessions(request: web.Request) -> web.StreamResponse:
             "rows": [*rows, *(ConditionRow() for _ in range(spare))],
             "operators": OPERATORS,
             "problems": problems,
+            "searched": searched,
             "sessions": result.sessions,
             "total": result.total,
             "page": page_no,

@@ -53,6 +53,8 @@ from policy.store.base import (
 
 #: how long a statement waits for another process's write lock before failing
 BUSY_TIMEOUT_MS = 10_000
+#: tries at configuring and migrating a file other processes are opening too (see open())
+OPEN_ATTEMPTS = 6
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: finish_write of an intent that recovery rolled back (its writer was taken for dead)
 _INTENT_GONE = "write intent {} is gone: the write was rolled back"
@@ -475,8 +477,18 @@ class SqliteStore(MetadataStore):
         _create_private(self.path)
         # isolation_level=None: autocommit; each statement is its own atomic transaction.
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._call(_configure)
-        await self._migrate()
+        # Several processes opening a fresh file at once (workers, a CLI beside a server): the
+        # switch to WAL needs the file to itself and does not always wait on the busy timeout,
+        # so a loser is told "locked" at once. Opening again a moment later finds it done.
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                await self._call(_configure)
+                await self._migrate()
+                return
+            except StoreUnavailable as exc:
+                if "locked" not in str(exc) or attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
 
     async def close(self) -> None:
         flusher, self._flusher = self._flusher, None

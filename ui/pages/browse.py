@@ -18,7 +18,6 @@ from policy.sessions import SessionError, SessionNotFound, session_status
 from ui.api.browse import (
     FOLDER_SCAN,
     NO_BUCKET,
-    NOT_THERE,
     UNLINKED_SCAN,
     Unlinked,
     adopt_prefix_of,
@@ -31,7 +30,7 @@ from ui.api.preview import Preview, preview_of
 from ui.outages import outage_of, pass_outage
 from ui.pages.common import Page, PageError, page_user, render
 from ui.pages.fields import display_values, input_value, split_errors, values_from_post
-from ui.pages.preview import image
+from ui.pages.preview import image, open_requested
 from ui.pages.snippets import download_snippets
 
 DATA_PAGE = 100
@@ -130,17 +129,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     S3 answers' sandboxing CSP too, not the pages' (which allows this origin's scripts), so even
     a browser that rendered it would give it an opaque origin and no script.
     """
-    bucket = request.match_info["bucket"]
-    key = request.query.get("key", "")
-    if not key:
-        raise PageError(400, "Say which object: ?key=...")
-    try:
-        reader = await request.config_dict[OBJECT_STORE].open_object(bucket, key)
-    except S3Error as err:
-        pass_outage(err)
-        if err.code in NOT_THERE:
-            raise PageError(404, f"There is no object s3://{bucket}/{key}.") from None
-        raise PageError(502, f"The object store refused to read it: {err.code}") from None
+    key, reader = await open_requested(request)
     try:
         name = key.rsplit("/", 1)[-1] or "download"
         response = web.StreamResponse(

@@ -3,6 +3,8 @@ text and CSV previews, are ui/api/preview.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from gateway.usecases.appkeys import OBJECT_STORE
@@ -19,9 +21,9 @@ def _signed_as(image_type: str, first: bytes) -> bool:
     return image_type != "image/webp" or first[8:12] == b"WEBP"
 
 
-async def image(request: web.Request) -> web.StreamResponse:
-    """An object's bytes as an image, for the object page's ``<img>``: only a raster type whose
-    bytes begin with that type's signature, at most IMAGE_BYTES; anything else 415."""
+async def open_requested(request: web.Request) -> tuple[str, Any]:
+    """(key, reader) of the object a page request names (``/{bucket}?key=``), opened
+    for reading; a friendly 400/404/502 page (or the outage's 503) otherwise."""
     bucket = request.match_info["bucket"]
     key = request.query.get("key", "")
     if not key:
@@ -33,6 +35,13 @@ async def image(request: web.Request) -> web.StreamResponse:
         if err.code in NOT_THERE:
             raise PageError(404, f"There is no object s3://{bucket}/{key}.") from None
         raise PageError(502, f"The object store refused to read it: {err.code}") from None
+    return key, reader
+
+
+async def image(request: web.Request) -> web.StreamResponse:
+    """An object's bytes as an image, for the object page's ``<img>``: only a raster type whose
+    bytes begin with that type's signature, at most IMAGE_BYTES; anything else 415."""
+    _key, reader = await open_requested(request)
     try:
         image_type = image_type_of(reader.info)
         if image_type is None or reader.info.size > IMAGE_BYTES:

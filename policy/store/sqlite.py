@@ -53,8 +53,8 @@ from policy.store.base import (
 
 #: how long a statement waits for another process's write lock before failing
 BUSY_TIMEOUT_MS = 10_000
-#: tries at configuring and migrating a file other processes are opening too (see open())
-OPEN_ATTEMPTS = 6
+#: how long open() keeps retrying a file other processes are configuring at the same time
+OPEN_DEADLINE_S = 20.0
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: finish_write of an intent that recovery rolled back (its writer was taken for dead)
 _INTENT_GONE = "write intent {} is gone: the write was rolled back"
@@ -477,18 +477,33 @@ class SqliteStore(MetadataStore):
         _create_private(self.path)
         # isolation_level=None: autocommit; each statement is its own atomic transaction.
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await self._configure_and_migrate()
+        except BaseException:
+            # A connection left open keeps its (non-daemon) thread alive and the process with it.
+            db, self._db = self._db, None
+            await db.close()
+            raise
+
+    async def _configure_and_migrate(self) -> None:
         # Several processes opening a fresh file at once (workers, a CLI beside a server): the
-        # switch to WAL needs the file to itself and does not always wait on the busy timeout,
-        # so a loser is told "locked" at once. Opening again a moment later finds it done.
-        for attempt in range(OPEN_ATTEMPTS):
+        # switch to WAL needs the file to itself and does not wait on the busy timeout, so a
+        # loser is told "locked" at once. Trying again a moment later finds it done; under load
+        # that moment can be long, so the retries run to a deadline, not a count.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OPEN_DEADLINE_S
+        delay = 0.02
+        while True:
             try:
                 await self._call(_configure)
                 await self._migrate()
                 return
-            except StoreUnavailable as exc:
-                if "locked" not in str(exc) or attempt == OPEN_ATTEMPTS - 1:
+            except sqlite3.OperationalError as exc:
+                # raw here: translate_errors maps driver errors at the public methods only
+                if "locked" not in str(exc) or loop.time() + delay > deadline:
                     raise
-                await asyncio.sleep(0.05 * 2**attempt)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     async def close(self) -> None:
         flusher, self._flusher = self._flusher, None
@@ -1276,9 +1291,12 @@ def _create_private(path: Path) -> None:
 
 
 def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}").close()
+    # Reading the mode first spares the exclusive lock that setting it takes, even to WAL
+    # again: once one opener has switched the file, the others never contend for it.
+    if str(_fetch_one(conn, "PRAGMA journal_mode", ())[0]).lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL").close()
     for pragma in (
-        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-        "PRAGMA journal_mode = WAL",
         # NORMAL is durable across application crashes in WAL mode and much cheaper than FULL.
         "PRAGMA synchronous = NORMAL",
         "PRAGMA foreign_keys = ON",

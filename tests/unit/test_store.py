@@ -12,6 +12,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -327,6 +328,22 @@ def test_sqlite_migrations_are_recorded_once(tmp_path: Path) -> None:
 
     asyncio.run(main())
     asyncio.run(main())  # reopening an up-to-date file changes nothing
+
+
+def test_sqlite_open_that_fails_leaves_no_thread_behind(tmp_path: Path) -> None:
+    # A file that is not a database: open() fails. The connection it made must be closed, or
+    # its worker thread keeps the process from exiting (a CLI would hang after its error).
+    path = tmp_path / "not-a-db.sqlite3"
+    path.write_bytes(b"this is not an SQLite file" * 100)
+    before = set(threading.enumerate())
+
+    async def main() -> None:
+        with pytest.raises(Exception, match="not a database"):
+            await SqliteStore(path).open()
+
+    asyncio.run(main())
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert leftover == []
 
 
 WRITER = """

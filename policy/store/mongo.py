@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +39,7 @@ from typing import Any
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -111,12 +112,16 @@ SESSION_CLOSURES = "session_closures"
 WRITE_INTENTS = "write_intents"
 #: the current record of each (bucket, key)
 OBJECTS = "objects"
-#: every committed write, append-only, unique by intent id
+#: committed writes recorded by ``commit_write`` (reconcile) and by earlier versions of minimo,
+#: append-only, unique by intent id; ``finish_write`` keeps its history entry in its audit
+#: event instead (one insert for both: docs/design.md, "MongoDB round trips")
 OBJECT_HISTORY = "object_history"
 #: write-once claims: the unique (bucket, key) index admits one claimer
 KEY_CLAIMS = "key_claims"
 MULTIPART_UPLOADS = "multipart_uploads"
 AUDIT = "audit"
+#: the field of an audit event (a committed write's) that holds the write's history entry
+HISTORY_FIELD = "object"
 #: one document per signed-out login, unique by login id; purged once the cookie has expired
 ENDED_LOGINS = "ended_logins"
 #: running gateway processes and their last heartbeat (crash recovery), unique by id
@@ -449,9 +454,18 @@ _NO_ID = {"_id": False}
 class MongoMetadataStore(MetadataStore):
     kind = "mongo"
 
-    def __init__(self, uri: str, database: str = DEFAULT_DATABASE) -> None:
+    def __init__(
+        self,
+        uri: str,
+        database: str = DEFAULT_DATABASE,
+        *,
+        event_listeners: Sequence[monitoring.CommandListener] = (),
+    ) -> None:
         self.uri = uri
         self.database_name = database
+        #: PyMongo listeners for the client (command monitoring: the round-trip test counts
+        #: the commands of a write with one)
+        self.event_listeners = list(event_listeners)
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._db: AsyncDatabase[dict[str, Any]] | None = None
 
@@ -485,6 +499,7 @@ class MongoMetadataStore(MetadataStore):
             connectTimeoutMS=CONNECT_TIMEOUT_MS,
             socketTimeoutMS=SOCKET_TIMEOUT_MS,
             appname="minimo",
+            event_listeners=self.event_listeners,
         )
         self._db = self._client[self.database_name]
         await self._ensure_indexes()
@@ -576,6 +591,15 @@ class MongoMetadataStore(MetadataStore):
         await db[AUDIT].create_index([("time", ASCENDING), ("_id", ASCENDING)], name="time")
         # the events of a write's finish, which a rollback of that write removes
         await db[AUDIT].create_index([("intent_id", ASCENDING)], name="intent_id")
+        # the history entries that finish_write keeps in its audit event
+        await db[AUDIT].create_index(
+            [
+                (f"{HISTORY_FIELD}.bucket", ASCENDING),
+                (f"{HISTORY_FIELD}.key", ASCENDING),
+                (f"{HISTORY_FIELD}.committed", ASCENDING),
+            ],
+            name="history_bucket_key_committed",
+        )
         for name in ("principal", "action"):
             await db[AUDIT].create_index(
                 [(name, ASCENDING), ("time", ASCENDING)], name=f"{name}_time"
@@ -939,17 +963,9 @@ class MongoMetadataStore(MetadataStore):
             {"$set": {"superseded": True}},
         )
 
-    async def _commit(
-        self, intent_id: str, record: ObjectRecord, *, unless_superseded: bool = False
-    ) -> tuple[ObjectRecord, bool]:
-        """commit_write, and whether the intent was still there to drop (with
-        ``unless_superseded``, only an intent no delete marked counts)."""
-        # History first (idempotent on the intent id), then the current record, then the
-        # intent: an interruption leaves the intent behind for reconcile, never a current
-        # record missing from the history.
-        # A repeated commit of one intent: the history keeps its first entry.
-        with contextlib.suppress(DuplicateKeyError):
-            await self.db[OBJECT_HISTORY].insert_one(_object_doc(record, intent_id))
+    async def _store_record(self, intent_id: str, record: ObjectRecord) -> dict[str, Any]:
+        """Make ``record`` the current record of its key (the last commit wins); returns it as
+        stored."""
         doc = _object_doc(record, intent_id)
         where = {"bucket": record.bucket, "key": record.key}
         try:
@@ -958,32 +974,55 @@ class MongoMetadataStore(MetadataStore):
             # Two first commits of one key raced to insert: the record exists now, so replace
             # it (the last commit wins, as on any overwrite).
             await self.db[OBJECTS].replace_one(where, doc)
+        return doc
+
+    async def _drop_intent(self, intent_id: str, *, unless_superseded: bool) -> bool:
+        """Drop the intent; whether it was there (with ``unless_superseded``, only an intent no
+        delete marked counts, and a marked one stays for the caller's rollback)."""
         which: dict[str, Any] = {"id": intent_id}
         if unless_superseded:
             which["superseded"] = {"$ne": True}
         dropped = await self.db[WRITE_INTENTS].delete_one(which)
-        return _object(doc), dropped.deleted_count > 0
+        return dropped.deleted_count > 0
+
+    async def _commit(self, intent_id: str, record: ObjectRecord) -> tuple[ObjectRecord, bool]:
+        """commit_write, and whether the intent was still there to drop."""
+        # History first (idempotent on the intent id), then the current record, then the
+        # intent: an interruption leaves the intent behind for reconcile, never a current
+        # record missing from the history.
+        # A repeated commit of one intent: the history keeps its first entry.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.db[OBJECT_HISTORY].insert_one(_object_doc(record, intent_id))
+        doc = await self._store_record(intent_id, record)
+        return _object(doc), await self._drop_intent(intent_id, unless_superseded=False)
 
     async def finish_write(
         self, intent_id: str, record: ObjectRecord, audit: AuditEvent
     ) -> ObjectRecord:
-        # No multi-document transactions (decision 1): the audit event goes in first, tagged
-        # with the intent, then the commit, whose last step drops the intent. Until that last
-        # step the intent is there, so an interrupted finish is rolled back as a whole
-        # (roll_back_write removes the tagged event, the history entry and the record).
-        await self.db[AUDIT].insert_one({**_audit_doc(audit), "intent_id": intent_id})
-        # commit_write's last step drops the intent: when there was none to drop, recovery
-        # rolled this write back meanwhile (its writer was taken for dead) and what was just
-        # stored describes an object that is gone; the caller's rollback removes it again
-        # (by intent id), so the write fails as a whole instead of leaving a record behind.
-        # A delete of the key that began meanwhile marked the intent superseded: the delete may
-        # have removed this write's object, so the write fails the same way.
-        stored, dropped = await self._commit(intent_id, record, unless_superseded=True)
-        if not dropped:
+        # Three commands, no multi-document transaction (decision 1): (1) the audit event, which
+        # also holds the write's history entry and is tagged with the intent; (2) the current
+        # record; (3) the intent's removal. Until (3) the intent is there, so an interrupted
+        # finish is rolled back as a whole (roll_back_write removes the tagged event, and with
+        # it the history entry, and the record).
+        await self.db[AUDIT].insert_one(
+            {
+                **_audit_doc(audit),
+                "intent_id": intent_id,
+                HISTORY_FIELD: _object_doc(record, intent_id),
+            }
+        )
+        doc = await self._store_record(intent_id, record)
+        # When there was no intent to drop, recovery rolled this write back meanwhile (its
+        # writer was taken for dead) and what was just stored describes an object that is gone;
+        # the caller's rollback removes it again (by intent id), so the write fails as a whole
+        # instead of leaving a record behind. A delete of the key that began meanwhile marked
+        # the intent superseded: the delete may have removed this write's object, so the write
+        # fails the same way.
+        if not await self._drop_intent(intent_id, unless_superseded=True):
             if await self.db[WRITE_INTENTS].find_one({"id": intent_id}, {"_id": 1}):
                 raise KeyBusy(f"write intent {intent_id} was superseded by a delete of its key")
             raise NotFound(f"write intent {intent_id} is gone: the write was rolled back")
-        return stored
+        return _object(doc)
 
     async def finish_delete(
         self, bucket: str, key: str, audit: AuditEvent, intent_id: str | None = None
@@ -1003,12 +1042,13 @@ class MongoMetadataStore(MetadataStore):
             {"bucket": intent.bucket, "key": intent.key, "intent_id": intent.id}
         )
         await self.db[OBJECT_HISTORY].delete_many({"intent_id": intent.id})
+        # the audit event of a partly stored finish, and the history entry it holds
         await self.db[AUDIT].delete_many({"intent_id": intent.id})
         await self.release_claim(intent.bucket, intent.key, intent.id)
         await self.abort_write(intent.id)
 
     async def abort_write(self, intent_id: str) -> None:
-        await self.db[WRITE_INTENTS].delete_one({"id": intent_id})
+        await self._drop_intent(intent_id, unless_superseded=False)
 
     async def get_intent(self, intent_id: str) -> WriteIntent | None:
         doc = await self.db[WRITE_INTENTS].find_one({"id": intent_id}, _NO_ID)
@@ -1041,13 +1081,29 @@ class MongoMetadataStore(MetadataStore):
         return _object(doc) if doc else None
 
     async def list_object_history(self, bucket: str, key: str) -> list[ObjectRecord]:
-        # _id (an ObjectId) breaks ties between commits of one millisecond in insertion order
-        cursor = (
-            self.db[OBJECT_HISTORY]
-            .find({"bucket": bucket, "key": key})
-            .sort([("committed", ASCENDING), ("_id", ASCENDING)])
+        # Entries live in two places: the audit events of finish_write, and the history
+        # collection (commit_write, and every write of an earlier version). An intent has one
+        # entry; should both places hold one, the first stored counts. _id (an ObjectId) breaks
+        # ties between commits of one millisecond in insertion order.
+        entries: list[tuple[datetime, ObjectId, dict[str, Any]]] = []
+        in_history = self.db[OBJECT_HISTORY].find({"bucket": bucket, "key": key})
+        entries.extend([(d["committed"], d["_id"], d) async for d in in_history])
+        in_audit = self.db[AUDIT].find(
+            {f"{HISTORY_FIELD}.bucket": bucket, f"{HISTORY_FIELD}.key": key},
+            {HISTORY_FIELD: True},
         )
-        return [_object(doc) async for doc in cursor]
+        entries.extend(
+            [(d[HISTORY_FIELD]["committed"], d["_id"], d[HISTORY_FIELD]) async for d in in_audit]
+        )
+        entries.sort(key=lambda entry: (entry[0], entry[1]))
+        seen: set[str | None] = set()
+        history: list[ObjectRecord] = []
+        for _, _, doc in entries:
+            if doc.get("intent_id") in seen:
+                continue
+            seen.add(doc.get("intent_id"))
+            history.append(_object(doc))
+        return history
 
     async def delete_object_record(self, bucket: str, key: str) -> bool:
         result = await self.db[OBJECTS].delete_one({"bucket": bucket, "key": key})

@@ -36,6 +36,7 @@ from policy.store import (
 )
 from policy.store.mongo import (
     AUDIT,
+    HISTORY_FIELD,
     OBJECT_HISTORY,
     OBJECTS,
     SESSION_CLOSURES,
@@ -940,7 +941,15 @@ def test_mongo_roll_back_of_a_partly_stored_commit(ferretdb: str) -> None:
             failed = intent("half", key="d")
             assert await store.start_write(failed, claim=True)
             # what finish_write stores before dropping the intent, without that last step
-            await store.db[AUDIT].insert_one({**_mongo_audit_doc(_event("d")), "intent_id": "half"})
+            # (the audit event holds the history entry; commit_write and earlier versions kept
+            # it in the history collection: both are removed)
+            await store.db[AUDIT].insert_one(
+                {
+                    **_mongo_audit_doc(_event("d")),
+                    "intent_id": "half",
+                    HISTORY_FIELD: _mongo_object_doc(record("raw", "d", 5, "s1"), "half"),
+                }
+            )
             await store.db[OBJECT_HISTORY].insert_one(
                 _mongo_object_doc(record("raw", "d", 5, "s1"), "half")
             )

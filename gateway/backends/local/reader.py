@@ -20,6 +20,7 @@ from gateway.backends.base import (
     no_such_key,
 )
 from gateway.backends.local.layout import Target, require_bucket
+from gateway.backends.local.nowait import open_cached, read_cached
 from gateway.backends.local.partlayout import parts_page, read_layout
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.records import get_meta, object_info
@@ -126,6 +127,36 @@ def open_for_read(
         os.close(fd)
         return None, info, byte_range, first
     return fd, info, byte_range, first
+
+
+def open_from_cache(
+    t: Target, range_header: str | None, conditions: Conditions | None
+) -> tuple[None, ObjectInfo, ByteRange | None, bytes] | None:
+    """:func:`open_for_read` of a small object on the event loop, without a thread hand-off,
+    when the kernel can answer every step from memory (:mod:`.nowait`); None sends the caller
+    to :func:`open_for_read` on the thread pool: a large object, a marker, anything not cached,
+    and every error (so that errors keep one source). The xattr read is the one step with no
+    way to refuse: it reads the inode the open has just brought into memory, and its record
+    is small enough to live inside that inode."""
+    if t.marker:
+        return None
+    fd = open_cached(t.path, OPEN_FLAGS | os.O_NOFOLLOW)
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > INLINE_READ:
+            return None
+        info = object_info(t.key, st, get_meta(fd))
+        check_conditions(info, conditions)
+        byte_range = parse_range(range_header, info.size)
+        start, length = (byte_range.start, byte_range.length) if byte_range else (0, info.size)
+        data = read_cached(fd, length, start)
+        return None if data is None else (None, info, byte_range, data)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _send_some(sock: int, fd: int, offset: int, count: int) -> int | None:

@@ -48,6 +48,7 @@ from gateway.backends.local.reader import (
     head_sync,
     object_parts_sync,
     open_for_read,
+    open_from_cache,
     open_sync,
     part_range_sync,
 )
@@ -206,9 +207,11 @@ class LocalObjectStore(ObjectStore):
         conditions: Conditions | None = None,
     ) -> ObjectReader:
         t = self._layout.target(bucket, key)
-        fd, info, byte_range, first = await self._pool.run(
-            open_for_read, t, range_header, conditions
-        )
+        # a small object in the kernel's caches is read right here: no thread hand-off
+        opened = open_from_cache(t, range_header, conditions)
+        if opened is None:
+            opened = await self._pool.run(open_for_read, t, range_header, conditions)
+        fd, info, byte_range, first = opened
         return LocalReader(self._pool, fd, info, byte_range, first)
 
     # -- copy --------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ def _load_syscall() -> Any:
 
 _syscall = _load_syscall()
 _HOW_SIZE = ctypes.sizeof(_OpenHow)
+#: the open_how argument per flags value, built once: building it and its pointer on every
+#: call cost as much as the open itself
+_HOWS: dict[int, Any] = {}
 
 
 def open_cached(path: str, flags: int) -> int | None:
@@ -69,8 +72,10 @@ def open_cached(path: str, flags: int) -> int | None:
     global _syscall
     if _syscall is None:
         return None
-    how = _OpenHow(flags, 0, _RESOLVE_CACHED)
-    fd = _syscall(_SYS_OPENAT2, _AT_FDCWD, os.fsencode(path), ctypes.byref(how), _HOW_SIZE)
+    how = _HOWS.get(flags)
+    if how is None:
+        how = _HOWS[flags] = ctypes.pointer(_OpenHow(flags, 0, _RESOLVE_CACHED))
+    fd = _syscall(_SYS_OPENAT2, _AT_FDCWD, os.fsencode(path), how, _HOW_SIZE)
     if fd >= 0:
         return fd
     if ctypes.get_errno() in (errno.ENOSYS, errno.EPERM):

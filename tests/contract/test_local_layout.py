@@ -16,7 +16,7 @@ import pytest
 from gateway.backends.base import Conditions, WriteMeta
 from gateway.backends.local import XATTR, LocalObjectStore
 from gateway.backends.local.layout import Target
-from gateway.backends.local.reader import open_from_cache
+from gateway.backends.local.reader import head_from_cache, head_sync, open_from_cache
 from gateway.protocol.errors import S3Error
 from tests.contract.helpers import (
     Bytes,
@@ -287,6 +287,11 @@ def test_small_reads_answer_alike_from_the_cache_and_from_the_disk(tmp_path: Pat
         assert answers[0] == answers[1]
         assert answers[0][0] == data and answers[0][2] == data[10:20]
         assert answers[0][1].content_type == "text/csv" and answers[0][1].metadata == {"run": "7"}
+        # HEAD reads no bytes: answered on the event loop, as the thread pool answers it
+        assert head_from_cache(target, None) == head_sync(target, None) == answers[0][1]
+        assert await store.head_object(BUCKET, "small.csv") == answers[0][1]
+        async with raises("PreconditionFailed"):
+            await store.head_object(BUCKET, "small.csv", Conditions(if_match='"other"'))
 
     run_local(tmp_path, t)
 

@@ -45,6 +45,7 @@ from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import (
     LocalReader,
+    head_from_cache,
     head_sync,
     object_parts_sync,
     open_for_read,
@@ -178,7 +179,9 @@ class LocalObjectStore(ObjectStore):
     async def head_object(
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
-        return await self._pool.run(head_sync, self._layout.target(bucket, key), conditions)
+        t = self._layout.target(bucket, key)
+        info = head_from_cache(t, conditions)  # no thread hand-off when the kernel has it
+        return info if info is not None else await self._pool.run(head_sync, t, conditions)
 
     async def part_range(
         self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None

@@ -16,6 +16,7 @@ import pytest
 from gateway.backends.base import Conditions, WriteMeta
 from gateway.backends.local import XATTR, LocalObjectStore
 from gateway.backends.local.layout import Target
+from gateway.backends.local.nowait import on_local_filesystem
 from gateway.backends.local.reader import head_from_cache, head_sync, open_from_cache
 from gateway.protocol.errors import S3Error
 from tests.contract.helpers import (
@@ -292,6 +293,18 @@ def test_small_reads_answer_alike_from_the_cache_and_from_the_disk(tmp_path: Pat
         assert await store.head_object(BUCKET, "small.csv") == answers[0][1]
         async with raises("PreconditionFailed"):
             await store.head_object(BUCKET, "small.csv", Conditions(if_match='"other"'))
+
+    run_local(tmp_path, t)
+
+
+def test_reads_on_the_event_loop_only_on_local_file_systems(tmp_path: Path) -> None:
+    """On a network or FUSE file system even a cached open asks a server: the store reads there
+    on its thread pool. Pseudo file systems are not local disks either."""
+    assert not on_local_filesystem("/proc")
+    assert not on_local_filesystem("/sys/fs")
+
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        assert store._from_cache == on_local_filesystem(str(root))
 
     run_local(tmp_path, t)
 

@@ -13,6 +13,10 @@ here refuse instead of waiting:
 Either refusal sends the caller to the thread pool, which does the same work the blocking way;
 so does any error, so that the pool's code alone decides what an error means. Where
 ``openat2`` is missing (an older kernel, another OS) :func:`open_cached` always refuses.
+
+A cached path is not enough on a network or FUSE file system, whose ``open`` asks its server
+even then: :func:`on_local_filesystem` tells whether a directory is on a local disk file
+system, and the local store uses these calls only there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import sys
 from typing import Any
 
@@ -92,3 +97,34 @@ def read_cached(fd: int, length: int, offset: int) -> bytes | None:
     except OSError:
         return None
     return bytes(buffer) if got == length else None
+
+
+#: file systems whose open, stat and xattr calls the local kernel answers alone (overlay: over
+#: one of these, as in a container)
+LOCAL_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "bcachefs", "tmpfs", "overlay"}
+)
+_MOUNTS = "/proc/self/mounts"
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def on_local_filesystem(path: str) -> bool:
+    """Whether ``path`` lies on one of :data:`LOCAL_FILESYSTEMS` (the last mount of the longest
+    mount point containing it, per /proc/self/mounts); False when that cannot be told."""
+    try:
+        real = os.path.realpath(path)
+        with open(_MOUNTS, encoding="utf-8", errors="surrogateescape") as mounts:
+            lines = mounts.read().splitlines()
+    except OSError:
+        return False
+    best, fstype = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # the mount table writes spaces, tabs, newlines and backslashes as octal escapes
+        mount = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[1])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, fields[2]
+    return fstype in LOCAL_FILESYSTEMS

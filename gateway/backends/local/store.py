@@ -40,6 +40,7 @@ from gateway.backends.local.layout import Layout, Target, marker_with_data, requ
 from gateway.backends.local.leftovers import find_leftovers, sweep_stale_temp
 from gateway.backends.local.lister import list_page
 from gateway.backends.local.multipart import Uploads, check_part_checksum, check_part_number
+from gateway.backends.local.nowait import on_local_filesystem
 from gateway.backends.local.partlayout import drop_replaced, named_sidecar
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
@@ -70,6 +71,9 @@ class LocalObjectStore(ObjectStore):
         self._layout = Layout(self.root, fsync=fsync)
         self._pool = DiskPool(threads)
         self._uploads = Uploads(self._layout)
+        #: small reads and HEADs on the event loop when the kernel has them (set by start():
+        #: only on a local disk file system, see gateway.backends.local.nowait)
+        self._from_cache = False
 
     @property
     def local_dir(self) -> Path:
@@ -79,6 +83,7 @@ class LocalObjectStore(ObjectStore):
         await self._pool.run(self._start_sync)
 
     def _start_sync(self) -> None:
+        self._from_cache = on_local_filesystem(self._layout.root)
         os.makedirs(self._layout.tmp, exist_ok=True)
         os.makedirs(self._layout.multipart, exist_ok=True)
         sweep_stale_temp(self._layout)
@@ -180,7 +185,8 @@ class LocalObjectStore(ObjectStore):
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
         t = self._layout.target(bucket, key)
-        info = head_from_cache(t, conditions)  # no thread hand-off when the kernel has it
+        # no thread hand-off when the kernel has it
+        info = head_from_cache(t, conditions) if self._from_cache else None
         return info if info is not None else await self._pool.run(head_sync, t, conditions)
 
     async def part_range(
@@ -211,7 +217,7 @@ class LocalObjectStore(ObjectStore):
     ) -> ObjectReader:
         t = self._layout.target(bucket, key)
         # a small object in the kernel's caches is read right here: no thread hand-off
-        opened = open_from_cache(t, range_header, conditions)
+        opened = open_from_cache(t, range_header, conditions) if self._from_cache else None
         if opened is None:
             opened = await self._pool.run(open_for_read, t, range_header, conditions)
         fd, info, byte_range, first = opened

@@ -13,10 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import WriteMeta
+from gateway.backends.base import Conditions, WriteMeta
 from gateway.backends.local import XATTR, LocalObjectStore
+from gateway.backends.local.layout import Target
+from gateway.backends.local.nowait import on_local_filesystem
+from gateway.backends.local.reader import head_from_cache, head_sync, open_from_cache
 from gateway.protocol.errors import S3Error
-from tests.contract.helpers import Bytes, Failing, MiB, get, md5, pattern, put, raises
+from tests.contract.helpers import (
+    Bytes,
+    Failing,
+    MiB,
+    get,
+    md5,
+    pattern,
+    put,
+    raises,
+    read_all,
+)
 
 BUCKET = "b"
 
@@ -237,6 +250,65 @@ def test_foreign_files_are_listed_and_served(tmp_path: Path) -> None:
     run_local(tmp_path, t)
 
 
+def test_small_reads_answer_alike_from_the_cache_and_from_the_disk(tmp_path: Path) -> None:
+    """A small object in the page cache is read on the event loop (no thread hand-off); one
+    whose pages were dropped goes to the thread pool. Both answer the same bytes, info, ranges
+    and conditions."""
+
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        data = pattern(4096)
+        meta = WriteMeta("text/csv", {"run": "7"})
+        etag = await store.put_object(BUCKET, "small.csv", Bytes(data), meta)
+        path = root / BUCKET / "small.csv"
+        target = Target(BUCKET, "small.csv", str(root / BUCKET), str(path), False)
+
+        def evict() -> None:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # only clean pages can be dropped
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+        answers = []
+        for cached in (True, False):
+            if not cached:
+                evict()
+            assert (open_from_cache(target, None, None) is not None) is cached
+            if not cached:
+                evict()  # the check above read nothing, but be sure
+            reader = await store.open_object(BUCKET, "small.csv")
+            body = await read_all(reader)
+            ranged = await get(store, BUCKET, "small.csv", range_header="bytes=10-19")
+            async with raises("NotModified"):
+                await store.open_object(
+                    BUCKET, "small.csv", conditions=Conditions(if_none_match=f'"{etag}"')
+                )
+            answers.append((body, reader.info, ranged))
+        assert answers[0] == answers[1]
+        assert answers[0][0] == data and answers[0][2] == data[10:20]
+        assert answers[0][1].content_type == "text/csv" and answers[0][1].metadata == {"run": "7"}
+        # HEAD reads no bytes: answered on the event loop, as the thread pool answers it
+        assert head_from_cache(target, None) == head_sync(target, None) == answers[0][1]
+        assert await store.head_object(BUCKET, "small.csv") == answers[0][1]
+        async with raises("PreconditionFailed"):
+            await store.head_object(BUCKET, "small.csv", Conditions(if_match='"other"'))
+
+    run_local(tmp_path, t)
+
+
+def test_reads_on_the_event_loop_only_on_local_file_systems(tmp_path: Path) -> None:
+    """On a network or FUSE file system even a cached open asks a server: the store reads there
+    on its thread pool. Pseudo file systems are not local disks either."""
+    assert not on_local_filesystem("/proc")
+    assert not on_local_filesystem("/sys/fs")
+
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        assert store._from_cache == on_local_filesystem(str(root))
+
+    run_local(tmp_path, t)
+
+
 def test_upload_id_marker_pages_within_one_key(tmp_path: Path) -> None:
     async def t(store: LocalObjectStore, root: Path) -> None:
         ids = [await store.create_multipart_upload(BUCKET, "same", WriteMeta()) for _ in "abc"]
@@ -311,7 +383,7 @@ def test_check_fails_without_a_writable_directory(tmp_path: Path) -> None:
 CRASHING_WRITER = """
 import asyncio, sys
 from pathlib import Path
-from gateway.backends.base import WriteMeta
+from gateway.backends.base import Conditions, WriteMeta
 from gateway.backends.local import LocalObjectStore
 
 class Endless:

@@ -20,6 +20,7 @@ from gateway.backends.base import (
     no_such_key,
 )
 from gateway.backends.local.layout import Target, require_bucket
+from gateway.backends.local.nowait import open_cached, read_cached
 from gateway.backends.local.partlayout import parts_page, read_layout
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.records import get_meta, object_info
@@ -126,6 +127,61 @@ def open_for_read(
         os.close(fd)
         return None, info, byte_range, first
     return fd, info, byte_range, first
+
+
+def open_from_cache(
+    t: Target, range_header: str | None, conditions: Conditions | None
+) -> tuple[None, ObjectInfo, ByteRange | None, bytes] | None:
+    """:func:`open_for_read` of a small object on the event loop, without a thread hand-off,
+    when the kernel can answer every step from memory (:mod:`.nowait`); None sends the caller
+    to :func:`open_for_read` on the thread pool: a large object, a marker, anything not cached,
+    and every error (so that errors keep one source). The xattr read is the one step that
+    cannot refuse: a small record lives in the inode the open has just found in memory, a
+    large one (much user metadata) in one more block, which the disk may have to supply when
+    it is not cached; that is one block, never an object's bytes."""
+    fd = None if t.marker else open_cached(t.path, OPEN_FLAGS | os.O_NOFOLLOW)
+    if fd is None:
+        return None
+    try:
+        info = _file_info(t, fd, INLINE_READ)
+        if info is None:
+            return None
+        check_conditions(info, conditions)
+        byte_range = parse_range(range_header, info.size)
+        start, length = (byte_range.start, byte_range.length) if byte_range else (0, info.size)
+        data = read_cached(fd, length, start)
+        return None if data is None else (None, info, byte_range, data)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def head_from_cache(t: Target, conditions: Conditions | None) -> ObjectInfo | None:
+    """:func:`head_sync` on the event loop when the open is answered from the kernel's caches
+    (as :func:`open_from_cache`, of any size: nothing is read); None sends the caller to
+    :func:`head_sync` on the thread pool."""
+    fd = None if t.marker else open_cached(t.path, OPEN_FLAGS | os.O_NOFOLLOW)
+    if fd is None:
+        return None
+    try:
+        info = _file_info(t, fd, None)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if info is not None:
+        check_conditions(info, conditions)
+    return info
+
+
+def _file_info(t: Target, fd: int, max_size: int | None) -> ObjectInfo | None:
+    """The info of the regular file open as ``fd`` (None for anything else, or a file over
+    ``max_size``), as :func:`open_sync` reads it."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (max_size is not None and st.st_size > max_size):
+        return None
+    return object_info(t.key, st, get_meta(fd))
 
 
 def _send_some(sock: int, fd: int, offset: int, count: int) -> int | None:

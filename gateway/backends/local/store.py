@@ -40,14 +40,17 @@ from gateway.backends.local.layout import Layout, Target, marker_with_data, requ
 from gateway.backends.local.leftovers import find_leftovers, sweep_stale_temp
 from gateway.backends.local.lister import list_page
 from gateway.backends.local.multipart import Uploads, check_part_checksum, check_part_number
+from gateway.backends.local.nowait import on_local_filesystem
 from gateway.backends.local.partlayout import drop_replaced, named_sidecar
 from gateway.backends.local.placing import place_file, place_marker, precheck
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import (
     LocalReader,
+    head_from_cache,
     head_sync,
     object_parts_sync,
     open_for_read,
+    open_from_cache,
     open_sync,
     part_range_sync,
 )
@@ -68,6 +71,9 @@ class LocalObjectStore(ObjectStore):
         self._layout = Layout(self.root, fsync=fsync)
         self._pool = DiskPool(threads)
         self._uploads = Uploads(self._layout)
+        #: small reads and HEADs on the event loop when the kernel has them (set by start():
+        #: only on a local disk file system, see gateway.backends.local.nowait)
+        self._from_cache = False
 
     @property
     def local_dir(self) -> Path:
@@ -77,6 +83,7 @@ class LocalObjectStore(ObjectStore):
         await self._pool.run(self._start_sync)
 
     def _start_sync(self) -> None:
+        self._from_cache = on_local_filesystem(self._layout.root)
         os.makedirs(self._layout.tmp, exist_ok=True)
         os.makedirs(self._layout.multipart, exist_ok=True)
         sweep_stale_temp(self._layout)
@@ -177,7 +184,10 @@ class LocalObjectStore(ObjectStore):
     async def head_object(
         self, bucket: str, key: str, conditions: Conditions | None = None
     ) -> ObjectInfo:
-        return await self._pool.run(head_sync, self._layout.target(bucket, key), conditions)
+        t = self._layout.target(bucket, key)
+        # no thread hand-off when the kernel has it
+        info = head_from_cache(t, conditions) if self._from_cache else None
+        return info if info is not None else await self._pool.run(head_sync, t, conditions)
 
     async def part_range(
         self, bucket: str, key: str, part_number: int, conditions: Conditions | None = None
@@ -206,9 +216,11 @@ class LocalObjectStore(ObjectStore):
         conditions: Conditions | None = None,
     ) -> ObjectReader:
         t = self._layout.target(bucket, key)
-        fd, info, byte_range, first = await self._pool.run(
-            open_for_read, t, range_header, conditions
-        )
+        # a small object in the kernel's caches is read right here: no thread hand-off
+        opened = open_from_cache(t, range_header, conditions) if self._from_cache else None
+        if opened is None:
+            opened = await self._pool.run(open_for_read, t, range_header, conditions)
+        fd, info, byte_range, first = opened
         return LocalReader(self._pool, fd, info, byte_range, first)
 
     # -- copy --------------------------------------------------------------------------------

@@ -383,7 +383,7 @@ def test_check_fails_without_a_writable_directory(tmp_path: Path) -> None:
 CRASHING_WRITER = """
 import asyncio, sys
 from pathlib import Path
-from gateway.backends.base import Conditions, WriteMeta
+from gateway.backends.base import WriteMeta
 from gateway.backends.local import LocalObjectStore
 
 class Endless:

@@ -240,7 +240,9 @@ def gateway(bundle: Bundle) -> Iterator[Path]:
     log = bundle.logs / f"minimo-{time.monotonic_ns()}.log"
     args = ["bash", str(ENTRYPOINT), *bundle.minimo_command()]
     with running(args, log, bundle.gateway_port, "minimo", env=bundle.minimo_env(), cwd=ROOT):
-        wait_until(lambda: healthcheck(bundle).returncode == 0)
+        wait_until(
+            lambda: healthcheck(bundle).returncode == 0, why=lambda: not_healthy(bundle, log)
+        )
         yield log
 
 
@@ -251,13 +253,24 @@ def healthcheck(bundle: Bundle) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_until(ready: Callable[[], bool], timeout: float = 120.0) -> None:
+def wait_until(
+    ready: Callable[[], bool], timeout: float = 120.0, why: Callable[[], str] = lambda: ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready():
             return
         time.sleep(0.25)
-    raise AssertionError(f"not ready within {timeout} s")
+    raise AssertionError(f"not ready within {timeout} s\n{why()}")
+
+
+def not_healthy(bundle: Bundle, gateway_log: Path) -> str:
+    """What a failed start leaves to read: the health check's last answer and each log's tail."""
+    parts = [f"healthcheck: {healthcheck(bundle).stdout.strip()}"]
+    for log in (gateway_log, bundle.logs / "seaweedfs.log", bundle.logs / "mongo.log"):
+        if log.exists():
+            parts.append(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-4000:]}")
+    return "\n".join(parts)
 
 
 def http_status(url: str) -> int:

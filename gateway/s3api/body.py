@@ -44,10 +44,15 @@ from gateway.protocol.chunked import AwsChunkedDecoder
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.uint import parse_uint
 from gateway.s3api.auth import AuthContext
-from gateway.s3api.expect import send_continue
+from gateway.s3api.expect import CONTINUE_SENT, expects_continue, send_continue
 
 #: pieces smaller than this are hashed inline: a thread hop costs more than it saves
 THREAD_MIN = 128 * 1024
+#: hashlib lets go of the GIL while it hashes 2 KiB or more (and, once it did, for every later
+#: update of that digest). On the event loop that costs more than it gives: a thread of the
+#: disk pool or of the SQLite connection takes the GIL, and the loop waits to get it back (two
+#: context switches per update). Pieces hashed on the loop go in slices below that size.
+GIL_KEEPING_SLICE = 2047
 #: bytes gathered before one hashing job goes to a worker thread
 HASH_BATCH = 1 << 20
 
@@ -91,6 +96,15 @@ class _Digests:
         for piece in pieces:
             self.update(piece)
 
+    def update_on_loop(self, piece: bytes) -> None:
+        """:meth:`update` for a small piece on the event loop, keeping the GIL throughout."""
+        if len(piece) <= GIL_KEEPING_SLICE:
+            self.update(piece)
+            return
+        view = memoryview(piece)
+        for start in range(0, len(view), GIL_KEEPING_SLICE):
+            self.update(view[start : start + GIL_KEEPING_SLICE])
+
     @property
     def active(self) -> bool:
         return self.md5 is not None or self.sha256 is not None or bool(self.checksums)
@@ -124,7 +138,7 @@ class _Pipeline:
         if self._error is not None:
             raise self._error
         if len(piece) < THREAD_MIN and self._running is None and not self._batch:
-            self._digests.update(piece)  # small and nothing in flight: a hop would cost more
+            self._digests.update_on_loop(piece)  # small, nothing in flight: a hop costs more
             return
         self._batch.append(piece)
         self._batch_len += len(piece)
@@ -140,7 +154,8 @@ class _Pipeline:
     async def drain(self) -> None:
         if self._batch:
             if self._running is None and self._batch_len < THREAD_MIN:
-                self._digests.update_all(self._batch)
+                for piece in self._batch:
+                    self._digests.update_on_loop(piece)
                 self._batch, self._batch_len = [], 0
             else:
                 self._submit_batch()
@@ -194,6 +209,9 @@ class RequestBody:
     ) -> None:
         self._request = request
         headers = request.headers
+        #: the client holds the body back until told ``100 Continue`` (on the first read): a
+        #: backend that can refuse the write should do so before reading
+        self.awaits_continue = expects_continue(request) and not request.get(CONTINUE_SENT)
         payload_hash = auth.payload_hash or sigv4.UNSIGNED_PAYLOAD
         self.streaming = payload_hash in _STREAMING
         self._decoder: AwsChunkedDecoder | None = None

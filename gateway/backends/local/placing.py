@@ -15,6 +15,7 @@ import os
 import stat
 
 from gateway.backends.base import no_such_bucket, no_such_key
+from gateway.backends.local import quickcalls
 from gateway.backends.local.layout import (
     Target,
     is_directory,
@@ -148,12 +149,12 @@ def place_file(
                 ensure_parents(t)
             check_match(t, if_match)
             if exclusive:
-                os.link(src, t.path)
-                os.unlink(src)
+                quickcalls.link(src, t.path)
+                quickcalls.unlink(src)
             else:
                 # the sidecar of the object this rename replaces goes with it (.partlayout)
                 replaced = named_sidecar(t.path)
-                os.rename(src, t.path)
+                quickcalls.rename(src, t.path)
                 drop_replaced(t.bucket_dir, replaced, t.path)
         except FileExistsError:
             if os.path.isdir(t.path):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.backends.base import ObjectChecksum, ObjectInfo, WriteMeta
+from gateway.backends.local import quickcalls
 from gateway.backends.local.pool import FULL_ERRNOS, nearly_full
 from gateway.protocol.errors import S3Error, S3ErrorCode
 
@@ -91,7 +92,10 @@ def checksum_of(record: dict[str, Any] | None) -> ObjectChecksum | None:
 
 def set_meta(path_or_fd: str | int, data: bytes, flags: int = 0) -> None:
     try:
-        os.setxattr(path_or_fd, XATTR, data, flags)
+        if isinstance(path_or_fd, int):
+            quickcalls.set_xattr(path_or_fd, XATTR, data, flags)
+        else:
+            os.setxattr(path_or_fd, XATTR, data, flags)
     except OSError as exc:
         if exc.errno in FULL_ERRNOS and nearly_full(path_or_fd):
             raise  # a full disk (see pool.disk_errors), not metadata too large

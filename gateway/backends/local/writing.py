@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gateway.backends.base import Body
+from gateway.backends.local import quickcalls
 from gateway.backends.local.dirsync import DIRECTORY_SYNC
 from gateway.backends.local.layout import Layout
 from gateway.backends.local.pool import DiskPool
@@ -31,6 +32,9 @@ T = TypeVar("T")
 
 #: bytes gathered from the body before one write on the thread pool
 WRITE_BATCH = 4 * 1024 * 1024
+#: a whole object up to this size is written in one call that keeps the GIL (:mod:`.quickcalls`):
+#: copying it into the page cache takes microseconds; a larger one would hold up the event loop
+QUICK_WRITE_MAX = 64 * 1024
 IOV_MAX = min(os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16, 1024)
 
 
@@ -96,12 +100,11 @@ class TempFile:
 
     def open(self) -> int:
         if self.fd is None:
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             try:
-                self.fd = os.open(self.path, flags, 0o644)
+                self.fd = quickcalls.open_new(self.path)
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                self.fd = os.open(self.path, flags, 0o644)
+                self.fd = quickcalls.open_new(self.path)
         return self.fd
 
     def write(self, chunks: list[bytes], *, last: bool = False) -> None:
@@ -113,6 +116,12 @@ class TempFile:
         if self.hasher is not None:
             for chunk in chunks:
                 self.hasher.update(chunk)
+        if last and self.size == 0 and sum(len(c) for c in chunks) <= QUICK_WRITE_MAX:
+            # a small object in one go: into the page cache without a GIL hand-off
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            quickcalls.write_all(fd, bytes(data))
+            self.size = len(data)
+            return
         length = writev_all(fd, chunks)
         if self.writeback and not last and _start_writeback is not None:
             _start_writeback(fd, self.size, length)
@@ -134,7 +143,7 @@ class TempFile:
     def close(self) -> None:
         if self.fd is not None:
             fd, self.fd = self.fd, None
-            os.close(fd)
+            quickcalls.close(fd)
 
     def discard(self) -> None:
         self.close()

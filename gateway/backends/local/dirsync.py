@@ -15,14 +15,16 @@ import os
 import threading
 from dataclasses import dataclass
 
+from gateway.backends.local import quickcalls
+
 
 def fsync_directory(path: str) -> None:
     """One fsync of the directory ``path`` (what makes the names in it durable)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = quickcalls.open_fd(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
-        os.close(fd)
+        quickcalls.close(fd)
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from gateway.backends.base import Leftover, ObjectChecksum, ObjectPart, ObjectPartsPage
+from gateway.backends.local import quickcalls
 from gateway.backends.local.records import XATTR, get_meta
 from gateway.protocol.parts import size_runs
 
@@ -140,7 +141,7 @@ def named_sidecar(path: str) -> str | None:
     """The sidecar the object at ``path`` names, if any: what an overwrite or delete must
     remove with it. On every overwriting PUT, so the xattr is parsed only when it names one."""
     try:
-        raw = os.getxattr(path, XATTR)
+        raw = quickcalls.get_xattr(path, XATTR)
     except OSError:
         return None
     return sidecar_name(get_meta_quiet(path)) if b'"pl":' in raw else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,10 @@ def _load() -> Any | None:
             "rename": ([ctypes.c_char_p, ctypes.c_char_p], ctypes.c_int),
             "link": ([ctypes.c_char_p, ctypes.c_char_p], ctypes.c_int),
             "unlink": ([ctypes.c_char_p], ctypes.c_int),
+            "getxattr": (
+                [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t],
+                ctypes.c_ssize_t,
+            ),
         }
         for name, (argtypes, restype) in signatures.items():
             fn = getattr(libc, name)
@@ -62,10 +67,31 @@ def _checked(result: int, filename: str | None = None, filename2: str | None = N
 
 def open_new(path: str, mode: int = 0o644) -> int:
     """``os.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode)``."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    return open_fd(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+
+
+def open_fd(path: str, flags: int, mode: int = 0o644) -> int:
+    """``os.open(path, flags, mode)``."""
     if _libc is None:
         return os.open(path, flags, mode)
     return _checked(_libc.open(os.fsencode(path), flags, mode), path)
+
+
+#: xattr values up to this size are read in one call; a larger one is read by ``os``
+_XATTR_BUFFER = 8192
+
+
+def get_xattr(path: str, name: str) -> bytes:
+    """``os.getxattr(path, name)``."""
+    if _libc is None:
+        return os.getxattr(path, name)
+    buffer = ctypes.create_string_buffer(_XATTR_BUFFER)
+    size = _libc.getxattr(os.fsencode(path), name.encode(), buffer, _XATTR_BUFFER)
+    if size < 0:
+        if ctypes.get_errno() == errno.ERANGE:
+            return os.getxattr(path, name)
+        raise _error(path)
+    return buffer.raw[:size]
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -130,9 +130,9 @@ class _Pipeline:
         self._queue: deque[list[bytes]] = deque()
         self._running: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._progress = asyncio.Event()
+        # made by the first job: a small body, hashed on the loop, never needs them
+        self._idle: asyncio.Event | None = None
+        self._progress: asyncio.Event | None = None
 
     async def feed(self, piece: bytes) -> None:
         if self._error is not None:
@@ -144,10 +144,10 @@ class _Pipeline:
         self._batch_len += len(piece)
         if self._batch_len < HASH_BATCH:
             return
-        self._submit_batch()
+        progress = self._submit_batch()
         while len(self._queue) > self.MAX_BACKLOG and self._error is None:
-            self._progress.clear()
-            await self._progress.wait()
+            progress.clear()
+            await progress.wait()
         if self._error is not None:
             raise self._error
 
@@ -159,19 +159,25 @@ class _Pipeline:
                 self._batch, self._batch_len = [], 0
             else:
                 self._submit_batch()
-        await self._idle.wait()
+        if self._idle is not None:
+            await self._idle.wait()
         if self._error is not None:
             raise self._error
 
-    def _submit_batch(self) -> None:
+    def _submit_batch(self) -> asyncio.Event:
+        """Queue the batch gathered so far; returns the event set whenever a job ends."""
+        if self._idle is None or self._progress is None:
+            self._idle, self._progress = asyncio.Event(), asyncio.Event()
         self._queue.append(self._batch)
         self._batch, self._batch_len = [], 0
         self._idle.clear()
         if self._running is None:
             self._next()
+        return self._progress
 
     def _next(self) -> None:
         """Start the next queued job (runs on the event loop, from a done-callback)."""
+        assert self._idle is not None and self._progress is not None, "made by _submit_batch"
         self._progress.set()
         if not self._queue or self._error is not None:
             self._queue.clear()

@@ -891,7 +891,13 @@ class SqliteStore(MetadataStore):
             # One more turn of the event loop first: the requests that are ready now queue
             # their statements too, and share this transaction (each commit writes every page
             # it touched to the WAL, which costs the same for one write or for twenty).
-            await asyncio.sleep(0)
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:  # (the loop is shutting down) nobody's write ran
+                batch, self._pending = self._pending, []
+                for _, future in batch:
+                    future.cancel()
+                raise
             batch, self._pending = self._pending, []
             ops = [op for op, _ in batch]
             try:

@@ -28,6 +28,7 @@ The modules, one concern each:
 * :mod:`.records`    the ``user.minimo`` xattr: what it holds and how an ObjectInfo is read
 * :mod:`.partlayout` a multipart object's part sizes and checksums: in the xattr or a sidecar
 * :mod:`.pool`       the thread pool all file I/O runs on; a full disk as the S3 error
+* :mod:`.quickcalls` file calls that return at once, made without letting go of the GIL
 * :mod:`.writing`    temp files: batched writes, hashing, early writeback, fsync, copies
 * :mod:`.dirsync`    directory fsyncs that concurrent writers of one directory share
 * :mod:`.placing`    a sealed temp file (or folder marker) put in place atomically

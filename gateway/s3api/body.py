@@ -44,10 +44,15 @@ from gateway.protocol.chunked import AwsChunkedDecoder
 from gateway.protocol.errors import S3Error, S3ErrorCode
 from gateway.protocol.uint import parse_uint
 from gateway.s3api.auth import AuthContext
-from gateway.s3api.expect import send_continue
+from gateway.s3api.expect import CONTINUE_SENT, expects_continue, send_continue
 
 #: pieces smaller than this are hashed inline: a thread hop costs more than it saves
 THREAD_MIN = 128 * 1024
+#: hashlib lets go of the GIL while it hashes 2 KiB or more (and, once it did, for every later
+#: update of that digest). On the event loop that costs more than it gives: a thread of the
+#: disk pool or of the SQLite connection takes the GIL, and the loop waits to get it back (two
+#: context switches per update). Pieces hashed on the loop go in slices below that size.
+GIL_KEEPING_SLICE = 2047
 #: bytes gathered before one hashing job goes to a worker thread
 HASH_BATCH = 1 << 20
 
@@ -91,6 +96,15 @@ class _Digests:
         for piece in pieces:
             self.update(piece)
 
+    def update_on_loop(self, piece: bytes) -> None:
+        """:meth:`update` for a small piece on the event loop, keeping the GIL throughout."""
+        if len(piece) <= GIL_KEEPING_SLICE:
+            self.update(piece)
+            return
+        view = memoryview(piece)
+        for start in range(0, len(view), GIL_KEEPING_SLICE):
+            self.update(view[start : start + GIL_KEEPING_SLICE])
+
     @property
     def active(self) -> bool:
         return self.md5 is not None or self.sha256 is not None or bool(self.checksums)
@@ -116,47 +130,54 @@ class _Pipeline:
         self._queue: deque[list[bytes]] = deque()
         self._running: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._progress = asyncio.Event()
+        # made by the first job: a small body, hashed on the loop, never needs them
+        self._idle: asyncio.Event | None = None
+        self._progress: asyncio.Event | None = None
 
     async def feed(self, piece: bytes) -> None:
         if self._error is not None:
             raise self._error
         if len(piece) < THREAD_MIN and self._running is None and not self._batch:
-            self._digests.update(piece)  # small and nothing in flight: a hop would cost more
+            self._digests.update_on_loop(piece)  # small, nothing in flight: a hop costs more
             return
         self._batch.append(piece)
         self._batch_len += len(piece)
         if self._batch_len < HASH_BATCH:
             return
-        self._submit_batch()
+        progress = self._submit_batch()
         while len(self._queue) > self.MAX_BACKLOG and self._error is None:
-            self._progress.clear()
-            await self._progress.wait()
+            progress.clear()
+            await progress.wait()
         if self._error is not None:
             raise self._error
 
     async def drain(self) -> None:
         if self._batch:
             if self._running is None and self._batch_len < THREAD_MIN:
-                self._digests.update_all(self._batch)
+                for piece in self._batch:
+                    self._digests.update_on_loop(piece)
                 self._batch, self._batch_len = [], 0
             else:
                 self._submit_batch()
-        await self._idle.wait()
+        if self._idle is not None:
+            await self._idle.wait()
         if self._error is not None:
             raise self._error
 
-    def _submit_batch(self) -> None:
+    def _submit_batch(self) -> asyncio.Event:
+        """Queue the batch gathered so far; returns the event set whenever a job ends."""
+        if self._idle is None or self._progress is None:
+            self._idle, self._progress = asyncio.Event(), asyncio.Event()
         self._queue.append(self._batch)
         self._batch, self._batch_len = [], 0
         self._idle.clear()
         if self._running is None:
             self._next()
+        return self._progress
 
     def _next(self) -> None:
         """Start the next queued job (runs on the event loop, from a done-callback)."""
+        assert self._idle is not None and self._progress is not None, "made by _submit_batch"
         self._progress.set()
         if not self._queue or self._error is not None:
             self._queue.clear()
@@ -194,6 +215,9 @@ class RequestBody:
     ) -> None:
         self._request = request
         headers = request.headers
+        #: the client holds the body back until told ``100 Continue`` (on the first read): a
+        #: backend that can refuse the write should do so before reading
+        self.awaits_continue = expects_continue(request) and not request.get(CONTINUE_SENT)
         payload_hash = auth.payload_hash or sigv4.UNSIGNED_PAYLOAD
         self.streaming = payload_hash in _STREAMING
         self._decoder: AwsChunkedDecoder | None = None

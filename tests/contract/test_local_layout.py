@@ -443,3 +443,29 @@ def test_crash_mid_write_leaves_no_object(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(check())
+
+
+def test_small_put_is_checked_in_its_write_hop_and_the_refusal_still_comes_first(
+    tmp_path: Path,
+) -> None:
+    """A small PUT's existence checks run in the write's thread hop, after its body was read;
+    a refusal they give (here If-None-Match on an existing object, and a missing bucket) is
+    still the answer when the body is bad too, as when the checks ran first. Nothing is left
+    in the temp directory."""
+
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        await put(store, BUCKET, "taken", b"first")
+        small = pattern(4096)
+        async with raises("PreconditionFailed"):
+            await store.put_object(BUCKET, "taken", Bytes(small), WriteMeta(), if_none_match=True)
+        async with raises("PreconditionFailed"):
+            body = Failing(small, 1024, 1024)
+            await store.put_object(BUCKET, "taken", body, WriteMeta(), if_none_match=True)
+        async with raises("NoSuchBucket"):
+            await store.put_object("missing", "k", Failing(small, 1024, 1024), WriteMeta())
+        async with raises("BadDigest"):  # no check refuses it: the body's own error
+            await store.put_object(BUCKET, "fresh", Failing(small, 1024, 1024), WriteMeta())
+        assert await get(store, BUCKET, "taken") == b"first"
+        assert tmp_entries(root) == []
+
+    run_local(tmp_path, t)

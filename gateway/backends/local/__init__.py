@@ -29,6 +29,7 @@ The modules, one concern each:
 * :mod:`.partlayout` a multipart object's part sizes and checksums: in the xattr or a sidecar
 * :mod:`.pool`       the thread pool all file I/O runs on; a full disk as the S3 error
 * :mod:`.writing`    temp files: batched writes, hashing, early writeback, fsync, copies
+* :mod:`.dirsync`    directory fsyncs that concurrent writers of one directory share
 * :mod:`.placing`    a sealed temp file (or folder marker) put in place atomically
 * :mod:`.buckets`    buckets as the directories at the top of the root
 * :mod:`.reader`     opening an object and sending it (sendfile(2) or read-ahead pieces)

@@ -140,9 +140,12 @@ def place_file(
 ) -> None:
     """Move the sealed temp file ``src`` to ``t`` atomically (link for If-None-Match;
     ``if_match`` checked just before)."""
-    for _attempt in range(_ATTEMPTS):
+    for attempt in range(_ATTEMPTS):
         try:
-            ensure_parents(t)
+            if attempt:
+                # (the first try assumes the directories exist, as they mostly do: a missing
+                # one fails the link or rename with FileNotFoundError, and they are made here)
+                ensure_parents(t)
             check_match(t, if_match)
             if exclusive:
                 os.link(src, t.path)

@@ -4,11 +4,12 @@ becomes on the way back (507 InsufficientStorage), so the event loop never waits
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import functools
 import os
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from gateway.protocol.errors import log_outage, storage_full
@@ -43,24 +44,85 @@ def disk_errors(fn: Callable[..., T], *args: Any) -> T:
 
 
 class DiskPool:
-    """Threads for blocking file work; started on first use, again after :meth:`close`."""
+    """Threads for blocking file work; started on first use, again after :meth:`close`.
+
+    Not a ``concurrent.futures`` executor: ``run_in_executor`` makes a second future (with its
+    own lock and condition) per job and chains the two with callbacks, which on a small PUT's
+    one hop cost the event loop more than the hop itself. Here a job is a tuple on a queue and
+    its answer one ``call_soon_threadsafe``."""
 
     def __init__(self, threads: int) -> None:
         # threads mostly wait in fsync; more of them let the filesystem journal commit many
         # small writes together (threads are only started when needed)
         self._threads = threads
-        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        #: workers waiting for a job that no submitted job has counted on yet
+        self._idle = 0
+        self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="minimo-local")
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, functools.partial(disk_errors, fn, *args))
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # that worker takes this job (or an earlier one)
+                return future
+            if len(self._workers) < self._threads:
+                worker = threading.Thread(
+                    target=self._work,
+                    name=f"minimo-local_{len(self._workers)}",
+                    daemon=True,  # (close() ends them; a process that exits does not wait)
+                )
+                self._workers.append(worker)
+                worker.start()
+        return future
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.submit(fn, *args)
 
+    def _work(self) -> None:
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            loop, future, fn, args = job
+            try:
+                result, error = disk_errors(fn, *args), None
+            except BaseException as exc:  # (handed to the waiting request, whatever it is)
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            del job, future, result, error  # (no reference kept while waiting for the next)
+            with self._lock:
+                self._idle += 1
+
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        with self._lock:
+            workers, self._workers, self._idle = self._workers, [], 0
+        for _ in workers:
+            self._jobs.put(None)
+        if workers:
+            await asyncio.to_thread(_join, workers)
+        self._jobs = queue.SimpleQueue()
+
+
+#: a job on the queue: the loop and future to answer, the function and its arguments
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Answer a job's future on its loop (unless its waiter was cancelled meanwhile)."""
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _join(workers: list[threading.Thread]) -> None:
+    for worker in workers:
+        worker.join()

@@ -59,6 +59,20 @@ from gateway.backends.local.writing import TempFile, copy_into, fsync_dir, seal,
 from gateway.protocol.conditions import check_conditions
 from gateway.protocol.errors import S3Error, S3ErrorCode
 
+#: PUT bodies up to this size are read before the checks that may refuse them, which then run
+#: in the write's one hop to the thread pool: the event loop makes no system call of its own
+#: (each one hands the GIL to the pool's threads and waits to get it back). The client has sent
+#: such a body with its headers anyway, unless it waits for ``100 Continue``.
+CHECK_LATE_MAX = 64 * 1024
+
+
+def _checked_late(body: Body) -> bool:
+    """Whether a PUT of ``body`` runs its existence checks in the write's own thread hop."""
+    size = body.size
+    return (
+        size is not None and size <= CHECK_LATE_MAX and not getattr(body, "awaits_continue", False)
+    )
+
 
 class LocalObjectStore(ObjectStore):
     """Objects as files under ``root``. Safe to share between processes on the same host."""
@@ -145,19 +159,33 @@ class LocalObjectStore(ObjectStore):
         t = self._layout.target(bucket, key)
         if body.size is not None and body.size > MAX_PART_SIZE:
             raise S3Error(S3ErrorCode.EntityTooLarge)
-        # a few stat calls on hot metadata: cheaper inline than a thread hop per small PUT
-        precheck(t, if_none_match, if_match)
+        checked_late = not t.marker and _checked_late(body)
+        if not checked_late:
+            # fail before reading a body that could never be stored
+            precheck(t, if_none_match, if_match)
         if t.marker:
             return await self._put_marker(t, body, meta, if_none_match, if_match, checksum)
         fsync = self._layout.fsync
 
         def finish(temp: TempFile, given: str | None) -> str:
+            if checked_late:
+                precheck(t, if_none_match, if_match)
             etag = temp.md5_hex(given)
             seal(temp, encode_meta(etag, meta, checksum=kept(checksum)), fsync=fsync)
             place_file(temp.path, t, if_none_match, fsync=fsync, if_match=if_match)
             return etag
 
-        return await stream_into_temp(self._pool, self._layout, body, finish)
+        try:
+            return await stream_into_temp(self._pool, self._layout, body, finish)
+        except S3Error:
+            if checked_late:
+                # a refusal the early check would have given wins over the body's own error,
+                # as when the check runs first
+                try:
+                    await self._pool.run(precheck, t, if_none_match, if_match)
+                except S3Error as refusal:
+                    raise refusal from None
+            raise
 
     async def _put_marker(
         self,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gateway.backends.base import Body
+from gateway.backends.local.dirsync import DIRECTORY_SYNC
 from gateway.backends.local.layout import Layout
 from gateway.backends.local.pool import DiskPool
 from gateway.backends.local.reader import READ_CHUNK
@@ -77,12 +78,9 @@ def writev_all(fd: int, chunks: list[bytes]) -> int:
 
 
 def fsync_dir(path: str) -> None:
-    """Make a rename or link durable: the directory entry lives in the parent directory."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make a rename or link durable: the directory entry lives in the parent directory.
+    Concurrent writers of one directory share its fsyncs (:mod:`.dirsync`)."""
+    DIRECTORY_SYNC.sync(path)
 
 
 class TempFile:
@@ -106,7 +104,9 @@ class TempFile:
                 self.fd = os.open(self.path, flags, 0o644)
         return self.fd
 
-    def write(self, chunks: list[bytes]) -> None:
+    def write(self, chunks: list[bytes], *, last: bool = False) -> None:
+        """Append ``chunks``; ``last``: the file is sealed (fsync'd) right after, so starting
+        the writeback early would gain nothing (and cost a system call per small object)."""
         fd = self.open()
         if not chunks:
             return
@@ -114,7 +114,7 @@ class TempFile:
             for chunk in chunks:
                 self.hasher.update(chunk)
         length = writev_all(fd, chunks)
-        if self.writeback and _start_writeback is not None:
+        if self.writeback and not last and _start_writeback is not None:
             _start_writeback(fd, self.size, length)
         self.size += length
 
@@ -269,7 +269,7 @@ def _finish(
     given: str | None,
     finish: Callable[[TempFile, str | None], T],
 ) -> T:
-    temp.write(pending)
+    temp.write(pending, last=True)
     try:
         return finish(temp, given)
     except BaseException:

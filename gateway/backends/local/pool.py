@@ -64,14 +64,16 @@ class DiskPool:
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
         with self._lock:
+            jobs = self._jobs
+            jobs.put((loop, future, fn, args))
             if self._idle:
                 self._idle -= 1  # that worker takes this job (or an earlier one)
                 return future
             if len(self._workers) < self._threads:
                 worker = threading.Thread(
                     target=self._work,
+                    args=(jobs,),
                     name=f"minimo-local_{len(self._workers)}",
                     daemon=True,  # (close() ends them; a process that exits does not wait)
                 )
@@ -82,8 +84,7 @@ class DiskPool:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.submit(fn, *args)
 
-    def _work(self) -> None:
-        jobs = self._jobs
+    def _work(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
         while True:
             job = jobs.get()
             if job is None:
@@ -95,18 +96,26 @@ class DiskPool:
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
                 loop.call_soon_threadsafe(_settle, future, result, error)
-            del job, future, result, error  # (no reference kept while waiting for the next)
+            # no reference kept while waiting for the next job: an idle thread holding its last
+            # job's arguments would keep a large PUT's buffers alive, one set per thread
+            del job, loop, future, fn, args, result, error
             with self._lock:
-                self._idle += 1
+                # a worker of a closed generation (see close) is no longer counted on
+                if jobs is self._jobs:
+                    self._idle += 1
 
     async def close(self) -> None:
+        # A new generation at once (queue, workers, idle count): a job submitted while the old
+        # workers drain starts a worker of its own, and an old worker that finishes its last
+        # job late cannot count itself idle in the new generation (a job counted on such a
+        # worker would never run).
         with self._lock:
-            workers, self._workers, self._idle = self._workers, [], 0
+            workers, jobs = self._workers, self._jobs
+            self._workers, self._jobs, self._idle = [], queue.SimpleQueue(), 0
         for _ in workers:
-            self._jobs.put(None)
+            jobs.put(None)  # after every job queued before: those still run
         if workers:
             await asyncio.to_thread(_join, workers)
-        self._jobs = queue.SimpleQueue()
 
 
 #: a job on the queue: the loop and future to answer, the function and its arguments

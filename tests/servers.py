@@ -28,10 +28,43 @@ VERSITYGW_ACCESS = "vgwadmin"
 VERSITYGW_SECRET = "vgwadmin-secret-for-tests-only"
 
 
+#: where test servers listen: below the kernel's ephemeral range (32768-60999 by default), from
+#: which every outgoing connection takes its local port. A port picked there is free only until
+#: some client connects somewhere; one picked below it stays free until a server binds it.
+_PORTS_BELOW = 32768
+_PORTS_FROM = 20000
+
+
+def _port_range() -> range:
+    """This test process's share of the ports (pytest-xdist workers get disjoint shares, so two
+    workers never pick the same port)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    share = (_PORTS_BELOW - _PORTS_FROM) // max(count, 1)
+    start = _PORTS_FROM + share * min(index, max(count, 1) - 1)
+    return range(start, start + share)
+
+
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 nobody listens on, never handed out twice by this process while
+    others are left (a server that has just stopped may leave its port in TIME_WAIT)."""
+    ports = _port_range()
+    if not _next_port:
+        _next_port.append(ports.start + os.getpid() % len(ports))
+    for _ in range(len(ports)):
+        port = _next_port[0]
+        _next_port[0] = port + 1 if port + 1 < ports.stop else ports.start
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken (by a server of another test run, say): the next one
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def go_binary(name: str) -> str:

@@ -418,6 +418,10 @@ _UNAVAILABLE_CODES = frozenset(
 _FULL_CODES = frozenset({14031})
 #: what FerretDB (on SQLite or PostgreSQL) says when its disk is full; it has no code for it
 _FULL_TEXT = ("disk is full", "no space left", "could not extend file")
+#: FerretDB's answer (InternalError, code 1) to an operation its shutdown or a time limit cut
+#: short: Go's context errors. The operation may or may not have happened, as after a lost
+#: connection, so it is an outage like one (seen on SIGTERM under write load: a 500 otherwise)
+_CUT_SHORT_TEXT = ("context canceled", "context deadline exceeded")
 
 
 def translate_mongo_error(exc: Exception) -> StoreError | None:
@@ -426,8 +430,9 @@ def translate_mongo_error(exc: Exception) -> StoreError | None:
 
     Unavailable: every ConnectionFailure (AutoReconnect, NetworkTimeout,
     ServerSelectionTimeoutError, NotPrimaryError, WaitQueueTimeoutError), server-side time
-    limits (ExecutionTimeout, WTimeoutError), the failover and shutdown codes, anything
-    labelled retryable, and any error PyMongo marks as a timeout (client-side timeoutMS).
+    limits (ExecutionTimeout, WTimeoutError), the failover and shutdown codes, FerretDB's
+    operations cut short by its shutdown, anything labelled retryable, and any error PyMongo
+    marks as a timeout (client-side timeoutMS).
     """
     if isinstance(exc, OperationFailure):
         if exc.code in _FULL_CODES or any(t in str(exc).lower() for t in _FULL_TEXT):
@@ -435,6 +440,7 @@ def translate_mongo_error(exc: Exception) -> StoreError | None:
         if (
             isinstance(exc, ExecutionTimeout | WTimeoutError)
             or exc.code in _UNAVAILABLE_CODES
+            or (exc.code == 1 and any(t in str(exc) for t in _CUT_SHORT_TEXT))
             or exc.has_error_label("RetryableWriteError")
             or exc.timeout
         ):

@@ -43,8 +43,14 @@ from policy.store.sqlite import SqliteStore, translate_sqlite_error
         OperationFailure("not writable primary", 10107),
         OperationFailure("interrupted due to repl state change", 11602),
         OperationFailure("shutdown in progress", 91),
+        # FerretDB stopping (SIGTERM) while a write runs: Go's context error, code 1
+        OperationFailure(
+            "[msg_insert.go:168 handler.(*Handler).MsgInsert] "
+            "[db.go:134 fsql.(*DB).InTransaction] context canceled",
+            1,
+        ),
     ],
-    ids=lambda e: type(e).__name__,
+    ids=lambda e: f"{type(e).__name__}-{getattr(e, 'code', None)}",
 )
 def test_mongo_outages_are_unavailable(exc: Exception) -> None:
     assert isinstance(translate_mongo_error(exc), StoreUnavailable)
@@ -57,6 +63,7 @@ def test_mongo_full_and_other_errors() -> None:
     # not outages: they pass unchanged (a duplicate is handled by the store, a bug stays a 500)
     assert translate_mongo_error(DuplicateKeyError("E11000 duplicate key", 11000)) is None
     assert translate_mongo_error(OperationFailure("bad query", 2)) is None
+    assert translate_mongo_error(OperationFailure("some other internal error", 1)) is None
     assert translate_mongo_error(ValueError("bug")) is None
 
 

@@ -7,6 +7,7 @@ when a dependency is missing.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -39,25 +40,27 @@ def _port_range() -> range:
     """This test process's share of the ports (pytest-xdist workers get disjoint shares, so two
     workers never pick the same port)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    share = (_PORTS_BELOW - _PORTS_FROM) // max(count, 1)
-    start = _PORTS_FROM + share * min(index, max(count, 1) - 1)
+    share = (_PORTS_BELOW - _PORTS_FROM) // count
+    start = _PORTS_FROM + share * min(index, count - 1)
     return range(start, start + share)
 
 
-_next_port: list[int] = []
+#: this process's ports in the order they are handed out (from a point set by the process id,
+#: so two test runs at once start apart), made on the first call
+_port_cycle: Iterator[int] | None = None
 
 
 def free_port() -> int:
     """A port on 127.0.0.1 nobody listens on, never handed out twice by this process while
     others are left (a server that has just stopped may leave its port in TIME_WAIT)."""
+    global _port_cycle
     ports = _port_range()
-    if not _next_port:
-        _next_port.append(ports.start + os.getpid() % len(ports))
-    for _ in range(len(ports)):
-        port = _next_port[0]
-        _next_port[0] = port + 1 if port + 1 < ports.stop else ports.start
+    if _port_cycle is None:
+        first = os.getpid() % len(ports)
+        _port_cycle = itertools.cycle([*ports[first:], *ports[:first]])
+    for port in itertools.islice(_port_cycle, len(ports)):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

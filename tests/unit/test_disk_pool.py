@@ -21,10 +21,6 @@ class _Buffer:
     """Stands in for a PUT's body buffers: something a weak reference can watch."""
 
 
-def _touch(buffers: list[_Buffer]) -> int:
-    return len(buffers)
-
-
 def _fail(err: int) -> None:
     raise OSError(err, "synthetic failure", "/data/x")
 
@@ -119,4 +115,4 @@ def test_an_idle_thread_keeps_no_reference_to_its_last_job() -> None:
 
 def _both(gate: threading.Event, buffers: list[_Buffer]) -> int:
     gate.wait(10)
-    return _touch(buffers)
+    return len(buffers)

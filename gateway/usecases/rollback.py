@@ -119,7 +119,7 @@ async def finish_dead_delete(
         outcome="allowed",
         details=details,
     )
-    await metadata.finish_delete(intent.bucket, intent.key, event, intent.id)
+    await metadata.finish_delete(intent.bucket, intent.key, event, intent.id, again=True)
 
 
 def _written_by(info: ObjectInfo, intent: WriteIntent, etag: str | None) -> bool:
@@ -210,7 +210,7 @@ class Janitor:
                 return
             details = {**event.details, "acknowledged": False}
             event_now = replace(event, details=details)
-            await self.metadata.finish_delete(bucket, key, event_now, intent_id)
+            await self.metadata.finish_delete(bucket, key, event_now, intent_id, again=True)
 
         self._add(f"delete {s3_url(bucket, key)} {id(event)}", _Repair(bucket, key, fix))
 

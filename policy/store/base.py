@@ -260,13 +260,24 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def finish_delete(
-        self, bucket: str, key: str, audit: AuditEvent, intent_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        audit: AuditEvent,
+        intent_id: str | None = None,
+        *,
+        again: bool = False,
     ) -> bool:
         """After the object store deleted (bucket, key): drop its current record and write-once
         claim (as :meth:`delete_object_record`), mark the key's write intents superseded again
         (writes that started while the delete ran), append ``audit`` and drop the delete intent
         ``intent_id``, all or (as far as the store allows) nothing, the intent last. Returns
-        whether a current record existed."""
+        whether a current record existed.
+
+        ``again``: an earlier finish of ``intent_id`` may have stored part or all of itself
+        (it failed half way, or succeeded and its answer was lost: the janitor's and
+        recovery's finishes). The delete then keeps one audit event, this one, which says the
+        client was not told."""
 
     @abstractmethod
     async def roll_back_write(self, intent: WriteIntent) -> None:

@@ -1031,15 +1031,37 @@ class MongoMetadataStore(MetadataStore):
         return _object(doc)
 
     async def finish_delete(
-        self, bucket: str, key: str, audit: AuditEvent, intent_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        audit: AuditEvent,
+        intent_id: str | None = None,
+        *,
+        again: bool = False,
     ) -> bool:
         # The delete intent goes last: until then a new write of the key is refused, and an
         # interrupted finish is found (and finished) by recovery.
         await self.supersede_writes(bucket, key)
         existed = await self.delete_object_record(bucket, key)
-        await self.append_audit(audit)
-        if intent_id is not None:
-            await self.abort_write(intent_id)
+        if intent_id is None:
+            await self.append_audit(audit)
+            return existed
+        # The event carries the delete's intent. These are separate commands, so a finish can
+        # stop after the event (the store went away), or do everything and lose its answer;
+        # the client then heard 503 and the finish is run again (the janitor, or recovery)
+        # with an event marked not acknowledged. That one replaces the first, so the log holds
+        # one event per delete, saying what its client was told. Only a finish run again
+        # looks the event up: FerretDB's SQLite handler reads a whole collection per filter.
+        doc = {**_audit_doc(audit), "intent_id": intent_id}
+        if again:
+            await self.db[AUDIT].update_one(
+                {"intent_id": intent_id},
+                {"$set": doc, "$setOnInsert": {"_id": ObjectId()}},
+                upsert=True,
+            )
+        else:
+            await self.db[AUDIT].insert_one(doc)
+        await self.abort_write(intent_id)
         return existed
 
     async def roll_back_write(self, intent: WriteIntent) -> None:

@@ -966,8 +966,16 @@ class SqliteStore(MetadataStore):
         return await self._batched(op)
 
     async def finish_delete(
-        self, bucket: str, key: str, audit: AuditEvent, intent_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        audit: AuditEvent,
+        intent_id: str | None = None,
+        *,
+        again: bool = False,
     ) -> bool:
+        # one transaction: a finish that failed stored nothing, so one run again adds the
+        # delete's only event (``again`` changes nothing here)
         def op(conn: sqlite3.Connection) -> bool:
             existed = _delete_record(conn, bucket, key)
             _supersede_writes(conn, bucket, key)

@@ -418,10 +418,18 @@ _UNAVAILABLE_CODES = frozenset(
 _FULL_CODES = frozenset({14031})
 #: what FerretDB (on SQLite or PostgreSQL) says when its disk is full; it has no code for it
 _FULL_TEXT = ("disk is full", "no space left", "could not extend file")
-#: FerretDB's answer (InternalError, code 1) to an operation its shutdown or a time limit cut
-#: short: Go's context errors. The operation may or may not have happened, as after a lost
-#: connection, so it is an outage like one (seen on SIGTERM under write load: a 500 otherwise)
-_CUT_SHORT_TEXT = ("context canceled", "context deadline exceeded")
+#: FerretDB's answers (InternalError, code 1) to an operation it could not finish now: one its
+#: shutdown or a time limit cut short (Go's context errors; it may or may not have happened, as
+#: after a lost connection: seen on SIGTERM under write load), and one its SQLite handler could
+#: not get the database lock for (SQLITE_BUSY past its busy timeout, nothing done: seen under a
+#: soak's load, 4 s before an outage). Outages, like this project's own SQLite store locked too
+#: long; a 500 otherwise.
+_NOT_NOW_TEXT = (
+    "context canceled",
+    "context deadline exceeded",
+    "database is locked",
+    "SQLITE_BUSY",
+)
 
 
 def translate_mongo_error(exc: Exception) -> StoreError | None:
@@ -431,8 +439,8 @@ def translate_mongo_error(exc: Exception) -> StoreError | None:
     Unavailable: every ConnectionFailure (AutoReconnect, NetworkTimeout,
     ServerSelectionTimeoutError, NotPrimaryError, WaitQueueTimeoutError), server-side time
     limits (ExecutionTimeout, WTimeoutError), the failover and shutdown codes, FerretDB's
-    operations cut short by its shutdown, anything labelled retryable, and any error PyMongo
-    marks as a timeout (client-side timeoutMS).
+    operations cut short by its shutdown or refused its SQLite lock, anything labelled
+    retryable, and any error PyMongo marks as a timeout (client-side timeoutMS).
     """
     if isinstance(exc, OperationFailure):
         if exc.code in _FULL_CODES or any(t in str(exc).lower() for t in _FULL_TEXT):
@@ -440,7 +448,7 @@ def translate_mongo_error(exc: Exception) -> StoreError | None:
         if (
             isinstance(exc, ExecutionTimeout | WTimeoutError)
             or exc.code in _UNAVAILABLE_CODES
-            or (exc.code == 1 and any(t in str(exc) for t in _CUT_SHORT_TEXT))
+            or (exc.code == 1 and any(t in str(exc) for t in _NOT_NOW_TEXT))
             or exc.has_error_label("RetryableWriteError")
             or exc.timeout
         ):

@@ -49,6 +49,14 @@ from policy.store.sqlite import SqliteStore, translate_sqlite_error
             "[db.go:134 fsql.(*DB).InTransaction] context canceled",
             1,
         ),
+        # FerretDB's SQLite handler under write load: its own database lock not had in time
+        OperationFailure(
+            "[msg_delete.go:95 handler.(*Handler).MsgDelete] "
+            "[msg_delete.go:169 handler.(*Handler).execDelete] "
+            "[collection.go:241 sqlite.(*collection).DeleteAll] "
+            "database is locked (5) (SQLITE_BUSY)",
+            1,
+        ),
     ],
     ids=lambda e: f"{type(e).__name__}-{getattr(e, 'code', None)}",
 )

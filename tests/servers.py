@@ -261,12 +261,14 @@ def _wait_writable(endpoint: str, root: Path, timeout: float = 120.0) -> None:
 
 
 def ferretdb_command(
-    root: Path, data: Path, port: int, postgresql_url: str | None = None
+    root: Path, data: Path, port: int, postgresql_url: str | None = None, sqlite_query: str = ""
 ) -> list[str]:
     """FerretDB on SQLite files in ``data`` (or on the PostgreSQL database at
-    ``postgresql_url``), listening on 127.0.0.1:``port``."""
+    ``postgresql_url``), listening on 127.0.0.1:``port``. ``sqlite_query``: the SQLite URL's
+    query (e.g. ``_pragma=busy_timeout(100)``)."""
     if postgresql_url is None:
-        handler = ["--handler=sqlite", f"--sqlite-url=file:{data}/"]
+        query = f"?{sqlite_query}" if sqlite_query else ""
+        handler = ["--handler=sqlite", f"--sqlite-url=file:{data}/{query}"]
     else:
         handler = ["--handler=postgresql", f"--postgresql-url={postgresql_url}"]
     return [
@@ -282,7 +284,9 @@ def ferretdb_command(
 
 
 @contextmanager
-def run_ferretdb(root: Path, postgresql_url: str | None = None) -> Iterator[str]:
+def run_ferretdb(
+    root: Path, postgresql_url: str | None = None, sqlite_query: str = ""
+) -> Iterator[str]:
     """FerretDB (MongoDB wire protocol) on SQLite files under ``root`` (or, given
     ``postgresql_url``, on that PostgreSQL database: FerretDB's handler closer to a real
     MongoDB, which pushes filters and sorts down); yields its URI.
@@ -295,7 +299,7 @@ def run_ferretdb(root: Path, postgresql_url: str | None = None) -> Iterator[str]
     port = free_port()
     log = open(root / f"ferretdb-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ferretdb_command(root, data, port, postgresql_url),
+        ferretdb_command(root, data, port, postgresql_url, sqlite_query),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,

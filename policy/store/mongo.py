@@ -40,8 +40,6 @@ import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, monitoring
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
@@ -80,6 +78,7 @@ from policy.store.base import (
     encode_cursor,
     translate_errors,
 )
+from policy.store.mongo_lock_retry import LockRetryingCollection, LockRetryingDatabase
 
 DEFAULT_DATABASE = "minimo"
 
@@ -481,27 +480,29 @@ class MongoMetadataStore(MetadataStore):
         #: the commands of a write with one)
         self.event_listeners = list(event_listeners)
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
-        self._db: AsyncDatabase[dict[str, Any]] | None = None
+        #: commands FerretDB's SQLite handler refused for its lock are sent again
+        #: (policy.store.mongo_lock_retry)
+        self._db: LockRetryingDatabase | None = None
 
     def __repr__(self) -> str:
         return f"MongoMetadataStore({redact_uri(self.uri)!r}, database={self.database_name!r})"
 
     @property
-    def db(self) -> AsyncDatabase[dict[str, Any]]:
+    def db(self) -> LockRetryingDatabase:
         if self._db is None:
             raise RuntimeError("the metadata store is not open")
         return self._db
 
     @property
-    def users(self) -> AsyncCollection[dict[str, Any]]:
+    def users(self) -> LockRetryingCollection:
         return self.db[USERS]
 
     @property
-    def keys(self) -> AsyncCollection[dict[str, Any]]:
+    def keys(self) -> LockRetryingCollection:
         return self.db[ACCESS_KEYS]
 
     @property
-    def key_revocations(self) -> AsyncCollection[dict[str, Any]]:
+    def key_revocations(self) -> LockRetryingCollection:
         return self.db[KEY_REVOCATIONS]
 
     async def open(self) -> None:
@@ -515,7 +516,7 @@ class MongoMetadataStore(MetadataStore):
             appname="minimo",
             event_listeners=self.event_listeners,
         )
-        self._db = self._client[self.database_name]
+        self._db = LockRetryingDatabase(self._client[self.database_name])
         await self._ensure_indexes()
 
     async def _ensure_indexes(self) -> None:

@@ -420,9 +420,9 @@ _FULL_TEXT = ("disk is full", "no space left", "could not extend file")
 #: FerretDB's answers (InternalError, code 1) to an operation it could not finish now: one its
 #: shutdown or a time limit cut short (Go's context errors; it may or may not have happened, as
 #: after a lost connection: seen on SIGTERM under write load), and one its SQLite handler could
-#: not get the database lock for (SQLITE_BUSY past its busy timeout, nothing done: seen under a
-#: soak's load, 4 s before an outage). Outages, like this project's own SQLite store locked too
-#: long; a 500 otherwise.
+#: not get the database lock for (SQLITE_BUSY: nothing done; seen under a soak's load, and
+#: sent again first by policy.store.mongo_lock_retry). Outages, like this project's own SQLite
+#: store locked too long; a 500 otherwise.
 _NOT_NOW_TEXT = (
     "context canceled",
     "context deadline exceeded",

@@ -78,7 +78,11 @@ from policy.store.base import (
     encode_cursor,
     translate_errors,
 )
-from policy.store.mongo_lock_retry import LockRetryingCollection, LockRetryingDatabase
+from policy.store.mongo_lock_retry import (
+    LockRetryingCollection,
+    LockRetryingDatabase,
+    refused_for_lock,
+)
 
 DEFAULT_DATABASE = "minimo"
 
@@ -417,18 +421,10 @@ _UNAVAILABLE_CODES = frozenset(
 _FULL_CODES = frozenset({14031})
 #: what FerretDB (on SQLite or PostgreSQL) says when its disk is full; it has no code for it
 _FULL_TEXT = ("disk is full", "no space left", "could not extend file")
-#: FerretDB's answers (InternalError, code 1) to an operation it could not finish now: one its
-#: shutdown or a time limit cut short (Go's context errors; it may or may not have happened, as
-#: after a lost connection: seen on SIGTERM under write load), and one its SQLite handler could
-#: not get the database lock for (SQLITE_BUSY: nothing done; seen under a soak's load, and
-#: sent again first by policy.store.mongo_lock_retry). Outages, like this project's own SQLite
-#: store locked too long; a 500 otherwise.
-_NOT_NOW_TEXT = (
-    "context canceled",
-    "context deadline exceeded",
-    "database is locked",
-    "SQLITE_BUSY",
-)
+#: FerretDB's answer (InternalError, code 1) to an operation its shutdown or a time limit cut
+#: short: Go's context errors. The operation may or may not have happened, as after a lost
+#: connection, so it is an outage like one (seen on SIGTERM under write load: a 500 otherwise)
+_CUT_SHORT_TEXT = ("context canceled", "context deadline exceeded")
 
 
 def translate_mongo_error(exc: Exception) -> StoreError | None:
@@ -447,7 +443,10 @@ def translate_mongo_error(exc: Exception) -> StoreError | None:
         if (
             isinstance(exc, ExecutionTimeout | WTimeoutError)
             or exc.code in _UNAVAILABLE_CODES
-            or (exc.code == 1 and any(t in str(exc) for t in _NOT_NOW_TEXT))
+            or (exc.code == 1 and any(t in str(exc) for t in _CUT_SHORT_TEXT))
+            # SQLite's lock not had, still so after policy.store.mongo_lock_retry's tries:
+            # nothing done, and an outage like this project's own SQLite store locked too long
+            or refused_for_lock(exc)
             or exc.has_error_label("RetryableWriteError")
             or exc.timeout
         ):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -324,6 +325,19 @@ def test_reads_on_the_event_loop_only_on_local_file_systems(tmp_path: Path) -> N
 
     async def t(store: LocalObjectStore, root: Path) -> None:
         assert store._from_cache == on_local_filesystem(str(root))
+
+    run_local(tmp_path, t)
+
+
+def test_upload_ids_are_safe_command_line_arguments(tmp_path: Path) -> None:
+    """`aws s3api upload-part --upload-id ID` takes an ID that begins with '-' for an option
+    (CI saw it: "argument --upload-id: expected one argument"); no id begins so, or needs
+    quoting in a shell or a URL."""
+
+    async def t(store: LocalObjectStore, root: Path) -> None:
+        ids = [await store.create_multipart_upload(BUCKET, f"k{n}", WriteMeta()) for n in range(64)]
+        assert len(set(ids)) == 64
+        assert [i for i in ids if not re.fullmatch(r"[0-9a-z]{32,}", i)] == []
 
     run_local(tmp_path, t)
 

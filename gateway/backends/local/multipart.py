@@ -163,7 +163,9 @@ class Uploads:
 
     def create(self, t: Target, meta: WriteMeta, checksum: tuple[str, str] | None = None) -> str:
         require_bucket(t.bucket_dir, t.bucket)
-        upload_id = secrets.token_urlsafe(24)
+        # hex: an id that began with '-' (1 in 64 of URL-safe base64 ones) is taken for an
+        # option by command-line clients (`aws s3api upload-part --upload-id -Bx4...`)
+        upload_id = secrets.token_hex(24)
         updir = os.path.join(self._layout.uploads_dir(t.bucket), upload_id)
         # build the upload in tmp, then rename: a half-created upload is never listed
         staging = self._layout.tmp_path("upload")
